@@ -1,0 +1,128 @@
+//! The agent ⇄ dispatcher protocol.
+//!
+//! These messages are exactly what the network dispatcher carries over gRPC once nodes
+//! join over the network; on a single node the agent calls the manager's dispatcher
+//! in-process through the same [`DispatcherApi`] trait. Shape follows swarmkit's
+//! dispatcher: a session stream, heartbeats, assignments (a complete set on connect, then
+//! incremental changes) and batched task status updates.
+
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::objects::{Config, Node, NodeDescription, Secret, Task, TaskStatus};
+
+/// Opens a session. The node ID comes from the node's certificate on the network path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRequest {
+    pub node_id: String,
+    pub description: NodeDescription,
+    /// The node's data-plane address (`--node-addr`).
+    pub addr: String,
+}
+
+/// Sent on the session stream when it opens and whenever the node object or the manager
+/// set changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionMessage {
+    pub session_id: String,
+    pub node: Node,
+    /// Cluster addresses of the managers, for reconnecting elsewhere.
+    pub managers: Vec<String>,
+    pub heartbeat_period_ms: u64,
+}
+
+/// Whether an assignment is (re)sent or withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AssignmentAction {
+    Update,
+    Remove,
+}
+
+/// An object a node needs: its tasks and the secrets and configs they reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Assignment {
+    Task(Task),
+    Secret(Secret),
+    Config(Config),
+}
+
+impl Assignment {
+    pub fn id(&self) -> &str {
+        match self {
+            Assignment::Task(t) => &t.id,
+            Assignment::Secret(s) => &s.id,
+            Assignment::Config(c) => &c.id,
+        }
+    }
+}
+
+/// One change in a node's assignment set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignmentChange {
+    pub action: AssignmentAction,
+    pub assignment: Assignment,
+}
+
+/// Complete: the whole set (everything not in it is withdrawn). Incremental: only changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AssignmentsKind {
+    Complete,
+    Incremental,
+}
+
+/// A message on the assignments stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignmentsMessage {
+    pub kind: AssignmentsKind,
+    pub changes: Vec<AssignmentChange>,
+}
+
+/// A task's observed status as the agent reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatusUpdate {
+    pub task_id: String,
+    pub status: TaskStatus,
+}
+
+/// Why a dispatcher call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+pub enum DispatchError {
+    /// The session is unknown or expired: open a new one.
+    #[error("session invalid")]
+    SessionInvalid,
+    /// This manager is not the leader; try the named one.
+    #[error("not the leader")]
+    NotLeader { leader_addr: Option<String> },
+    /// The node was removed from the swarm.
+    #[error("node {0} was removed from the swarm")]
+    NodeRemoved(String),
+    #[error("dispatcher unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type DispatchStream<T> = BoxStream<'static, Result<T, DispatchError>>;
+
+/// The dispatcher as the agent sees it (in-process now, gRPC client later).
+#[async_trait::async_trait]
+pub trait DispatcherApi: Send + Sync + 'static {
+    /// Opens a session; the first message carries the session ID.
+    async fn session(
+        &self,
+        req: SessionRequest,
+    ) -> Result<DispatchStream<SessionMessage>, DispatchError>;
+    /// Keeps the session alive; returns the period until the next heartbeat is due.
+    async fn heartbeat(&self, session_id: &str) -> Result<Duration, DispatchError>;
+    /// The node's assignments: one `Complete` message, then `Incremental` ones.
+    async fn assignments(
+        &self,
+        session_id: &str,
+    ) -> Result<DispatchStream<AssignmentsMessage>, DispatchError>;
+    /// Reports observed task states, many per call.
+    async fn update_task_status(
+        &self,
+        session_id: &str,
+        updates: Vec<TaskStatusUpdate>,
+    ) -> Result<(), DispatchError>;
+}

@@ -1,0 +1,378 @@
+//! The objects kept in the replicated store.
+//!
+//! Field ownership (DESIGN §2, principle 3): each field's doc comment names its one writer.
+
+use std::collections::HashMap;
+
+use bollard_stubs::models::{
+    ContainerStatus, EndpointPortConfig, EndpointSpec, NodeSpec, PortStatus, ServiceSpec,
+    ServiceUpdateStatus, SwarmSpec, TaskSpec, TaskState,
+};
+use serde::{Deserialize, Serialize};
+
+/// Version and timestamps of a stored object. Written only by the store's apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Raft log index of the entry that last wrote the object. Updates must carry the
+    /// version they read; a mismatch is a conflict.
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The kinds of object in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    Cluster,
+    Node,
+    Service,
+    Task,
+    Network,
+    Secret,
+    Config,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Cluster => "cluster",
+            Kind::Node => "node",
+            Kind::Service => "service",
+            Kind::Task => "task",
+            Kind::Network => "network",
+            Kind::Secret => "secret",
+            Kind::Config => "config",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The swarm itself: one object, created by `swarm init`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: String,
+    pub meta: Meta,
+    /// Written by the API (`swarm update`).
+    pub spec: SwarmSpec,
+    /// Root CA. Written by the CA at init and on rotation.
+    pub root_ca: RootCa,
+    /// Join secrets. Written by the API (`join-token --rotate`).
+    pub join_tokens: JoinTokens,
+    /// Default address pool for overlay networks (CIDRs) and the subnet size.
+    pub default_addr_pool: Vec<String>,
+    pub subnet_size: u32,
+    pub data_path_port: u32,
+}
+
+/// The swarm's root certificate authority.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RootCa {
+    pub cert_pem: String,
+    /// The CA's private key. Lives only in the managers' store (encrypted at rest later).
+    pub key_pem: String,
+    /// `sha256:<hex>` digest of the DER certificate, as embedded in join tokens.
+    pub digest: String,
+}
+
+/// The current worker and manager join tokens (`SWMTKN-1-<ca digest>-<secret>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JoinTokens {
+    pub worker: String,
+    pub manager: String,
+}
+
+/// A member of the swarm.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    pub meta: Meta,
+    /// Desired role, labels, availability. Written by the API (`node update`).
+    pub spec: NodeSpec,
+    /// What the node reported about itself. Written by the dispatcher from the session.
+    pub description: NodeDescription,
+    /// Ready/down and the node's address. Written by the dispatcher.
+    pub status: NodeStatus,
+    /// Set for managers: raft id and cluster address. Written by the raft membership code.
+    pub manager: Option<ManagerInfo>,
+    /// The role the node's certificate carries. Written by the CA.
+    pub role: Role,
+}
+
+/// A node's role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    #[default]
+    Worker,
+    Manager,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Worker => "worker",
+            Role::Manager => "manager",
+        }
+    }
+}
+
+/// What a node reports about itself when it opens a session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeDescription {
+    pub hostname: String,
+    pub os: String,
+    pub architecture: String,
+    /// CPU capacity in nano-CPUs (1e9 per core).
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    pub engine_version: String,
+    /// Labels of the node's engine (`engine.labels.*` constraints).
+    pub engine_labels: HashMap<String, String>,
+    /// Which executor runs the node's tasks: "docker" or "process".
+    pub executor: String,
+}
+
+/// Observed state of a node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub state: NodeState,
+    pub message: String,
+    /// The address the node's data plane binds to.
+    pub addr: String,
+}
+
+/// Liveness of a node as the dispatcher sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeState {
+    #[default]
+    Unknown,
+    Down,
+    Ready,
+    Disconnected,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unknown => "unknown",
+            NodeState::Down => "down",
+            NodeState::Ready => "ready",
+            NodeState::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// Raft membership of a manager node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ManagerInfo {
+    pub raft_id: u64,
+    /// Cluster (gRPC) address, e.g. `127.0.0.2:2377`.
+    pub addr: String,
+}
+
+/// A service: the spec the user wrote plus what the cluster derived from it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub meta: Meta,
+    /// Written by the API (`service create/update`).
+    pub spec: ServiceSpec,
+    /// The spec before the last update, for rollback. Written by the API.
+    pub previous_spec: Option<ServiceSpec>,
+    /// Incremented by the API on each spec change; tasks record the value they were made
+    /// from, so "up to date" is a number comparison.
+    pub spec_version: u64,
+    /// Published ports after allocation (auto-assigned published ports filled in).
+    /// Written by the allocator.
+    pub endpoint: ServiceEndpoint,
+    /// Rolling update progress. Written by the updater.
+    pub update_status: Option<ServiceUpdateStatus>,
+    /// For jobs: incremented by the API on each (re-)run.
+    pub job_iteration: u64,
+    /// Set when the service is being deleted; orchestrators shut its tasks down and the
+    /// reaper removes the object once no task remains.
+    pub pending_delete: bool,
+}
+
+/// Allocated endpoint of a service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceEndpoint {
+    /// The endpoint spec the ports were allocated for (a copy of `spec.endpoint_spec`).
+    pub spec: Option<EndpointSpec>,
+    pub ports: Vec<EndpointPortConfig>,
+    pub virtual_ips: Vec<VirtualIp>,
+}
+
+/// A service's virtual IP on a network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VirtualIp {
+    pub network_id: String,
+    pub addr: String,
+}
+
+/// One instance of a service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub meta: Meta,
+    pub service_id: String,
+    /// Service name at creation (for container names and logs).
+    pub service_name: String,
+    /// Replicated services: 1..=replicas. Global services: 0 (the node identifies it).
+    pub slot: u64,
+    /// Written by the scheduler (replicated) or the global orchestrator.
+    pub node_id: String,
+    /// Copy of the service's task template when the task was made. Written by orchestrators.
+    pub spec: TaskSpec,
+    /// `Service::spec_version` the task was made from.
+    pub spec_version: u64,
+    /// Service labels at creation, for `label=` filters.
+    pub service_labels: HashMap<String, String>,
+    /// Written by orchestrators only; moves forward.
+    pub desired_state: TaskState,
+    /// Observed state. Written by the allocator/scheduler up to ASSIGNED, then by the agent.
+    pub status: TaskStatus,
+    /// Ports published for this task (copy of the service endpoint at creation).
+    pub endpoint_ports: Vec<EndpointPortConfig>,
+    /// Job iteration the task belongs to (jobs only).
+    pub job_iteration: Option<u64>,
+}
+
+impl Task {
+    /// The task's name as Docker shows it: `service.slot` or `service.node` for global.
+    pub fn display_name(&self) -> String {
+        if self.slot > 0 {
+            format!("{}.{}", self.service_name, self.slot)
+        } else {
+            format!("{}.{}", self.service_name, self.node_id)
+        }
+    }
+
+    /// The container name Docker uses: `service.slot.taskid` (or `service.node.taskid`).
+    pub fn container_name(&self) -> String {
+        format!("{}.{}", self.display_name(), self.id)
+    }
+}
+
+/// Observed status of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    pub timestamp: String,
+    pub message: String,
+    /// Error text when the task failed or was rejected.
+    pub err: String,
+    pub container: Option<ContainerStatus>,
+    /// Host ports the executor bound for the task's targets.
+    pub ports: Option<PortStatus>,
+    /// Why the scheduler could not place the task (shown by `service ps`).
+    pub sched_err: String,
+}
+
+impl Default for TaskStatus {
+    fn default() -> Self {
+        TaskStatus {
+            state: TaskState::NEW,
+            timestamp: String::new(),
+            message: String::new(),
+            err: String::new(),
+            container: None,
+            ports: None,
+            sched_err: String::new(),
+        }
+    }
+}
+
+/// A network object (overlay networks; `ingress`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub meta: Meta,
+    pub name: String,
+    pub driver: String,
+    pub labels: HashMap<String, String>,
+    pub attachable: bool,
+    pub ingress: bool,
+    pub internal: bool,
+    pub subnet: String,
+    pub gateway: String,
+    pub options: HashMap<String, String>,
+}
+
+/// A secret. The data is kept in the store (encrypted at rest later) and never returned by
+/// the API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Secret {
+    pub id: String,
+    pub meta: Meta,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub data: Vec<u8>,
+    pub driver: Option<String>,
+    pub templating: Option<String>,
+}
+
+/// A config. Like a secret, but its data is shown by `config inspect`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub id: String,
+    pub meta: Meta,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub data: Vec<u8>,
+    pub templating: Option<String>,
+}
+
+/// Any stored object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Object {
+    Cluster(Cluster),
+    Node(Node),
+    Service(Service),
+    Task(Task),
+    Network(Network),
+    Secret(Secret),
+    Config(Config),
+}
+
+macro_rules! object_accessors {
+    ($($variant:ident),*) => {
+        impl Object {
+            pub fn kind(&self) -> Kind {
+                match self { $(Object::$variant(_) => Kind::$variant,)* }
+            }
+            pub fn id(&self) -> &str {
+                match self { $(Object::$variant(o) => &o.id,)* }
+            }
+            pub fn meta(&self) -> &Meta {
+                match self { $(Object::$variant(o) => &o.meta,)* }
+            }
+            pub fn meta_mut(&mut self) -> &mut Meta {
+                match self { $(Object::$variant(o) => &mut o.meta,)* }
+            }
+        }
+    };
+}
+object_accessors!(Cluster, Node, Service, Task, Network, Secret, Config);
+
+impl Object {
+    /// The user-visible name, for kinds whose names must be unique.
+    pub fn unique_name(&self) -> Option<&str> {
+        match self {
+            Object::Service(s) => s.spec.name.as_deref(),
+            Object::Network(n) => Some(&n.name),
+            Object::Secret(s) => Some(&s.name),
+            Object::Config(c) => Some(&c.name),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a task state is terminal (the task will never run again).
+pub fn is_terminal(state: TaskState) -> bool {
+    state > TaskState::RUNNING
+}
