@@ -1,1 +1,215 @@
-//! placeholder
+//! The manager: control operations, orchestrators, allocator, scheduler, dispatcher and
+//! the task reaper, over the replicated store.
+//!
+//! Control and the dispatcher serve callers on every manager; the reconcilers
+//! (orchestrator, allocator, scheduler, reaper) run only on the Raft leader, started and
+//! stopped by [`Manager`] as leadership comes and goes.
+
+pub mod allocator;
+pub mod control;
+pub mod dispatcher;
+pub mod orchestrator;
+pub mod reconcile;
+pub mod scheduler;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use swarmd_store::{Event, ProposeError, Store};
+use swarmd_types::{Kind, Object, timefmt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use control::{Control, ControlError, InitParams};
+pub use dispatcher::Dispatcher;
+
+use orchestrator::Change;
+
+/// One manager's components.
+pub struct Manager {
+    store: Store,
+    control: Control,
+    dispatcher: Arc<Dispatcher>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Manager {
+    pub fn new(store: Store, manager_addrs: Vec<String>) -> Self {
+        let cancel = CancellationToken::new();
+        Manager {
+            control: Control::new(store.clone()),
+            dispatcher: Dispatcher::new(store.clone(), manager_addrs, cancel.child_token()),
+            store,
+            cancel,
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    pub fn dispatcher(&self) -> Arc<Dispatcher> {
+        self.dispatcher.clone()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Starts the dispatcher and runs the reconcilers whenever `leader` says this manager
+    /// leads.
+    pub fn start(&self, mut leader: watch::Receiver<bool>) {
+        self.dispatcher.start();
+        let store = self.store.clone();
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            loop {
+                // Wait until we lead.
+                while !*leader.borrow_and_update() {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        r = leader.changed() => if r.is_err() { return },
+                    }
+                }
+                tracing::info!("became leader: starting reconcilers");
+                let term = cancel.child_token();
+                let set = TaskTracker::new();
+                spawn_reconcilers(&set, &store, &term);
+                set.close();
+                // Run until leadership is lost, we stop, or a reconciler dies.
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = set.wait() => { tracing::error!("a reconciler stopped; restarting the set"); break }
+                        r = leader.changed() => {
+                            if r.is_err() || !*leader.borrow() { break }
+                        }
+                    }
+                }
+                term.cancel();
+                set.wait().await;
+                tracing::info!("reconcilers stopped");
+                if cancel.is_cancelled() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Stops every component.
+    pub async fn stop(&self) {
+        self.cancel.cancel();
+        self.dispatcher.stop().await;
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+fn task_or_service_or_node(e: &Event) -> bool {
+    matches!(
+        e.object.kind(),
+        Kind::Task | Kind::Service | Kind::Node | Kind::Cluster
+    )
+}
+
+fn spawn_reconcilers(set: &TaskTracker, store: &Store, cancel: &CancellationToken) {
+    let s = store.clone();
+    set.spawn(reconcile::run_loop(
+        "orchestrator",
+        store.clone(),
+        cancel.clone(),
+        task_or_service_or_node,
+        move || {
+            let s = s.clone();
+            async move { orchestrate(&s).await.map_err(|e| e.to_string()) }
+        },
+    ));
+    let s = store.clone();
+    set.spawn(reconcile::run_loop(
+        "allocator",
+        store.clone(),
+        cancel.clone(),
+        |e| matches!(e.object, Object::Task(_) | Object::Service(_)),
+        move || {
+            let s = s.clone();
+            async move {
+                allocator::allocate(&s)
+                    .await
+                    .map(|_| None)
+                    .map_err(|e| e.to_string())
+            }
+        },
+    ));
+    let s = store.clone();
+    set.spawn(reconcile::run_loop(
+        "scheduler",
+        store.clone(),
+        cancel.clone(),
+        |e| matches!(e.object, Object::Task(_) | Object::Node(_)),
+        move || {
+            let s = s.clone();
+            async move {
+                scheduler::run_scheduler(&s)
+                    .await
+                    .map(|_| None)
+                    .map_err(|e| e.to_string())
+            }
+        },
+    ));
+    let s = store.clone();
+    set.spawn(reconcile::run_loop(
+        "task-reaper",
+        store.clone(),
+        cancel.clone(),
+        task_or_service_or_node,
+        move || {
+            let s = s.clone();
+            async move { reap(&s).await.map(|_| None).map_err(|e| e.to_string()) }
+        },
+    ));
+}
+
+/// One orchestrator pass over every service; returns when to wake for restart delays.
+async fn orchestrate(store: &Store) -> Result<Option<std::time::Duration>, ProposeError> {
+    store
+        .update(|t, tx| {
+            let now = timefmt::parse(&timefmt::now()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let plan = orchestrator::reconcile_all(t, now);
+            // One action per object per entry: the last decision wins.
+            let mut tasks: HashMap<String, Change> = HashMap::new();
+            for c in plan.changes {
+                let key = match &c {
+                    Change::Create(t) | Change::Update(t) => format!("t/{}", t.id),
+                    Change::UpdateService(s) => format!("s/{}", s.id),
+                };
+                tasks.insert(key, c);
+            }
+            let mut changes: Vec<(String, Change)> = tasks.into_iter().collect();
+            changes.sort_by(|a, b| a.0.cmp(&b.0));
+            for (_, c) in changes {
+                match c {
+                    Change::Create(t) => tx.create(t),
+                    Change::Update(t) => tx.update(t),
+                    Change::UpdateService(s) => tx.update(s),
+                }
+            }
+            Ok(plan.wake_after)
+        })
+        .await
+}
+
+/// One reaper pass.
+async fn reap(store: &Store) -> Result<usize, ProposeError> {
+    store
+        .update(|t, tx| {
+            let ids = orchestrator::reaper::reap(t);
+            for id in &ids {
+                tx.remove(Kind::Task, id.clone());
+            }
+            Ok(ids.len())
+        })
+        .await
+}

@@ -193,9 +193,6 @@ pub struct Service {
     pub update_status: Option<ServiceUpdateStatus>,
     /// For jobs: incremented by the API on each (re-)run.
     pub job_iteration: u64,
-    /// Set when the service is being deleted; orchestrators shut its tasks down and the
-    /// reaper removes the object once no task remains.
-    pub pending_delete: bool,
 }
 
 /// Allocated endpoint of a service.
@@ -376,3 +373,12 @@ impl Object {
 pub fn is_terminal(state: TaskState) -> bool {
     state > TaskState::RUNNING
 }
+
+macro_rules! into_object {
+    ($($t:ident),*) => {
+        $(impl From<$t> for Object {
+            fn from(o: $t) -> Object { Object::$t(o) }
+        })*
+    };
+}
+into_object!(Cluster, Node, Service, Task, Network, Secret, Config);

@@ -1,0 +1,408 @@
+//! Control: the operations behind the swarm API (swarmkit's controlapi).
+//!
+//! Each operation validates input, builds store actions against the current state and
+//! commits them through Raft. Control is the one writer of specs (services, nodes, the
+//! cluster) and of service endpoints (published ports are allocated with the spec, so a
+//! conflict is refused at the API like Docker does).
+
+mod names;
+mod ports;
+mod validate;
+
+use swarmd_store::{ProposeError, Store, StoreError};
+use swarmd_types::models::{
+    NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, ServiceSpec, SwarmSpec,
+    SwarmSpecCaConfig, SwarmSpecDispatcher, SwarmSpecEncryptionConfig, SwarmSpecOrchestration,
+    SwarmSpecRaft, SwarmSpecTaskDefaults,
+};
+use swarmd_types::{
+    Cluster, JoinTokens, Kind, ManagerInfo, Node, NodeDescription, NodeState, NodeStatus, Role,
+    RootCa, Service, ServiceEndpoint, ids,
+};
+
+pub use validate::validate_service_spec;
+
+/// Errors of control operations, with Docker's wording (gRPC-prefixed where Docker's are).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ControlError {
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ProposeError> for ControlError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::Store(StoreError::NameConflict { kind, name }) => ControlError::Conflict(
+                format!(
+                    "rpc error: code = AlreadyExists desc = name conflicts with an existing object: {kind} {name} already exists"
+                ),
+            ),
+            ProposeError::Store(StoreError::VersionConflict { .. }) => ControlError::Conflict(
+                "rpc error: code = Unknown desc = update out of sequence".into(),
+            ),
+            ProposeError::Store(StoreError::NotFound { kind, id }) => ControlError::NotFound {
+                kind: kind.as_str(),
+                id,
+            },
+            ProposeError::Store(e) => ControlError::Internal(e.to_string()),
+            e @ (ProposeError::NotLeader { .. } | ProposeError::Unavailable(_)) => {
+                ControlError::Unavailable(format!(
+                    "rpc error: code = Unavailable desc = {e}"
+                ))
+            }
+            e @ ProposeError::OutcomeUnknown(_) => ControlError::Unavailable(format!(
+                "rpc error: code = DeadlineExceeded desc = {e}"
+            )),
+        }
+    }
+}
+
+pub type ControlResult<T> = Result<T, ControlError>;
+
+fn invalid(msg: impl std::fmt::Display) -> ControlError {
+    ControlError::InvalidArgument(format!("rpc error: code = InvalidArgument desc = {msg}"))
+}
+
+/// What `swarm init` needs to create the cluster and its first node.
+#[derive(Debug, Clone)]
+pub struct InitParams {
+    pub node_id: String,
+    pub description: NodeDescription,
+    pub node_addr: String,
+    /// Cluster (gRPC) address this manager listens on.
+    pub listen_addr: String,
+    pub spec: SwarmSpec,
+    pub availability: Option<NodeSpecAvailabilityEnum>,
+    pub default_addr_pool: Vec<String>,
+    pub subnet_size: u32,
+    pub data_path_port: u32,
+}
+
+/// Docker's defaults for a new swarm spec, filled where the request left them out.
+pub fn default_swarm_spec(mut spec: SwarmSpec) -> SwarmSpec {
+    if spec.name.as_deref().unwrap_or("").is_empty() {
+        spec.name = Some("default".into());
+    }
+    spec.labels.get_or_insert_with(Default::default);
+    let o = spec.orchestration.get_or_insert_with(SwarmSpecOrchestration::default);
+    o.task_history_retention_limit.get_or_insert(5);
+    let r = spec.raft.get_or_insert_with(SwarmSpecRaft::default);
+    r.snapshot_interval.get_or_insert(10_000);
+    r.keep_old_snapshots.get_or_insert(0);
+    r.log_entries_for_slow_followers.get_or_insert(500);
+    r.election_tick.get_or_insert(10);
+    r.heartbeat_tick.get_or_insert(1);
+    let d = spec.dispatcher.get_or_insert_with(SwarmSpecDispatcher::default);
+    d.heartbeat_period.get_or_insert(5_000_000_000);
+    let c = spec.ca_config.get_or_insert_with(SwarmSpecCaConfig::default);
+    c.node_cert_expiry.get_or_insert(7_776_000_000_000_000);
+    let e = spec
+        .encryption_config
+        .get_or_insert_with(SwarmSpecEncryptionConfig::default);
+    e.auto_lock_managers.get_or_insert(false);
+    spec.task_defaults.get_or_insert_with(SwarmSpecTaskDefaults::default);
+    spec
+}
+
+/// The control API over the store.
+#[derive(Clone)]
+pub struct Control {
+    store: Store,
+}
+
+impl Control {
+    pub fn new(store: Store) -> Self {
+        Control { store }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Creates the cluster object and this node as its first manager.
+    pub async fn init_cluster(&self, p: InitParams) -> ControlResult<String> {
+        let ca = swarmd_pki::generate_root_ca().map_err(|e| ControlError::Internal(e.to_string()))?;
+        let token = |_: ()| {
+            swarmd_pki::generate_join_token(&ca.digest)
+                .map_err(|e| ControlError::Internal(e.to_string()))
+        };
+        let cluster = Cluster {
+            id: ids::new_id(),
+            meta: Default::default(),
+            spec: default_swarm_spec(p.spec.clone()),
+            root_ca: RootCa {
+                cert_pem: ca.cert_pem.clone(),
+                key_pem: ca.key_pem.clone(),
+                digest: ca.digest.clone(),
+            },
+            join_tokens: JoinTokens {
+                worker: token(())?,
+                manager: token(())?,
+            },
+            default_addr_pool: if p.default_addr_pool.is_empty() {
+                vec!["10.0.0.0/8".into()]
+            } else {
+                p.default_addr_pool.clone()
+            },
+            subnet_size: if p.subnet_size == 0 { 24 } else { p.subnet_size },
+            data_path_port: if p.data_path_port == 0 { 4789 } else { p.data_path_port },
+        };
+        let node = Node {
+            id: p.node_id.clone(),
+            meta: Default::default(),
+            spec: NodeSpec {
+                name: None,
+                labels: Some(Default::default()),
+                role: Some(NodeSpecRoleEnum::MANAGER),
+                availability: Some(p.availability.unwrap_or(NodeSpecAvailabilityEnum::ACTIVE)),
+            },
+            description: p.description.clone(),
+            status: NodeStatus {
+                state: NodeState::Unknown,
+                message: String::new(),
+                addr: p.node_addr.clone(),
+            },
+            manager: Some(ManagerInfo {
+                raft_id: 1,
+                addr: p.listen_addr.clone(),
+            }),
+            role: Role::Manager,
+        };
+        self.store
+            .update(|t, tx| {
+                if t.cluster().is_some() {
+                    return Err(ControlError::Conflict("already part of a swarm".into()));
+                }
+                tx.create(cluster.clone());
+                tx.create(node.clone());
+                Ok(())
+            })
+            .await?;
+        Ok(p.node_id)
+    }
+
+    /// `swarm update`: a new spec and/or rotated join tokens.
+    pub async fn update_swarm(
+        &self,
+        version: u64,
+        spec: SwarmSpec,
+        rotate_worker: bool,
+        rotate_manager: bool,
+    ) -> ControlResult<()> {
+        self.store
+            .update(|t, tx| {
+                let Some(c) = t.cluster() else {
+                    return Err(ControlError::Unavailable("This node is not a swarm manager.".into()));
+                };
+                if c.meta.version != version {
+                    return Err(ControlError::Conflict(
+                        "rpc error: code = Unknown desc = update out of sequence".into(),
+                    ));
+                }
+                let mut c = c.clone();
+                c.spec = default_swarm_spec(spec.clone());
+                if rotate_worker {
+                    c.join_tokens.worker = swarmd_pki::generate_join_token(&c.root_ca.digest)
+                        .map_err(|e| ControlError::Internal(e.to_string()))?;
+                }
+                if rotate_manager {
+                    c.join_tokens.manager = swarmd_pki::generate_join_token(&c.root_ca.digest)
+                        .map_err(|e| ControlError::Internal(e.to_string()))?;
+                }
+                tx.update(c);
+                Ok(())
+            })
+            .await
+    }
+
+    /// `service create`. Returns the ID and warnings.
+    pub async fn create_service(&self, spec: ServiceSpec) -> ControlResult<(String, Vec<String>)> {
+        let mut spec = validate_service_spec(spec).map_err(invalid)?;
+        if spec.name.as_deref().unwrap_or("").is_empty() {
+            spec.name = Some(names::random_name());
+        }
+        let id = ids::new_id();
+        self.store
+            .update(|t, tx| {
+                let name = spec.name.clone().unwrap_or_default();
+                if t.id_by_name(Kind::Service, &name).is_some() {
+                    return Err(ControlError::Conflict(format!(
+                        "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {name} already exists"
+                    )));
+                }
+                let ports = ports::allocate(t, &id, spec.endpoint_spec.as_ref()).map_err(invalid)?;
+                tx.create(Service {
+                    id: id.clone(),
+                    meta: Default::default(),
+                    spec: spec.clone(),
+                    previous_spec: None,
+                    spec_version: 1,
+                    endpoint: ServiceEndpoint {
+                        spec: spec.endpoint_spec.clone(),
+                        ports,
+                        virtual_ips: vec![],
+                    },
+                    update_status: None,
+                    job_iteration: 0,
+                });
+                Ok(())
+            })
+            .await?;
+        Ok((id, vec![]))
+    }
+
+    /// `service update` (or `rollback=previous`).
+    pub async fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        spec: ServiceSpec,
+        rollback: bool,
+    ) -> ControlResult<Vec<String>> {
+        let new_spec = if rollback {
+            None
+        } else {
+            Some(validate_service_spec(spec).map_err(invalid)?)
+        };
+        self.store
+            .update(|t, tx| {
+                let Some(cur) = t.services.get(id) else {
+                    return Err(ControlError::NotFound {
+                        kind: "service",
+                        id: id.to_string(),
+                    });
+                };
+                if cur.meta.version != version {
+                    return Err(ControlError::Conflict(
+                        "rpc error: code = Unknown desc = update out of sequence".into(),
+                    ));
+                }
+                let mut spec = match &new_spec {
+                    Some(s) => s.clone(),
+                    None => cur.previous_spec.clone().ok_or_else(|| {
+                        ControlError::InvalidArgument(format!(
+                            "rpc error: code = FailedPrecondition desc = service {id} does not have a previous spec"
+                        ))
+                    })?,
+                };
+                if spec.name.as_deref().unwrap_or("").is_empty() {
+                    spec.name = cur.spec.name.clone();
+                }
+                if spec.name != cur.spec.name {
+                    return Err(ControlError::InvalidArgument(
+                        "rpc error: code = Unimplemented desc = renaming services is not supported".into(),
+                    ));
+                }
+                if validate::mode_kind(&spec) != validate::mode_kind(&cur.spec) {
+                    return Err(invalid("service mode change is not allowed"));
+                }
+                let ports = ports::allocate(t, id, spec.endpoint_spec.as_ref()).map_err(invalid)?;
+                let mut svc = cur.clone();
+                let redeploy = spec.task_template != cur.spec.task_template
+                    || ports != cur.endpoint.ports;
+                svc.previous_spec = Some(cur.spec.clone());
+                svc.spec = spec;
+                if redeploy {
+                    svc.spec_version += 1;
+                }
+                svc.endpoint = ServiceEndpoint {
+                    spec: svc.spec.endpoint_spec.clone(),
+                    ports,
+                    virtual_ips: cur.endpoint.virtual_ips.clone(),
+                };
+                tx.update(svc);
+                Ok(())
+            })
+            .await?;
+        Ok(vec![])
+    }
+
+    /// `service rm`: the service goes at once; orchestrators shut its tasks down and the
+    /// reaper deletes them.
+    pub async fn remove_service(&self, id: &str) -> ControlResult<()> {
+        self.store
+            .update(|t, tx| {
+                if !t.services.contains_key(id) {
+                    return Err(ControlError::NotFound {
+                        kind: "service",
+                        id: id.to_string(),
+                    });
+                }
+                tx.remove(Kind::Service, id);
+                Ok(())
+            })
+            .await
+    }
+
+    /// `node update`.
+    pub async fn update_node(&self, id: &str, version: u64, spec: NodeSpec) -> ControlResult<()> {
+        self.store
+            .update(|t, tx| {
+                let Some(cur) = t.nodes.get(id) else {
+                    return Err(ControlError::NotFound {
+                        kind: "node",
+                        id: id.to_string(),
+                    });
+                };
+                if cur.meta.version != version {
+                    return Err(ControlError::Conflict(
+                        "rpc error: code = Unknown desc = update out of sequence".into(),
+                    ));
+                }
+                let managers = t.nodes.values().filter(|n| n.role == Role::Manager).count();
+                if cur.role == Role::Manager
+                    && spec.role == Some(NodeSpecRoleEnum::WORKER)
+                    && managers <= 1
+                {
+                    return Err(ControlError::InvalidArgument(
+                        "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm".into(),
+                    ));
+                }
+                let mut n = cur.clone();
+                n.spec = spec.clone();
+                if n.spec.availability.is_none() {
+                    n.spec.availability = cur.spec.availability;
+                }
+                if n.spec.role.is_none() {
+                    n.spec.role = cur.spec.role;
+                }
+                tx.update(n);
+                Ok(())
+            })
+            .await
+    }
+
+    /// `node rm`. Managers must be demoted first, as in Docker.
+    pub async fn remove_node(&self, id: &str, force: bool) -> ControlResult<()> {
+        self.store
+            .update(|t, tx| {
+                let Some(n) = t.nodes.get(id) else {
+                    return Err(ControlError::NotFound {
+                        kind: "node",
+                        id: id.to_string(),
+                    });
+                };
+                if n.role == Role::Manager {
+                    return Err(ControlError::InvalidArgument(format!(
+                        "rpc error: code = FailedPrecondition desc = node {id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"
+                    )));
+                }
+                if !force && n.status.state != NodeState::Down {
+                    return Err(ControlError::InvalidArgument(format!(
+                        "rpc error: code = FailedPrecondition desc = node {id} is not down and can't be removed"
+                    )));
+                }
+                tx.remove(Kind::Node, id);
+                Ok(())
+            })
+            .await
+    }
+}

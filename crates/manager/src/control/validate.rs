@@ -1,0 +1,165 @@
+//! Service spec validation and defaults, with swarmkit's messages.
+
+use swarmd_types::models::{ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec};
+
+use crate::scheduler::constraint;
+
+/// Upper bound on replicas: far beyond any real service, low enough that a typo can't make
+/// the orchestrator try to create billions of tasks.
+pub const MAX_REPLICAS: i64 = 100_000;
+
+/// Which mode a spec is in, for "mode change is not allowed".
+pub fn mode_kind(spec: &ServiceSpec) -> &'static str {
+    match &spec.mode {
+        Some(m) if m.global.is_some() => "global",
+        Some(m) if m.replicated_job.is_some() => "replicated-job",
+        Some(m) if m.global_job.is_some() => "global-job",
+        _ => "replicated",
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    // swarmkit: a DNS label component, at most 63 characters.
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+}
+
+/// Checks a spec and fills Docker's defaults (`Replicas: 1`, `ForceUpdate: 0`).
+/// The error text is the gRPC description Docker shows.
+pub fn validate_service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, String> {
+    if let Some(name) = spec.name.as_deref().filter(|n| !n.is_empty()) {
+        if !valid_name(name) {
+            return Err("name must be valid as a DNS name component".into());
+        }
+    }
+    let mode = spec.mode.get_or_insert_with(ServiceSpecMode::default);
+    let set = [
+        mode.replicated.is_some(),
+        mode.global.is_some(),
+        mode.replicated_job.is_some(),
+        mode.global_job.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if set > 1 {
+        return Err("service mode must specify exactly one of replicated, global, replicated-job, global-job".into());
+    }
+    if set == 0 {
+        mode.replicated = Some(ServiceSpecModeReplicated { replicas: Some(1) });
+    }
+    if mode.replicated_job.is_some() || mode.global_job.is_some() {
+        return Err("job services are not supported yet".into());
+    }
+    if let Some(r) = mode.replicated.as_mut() {
+        let n = *r.replicas.get_or_insert(1);
+        if n < 0 {
+            return Err(format!("replicas must be a non-negative number, got {n}"));
+        }
+        if n > MAX_REPLICAS {
+            return Err(format!(
+                "replicas {n} exceeds the maximum of {MAX_REPLICAS} per service"
+            ));
+        }
+    }
+    let tt = spec.task_template.get_or_insert_with(TaskSpec::default);
+    tt.force_update.get_or_insert(0);
+    let image = tt
+        .container_spec
+        .as_ref()
+        .and_then(|c| c.image.as_deref())
+        .unwrap_or("");
+    if image.is_empty() {
+        return Err("ContainerSpec: image reference must be provided".into());
+    }
+    if let Some(c) = tt.placement.as_ref().and_then(|p| p.constraints.as_ref()) {
+        constraint::parse_all(c).map_err(|e| e.to_string())?;
+    }
+    if let Some(res) = &tt.resources {
+        let neg = |v: Option<i64>| v.is_some_and(|v| v < 0);
+        if let Some(l) = &res.limits {
+            if neg(l.nano_cpus) || neg(l.memory_bytes) {
+                return Err("invalid resources: negative limit".into());
+            }
+        }
+        if let Some(r) = &res.reservations {
+            if neg(r.nano_cpus) || neg(r.memory_bytes) {
+                return Err("invalid resources: negative reservation".into());
+            }
+        }
+    }
+    if let Some(rp) = &tt.restart_policy {
+        if rp.delay.is_some_and(|d| d < 0) {
+            return Err("TaskSpec: restart-delay cannot be negative".into());
+        }
+        if rp.window.is_some_and(|d| d < 0) {
+            return Err("TaskSpec: restart-window cannot be negative".into());
+        }
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmd_types::models::{TaskSpecContainerSpec, TaskSpecPlacement};
+
+    fn spec(image: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: Some("web".into()),
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    image: Some(image.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fills_defaults() {
+        let s = validate_service_spec(spec("busybox")).unwrap();
+        assert_eq!(s.mode.unwrap().replicated.unwrap().replicas, Some(1));
+        assert_eq!(s.task_template.unwrap().force_update, Some(0));
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        assert_eq!(
+            validate_service_spec(spec("")).unwrap_err(),
+            "ContainerSpec: image reference must be provided"
+        );
+        let mut s = spec("busybox");
+        s.name = Some("bad name!".into());
+        assert!(validate_service_spec(s).unwrap_err().contains("DNS name"));
+        let mut s = spec("busybox");
+        s.mode = Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(-1) }),
+            ..Default::default()
+        });
+        assert!(validate_service_spec(s).is_err());
+        let mut s = spec("busybox");
+        s.mode = Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(1 << 40),
+            }),
+            ..Default::default()
+        });
+        assert!(validate_service_spec(s).unwrap_err().contains("maximum"));
+        let mut s = spec("busybox");
+        s.task_template.as_mut().unwrap().placement = Some(TaskSpecPlacement {
+            constraints: Some(vec!["node.role=manager".into()]),
+            ..Default::default()
+        });
+        assert_eq!(
+            validate_service_spec(s).unwrap_err(),
+            "constraint expected one operator from ==, !="
+        );
+    }
+}

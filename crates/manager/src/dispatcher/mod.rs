@@ -1,0 +1,335 @@
+//! The dispatcher: the manager's side of agent sessions.
+//!
+//! It implements [`DispatcherApi`]: sessions with heartbeats (a node that misses them is
+//! marked down), the node's assignments (the complete set on connect, then incremental
+//! changes from store events) and task status reports, which are batched into Raft writes
+//! and only ever move a task's state forward. On one node the agent calls it in-process;
+//! the gRPC service of the multi-node build wraps the same object.
+
+mod assignments;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use swarmd_store::{ProposeError, Store};
+use swarmd_types::dispatcher::{
+    AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, SessionMessage,
+    SessionRequest, TaskStatusUpdate,
+};
+use swarmd_types::{NodeState, ids};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Missed heartbeat periods before a node is marked down (swarmkit's grace).
+const HEARTBEAT_GRACE: u32 = 3;
+/// Most status updates folded into one Raft entry.
+const MAX_STATUS_BATCH: usize = 1000;
+/// How long the batcher waits for more updates before writing.
+const STATUS_BATCH_WINDOW: Duration = Duration::from_millis(20);
+
+struct Session {
+    node_id: String,
+    last_heartbeat: Instant,
+    closed: CancellationToken,
+}
+
+type StatusJob = (String, Vec<TaskStatusUpdate>, oneshot::Sender<Result<(), DispatchError>>);
+
+/// The dispatcher of one manager.
+pub struct Dispatcher {
+    store: Store,
+    sessions: Mutex<HashMap<String, Session>>,
+    status_tx: mpsc::Sender<StatusJob>,
+    status_rx: Mutex<Option<mpsc::Receiver<StatusJob>>>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    /// The data-plane addresses of managers, given to agents for reconnecting.
+    manager_addrs: Vec<String>,
+}
+
+fn unavailable(e: ProposeError) -> DispatchError {
+    match e {
+        ProposeError::NotLeader { leader_addr } => DispatchError::NotLeader { leader_addr },
+        other => DispatchError::Unavailable(other.to_string()),
+    }
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, manager_addrs: Vec<String>, cancel: CancellationToken) -> Arc<Self> {
+        let (status_tx, status_rx) = mpsc::channel(1024);
+        Arc::new(Dispatcher {
+            store,
+            sessions: Mutex::new(HashMap::new()),
+            status_tx,
+            status_rx: Mutex::new(Some(status_rx)),
+            tracker: TaskTracker::new(),
+            cancel,
+            manager_addrs,
+        })
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The heartbeat period from the cluster spec (Docker's default 5 s).
+    pub fn heartbeat_period(&self) -> Duration {
+        self.store.view(|t| {
+            t.cluster()
+                .and_then(|c| c.spec.dispatcher.as_ref())
+                .and_then(|d| d.heartbeat_period)
+                .filter(|p| *p > 0)
+                .map(|p| Duration::from_nanos(p as u64))
+                .unwrap_or(Duration::from_secs(5))
+        })
+    }
+
+    fn session_node(&self, session_id: &str) -> Result<(String, CancellationToken), DispatchError> {
+        self.sessions()
+            .get(session_id)
+            .map(|s| (s.node_id.clone(), s.closed.clone()))
+            .ok_or(DispatchError::SessionInvalid)
+    }
+
+    /// Starts the background work: the status batcher and the heartbeat monitor.
+    pub fn start(self: &Arc<Self>) {
+        let rx = self
+            .status_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(rx) = rx {
+            let me = self.clone();
+            self.tracker.spawn(async move { me.status_batcher(rx).await });
+        }
+        let me = self.clone();
+        self.tracker.spawn(async move { me.heartbeat_monitor().await });
+    }
+
+    /// Stops background work and closes every session.
+    pub async fn stop(&self) {
+        self.cancel.cancel();
+        for s in self.sessions().values() {
+            s.closed.cancel();
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    async fn status_batcher(&self, mut rx: mpsc::Receiver<StatusJob>) {
+        loop {
+            let first = tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                job = rx.recv() => match job { Some(j) => j, None => return },
+            };
+            let mut jobs = vec![first];
+            let deadline = Instant::now() + STATUS_BATCH_WINDOW;
+            let mut count: usize = jobs[0].1.len();
+            while count < MAX_STATUS_BATCH {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(j)) => {
+                        count += j.1.len();
+                        jobs.push(j);
+                    }
+                    _ => break,
+                }
+            }
+            let result = self.write_statuses(&jobs).await;
+            for (_, _, reply) in jobs {
+                let _ = reply.send(result.clone());
+            }
+        }
+    }
+
+    /// Applies status reports: only for tasks on the reporting node, only forward.
+    async fn write_statuses(&self, jobs: &[StatusJob]) -> Result<(), DispatchError> {
+        self.store
+            .update(|t, tx| {
+                let mut latest: HashMap<&str, &TaskStatusUpdate> = HashMap::new();
+                for (node_id, updates, _) in jobs {
+                    for u in updates {
+                        let Some(task) = t.tasks.get(&u.task_id) else {
+                            continue;
+                        };
+                        if &task.node_id != node_id {
+                            tracing::warn!(task = %u.task_id, node = %node_id, "status report for a task of another node ignored");
+                            continue;
+                        }
+                        latest.insert(&u.task_id, u);
+                    }
+                }
+                for (id, u) in latest {
+                    let Some(task) = t.tasks.get(id) else { continue };
+                    if u.status.state < task.status.state {
+                        tracing::debug!(task = %id, from = %task.status.state, to = %u.status.state, "backward status report ignored");
+                        continue;
+                    }
+                    if task.status == u.status {
+                        continue;
+                    }
+                    let mut task = task.clone();
+                    task.status = u.status.clone();
+                    tx.update(task);
+                }
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn heartbeat_monitor(&self) {
+        let started = Instant::now();
+        loop {
+            let period = self.heartbeat_period();
+            let grace = period * HEARTBEAT_GRACE;
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(period / 2) => {}
+            }
+            let now = Instant::now();
+            let mut expired = Vec::new();
+            let live_nodes: Vec<String> = {
+                let mut sessions = self.sessions();
+                sessions.retain(|_, s| {
+                    if now.duration_since(s.last_heartbeat) > grace {
+                        s.closed.cancel();
+                        expired.push(s.node_id.clone());
+                        false
+                    } else {
+                        true
+                    }
+                });
+                sessions.values().map(|s| s.node_id.clone()).collect()
+            };
+            // Nodes marked ready that never opened a session here since we started.
+            let stale_after_start = now.duration_since(started) > grace;
+            let res = self
+                .store
+                .update(|t, tx| {
+                    for n in t.nodes.values() {
+                        let silent = !live_nodes.contains(&n.id)
+                            && (expired.contains(&n.id) || stale_after_start);
+                        if silent && n.status.state == NodeState::Ready {
+                            let mut n = n.clone();
+                            n.status.state = NodeState::Down;
+                            n.status.message = "heartbeat failure".into();
+                            tx.update(n);
+                        }
+                    }
+                    Ok::<_, ProposeError>(())
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "could not mark nodes down");
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl DispatcherApi for Dispatcher {
+    async fn session(
+        &self,
+        req: SessionRequest,
+    ) -> Result<DispatchStream<SessionMessage>, DispatchError> {
+        let node = self
+            .store
+            .update(|t, tx| {
+                let Some(n) = t.nodes.get(&req.node_id) else {
+                    return Ok(Err(DispatchError::NodeRemoved(req.node_id.clone())));
+                };
+                let mut n = n.clone();
+                n.description = req.description.clone();
+                n.status.state = NodeState::Ready;
+                n.status.message = String::new();
+                if !req.addr.is_empty() {
+                    n.status.addr = req.addr.clone();
+                }
+                tx.update(n.clone());
+                Ok::<_, ProposeError>(Ok(n))
+            })
+            .await
+            .map_err(unavailable)??;
+        let session_id = ids::new_id();
+        let closed = self.cancel.child_token();
+        {
+            let mut sessions = self.sessions();
+            // One session per node: a new one replaces the old.
+            sessions.retain(|_, s| {
+                if s.node_id == req.node_id {
+                    s.closed.cancel();
+                    false
+                } else {
+                    true
+                }
+            });
+            sessions.insert(
+                session_id.clone(),
+                Session {
+                    node_id: req.node_id.clone(),
+                    last_heartbeat: Instant::now(),
+                    closed: closed.clone(),
+                },
+            );
+        }
+        tracing::info!(node = %req.node_id, session = %session_id, "agent session opened");
+        let msg = SessionMessage {
+            session_id,
+            node,
+            managers: self.manager_addrs.clone(),
+            heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
+        };
+        let first = futures::stream::once(async move { Ok(msg) });
+        let end = futures::stream::once(async move {
+            closed.cancelled().await;
+        })
+        .filter_map(|_| async { None });
+        Ok(first.chain(end).boxed())
+    }
+
+    async fn heartbeat(&self, session_id: &str) -> Result<Duration, DispatchError> {
+        {
+            let mut sessions = self.sessions();
+            let s = sessions
+                .get_mut(session_id)
+                .ok_or(DispatchError::SessionInvalid)?;
+            s.last_heartbeat = Instant::now();
+        }
+        Ok(self.heartbeat_period())
+    }
+
+    async fn assignments(
+        &self,
+        session_id: &str,
+    ) -> Result<DispatchStream<AssignmentsMessage>, DispatchError> {
+        let (node_id, closed) = self.session_node(session_id)?;
+        Ok(assignments::stream(
+            self.store.memory().clone(),
+            node_id,
+            closed,
+            &self.tracker,
+        ))
+    }
+
+    async fn update_task_status(
+        &self,
+        session_id: &str,
+        updates: Vec<TaskStatusUpdate>,
+    ) -> Result<(), DispatchError> {
+        let (node_id, _) = self.session_node(session_id)?;
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.status_tx
+            .send((node_id, updates, tx))
+            .await
+            .map_err(|_| DispatchError::Unavailable("dispatcher is stopping".into()))?;
+        rx.await
+            .map_err(|_| DispatchError::Unavailable("dispatcher is stopping".into()))?
+    }
+}

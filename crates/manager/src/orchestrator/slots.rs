@@ -1,0 +1,533 @@
+//! Per-slot reconciliation shared by the replicated and global orchestrators.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use swarmd_types::models::{
+    NodeSpecAvailabilityEnum, ServiceUpdateStatus, ServiceUpdateStatusStateEnum,
+    TaskSpecRestartPolicyConditionEnum, TaskState,
+};
+use swarmd_types::{NodeState, Service, Task, timefmt};
+use time::OffsetDateTime;
+
+use super::{Change, Mode, Nodes, Plan, is_live, mode_of, new_task, node_keeps_tasks};
+use crate::scheduler::constraint;
+
+/// A replicated slot number or, for global services, the node ID.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SlotKey {
+    Slot(u64),
+    Node(String),
+}
+
+/// Docker's default restart delay.
+const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(5);
+
+struct RestartPolicy {
+    condition: TaskSpecRestartPolicyConditionEnum,
+    delay: Duration,
+    max_attempts: u64,
+    window: Duration,
+}
+
+impl RestartPolicy {
+    fn of(service: &Service) -> Self {
+        let p = service
+            .spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.restart_policy.clone())
+            .unwrap_or_default();
+        RestartPolicy {
+            condition: match p.condition {
+                None | Some(TaskSpecRestartPolicyConditionEnum::EMPTY) => {
+                    TaskSpecRestartPolicyConditionEnum::ANY
+                }
+                Some(c) => c,
+            },
+            delay: p
+                .delay
+                .map(|d| Duration::from_nanos(d.max(0) as u64))
+                .unwrap_or(DEFAULT_RESTART_DELAY),
+            max_attempts: p.max_attempts.unwrap_or(0).max(0) as u64,
+            window: Duration::from_nanos(p.window.unwrap_or(0).max(0) as u64),
+        }
+    }
+
+    /// Whether a slot whose last task ended like `last` gets a replacement.
+    fn should_restart(&self, last: &Task, attempts: u64) -> bool {
+        use TaskSpecRestartPolicyConditionEnum as C;
+        let restartable = match self.condition {
+            C::NONE => false,
+            C::ON_FAILURE => last.status.state != TaskState::COMPLETE,
+            _ => true,
+        };
+        restartable && (self.max_attempts == 0 || attempts <= self.max_attempts)
+    }
+}
+
+fn ended_at(t: &Task) -> Option<OffsetDateTime> {
+    timefmt::parse(&t.status.timestamp)
+}
+
+fn since(now: OffsetDateTime, then: Option<OffsetDateTime>) -> Duration {
+    then.map(|t| (now - t).try_into().unwrap_or(Duration::ZERO))
+        .unwrap_or(Duration::MAX)
+}
+
+/// Reconciles one service's tasks. `tasks` are all the service's tasks (any state).
+pub fn reconcile_service(
+    service: &Service,
+    tasks: &[&Task],
+    nodes: &Nodes,
+    now: OffsetDateTime,
+) -> Plan {
+    let mut plan = Plan::default();
+    let Some(mode) = mode_of(service) else {
+        return plan;
+    };
+    let policy = RestartPolicy::of(service);
+
+    let mut slots: BTreeMap<SlotKey, Vec<&Task>> = BTreeMap::new();
+    for t in tasks {
+        let key = match mode {
+            Mode::Global => SlotKey::Node(t.node_id.clone()),
+            Mode::Replicated(_) => SlotKey::Slot(t.slot),
+        };
+        slots.entry(key).or_default().push(t);
+    }
+
+    let wanted: BTreeSet<SlotKey> = match mode {
+        Mode::Replicated(n) => (1..=n).map(SlotKey::Slot).collect(),
+        Mode::Global => eligible_nodes(service, nodes, &slots),
+    };
+
+    let mut out_of_date: Vec<&Task> = Vec::new();
+    let mut in_flight = 0usize;
+
+    for key in wanted.iter().chain(slots.keys().filter(|k| !wanted.contains(k))) {
+        let slot_tasks = slots.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        let mut live: Vec<&Task> = slot_tasks.iter().copied().filter(|t| is_live(t)).collect();
+
+        if !wanted.contains(key) {
+            // Scaled down (replicated) or node no longer eligible (global).
+            let target = match mode {
+                Mode::Replicated(_) => TaskState::REMOVE,
+                Mode::Global => TaskState::SHUTDOWN,
+            };
+            for t in live {
+                plan.changes.push(Change::Update(with_desired(t, target)));
+            }
+            continue;
+        }
+
+        // Retire live tasks that died or whose node can no longer run them.
+        live.retain(|t| {
+            let dead = t.status.state > TaskState::RUNNING;
+            let lost = !t.node_id.is_empty() && !node_keeps_tasks(nodes.get(&t.node_id));
+            if dead || lost {
+                plan.changes.push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
+                false
+            } else {
+                true
+            }
+        });
+
+        // More than one live task in a slot: keep the newest up-to-date one.
+        if live.len() > 1 {
+            live.sort_by(|a, b| {
+                (a.spec_version, &a.meta.created_at).cmp(&(b.spec_version, &b.meta.created_at))
+            });
+            let keep = live.pop();
+            for t in live.drain(..) {
+                plan.changes.push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
+            }
+            live.extend(keep);
+        }
+
+        let node_for_slot = match key {
+            SlotKey::Node(n) => n.as_str(),
+            SlotKey::Slot(_) => "",
+        };
+        let slot_no = match key {
+            SlotKey::Slot(s) => *s,
+            SlotKey::Node(_) => 0,
+        };
+
+        match live.first() {
+            None => {
+                // The most recent retired task decides whether and when to restart.
+                let retired: Vec<&Task> = slot_tasks
+                    .iter()
+                    .copied()
+                    .filter(|t| !live.iter().any(|l| l.id == t.id))
+                    .collect();
+                let last = retired.iter().copied().max_by(|a, b| {
+                    (&a.status.timestamp, &a.meta.created_at)
+                        .cmp(&(&b.status.timestamp, &b.meta.created_at))
+                });
+                match last {
+                    None => plan.changes.push(Change::Create(new_task(
+                        service,
+                        slot_no,
+                        node_for_slot,
+                        TaskState::RUNNING,
+                        now,
+                    ))),
+                    Some(last) => {
+                        let attempts = retired
+                            .iter()
+                            .filter(|t| {
+                                policy.window.is_zero() || since(now, ended_at(t)) <= policy.window
+                            })
+                            .count() as u64;
+                        if policy.should_restart(last, attempts) {
+                            let waited = since(now, ended_at(last));
+                            let desired = if waited >= policy.delay {
+                                TaskState::RUNNING
+                            } else {
+                                plan.wake(policy.delay - waited);
+                                TaskState::READY
+                            };
+                            plan.changes.push(Change::Create(new_task(
+                                service,
+                                slot_no,
+                                node_for_slot,
+                                desired,
+                                now,
+                            )));
+                        }
+                    }
+                }
+            }
+            Some(t) => {
+                // A delayed restart becomes runnable once the delay has passed.
+                if t.desired_state == TaskState::READY {
+                    let last_end = slot_tasks
+                        .iter()
+                        .filter(|o| o.id != t.id)
+                        .filter_map(|o| ended_at(o))
+                        .max();
+                    let waited = since(now, last_end);
+                    if waited >= policy.delay {
+                        plan.changes.push(Change::Update(with_desired(t, TaskState::RUNNING)));
+                    } else {
+                        plan.wake(policy.delay - waited);
+                    }
+                }
+                if t.spec_version < service.spec_version {
+                    out_of_date.push(t);
+                } else if t.status.state < TaskState::RUNNING && slot_tasks.len() > 1 {
+                    in_flight += 1;
+                }
+            }
+        }
+    }
+
+    rolling_update(service, &mut plan, out_of_date, in_flight, nodes, now);
+    plan
+}
+
+/// Replaces tasks made from an older spec, `Parallelism` at a time (0 = all at once).
+fn rolling_update(
+    service: &Service,
+    plan: &mut Plan,
+    out_of_date: Vec<&Task>,
+    in_flight: usize,
+    _nodes: &Nodes,
+    now: OffsetDateTime,
+) {
+    let parallelism = service
+        .spec
+        .update_config
+        .as_ref()
+        .and_then(|u| u.parallelism)
+        .unwrap_or(1)
+        .max(0) as usize;
+    let state = service.update_status.as_ref().and_then(|s| s.state);
+    if out_of_date.is_empty() {
+        if state == Some(ServiceUpdateStatusStateEnum::UPDATING) && in_flight == 0 {
+            let mut s = service.clone();
+            s.update_status = Some(ServiceUpdateStatus {
+                state: Some(ServiceUpdateStatusStateEnum::COMPLETED),
+                started_at: service.update_status.as_ref().and_then(|u| u.started_at.clone()),
+                completed_at: Some(timefmt::format(now)),
+                message: Some("update completed".into()),
+            });
+            plan.changes.push(Change::UpdateService(s));
+        }
+        return;
+    }
+    if service.previous_spec.is_some() && state != Some(ServiceUpdateStatusStateEnum::UPDATING) {
+        let mut s = service.clone();
+        s.update_status = Some(ServiceUpdateStatus {
+            state: Some(ServiceUpdateStatusStateEnum::UPDATING),
+            started_at: Some(timefmt::format(now)),
+            completed_at: None,
+            message: Some("update in progress".into()),
+        });
+        plan.changes.push(Change::UpdateService(s));
+    }
+    let allowed = if parallelism == 0 {
+        usize::MAX
+    } else {
+        parallelism.saturating_sub(in_flight)
+    };
+    for t in out_of_date.into_iter().take(allowed) {
+        plan.changes.push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
+        let node = if t.slot == 0 { t.node_id.as_str() } else { "" };
+        plan.changes.push(Change::Create(new_task(
+            service,
+            t.slot,
+            node,
+            TaskState::RUNNING,
+            now,
+        )));
+    }
+}
+
+/// Nodes a global service runs on: up, not drained, constraints satisfied. Paused nodes
+/// keep the task they have but get no new one.
+fn eligible_nodes(
+    service: &Service,
+    nodes: &Nodes,
+    slots: &BTreeMap<SlotKey, Vec<&Task>>,
+) -> BTreeSet<SlotKey> {
+    let constraints = service
+        .spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.placement.as_ref())
+        .and_then(|p| p.constraints.clone())
+        .unwrap_or_default();
+    let parsed = constraint::parse_all(&constraints).unwrap_or_default();
+    nodes
+        .values()
+        .filter(|n| node_keeps_tasks(Some(n)) && parsed.iter().all(|c| c.matches(n)))
+        .filter(|n| {
+            let has_live = slots
+                .get(&SlotKey::Node(n.id.clone()))
+                .is_some_and(|ts| ts.iter().any(|t| is_live(t)));
+            has_live
+                || (n.status.state == NodeState::Ready
+                    && matches!(
+                        n.spec.availability,
+                        None | Some(NodeSpecAvailabilityEnum::ACTIVE)
+                            | Some(NodeSpecAvailabilityEnum::EMPTY)
+                    ))
+        })
+        .map(|n| SlotKey::Node(n.id.clone()))
+        .collect()
+}
+
+fn with_desired(t: &Task, desired: TaskState) -> Task {
+    let mut t = t.clone();
+    t.desired_state = desired;
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmd_types::models::{
+        ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecRestartPolicy,
+    };
+    use swarmd_types::{Node, TaskStatus};
+
+    fn now() -> OffsetDateTime {
+        timefmt::parse("2026-01-01T00:01:00Z").unwrap()
+    }
+
+    fn service(replicas: i64) -> Service {
+        Service {
+            id: "svc".into(),
+            spec: ServiceSpec {
+                name: Some("web".into()),
+                mode: Some(ServiceSpecMode {
+                    replicated: Some(ServiceSpecModeReplicated {
+                        replicas: Some(replicas),
+                    }),
+                    ..Default::default()
+                }),
+                task_template: Some(TaskSpec::default()),
+                ..Default::default()
+            },
+            spec_version: 1,
+            ..Default::default()
+        }
+    }
+
+    fn ready_node(id: &str) -> Node {
+        let mut n = Node {
+            id: id.into(),
+            ..Default::default()
+        };
+        n.status.state = NodeState::Ready;
+        n
+    }
+
+    fn task(id: &str, slot: u64, state: TaskState, desired: TaskState, at: &str) -> Task {
+        Task {
+            id: id.into(),
+            service_id: "svc".into(),
+            slot,
+            node_id: "n1".into(),
+            spec_version: 1,
+            desired_state: desired,
+            status: TaskStatus {
+                state,
+                timestamp: at.into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn nodes() -> Nodes {
+        Nodes::from([("n1".to_string(), ready_node("n1"))])
+    }
+
+    fn creates(p: &Plan) -> Vec<&Task> {
+        p.changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Create(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn updates(p: &Plan) -> Vec<(&str, TaskState)> {
+        p.changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Update(t) => Some((t.id.as_str(), t.desired_state)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn creates_one_task_per_missing_slot() {
+        let p = reconcile_service(&service(3), &[], &nodes(), now());
+        let slots: Vec<u64> = creates(&p).iter().map(|t| t.slot).collect();
+        assert_eq!(slots, vec![1, 2, 3]);
+        assert!(creates(&p).iter().all(|t| t.desired_state == TaskState::RUNNING
+            && t.status.state == TaskState::NEW
+            && t.node_id.is_empty()));
+    }
+
+    #[test]
+    fn steady_state_is_a_fixpoint() {
+        let a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "2026-01-01T00:00:00Z");
+        let p = reconcile_service(&service(1), &[&a], &nodes(), now());
+        assert_eq!(p, Plan::default());
+    }
+
+    #[test]
+    fn scale_down_removes_highest_slots() {
+        let a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "");
+        let b = task("b", 2, TaskState::RUNNING, TaskState::RUNNING, "");
+        let p = reconcile_service(&service(1), &[&a, &b], &nodes(), now());
+        assert_eq!(updates(&p), vec![("b", TaskState::REMOVE)]);
+        assert!(creates(&p).is_empty());
+    }
+
+    #[test]
+    fn failed_task_is_replaced_after_the_restart_delay() {
+        // Failed 2 s ago, default delay 5 s: replacement waits in READY.
+        let a = task("a", 1, TaskState::FAILED, TaskState::RUNNING, "2026-01-01T00:00:58Z");
+        let p = reconcile_service(&service(1), &[&a], &nodes(), now());
+        assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
+        assert_eq!(creates(&p)[0].desired_state, TaskState::READY);
+        assert_eq!(creates(&p)[0].slot, 1);
+        assert_eq!(p.wake_after, Some(Duration::from_secs(3)));
+
+        // Later pass: the READY task is promoted once the delay has passed.
+        let a = task("a", 1, TaskState::FAILED, TaskState::SHUTDOWN, "2026-01-01T00:00:50Z");
+        let b = task("b", 1, TaskState::ASSIGNED, TaskState::READY, "2026-01-01T00:00:51Z");
+        let p = reconcile_service(&service(1), &[&a, &b], &nodes(), now());
+        assert_eq!(updates(&p), vec![("b", TaskState::RUNNING)]);
+    }
+
+    #[test]
+    fn restart_condition_and_max_attempts() {
+        let mut svc = service(1);
+        svc.spec.task_template.as_mut().unwrap().restart_policy = Some(TaskSpecRestartPolicy {
+            condition: Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+            delay: Some(0),
+            max_attempts: Some(2),
+            window: None,
+        });
+        let done = task("a", 1, TaskState::COMPLETE, TaskState::RUNNING, "2026-01-01T00:00:00Z");
+        let p = reconcile_service(&svc, &[&done], &nodes(), now());
+        assert!(creates(&p).is_empty(), "completed tasks are not restarted on-failure");
+
+        let f1 = task("f1", 1, TaskState::FAILED, TaskState::SHUTDOWN, "2026-01-01T00:00:01Z");
+        let f2 = task("f2", 1, TaskState::FAILED, TaskState::RUNNING, "2026-01-01T00:00:02Z");
+        let p = reconcile_service(&svc, &[&f1, &f2], &nodes(), now());
+        assert_eq!(creates(&p).len(), 1, "second failure: attempt 2 of 2");
+        let f3 = task("f3", 1, TaskState::FAILED, TaskState::SHUTDOWN, "2026-01-01T00:00:03Z");
+        let f2 = task("f2", 1, TaskState::FAILED, TaskState::SHUTDOWN, "2026-01-01T00:00:02Z");
+        let p = reconcile_service(&svc, &[&f1, &f2, &f3], &nodes(), now());
+        assert!(creates(&p).is_empty(), "max attempts reached");
+    }
+
+    #[test]
+    fn drained_node_tasks_are_shut_down_and_replaced() {
+        let mut n = nodes();
+        n.get_mut("n1").unwrap().spec.availability = Some(NodeSpecAvailabilityEnum::DRAIN);
+        let a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "2026-01-01T00:00:00Z");
+        let p = reconcile_service(&service(1), &[&a], &n, now());
+        assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
+        let c = creates(&p);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].desired_state, TaskState::RUNNING);
+    }
+
+    #[test]
+    fn rolling_update_replaces_one_at_a_time() {
+        let mut svc = service(2);
+        svc.spec_version = 2;
+        svc.previous_spec = Some(svc.spec.clone());
+        let a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "");
+        let b = task("b", 2, TaskState::RUNNING, TaskState::RUNNING, "");
+        let p = reconcile_service(&svc, &[&a, &b], &nodes(), now());
+        assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
+        assert_eq!(creates(&p).len(), 1);
+        assert_eq!(creates(&p)[0].spec_version, 2);
+        assert!(p.changes.iter().any(|c| matches!(c, Change::UpdateService(s)
+            if s.update_status.as_ref().unwrap().state == Some(ServiceUpdateStatusStateEnum::UPDATING))));
+
+        // While the new slot-1 task is starting, slot 2 waits.
+        let a_old = task("a", 1, TaskState::RUNNING, TaskState::SHUTDOWN, "");
+        let mut a_new = task("a2", 1, TaskState::ASSIGNED, TaskState::RUNNING, "");
+        a_new.spec_version = 2;
+        let mut svc2 = svc.clone();
+        svc2.update_status = Some(ServiceUpdateStatus {
+            state: Some(ServiceUpdateStatusStateEnum::UPDATING),
+            ..Default::default()
+        });
+        let p = reconcile_service(&svc2, &[&a_old, &a_new, &b], &nodes(), now());
+        assert!(p.changes.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn global_runs_one_task_per_eligible_node() {
+        let mut svc = service(0);
+        svc.spec.mode = Some(ServiceSpecMode {
+            global: Some(Default::default()),
+            ..Default::default()
+        });
+        let mut ns = nodes();
+        ns.insert("n2".into(), ready_node("n2"));
+        let mut down = ready_node("n3");
+        down.status.state = NodeState::Down;
+        ns.insert("n3".into(), down);
+        let p = reconcile_service(&svc, &[], &ns, now());
+        let mut on: Vec<&str> = creates(&p).iter().map(|t| t.node_id.as_str()).collect();
+        on.sort();
+        assert_eq!(on, vec!["n1", "n2"]);
+        assert!(creates(&p).iter().all(|t| t.slot == 0));
+    }
+}

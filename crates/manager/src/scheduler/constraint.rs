@@ -1,0 +1,185 @@
+//! Placement constraints (`node.labels.zone==east`), parsed once and matched per node.
+//! Syntax and messages follow swarmkit's `manager/constraint`.
+
+use swarmd_types::{Node, Role};
+
+/// One parsed constraint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Constraint {
+    /// Lower-cased key, e.g. `node.labels.zone`.
+    pub key: String,
+    pub equal: bool,
+    pub value: String,
+}
+
+/// Why a constraint string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConstraintError {
+    #[error("constraint expected one operator from ==, !=")]
+    MissingOperator,
+    #[error("invalid constraint: key syntax is invalid: {0}")]
+    InvalidKey(String),
+    #[error("invalid constraint: value syntax is invalid: {0}")]
+    InvalidValue(String),
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "node.id",
+    "node.hostname",
+    "node.role",
+    "node.platform.os",
+    "node.platform.arch",
+];
+
+/// Parses every constraint of a service; the first bad one is the error.
+pub fn parse_all(exprs: &[String]) -> Result<Vec<Constraint>, ConstraintError> {
+    exprs.iter().map(|e| parse(e)).collect()
+}
+
+/// Parses `key==value` or `key!=value`.
+pub fn parse(expr: &str) -> Result<Constraint, ConstraintError> {
+    let (key, value, equal) = if let Some((k, v)) = expr.split_once("==") {
+        (k, v, true)
+    } else if let Some((k, v)) = expr.split_once("!=") {
+        (k, v, false)
+    } else {
+        return Err(ConstraintError::MissingOperator);
+    };
+    let key = key.trim();
+    let value = value.trim();
+    if value.contains("==") || value.contains("!=") {
+        return Err(ConstraintError::MissingOperator);
+    }
+    let key_ok = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+        && (KNOWN_KEYS.contains(&key.to_ascii_lowercase().as_str())
+            || label_key(key, "node.labels.").is_some()
+            || label_key(key, "engine.labels.").is_some());
+    if !key_ok {
+        return Err(ConstraintError::InvalidKey(key.to_string()));
+    }
+    if value.is_empty()
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:*@ ".contains(c))
+    {
+        return Err(ConstraintError::InvalidValue(value.to_string()));
+    }
+    Ok(Constraint {
+        key: key.to_string(),
+        equal,
+        value: value.to_string(),
+    })
+}
+
+fn label_key<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
+    if key.len() > prefix.len() && key[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        Some(&key[prefix.len()..])
+    } else {
+        None
+    }
+}
+
+impl Constraint {
+    /// Whether a node satisfies the constraint. A missing label never equals anything.
+    pub fn matches(&self, node: &Node) -> bool {
+        let lower = self.key.to_ascii_lowercase();
+        let actual: Option<String> = match lower.as_str() {
+            "node.id" => Some(node.id.clone()),
+            "node.hostname" => Some(
+                node.spec
+                    .name
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| node.description.hostname.clone()),
+            ),
+            "node.role" => Some(
+                match node.role {
+                    Role::Manager => "manager",
+                    Role::Worker => "worker",
+                }
+                .to_string(),
+            ),
+            "node.platform.os" => Some(node.description.os.clone()),
+            "node.platform.arch" => Some(node.description.architecture.clone()),
+            _ => {
+                if let Some(label) = label_key(&self.key, "node.labels.") {
+                    node.spec
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(label).cloned())
+                } else if let Some(label) = label_key(&self.key, "engine.labels.") {
+                    node.description.engine_labels.get(label).cloned()
+                } else {
+                    None
+                }
+            }
+        };
+        // IDs, hostnames and roles compare case-insensitively, as swarmkit does.
+        let eq = match &actual {
+            Some(a) if lower.starts_with("node.labels.") || lower.starts_with("engine.labels.") => {
+                a == &self.value
+            }
+            Some(a) => a.eq_ignore_ascii_case(&self.value),
+            None => false,
+        };
+        if self.equal { eq } else { !eq }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn node() -> Node {
+        let mut n = Node {
+            id: "abc".into(),
+            ..Default::default()
+        };
+        n.description.hostname = "host1".into();
+        n.spec.labels = Some(HashMap::from([("zone".to_string(), "east".to_string())]));
+        n.description
+            .engine_labels
+            .insert("disk".into(), "ssd".into());
+        n
+    }
+
+    #[test]
+    fn parses_and_matches() {
+        let n = node();
+        for (expr, want) in [
+            ("node.labels.zone==east", true),
+            ("node.labels.zone!=east", false),
+            ("node.labels.zone == west", false),
+            ("node.labels.missing!=x", true),
+            ("node.labels.missing==x", false),
+            ("node.hostname==HOST1", true),
+            ("node.role==worker", true),
+            ("node.role!=manager", true),
+            ("node.id==abc", true),
+            ("engine.labels.disk==ssd", true),
+        ] {
+            assert_eq!(parse(expr).unwrap().matches(&n), want, "{expr}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_syntax() {
+        assert_eq!(
+            parse("node.role=manager"),
+            Err(ConstraintError::MissingOperator)
+        );
+        assert!(matches!(
+            parse("foo.bar==x"),
+            Err(ConstraintError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            parse("node.role=="),
+            Err(ConstraintError::InvalidValue(_))
+        ));
+        assert!(parse("node.labels.a==b==c").is_err());
+    }
+}

@@ -1,0 +1,343 @@
+//! The scheduler: assigns pending tasks to nodes.
+//!
+//! [`schedule`] is a pure function over a store snapshot: it filters nodes (ready, active,
+//! constraints, resources, max replicas per node) and ranks the survivors by spread
+//! (fewest tasks of the same service, then fewest tasks overall). The loop around it lives
+//! in `run.rs` and commits decisions in batches.
+
+pub mod constraint;
+mod run;
+
+pub use run::run_scheduler;
+
+use std::collections::{BTreeMap, HashMap};
+
+use swarmd_store::Tables;
+use swarmd_types::models::{NodeSpecAvailabilityEnum, TaskState};
+use swarmd_types::{Node, NodeState, Task};
+
+/// What the scheduler decided for one pending task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Assign { task_id: String, node_id: String },
+    /// No node fits; the text is Docker's explanation shown by `service ps`.
+    NoFit { task_id: String, reason: String },
+}
+
+/// Per-node bookkeeping while deciding a batch.
+struct Candidate<'a> {
+    node: &'a Node,
+    per_service: HashMap<String, u64>,
+    total: u64,
+    reserved_cpus: i64,
+    reserved_mem: i64,
+}
+
+/// Whether a task still holds its node's resources (it is, or will be, running there).
+fn holds_resources(t: &Task) -> bool {
+    !t.node_id.is_empty()
+        && t.desired_state <= TaskState::RUNNING
+        && (TaskState::ASSIGNED..=TaskState::RUNNING).contains(&t.status.state)
+}
+
+/// Tasks waiting for a node: pending and meant to run (now or after a restart delay).
+/// Global tasks come with their node preset; the scheduler only checks it fits.
+pub fn is_schedulable(t: &Task) -> bool {
+    t.status.state == TaskState::PENDING
+        && matches!(t.desired_state, TaskState::READY | TaskState::RUNNING)
+}
+
+/// Decides placements for every schedulable task in the snapshot.
+pub fn schedule(tables: &Tables) -> Vec<Decision> {
+    let mut candidates: BTreeMap<&str, Candidate<'_>> = tables
+        .nodes
+        .values()
+        .map(|n| {
+            (
+                n.id.as_str(),
+                Candidate {
+                    node: n,
+                    per_service: HashMap::new(),
+                    total: 0,
+                    reserved_cpus: 0,
+                    reserved_mem: 0,
+                },
+            )
+        })
+        .collect();
+    for t in tables.tasks.values().filter(|t| holds_resources(t)) {
+        if let Some(c) = candidates.get_mut(t.node_id.as_str()) {
+            *c.per_service.entry(t.service_id.clone()).or_default() += 1;
+            c.total += 1;
+            let (cpu, mem) = reservations(t);
+            c.reserved_cpus += cpu;
+            c.reserved_mem += mem;
+        }
+    }
+
+    let mut pending: Vec<&Task> = tables.tasks.values().filter(|t| is_schedulable(t)).collect();
+    // Oldest first, then by slot, so scale-ups fill in order.
+    pending.sort_by(|a, b| {
+        (a.meta.created_at.as_str(), &a.service_id, a.slot, &a.id)
+            .cmp(&(b.meta.created_at.as_str(), &b.service_id, b.slot, &b.id))
+    });
+
+    let mut decisions = Vec::with_capacity(pending.len());
+    for task in pending {
+        decisions.push(place(task, &mut candidates));
+    }
+    decisions
+}
+
+fn reservations(t: &Task) -> (i64, i64) {
+    let r = t.spec.resources.as_ref().and_then(|r| r.reservations.as_ref());
+    (
+        r.and_then(|r| r.nano_cpus).unwrap_or(0),
+        r.and_then(|r| r.memory_bytes).unwrap_or(0),
+    )
+}
+
+#[derive(Default)]
+struct Rejections {
+    unavailable: u64,
+    constraints: u64,
+    resources: u64,
+    max_replicas: u64,
+}
+
+fn place(task: &Task, candidates: &mut BTreeMap<&str, Candidate<'_>>) -> Decision {
+    let constraints = task
+        .spec
+        .placement
+        .as_ref()
+        .and_then(|p| p.constraints.clone())
+        .unwrap_or_default();
+    // Constraints were validated at create time; an unparsable one matches nothing.
+    let parsed = constraint::parse_all(&constraints);
+    let max_per_node = task
+        .spec
+        .placement
+        .as_ref()
+        .and_then(|p| p.max_replicas)
+        .filter(|m| *m > 0)
+        .map(|m| m as u64);
+    let (cpu, mem) = reservations(task);
+
+    let mut why = Rejections::default();
+    let mut best: Option<(&str, (u64, u64))> = None;
+    for (id, c) in candidates.iter() {
+        if !task.node_id.is_empty() && *id != task.node_id {
+            continue;
+        }
+        let n = c.node;
+        let available = n.status.state == NodeState::Ready
+            && matches!(
+                n.spec.availability,
+                None | Some(NodeSpecAvailabilityEnum::ACTIVE) | Some(NodeSpecAvailabilityEnum::EMPTY)
+            );
+        if !available {
+            why.unavailable += 1;
+            continue;
+        }
+        let fits_constraints = match &parsed {
+            Ok(cs) => cs.iter().all(|c| c.matches(n)),
+            Err(_) => false,
+        };
+        if !fits_constraints {
+            why.constraints += 1;
+            continue;
+        }
+        let service_count = c.per_service.get(&task.service_id).copied().unwrap_or(0);
+        if max_per_node.is_some_and(|m| service_count >= m) {
+            why.max_replicas += 1;
+            continue;
+        }
+        if (cpu > 0 && c.reserved_cpus + cpu > n.description.nano_cpus)
+            || (mem > 0 && c.reserved_mem + mem > n.description.memory_bytes)
+        {
+            why.resources += 1;
+            continue;
+        }
+        let rank = (service_count, c.total);
+        if best.is_none_or(|(_, r)| rank < r) {
+            best = Some((id, rank));
+        }
+    }
+
+    match best {
+        Some((id, _)) => {
+            let node_id = id.to_string();
+            if let Some(c) = candidates.get_mut(id) {
+                *c.per_service.entry(task.service_id.clone()).or_default() += 1;
+                c.total += 1;
+                c.reserved_cpus += cpu;
+                c.reserved_mem += mem;
+            }
+            Decision::Assign {
+                task_id: task.id.clone(),
+                node_id,
+            }
+        }
+        None => Decision::NoFit {
+            task_id: task.id.clone(),
+            reason: explain(&why),
+        },
+    }
+}
+
+/// Docker's wording: "no suitable node (insufficient resources on 2 nodes)".
+fn explain(why: &Rejections) -> String {
+    fn nodes(n: u64) -> String {
+        if n == 1 {
+            "1 node".to_string()
+        } else {
+            format!("{n} nodes")
+        }
+    }
+    let mut parts = Vec::new();
+    if why.max_replicas > 0 {
+        parts.push(format!("max replicas per node limit exceed"));
+    }
+    if why.constraints > 0 {
+        parts.push(format!(
+            "scheduling constraints not satisfied on {}",
+            nodes(why.constraints)
+        ));
+    }
+    if why.resources > 0 {
+        parts.push(format!("insufficient resources on {}", nodes(why.resources)));
+    }
+    if why.unavailable > 0 {
+        parts.push(format!(
+            "{} not available for new tasks",
+            nodes(why.unavailable)
+        ));
+    }
+    if parts.is_empty() {
+        "no suitable node".to_string()
+    } else {
+        format!("no suitable node ({})", parts.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmd_types::models::{TaskSpecPlacement, TaskSpecResources, Limit};
+    use swarmd_types::TaskStatus;
+
+    fn node(id: &str, ready: bool) -> Node {
+        let mut n = Node {
+            id: id.into(),
+            ..Default::default()
+        };
+        n.status.state = if ready { NodeState::Ready } else { NodeState::Down };
+        n.description.nano_cpus = 2_000_000_000;
+        n.description.memory_bytes = 1 << 30;
+        n
+    }
+
+    fn task(id: &str, service: &str, node: &str, state: TaskState) -> Task {
+        Task {
+            id: id.into(),
+            service_id: service.into(),
+            node_id: node.into(),
+            desired_state: TaskState::RUNNING,
+            status: TaskStatus {
+                state,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn tables(nodes: Vec<Node>, tasks: Vec<Task>) -> Tables {
+        let mut t = Tables::default();
+        for n in nodes {
+            t.nodes.insert(n.id.clone(), n);
+        }
+        for k in tasks {
+            t.tasks.insert(k.id.clone(), k);
+        }
+        t
+    }
+
+    #[test]
+    fn spreads_over_nodes_with_fewest_tasks_of_the_service() {
+        let t = tables(
+            vec![node("a", true), node("b", true), node("c", false)],
+            vec![
+                task("old", "s", "a", TaskState::RUNNING),
+                task("p1", "s", "", TaskState::PENDING),
+                task("p2", "s", "", TaskState::PENDING),
+                task("p3", "s", "", TaskState::PENDING),
+            ],
+        );
+        let d = schedule(&t);
+        let on = |n: &str| {
+            d.iter()
+                .filter(|d| matches!(d, Decision::Assign { node_id, .. } if node_id == n))
+                .count()
+        };
+        assert_eq!(on("a") + 1, 2);
+        assert_eq!(on("b"), 2);
+        assert_eq!(on("c"), 0, "down nodes get nothing");
+    }
+
+    #[test]
+    fn explains_why_nothing_fits() {
+        let mut drained = node("d", true);
+        drained.spec.availability = Some(NodeSpecAvailabilityEnum::DRAIN);
+        let mut p = task("p", "s", "", TaskState::PENDING);
+        p.spec.resources = Some(TaskSpecResources {
+            reservations: Some(swarmd_types::models::ResourceObject {
+                nano_cpus: Some(4_000_000_000),
+                ..Default::default()
+            }),
+            limits: None::<Limit>,
+            ..Default::default()
+        });
+        let t = tables(vec![node("a", true), node("b", true), drained], vec![p]);
+        assert_eq!(
+            schedule(&t),
+            vec![Decision::NoFit {
+                task_id: "p".into(),
+                reason: "no suitable node (insufficient resources on 2 nodes; 1 node not available for new tasks)".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn constraints_and_max_replicas_filter() {
+        let mut p1 = task("p1", "s", "", TaskState::PENDING);
+        p1.spec.placement = Some(TaskSpecPlacement {
+            constraints: Some(vec!["node.id==b".into()]),
+            max_replicas: Some(1),
+            ..Default::default()
+        });
+        let mut p2 = p1.clone();
+        p2.id = "p2".into();
+        let t = tables(vec![node("a", true), node("b", true)], vec![p1, p2]);
+        let d = schedule(&t);
+        assert_eq!(
+            d[0],
+            Decision::Assign {
+                task_id: "p1".into(),
+                node_id: "b".into()
+            }
+        );
+        assert_eq!(
+            d[1],
+            Decision::NoFit {
+                task_id: "p2".into(),
+                reason: "no suitable node (max replicas per node limit exceed; scheduling constraints not satisfied on 1 node)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn no_nodes_at_all() {
+        let t = tables(vec![], vec![task("p", "s", "", TaskState::PENDING)]);
+        assert!(matches!(&schedule(&t)[0], Decision::NoFit { reason, .. } if reason == "no suitable node"));
+    }
+}

@@ -1,0 +1,214 @@
+//! Tables per object kind, with the secondary indexes the managers query.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use swarmd_types::{Cluster, Config, Kind, Network, Node, Object, Secret, Service, Task};
+
+/// All stored objects. `BTreeMap`s keep iteration (and snapshots) in a stable order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Tables {
+    pub clusters: BTreeMap<String, Cluster>,
+    pub nodes: BTreeMap<String, Node>,
+    pub services: BTreeMap<String, Service>,
+    pub tasks: BTreeMap<String, Task>,
+    pub networks: BTreeMap<String, Network>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub configs: BTreeMap<String, Config>,
+    #[serde(skip)]
+    pub(crate) index: Indexes,
+}
+
+/// Derived indexes; rebuilt after a restore, never serialized.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Indexes {
+    pub tasks_by_service: HashMap<String, BTreeSet<String>>,
+    pub tasks_by_node: HashMap<String, BTreeSet<String>>,
+    /// (kind, name) -> id for kinds with unique names.
+    pub names: HashMap<(Kind, String), String>,
+}
+
+impl Tables {
+    pub fn get(&self, kind: Kind, id: &str) -> Option<Object> {
+        match kind {
+            Kind::Cluster => self.clusters.get(id).cloned().map(Object::Cluster),
+            Kind::Node => self.nodes.get(id).cloned().map(Object::Node),
+            Kind::Service => self.services.get(id).cloned().map(Object::Service),
+            Kind::Task => self.tasks.get(id).cloned().map(Object::Task),
+            Kind::Network => self.networks.get(id).cloned().map(Object::Network),
+            Kind::Secret => self.secrets.get(id).cloned().map(Object::Secret),
+            Kind::Config => self.configs.get(id).cloned().map(Object::Config),
+        }
+    }
+
+    pub fn version_of(&self, kind: Kind, id: &str) -> Option<u64> {
+        match kind {
+            Kind::Cluster => self.clusters.get(id).map(|o| o.meta.version),
+            Kind::Node => self.nodes.get(id).map(|o| o.meta.version),
+            Kind::Service => self.services.get(id).map(|o| o.meta.version),
+            Kind::Task => self.tasks.get(id).map(|o| o.meta.version),
+            Kind::Network => self.networks.get(id).map(|o| o.meta.version),
+            Kind::Secret => self.secrets.get(id).map(|o| o.meta.version),
+            Kind::Config => self.configs.get(id).map(|o| o.meta.version),
+        }
+    }
+
+    pub fn id_by_name(&self, kind: Kind, name: &str) -> Option<&str> {
+        self.index
+            .names
+            .get(&(kind, name.to_string()))
+            .map(String::as_str)
+    }
+
+    /// Tasks of a service, in ID order.
+    pub fn tasks_of_service(&self, service_id: &str) -> impl Iterator<Item = &Task> {
+        self.index
+            .tasks_by_service
+            .get(service_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tasks.get(id))
+    }
+
+    /// Tasks assigned to a node, in ID order.
+    pub fn tasks_on_node(&self, node_id: &str) -> impl Iterator<Item = &Task> {
+        self.index
+            .tasks_by_node
+            .get(node_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tasks.get(id))
+    }
+
+    /// The single cluster object, once the swarm is initialised.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.clusters.values().next()
+    }
+
+    pub(crate) fn insert(&mut self, obj: Object) {
+        self.unindex(obj.kind(), obj.id());
+        self.index_obj(&obj);
+        match obj {
+            Object::Cluster(o) => {
+                self.clusters.insert(o.id.clone(), o);
+            }
+            Object::Node(o) => {
+                self.nodes.insert(o.id.clone(), o);
+            }
+            Object::Service(o) => {
+                self.services.insert(o.id.clone(), o);
+            }
+            Object::Task(o) => {
+                self.tasks.insert(o.id.clone(), o);
+            }
+            Object::Network(o) => {
+                self.networks.insert(o.id.clone(), o);
+            }
+            Object::Secret(o) => {
+                self.secrets.insert(o.id.clone(), o);
+            }
+            Object::Config(o) => {
+                self.configs.insert(o.id.clone(), o);
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, kind: Kind, id: &str) -> Option<Object> {
+        self.unindex(kind, id);
+        match kind {
+            Kind::Cluster => self.clusters.remove(id).map(Object::Cluster),
+            Kind::Node => self.nodes.remove(id).map(Object::Node),
+            Kind::Service => self.services.remove(id).map(Object::Service),
+            Kind::Task => self.tasks.remove(id).map(Object::Task),
+            Kind::Network => self.networks.remove(id).map(Object::Network),
+            Kind::Secret => self.secrets.remove(id).map(Object::Secret),
+            Kind::Config => self.configs.remove(id).map(Object::Config),
+        }
+    }
+
+    fn index_obj(&mut self, obj: &Object) {
+        if let Object::Task(t) = obj {
+            self.index
+                .tasks_by_service
+                .entry(t.service_id.clone())
+                .or_default()
+                .insert(t.id.clone());
+            if !t.node_id.is_empty() {
+                self.index
+                    .tasks_by_node
+                    .entry(t.node_id.clone())
+                    .or_default()
+                    .insert(t.id.clone());
+            }
+        }
+        if let Some(name) = obj.unique_name() {
+            self.index
+                .names
+                .insert((obj.kind(), name.to_string()), obj.id().to_string());
+        }
+    }
+
+    fn unindex(&mut self, kind: Kind, id: &str) {
+        let Some(old) = self.get_ref_name_and_task(kind, id) else {
+            return;
+        };
+        let (name, task_keys) = old;
+        if let Some(name) = name {
+            let key = (kind, name);
+            if self.index.names.get(&key).map(String::as_str) == Some(id) {
+                self.index.names.remove(&key);
+            }
+        }
+        if let Some((service_id, node_id)) = task_keys {
+            if let Some(set) = self.index.tasks_by_service.get_mut(&service_id) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.index.tasks_by_service.remove(&service_id);
+                }
+            }
+            if let Some(set) = self.index.tasks_by_node.get_mut(&node_id) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.index.tasks_by_node.remove(&node_id);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn get_ref_name_and_task(
+        &self,
+        kind: Kind,
+        id: &str,
+    ) -> Option<(Option<String>, Option<(String, String)>)> {
+        Some(match kind {
+            Kind::Task => {
+                let t = self.tasks.get(id)?;
+                (None, Some((t.service_id.clone(), t.node_id.clone())))
+            }
+            Kind::Service => (self.services.get(id)?.spec.name.clone(), None),
+            Kind::Network => (Some(self.networks.get(id)?.name.clone()), None),
+            Kind::Secret => (Some(self.secrets.get(id)?.name.clone()), None),
+            Kind::Config => (Some(self.configs.get(id)?.name.clone()), None),
+            Kind::Cluster | Kind::Node => return None,
+        })
+    }
+
+    /// Rebuilds the indexes from the tables (after deserializing a snapshot).
+    pub(crate) fn reindex(&mut self) {
+        self.index = Indexes::default();
+        let objs: Vec<Object> = self
+            .tasks
+            .values()
+            .cloned()
+            .map(Object::Task)
+            .chain(self.services.values().cloned().map(Object::Service))
+            .chain(self.networks.values().cloned().map(Object::Network))
+            .chain(self.secrets.values().cloned().map(Object::Secret))
+            .chain(self.configs.values().cloned().map(Object::Config))
+            .collect();
+        for o in &objs {
+            self.index_obj(o);
+        }
+    }
+}
