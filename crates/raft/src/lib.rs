@@ -1,1 +1,25 @@
-//! placeholder
+//! Raft for swarmd's replicated store: openraft with a redb log and snapshots, applying
+//! [`swarmd_store::Batch`]es to a [`swarmd_store::MemoryStore`].
+//!
+//! - [`RaftNode`] is the public face: open/initialize/shutdown, leadership watch, a
+//!   linearizable read barrier, and `impl Proposer` so the store's writers go through Raft.
+//! - Storage ([`storage`]): one redb file `<dir>/raft.redb` holding log, vote, committed
+//!   pointer and the latest snapshot; every record checksummed, every acknowledged write
+//!   fsynced first.
+//! - State machine ([`state_machine`]): the in-memory store itself; rebuilt on open from the
+//!   snapshot plus committed log.
+//! - Network ([`network`]): single-member clusters for now, behind openraft's
+//!   `RaftNetworkFactory` so the tonic/mTLS transport drops in later.
+
+mod codec;
+pub mod network;
+mod node;
+pub mod state_machine;
+pub mod storage;
+mod types;
+
+pub use node::{
+    DEFAULT_KEEP_LOGS_AFTER_SNAPSHOT, DEFAULT_PROPOSE_TIMEOUT, DEFAULT_SNAPSHOT_EVERY, Raft,
+    RaftConfig, RaftError, RaftNode,
+};
+pub use types::{Member, NodeId, Request, Response, SnapshotData, TypeConfig};

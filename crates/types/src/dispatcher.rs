@@ -41,6 +41,7 @@ pub enum AssignmentAction {
 }
 
 /// An object a node needs: its tasks and the secrets and configs they reference.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Assignment {
     Task(Task),

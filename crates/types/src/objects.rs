@@ -324,7 +324,9 @@ pub struct Config {
     pub templating: Option<String>,
 }
 
-/// Any stored object.
+/// Any stored object. Variants differ in size; objects are moved, not stored in bulk
+/// arrays of this enum, so boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Object {
     Cluster(Cluster),

@@ -1,0 +1,670 @@
+//! [`RaftNode`]: the manager's handle on Raft — open, initialize, propose, read barrier,
+//! leadership, shutdown.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::Instant as _;
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, ForwardToLeader, InitializeError, LinearizableReadError};
+use openraft::{RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
+use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::network::NetworkFactory;
+use crate::state_machine::StateMachine;
+use crate::storage::{self, DB_FILE, Db, LogStore};
+use crate::types::{C, Member, NodeId, Request, TypeConfig};
+
+/// The openraft instance behind a [`RaftNode`].
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+/// Snapshot every this many entries by default (swarmkit's `SnapshotInterval`).
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+/// Entries kept behind a snapshot by default, so a slightly lagging follower catches up from
+/// the log rather than a full snapshot (swarmkit's `LogEntriesForSlowFollowers`).
+pub const DEFAULT_KEEP_LOGS_AFTER_SNAPSHOT: u64 = 500;
+/// How long a write (or read barrier) may take before the caller gets an answer anyway.
+pub const DEFAULT_PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a [`RaftNode`] is opened.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    /// Directory holding `raft.redb`; created if missing.
+    pub dir: PathBuf,
+    /// This manager's Raft id; must be stable across restarts.
+    pub node_id: NodeId,
+    /// This manager's cluster address, recorded in the membership.
+    pub addr: String,
+    /// Take a snapshot (and purge the log behind it) every this many applied entries.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind the latest snapshot.
+    pub keep_logs_after_snapshot: u64,
+    /// Leader heartbeat period.
+    pub heartbeat_interval: Duration,
+    /// A follower that hears no leader for a random time in `[min, max)` starts an election.
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// Upper bound on a proposal or read barrier; past it the caller gets
+    /// [`ProposeError::OutcomeUnknown`] (writes) or [`ProposeError::Unavailable`] (reads).
+    pub propose_timeout: Duration,
+}
+
+impl RaftConfig {
+    /// Defaults for everything but where and who.
+    ///
+    /// Timeouts suit managers on one LAN: heartbeats every 200 ms, elections after 1–2 s of
+    /// silence (swarmkit waits ~10 s; a faster failover is worth the extra heartbeats).
+    pub fn new(dir: impl Into<PathBuf>, node_id: NodeId, addr: impl Into<String>) -> Self {
+        RaftConfig {
+            dir: dir.into(),
+            node_id,
+            addr: addr.into(),
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            keep_logs_after_snapshot: DEFAULT_KEEP_LOGS_AFTER_SNAPSHOT,
+            heartbeat_interval: Duration::from_millis(200),
+            election_timeout_min: Duration::from_millis(1000),
+            election_timeout_max: Duration::from_millis(2000),
+            propose_timeout: DEFAULT_PROPOSE_TIMEOUT,
+        }
+    }
+
+    fn to_openraft(&self) -> Result<openraft::Config, RaftError> {
+        if self.snapshot_every == 0 {
+            return Err(RaftError::Config(
+                "snapshot_every must be at least 1".into(),
+            ));
+        }
+        if self.propose_timeout.is_zero() {
+            return Err(RaftError::Config("propose_timeout must be positive".into()));
+        }
+        let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
+        openraft::Config {
+            cluster_name: "swarmd".into(),
+            heartbeat_interval: ms(self.heartbeat_interval),
+            election_timeout_min: ms(self.election_timeout_min),
+            election_timeout_max: ms(self.election_timeout_max),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.keep_logs_after_snapshot,
+            // A follower further behind than the log we keep can only catch up by snapshot.
+            replication_lag_threshold: self.snapshot_every + self.keep_logs_after_snapshot,
+            // Whole-state snapshots of a big swarm take a while to ship and install.
+            install_snapshot_timeout: 30_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| RaftError::Config(e.to_string()))
+    }
+}
+
+/// Why opening or driving Raft failed (proposals use [`ProposeError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RaftError {
+    #[error("invalid raft configuration: {0}")]
+    Config(String),
+    /// Raft rebuilds the store from its snapshot and log; it must start from nothing.
+    #[error("the memory store must be empty when raft opens it (it has applied index {0})")]
+    StoreNotEmpty(u64),
+    #[error("raft storage {}: {source}", path.display())]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A record failed its checksum or could not be decoded: the data is not trusted.
+    #[error("raft storage {} is corrupt: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// openraft stopped (storage error, panic, or shutdown).
+    #[error("raft stopped: {0}")]
+    Fatal(#[from] openraft::errors::Fatal<TypeConfig>),
+    #[error("initializing the raft cluster: {0}")]
+    Initialize(String),
+    #[error("timed out after {timeout:?} waiting for {what}")]
+    Timeout {
+        timeout: Duration,
+        what: &'static str,
+    },
+}
+
+impl RaftError {
+    fn from_io(path: PathBuf, source: io::Error) -> Self {
+        if source.kind() == io::ErrorKind::InvalidData {
+            RaftError::Corrupt { path, source }
+        } else {
+            RaftError::Storage { path, source }
+        }
+    }
+}
+
+/// One manager's Raft replica of the store.
+///
+/// Every change to the [`MemoryStore`] goes through [`Proposer::propose`]: it is appended to
+/// the redb log (fsynced), committed, and applied by the state machine, which answers with the
+/// store's verdict.
+pub struct RaftNode {
+    raft: Raft,
+    db: Arc<Db>,
+    store: Arc<MemoryStore>,
+    node_id: NodeId,
+    addr: String,
+    propose_timeout: Duration,
+    /// A leader that has heard from no quorum for this long refuses writes up front.
+    quorum_lost_after: Duration,
+    leader: watch::Receiver<bool>,
+    /// The task feeding `leader`; taken and awaited on shutdown (no std lock across await).
+    leader_task: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode")
+            .field("node_id", &self.node_id)
+            .field("addr", &self.addr)
+            .field("db", &self.db.path())
+            .finish()
+    }
+}
+
+impl RaftNode {
+    /// Opens (or creates) `<dir>/raft.redb`, rebuilds `store` from the stored snapshot and
+    /// log, and starts openraft.
+    ///
+    /// `store` must be fresh: it is the state machine, and Raft refills it. Every record is
+    /// verified before Raft starts, so a corrupted file fails here with
+    /// [`RaftError::Corrupt`]. When this node is the only voter, `open` also waits until
+    /// everything in its log is applied, so the store is complete when `open` returns.
+    pub async fn open(config: RaftConfig, store: Arc<MemoryStore>) -> Result<RaftNode, RaftError> {
+        let raft_config = Arc::new(config.to_openraft()?);
+        let applied = store.applied_index();
+        if applied != 0 {
+            return Err(RaftError::StoreNotEmpty(applied));
+        }
+        let dir = config.dir.clone();
+        let path = dir.join(DB_FILE);
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&dir)?;
+                let db = Db::open(&path)?;
+                if let Err(e) = db.verify() {
+                    db.close();
+                    return Err(e);
+                }
+                Ok(db)
+            })
+            .await
+            .map_err(|e| io::Error::other(format!("opening raft storage: {e}")))
+            .and_then(|r| r)
+        };
+        let db = Arc::new(opened.map_err(|e| RaftError::from_io(path.clone(), e))?);
+
+        let raft = match Raft::new(
+            config.node_id,
+            raft_config,
+            NetworkFactory::default(),
+            LogStore::new(db.clone()),
+            StateMachine::new(store.clone(), db.clone()),
+        )
+        .await
+        {
+            Ok(raft) => raft,
+            Err(e) => {
+                close_db(&db).await;
+                return Err(e.into());
+            }
+        };
+        let (leader, leader_task) = spawn_leader_watch(&raft, config.node_id);
+        let node = RaftNode {
+            raft,
+            db,
+            store,
+            node_id: config.node_id,
+            addr: config.addr.clone(),
+            propose_timeout: config.propose_timeout,
+            quorum_lost_after: config.election_timeout_max * 2,
+            leader,
+            leader_task: Mutex::new(Some(leader_task)),
+            closed: AtomicBool::new(false),
+        };
+        if node.is_sole_voter().await?
+            && let Err(e) = node
+                .raft
+                .wait_for_recovery(Some(node.propose_timeout))
+                .await
+        {
+            tracing::error!(error = %e, "raft: log not applied after restart");
+            node.shutdown().await;
+            return Err(RaftError::Timeout {
+                timeout: config.propose_timeout,
+                what: "the stored raft log to be applied",
+            });
+        }
+        let m = node.raft.metrics().borrow_watched().clone();
+        tracing::info!(
+            node_id = node.node_id,
+            addr = %node.addr,
+            path = %node.db.path().display(),
+            last_log = ?m.last_log_index,
+            applied = ?m.last_applied.as_ref().map(|l| l.index),
+            snapshot = ?m.snapshot.as_ref().map(|l| l.index),
+            "raft: opened"
+        );
+        Ok(node)
+    }
+
+    /// Forms a one-member cluster of this node on first `swarm init`, then waits until it
+    /// leads. Idempotent: an already initialized node (restart, or a second call) returns
+    /// `Ok` at once.
+    pub async fn initialize_single(&self) -> Result<(), RaftError> {
+        if self.is_initialized().await? {
+            return Ok(());
+        }
+        let members = BTreeMap::from([(
+            self.node_id,
+            Member {
+                addr: self.addr.clone(),
+            },
+        )]);
+        match self.raft.initialize(members).await {
+            Ok(()) => {}
+            // Initialized concurrently: the goal is reached either way.
+            Err(openraft::errors::RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            Err(openraft::errors::RaftError::APIError(e)) => {
+                return Err(RaftError::Initialize(e.to_string()));
+            }
+            Err(openraft::errors::RaftError::Fatal(f)) => return Err(f.into()),
+        }
+        tracing::info!(node_id = self.node_id, addr = %self.addr, "raft: initialized single-member cluster");
+        self.wait_for_leader(self.propose_timeout).await
+    }
+
+    /// Whether this node belongs to an initialized cluster (has a membership in its log).
+    pub async fn is_initialized(&self) -> Result<bool, RaftError> {
+        Ok(self.raft.is_initialized().await?)
+    }
+
+    /// Whether this node currently leads *and* has applied every entry committed before its
+    /// term — i.e. leader-only components may act on the store. Same value as
+    /// [`RaftNode::leader_watch`].
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    /// "Am I the leader" as a watch, for starting and stopping leader-only components.
+    /// Turns `true` once this node leads and its store is caught up (its own term's first
+    /// entry is applied), `false` on losing leadership and on shutdown.
+    pub fn leader_watch(&self) -> watch::Receiver<bool> {
+        self.leader.clone()
+    }
+
+    /// Waits until [`RaftNode::is_leader`] is true.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(), RaftError> {
+        let mut rx = self.leader.clone();
+        match tokio::time::timeout(timeout, rx.wait_for(|l| *l)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(RaftError::Fatal(openraft::errors::Fatal::Stopped)),
+            Err(_) => Err(RaftError::Timeout {
+                timeout,
+                what: "this node to become raft leader",
+            }),
+        }
+    }
+
+    /// The current leader's id and cluster address, when one is known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let id = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        Some((id, addr))
+    }
+
+    /// This node's Raft id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The replica this node applies to.
+    pub fn store(&self) -> &Arc<MemoryStore> {
+        &self.store
+    }
+
+    /// Raft metrics (term, leader, log, applied and snapshot positions, membership).
+    pub fn metrics(&self) -> RaftMetrics<C> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// The openraft handle, for what this type does not wrap yet: membership changes and the
+    /// receiving side of the peer transport.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Linearizable read barrier (read-index): returns once this node has confirmed with a
+    /// quorum that it still leads and its store has applied everything committed before the
+    /// call. Reads from [`RaftNode::store`] after it are not stale. Returns the applied
+    /// index the read is linearized at.
+    pub async fn ensure_linearizable(&self) -> Result<u64, ProposeError> {
+        self.check_running()?;
+        let fut = self.raft.ensure_linearizable(ReadPolicy::ReadIndex);
+        match tokio::time::timeout(self.propose_timeout, fut).await {
+            Err(_) => Err(ProposeError::Unavailable(format!(
+                "could not confirm raft leadership within {:?}",
+                self.propose_timeout
+            ))),
+            Ok(Ok(read_log_id)) => Ok(read_log_id.index().max(self.store.applied_index())),
+            Ok(Err(openraft::errors::RaftError::APIError(e))) => Err(match e {
+                LinearizableReadError::ForwardToLeader(f) => self.not_leader(f),
+                LinearizableReadError::QuorumNotEnough(q) => {
+                    ProposeError::Unavailable(q.to_string())
+                }
+            }),
+            Ok(Err(openraft::errors::RaftError::Fatal(f))) => {
+                Err(ProposeError::Unavailable(f.to_string()))
+            }
+        }
+    }
+
+    /// Number of log entries currently on disk (diagnostics and tests).
+    pub async fn log_entries_on_disk(&self) -> Result<u64, RaftError> {
+        self.db
+            .run(storage::count_entries)
+            .await
+            .map_err(|e| RaftError::from_io(self.db.path().to_path_buf(), e))
+    }
+
+    /// Stops Raft, the leadership watch and closes the database file; afterwards proposals
+    /// fail with [`ProposeError::Unavailable`]. Idempotent.
+    pub async fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft: core task ended abnormally");
+        }
+        let task = self
+            .leader_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut task) = task {
+            // The watch task ends by itself once the metrics channel closes with the core;
+            // bounded anyway, so shutdown can never hang on it.
+            match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "raft: leader watch task failed"),
+                Err(_) => {
+                    tracing::warn!("raft: leader watch task did not end; aborting it");
+                    task.abort();
+                }
+            }
+        }
+        close_db(&self.db).await;
+        tracing::info!(node_id = self.node_id, "raft: shut down");
+    }
+
+    fn check_running(&self) -> Result<(), ProposeError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(ProposeError::Unavailable("raft node is shut down".into()));
+        }
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        if let Err(e) = &m.running_state {
+            return Err(ProposeError::Unavailable(format!("raft stopped: {e}")));
+        }
+        let voters = m.membership_config.voter_ids().count();
+        let since_ack = m.last_quorum_acked.as_ref().map(|t| t.elapsed());
+        if m.state == ServerState::Leader && quorum_lost(voters, since_ack, self.quorum_lost_after)
+        {
+            return Err(ProposeError::Unavailable(format!(
+                "no quorum: the leader has not heard from a majority of {voters} managers for {:?}",
+                self.quorum_lost_after
+            )));
+        }
+        Ok(())
+    }
+
+    fn not_leader(&self, f: ForwardToLeader<C>) -> ProposeError {
+        match (f.leader_id, f.leader_node) {
+            (Some(id), node) if id != self.node_id => ProposeError::NotLeader {
+                leader_addr: node.map(|n| n.addr),
+            },
+            _ => ProposeError::Unavailable("no raft leader is elected".into()),
+        }
+    }
+
+    /// Asks the core (not the metrics, which may not be published yet right after start)
+    /// whether this node is the only voter of its effective membership.
+    async fn is_sole_voter(&self) -> Result<bool, RaftError> {
+        let me = self.node_id;
+        Ok(self
+            .raft
+            .with_raft_state(move |st| {
+                let mut voters = st.membership_state.effective().voter_ids();
+                voters.next() == Some(me) && voters.next().is_none()
+            })
+            .await?)
+    }
+}
+
+/// A leader with other voters that has not had a quorum acknowledge it for longer than
+/// `after` cannot commit: refusing up front gives a certain failure instead of a timeout.
+fn quorum_lost(voters: usize, since_quorum_ack: Option<Duration>, after: Duration) -> bool {
+    voters > 1 && since_quorum_ack.is_some_and(|d| d > after)
+}
+
+#[async_trait::async_trait]
+impl Proposer for RaftNode {
+    /// Proposes `batch` as one entry and returns its log index once applied here.
+    ///
+    /// Errors: [`ProposeError::Store`] when apply rejected the batch (certainly not applied);
+    /// [`ProposeError::NotLeader`] to forward; [`ProposeError::Unavailable`] when no leader,
+    /// no quorum or shut down (not proposed); [`ProposeError::OutcomeUnknown`] when the
+    /// entry may have been appended but no verdict came within the timeout (or leadership or
+    /// the node was lost mid-flight).
+    async fn propose(&self, batch: Batch) -> Result<u64, ProposeError> {
+        self.check_running()?;
+        let actions = batch.actions.len();
+        let fut = self.raft.client_write(Request(batch));
+        let res = match tokio::time::timeout(self.propose_timeout, fut).await {
+            Err(_) => {
+                tracing::warn!(actions, timeout = ?self.propose_timeout, "raft: proposal timed out");
+                return Err(ProposeError::OutcomeUnknown(format!(
+                    "no commit within {:?}",
+                    self.propose_timeout
+                )));
+            }
+            Ok(res) => res,
+        };
+        match res {
+            Ok(resp) => {
+                let index = resp.log_id.index;
+                tracing::trace!(
+                    index,
+                    actions,
+                    ok = resp.data.is_ok(),
+                    "raft: proposal applied"
+                );
+                resp.data.map(|()| index).map_err(ProposeError::Store)
+            }
+            Err(openraft::errors::RaftError::APIError(e)) => Err(match e {
+                ClientWriteError::ForwardToLeader(f) => self.not_leader(f),
+                ClientWriteError::LogEntryDiscarded(f) => ProposeError::OutcomeUnknown(format!(
+                    "leadership changed before the entry committed; leader now {:?}",
+                    f.leader_id
+                )),
+                other => ProposeError::Unavailable(other.to_string()),
+            }),
+            // The core stopped while the entry may already be in the log.
+            Err(openraft::errors::RaftError::Fatal(f)) => Err(ProposeError::OutcomeUnknown(
+                format!("raft stopped during the proposal: {f}"),
+            )),
+        }
+    }
+}
+
+impl Drop for RaftNode {
+    /// Safety net for a node dropped without [`RaftNode::shutdown`]: releases the database
+    /// file at once (so the directory can be reopened) and stops the openraft core, which
+    /// would otherwise keep ticking. Closing waits for an in-flight transaction; prefer
+    /// `shutdown().await`.
+    fn drop(&mut self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.db.close();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let raft = self.raft.clone();
+            // Detached on purpose: Drop cannot await, and the core must not run on.
+            drop(rt.spawn(async move {
+                let _ = raft.shutdown().await;
+            }));
+        }
+        tracing::info!(
+            node_id = self.node_id,
+            "raft: dropped without shutdown; stopping"
+        );
+    }
+}
+
+async fn close_db(db: &Arc<Db>) {
+    let db = db.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || db.close()).await {
+        tracing::warn!(error = %e, "raft: closing database failed");
+    }
+}
+
+/// Feeds a `watch<bool>` from openraft's metrics: true while this node leads and has
+/// applied its own term's first entry (so its store holds every earlier commit).
+fn spawn_leader_watch(raft: &Raft, node_id: NodeId) -> (watch::Receiver<bool>, JoinHandle<()>) {
+    let mut metrics = raft.metrics();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            let (ready, term) = {
+                let m = metrics.borrow_watched();
+                (leader_ready(&m), m.current_term)
+            };
+            let changed = tx.send_if_modified(|cur| std::mem::replace(cur, ready) != ready);
+            if changed {
+                tracing::info!(node_id, term, leader = ready, "raft: leadership changed");
+            }
+            if metrics.changed().await.is_err() {
+                break;
+            }
+        }
+        if tx.send_replace(false) {
+            tracing::info!(
+                node_id,
+                leader = false,
+                "raft: leadership ended with shutdown"
+            );
+        }
+    });
+    (rx, task)
+}
+
+fn leader_ready(m: &RaftMetrics<C>) -> bool {
+    m.running_state.is_ok()
+        && m.state == ServerState::Leader
+        && m.last_applied
+            .as_ref()
+            .is_some_and(|l| l.leader_id.term == m.current_term)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_loss_needs_peers_and_a_stale_ack() {
+        let after = Duration::from_secs(4);
+        let ms = Duration::from_millis;
+        assert!(
+            !quorum_lost(1, Some(ms(60_000)), after),
+            "a sole voter is its own quorum"
+        );
+        assert!(!quorum_lost(3, None, after));
+        assert!(!quorum_lost(3, Some(ms(4_000)), after));
+        assert!(quorum_lost(3, Some(ms(4_001)), after));
+    }
+
+    /// A record altered with valid redb page checksums (so only our record checksum can
+    /// notice) makes `open` fail with `Corrupt` and leaves the store untouched.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_rejects_an_entry_that_fails_its_checksum() {
+        use crate::storage::{LOG, durable_write, redb_err};
+        use redb::ReadableTable;
+        use swarmd_store::StoreAction;
+
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RaftConfig::new(dir.path(), 1, "127.0.0.1:2377");
+        let node = RaftNode::open(cfg.clone(), Arc::new(MemoryStore::new()))
+            .await
+            .unwrap();
+        node.initialize_single().await.unwrap();
+        let svc = swarmd_types::Service {
+            id: "s1".into(),
+            ..Default::default()
+        };
+        let index = node
+            .propose(Batch {
+                actions: vec![StoreAction::Create(svc.into())],
+                proposed_at: "2024-01-01T00:00:00Z".into(),
+            })
+            .await
+            .unwrap();
+        node.shutdown().await;
+
+        let db = Db::open(&cfg.dir.join(DB_FILE)).unwrap();
+        db.with(|db| {
+            let txn = durable_write(db)?;
+            {
+                let mut t = txn.open_table(LOG).map_err(redb_err)?;
+                let mut rec = t.get(index).map_err(redb_err)?.unwrap().value().to_vec();
+                let pos = rec
+                    .windows(4)
+                    .position(|w| w == b"\"s1\"")
+                    .expect("service id in the entry");
+                rec[pos + 2] = b'2';
+                t.insert(index, rec.as_slice()).map_err(redb_err)?;
+            }
+            txn.commit().map_err(redb_err)
+        })
+        .unwrap();
+        db.close();
+
+        let mem = Arc::new(MemoryStore::new());
+        let err = RaftNode::open(cfg, mem.clone()).await.unwrap_err();
+        assert!(
+            matches!(&err, RaftError::Corrupt { .. }) && err.to_string().contains("checksum"),
+            "{err}"
+        );
+        assert_eq!(mem.applied_index(), 0);
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let mut c = RaftConfig::new("/tmp/x", 1, "127.0.0.1:2377");
+        assert!(c.to_openraft().is_ok());
+        c.election_timeout_min = c.heartbeat_interval;
+        assert!(matches!(c.to_openraft(), Err(RaftError::Config(_))));
+        let mut c = RaftConfig::new("/tmp/x", 1, "a");
+        c.snapshot_every = 0;
+        assert!(matches!(c.to_openraft(), Err(RaftError::Config(_))));
+    }
+}
