@@ -1,1 +1,34 @@
-//! placeholder
+//! The Docker Engine API server of a swarmd node.
+//!
+//! The stock docker CLI and docker-py drive swarmd unchanged, so this crate speaks the
+//! Engine API as the Docker daemon does (DESIGN §7): version prefixes, `/_ping` headers,
+//! `{"message"}` errors with the daemon's codes and texts, Go-style case-insensitive JSON,
+//! both forms of `filters`, name/prefix resolution, stdcopy log framing. Swarm objects go
+//! through the [`Backend`] trait; container/image/exec calls go to the local engine.
+//!
+//! Layout: [`server`] binds and serves; [`router`] holds the route table and the version
+//! handling in front of it; `handlers` are thin; [`decode`], [`filters`], [`query`],
+//! [`resolve`], [`convert`], [`spec`] and [`logs`] are pure and unit-tested; [`proxy`]
+//! forwards to the engine.
+
+pub mod backend;
+pub mod convert;
+pub mod decode;
+pub mod error;
+pub mod filters;
+mod handlers;
+pub mod logs;
+pub mod proxy;
+pub mod query;
+pub mod resolve;
+pub mod router;
+pub mod server;
+pub mod spec;
+pub mod version;
+
+pub use backend::*;
+pub use decode::{DecodeError, decode_json, decode_service_spec};
+pub use error::ApiError;
+pub use filters::{FilterError, Filters, parse_filters};
+pub use router::ApiApp;
+pub use server::{ListenAddr, Listener, bind_all, serve};

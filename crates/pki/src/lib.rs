@@ -63,7 +63,9 @@ const BASE36: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// A new join token for the CA with this `sha256:<hex>` digest.
 pub fn generate_join_token(ca_digest: &str) -> Result<String, PkiError> {
-    let hex_digest = ca_digest.strip_prefix("sha256:").ok_or(PkiError::InvalidToken)?;
+    let hex_digest = ca_digest
+        .strip_prefix("sha256:")
+        .ok_or(PkiError::InvalidToken)?;
     let bytes = hex::decode(hex_digest).map_err(|_| PkiError::InvalidToken)?;
     let digest36 = to_base36(&bytes);
     let mut rng = rand::rng();
@@ -83,10 +85,19 @@ pub struct ParsedToken {
 
 /// Parses `SWMTKN-1-<digest>-<secret>`; anything else is `InvalidToken`.
 pub fn parse_join_token(token: &str) -> Result<ParsedToken, PkiError> {
-    let rest = token.strip_prefix(TOKEN_PREFIX).ok_or(PkiError::InvalidToken)?;
+    let rest = token
+        .strip_prefix(TOKEN_PREFIX)
+        .ok_or(PkiError::InvalidToken)?;
     let (digest36, secret) = rest.split_once('-').ok_or(PkiError::InvalidToken)?;
-    let ok36 = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
-    if digest36.len() != DIGEST_LEN || secret.len() != SECRET_LEN || !ok36(digest36) || !ok36(secret) {
+    let ok36 = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    };
+    if digest36.len() != DIGEST_LEN
+        || secret.len() != SECRET_LEN
+        || !ok36(digest36)
+        || !ok36(secret)
+    {
         return Err(PkiError::InvalidToken);
     }
     let bytes = from_base36(digest36, 32).ok_or(PkiError::InvalidToken)?;

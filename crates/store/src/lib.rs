@@ -79,7 +79,12 @@ pub struct Event {
 /// Events of one applied entry (a commit), or a reset after a snapshot restore.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventBatch {
-    Commit { index: u64, events: Vec<Event> },
+    Commit {
+        index: u64,
+        events: Vec<Event>,
+    },
     /// The whole state was replaced: watchers must resync everything.
-    Reset { index: u64 },
+    Reset {
+        index: u64,
+    },
 }

@@ -110,9 +110,7 @@ impl MemoryStore {
         }
         let result = validate(&inner.tables, batch);
         inner.applied = index;
-        if let Err(e) = result {
-            return Err(e);
-        }
+        result?;
         let mut events = Vec::with_capacity(batch.actions.len());
         for action in &batch.actions {
             match action {

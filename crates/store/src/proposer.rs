@@ -329,7 +329,10 @@ mod tests {
         let other = MemoryStore::new();
         let mut rx2 = other.watch();
         other.restore(serde_json::from_slice(&json).unwrap());
-        assert!(matches!(&*rx2.recv().await.unwrap(), EventBatch::Reset { index: 1 }));
+        assert!(matches!(
+            &*rx2.recv().await.unwrap(),
+            EventBatch::Reset { index: 1 }
+        ));
         other.view(|t| assert_eq!(t.id_by_name(Kind::Service, "web"), Some("a")));
     }
 

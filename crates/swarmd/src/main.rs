@@ -1,1 +1,102 @@
-fn main() {}
+//! swarmd: one node of a swarm. Starts the Docker Engine API server and, once the node is
+//! part of a swarm, the manager (Raft, reconcilers, dispatcher) and the agent.
+
+mod backend;
+mod cli;
+mod node;
+mod sysinfo;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::NodeBackend;
+use crate::node::SwarmNode;
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(match level {
+        "error" | "warn" | "info" | "debug" | "trace" => {
+            format!("{level},openraft=warn,hyper=warn,h2=warn,tower=warn")
+        }
+        other => other.to_string(),
+    })
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = cli::Args::parse();
+    init_tracing(&args.log_level);
+
+    let listeners = swarmd_engine_api::bind_all(&args.hosts)
+        .await
+        .context("binding the API listeners")?;
+    let node = SwarmNode::start(args.clone()).await?;
+    let daemon_id = daemon_id(&args.data_root);
+    let backend = Arc::new(NodeBackend {
+        node: node.clone(),
+        daemon_id,
+    });
+    let cancel = CancellationToken::new();
+    for h in &args.hosts {
+        println!("swarmd listening on {h}");
+    }
+    println!(
+        "executor: {}; node address: {}; data root: {}",
+        match &node.exec {
+            node::ExecChoice::Docker { socket } => format!("docker (unix://{socket})"),
+            node::ExecChoice::Process => "process".into(),
+        },
+        args.node_addr,
+        args.data_root.display()
+    );
+    let server = tokio::spawn(swarmd_engine_api::serve(listeners, backend, cancel.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    node.shutdown().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+/// A stable daemon ID for `/info`, kept in the data root.
+fn daemon_id(root: &std::path::Path) -> String {
+    let path = root.join("daemon-id");
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && !s.trim().is_empty()
+    {
+        return s.trim().to_string();
+    }
+    let id = uuid_like();
+    let _ = std::fs::write(&path, &id);
+    id
+}
+
+fn uuid_like() -> String {
+    let h = swarmd_types::ids::new_hex_id();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}

@@ -1,1 +1,97 @@
-//! placeholder
+//! Helpers for swarmd's end-to-end tests (DESIGN.md §8).
+//!
+//! End-to-end tests start real `swarmd` processes (each with its own data root, API socket and
+//! loopback address) and drive them with the real `docker` CLI, exactly as a user would. This
+//! crate holds the plumbing those tests share:
+//!
+//! - [`Daemon`]: start, stop, crash and restart a `swarmd` process, and run `docker` against it.
+//! - [`CmdOutput`]: the result of a command, with assertions that print everything needed to
+//!   debug a failure (stdout, stderr and the daemon's log).
+//! - [`wait_until`] / [`wait_for`] (and async variants): the only way tests wait. Clusters
+//!   converge asynchronously; fixed sleeps make tests both slow and flaky.
+//! - [`engine_available`], [`engine_docker`], [`cleanup_engine_containers`]: access to the host's
+//!   real Docker Engine, which the docker executor drives.
+//! - [`unique_name`]: collision-free names for services, secrets, networks, ...
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use swarmd_testkit::{Daemon, wait_until};
+//!
+//! // In an integration test of the swarmd crate: env!("CARGO_BIN_EXE_swarmd").
+//! let swarmd = "target/debug/swarmd";
+//! let node = Daemon::builder(swarmd).hostname("node-1").start().unwrap();
+//! node.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]).ok();
+//! node.docker(&["service", "create", "--name", "web", "--replicas", "2", "busybox", "sleep", "1d"]).ok();
+//! wait_until(Duration::from_secs(30), Duration::from_millis(200), "2 running web tasks", || {
+//!     node.docker(&["service", "ps", "-q", "--filter", "desired-state=running", "web"]).lines().len() == 2
+//! });
+//! ```
+
+mod cmd;
+mod daemon;
+mod engine;
+mod http;
+mod wait;
+
+pub use cmd::{CmdOutput, DEFAULT_CMD_TIMEOUT, docker_cli, run, run_with};
+pub use daemon::{Daemon, DaemonBuilder, Executor};
+pub use engine::{
+    ENGINE_HOST, cleanup_engine_containers, engine_available, engine_docker, engine_docker_command,
+};
+pub use http::{HttpResponse, unix_http};
+pub use wait::{wait_for, wait_for_async, wait_until, wait_until_async};
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A name for a test resource (service, secret, network, container, ...) that is unique on this
+/// machine: tests run in parallel, in several processes, against one shared Docker Engine, and
+/// leftovers of an earlier (crashed) run may still exist.
+///
+/// The result is `<prefix>-<6 random hex digits><counter>`, lowercase, and valid as a Docker
+/// object name and a DNS label as long as `prefix` is.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // RandomState is seeded randomly per process (and perturbed per instance), which is all the
+    // randomness needed here without pulling in a RNG crate.
+    let random = RandomState::new().hash_one((std::process::id(), n));
+    format!("{prefix}-{:06x}{n}", random & 0xff_ffff)
+}
+
+/// Returns early from the calling test (after saying why on stderr) when no Docker Engine is
+/// available; see [`engine_available`]. CI sets `SWARMD_TEST_ENGINE=1`, so there a missing
+/// engine fails the tests instead of silently skipping them.
+#[macro_export]
+macro_rules! require_engine {
+    () => {
+        if !$crate::engine_available() {
+            eprintln!(
+                "skipping {}: no Docker Engine at {} (run scripts/ci-setup.sh)",
+                module_path!(),
+                $crate::ENGINE_HOST
+            );
+            return;
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn unique_names_are_distinct_and_docker_friendly() {
+        let names: HashSet<String> = (0..1000).map(|_| unique_name("svc")).collect();
+        assert_eq!(names.len(), 1000);
+        for name in &names {
+            assert!(name.starts_with("svc-"), "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{name}"
+            );
+        }
+    }
+}

@@ -18,7 +18,9 @@ pub fn new_id() -> String {
 /// digests in some places.
 pub fn new_hex_id() -> String {
     let mut rng = rand::rng();
-    (0..32).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+    (0..32)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -29,7 +31,10 @@ mod tests {
     fn ids_have_swarm_shape() {
         let a = new_id();
         assert_eq!(a.len(), ID_LEN);
-        assert!(a.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        );
         assert_ne!(a, new_id());
         assert_eq!(new_hex_id().len(), 64);
     }

@@ -40,11 +40,11 @@ pub enum ControlError {
 impl From<ProposeError> for ControlError {
     fn from(e: ProposeError) -> Self {
         match e {
-            ProposeError::Store(StoreError::NameConflict { kind, name }) => ControlError::Conflict(
-                format!(
+            ProposeError::Store(StoreError::NameConflict { kind, name }) => {
+                ControlError::Conflict(format!(
                     "rpc error: code = AlreadyExists desc = name conflicts with an existing object: {kind} {name} already exists"
-                ),
-            ),
+                ))
+            }
             ProposeError::Store(StoreError::VersionConflict { .. }) => ControlError::Conflict(
                 "rpc error: code = Unknown desc = update out of sequence".into(),
             ),
@@ -54,13 +54,11 @@ impl From<ProposeError> for ControlError {
             },
             ProposeError::Store(e) => ControlError::Internal(e.to_string()),
             e @ (ProposeError::NotLeader { .. } | ProposeError::Unavailable(_)) => {
-                ControlError::Unavailable(format!(
-                    "rpc error: code = Unavailable desc = {e}"
-                ))
+                ControlError::Unavailable(format!("rpc error: code = Unavailable desc = {e}"))
             }
-            e @ ProposeError::OutcomeUnknown(_) => ControlError::Unavailable(format!(
-                "rpc error: code = DeadlineExceeded desc = {e}"
-            )),
+            e @ ProposeError::OutcomeUnknown(_) => {
+                ControlError::Unavailable(format!("rpc error: code = DeadlineExceeded desc = {e}"))
+            }
         }
     }
 }
@@ -92,7 +90,9 @@ pub fn default_swarm_spec(mut spec: SwarmSpec) -> SwarmSpec {
         spec.name = Some("default".into());
     }
     spec.labels.get_or_insert_with(Default::default);
-    let o = spec.orchestration.get_or_insert_with(SwarmSpecOrchestration::default);
+    let o = spec
+        .orchestration
+        .get_or_insert_with(SwarmSpecOrchestration::default);
     o.task_history_retention_limit.get_or_insert(5);
     let r = spec.raft.get_or_insert_with(SwarmSpecRaft::default);
     r.snapshot_interval.get_or_insert(10_000);
@@ -100,15 +100,20 @@ pub fn default_swarm_spec(mut spec: SwarmSpec) -> SwarmSpec {
     r.log_entries_for_slow_followers.get_or_insert(500);
     r.election_tick.get_or_insert(10);
     r.heartbeat_tick.get_or_insert(1);
-    let d = spec.dispatcher.get_or_insert_with(SwarmSpecDispatcher::default);
+    let d = spec
+        .dispatcher
+        .get_or_insert_with(SwarmSpecDispatcher::default);
     d.heartbeat_period.get_or_insert(5_000_000_000);
-    let c = spec.ca_config.get_or_insert_with(SwarmSpecCaConfig::default);
+    let c = spec
+        .ca_config
+        .get_or_insert_with(SwarmSpecCaConfig::default);
     c.node_cert_expiry.get_or_insert(7_776_000_000_000_000);
     let e = spec
         .encryption_config
         .get_or_insert_with(SwarmSpecEncryptionConfig::default);
     e.auto_lock_managers.get_or_insert(false);
-    spec.task_defaults.get_or_insert_with(SwarmSpecTaskDefaults::default);
+    spec.task_defaults
+        .get_or_insert_with(SwarmSpecTaskDefaults::default);
     spec
 }
 
@@ -129,7 +134,8 @@ impl Control {
 
     /// Creates the cluster object and this node as its first manager.
     pub async fn init_cluster(&self, p: InitParams) -> ControlResult<String> {
-        let ca = swarmd_pki::generate_root_ca().map_err(|e| ControlError::Internal(e.to_string()))?;
+        let ca =
+            swarmd_pki::generate_root_ca().map_err(|e| ControlError::Internal(e.to_string()))?;
         let token = |_: ()| {
             swarmd_pki::generate_join_token(&ca.digest)
                 .map_err(|e| ControlError::Internal(e.to_string()))
@@ -152,8 +158,16 @@ impl Control {
             } else {
                 p.default_addr_pool.clone()
             },
-            subnet_size: if p.subnet_size == 0 { 24 } else { p.subnet_size },
-            data_path_port: if p.data_path_port == 0 { 4789 } else { p.data_path_port },
+            subnet_size: if p.subnet_size == 0 {
+                24
+            } else {
+                p.subnet_size
+            },
+            data_path_port: if p.data_path_port == 0 {
+                4789
+            } else {
+                p.data_path_port
+            },
         };
         let node = Node {
             id: p.node_id.clone(),
@@ -200,7 +214,9 @@ impl Control {
         self.store
             .update(|t, tx| {
                 let Some(c) = t.cluster() else {
-                    return Err(ControlError::Unavailable("This node is not a swarm manager.".into()));
+                    return Err(ControlError::Unavailable(
+                        "This node is not a swarm manager.".into(),
+                    ));
                 };
                 if c.meta.version != version {
                     return Err(ControlError::Conflict(

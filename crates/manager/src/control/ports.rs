@@ -37,11 +37,14 @@ pub fn allocate(
     let mut owner = BTreeMap::new();
     for s in tables.services.values().filter(|s| s.id != service_id) {
         for p in &s.endpoint.ports {
-            if mode(p) == PubMode::INGRESS {
-                if let Some(pp) = p.published_port.filter(|p| *p > 0) {
-                    used.insert((proto(p), pp));
-                    owner.insert((proto(p), pp), (s.spec.name.clone().unwrap_or_default(), s.id.clone()));
-                }
+            if mode(p) == PubMode::INGRESS
+                && let Some(pp) = p.published_port.filter(|p| *p > 0)
+            {
+                used.insert((proto(p), pp));
+                owner.insert(
+                    (proto(p), pp),
+                    (s.spec.name.clone().unwrap_or_default(), s.id.clone()),
+                );
             }
         }
     }
@@ -85,14 +88,17 @@ pub fn allocate(
             continue;
         }
         let reuse = previous.iter().find(|o| {
-            o.target_port == q.target_port && proto(o) == proto(q) && o.published_port.unwrap_or(0) > 0
+            o.target_port == q.target_port
+                && proto(o) == proto(q)
+                && o.published_port.unwrap_or(0) > 0
         });
         let pick = reuse.and_then(|o| o.published_port).filter(|pp| {
             !used.contains(&(proto(q), *pp)) && !mine.contains(&(proto(q), *pp, PubMode::INGRESS))
         });
         let pick = pick.or_else(|| {
             DYNAMIC_PORTS.clone().find(|pp| {
-                !used.contains(&(proto(q), *pp)) && !mine.contains(&(proto(q), *pp, PubMode::INGRESS))
+                !used.contains(&(proto(q), *pp))
+                    && !mine.contains(&(proto(q), *pp, PubMode::INGRESS))
             })
         });
         let Some(pp) = pick else {

@@ -25,16 +25,17 @@ fn valid_name(name: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
 }
 
 /// Checks a spec and fills Docker's defaults (`Replicas: 1`, `ForceUpdate: 0`).
 /// The error text is the gRPC description Docker shows.
 pub fn validate_service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, String> {
-    if let Some(name) = spec.name.as_deref().filter(|n| !n.is_empty()) {
-        if !valid_name(name) {
-            return Err("name must be valid as a DNS name component".into());
-        }
+    if let Some(name) = spec.name.as_deref().filter(|n| !n.is_empty())
+        && !valid_name(name)
+    {
+        return Err("name must be valid as a DNS name component".into());
     }
     let mode = spec.mode.get_or_insert_with(ServiceSpecMode::default);
     let set = [
@@ -81,15 +82,15 @@ pub fn validate_service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, Strin
     }
     if let Some(res) = &tt.resources {
         let neg = |v: Option<i64>| v.is_some_and(|v| v < 0);
-        if let Some(l) = &res.limits {
-            if neg(l.nano_cpus) || neg(l.memory_bytes) {
-                return Err("invalid resources: negative limit".into());
-            }
+        if let Some(l) = &res.limits
+            && (neg(l.nano_cpus) || neg(l.memory_bytes))
+        {
+            return Err("invalid resources: negative limit".into());
         }
-        if let Some(r) = &res.reservations {
-            if neg(r.nano_cpus) || neg(r.memory_bytes) {
-                return Err("invalid resources: negative reservation".into());
-            }
+        if let Some(r) = &res.reservations
+            && (neg(r.nano_cpus) || neg(r.memory_bytes))
+        {
+            return Err("invalid resources: negative reservation".into());
         }
     }
     if let Some(rp) = &tt.restart_policy {

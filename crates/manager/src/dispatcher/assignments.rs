@@ -71,18 +71,18 @@ pub fn stream(
                     EventBatch::Commit { events, .. } => {
                         let mut changes = Vec::new();
                         for ev in events {
-                            let Object::Task(t) = &ev.object else { continue };
+                            let Object::Task(t) = &ev.object else {
+                                continue;
+                            };
                             if t.node_id != node_id {
                                 continue;
                             }
                             match ev.action {
-                                EventAction::Removed => {
-                                    if sent.remove(&t.id).is_some() {
-                                        changes.push(AssignmentChange {
-                                            action: AssignmentAction::Remove,
-                                            assignment: Assignment::Task(t.clone()),
-                                        });
-                                    }
+                                EventAction::Removed if sent.remove(&t.id).is_some() => {
+                                    changes.push(AssignmentChange {
+                                        action: AssignmentAction::Remove,
+                                        assignment: Assignment::Task(t.clone()),
+                                    });
                                 }
                                 _ if assigned_to(t, &node_id) => {
                                     let key = (t.desired_state, t.spec_version);
@@ -107,10 +107,10 @@ pub fn stream(
                 Err(RecvError::Lagged(_)) => Some(store.view(|t| complete(t, &node_id, &mut sent))),
                 Err(RecvError::Closed) => return,
             };
-            if let Some(msg) = msg {
-                if tx.send(Ok(msg)).await.is_err() {
-                    return;
-                }
+            if let Some(msg) = msg
+                && tx.send(Ok(msg)).await.is_err()
+            {
+                return;
             }
         }
     });

@@ -37,7 +37,11 @@ struct Session {
     closed: CancellationToken,
 }
 
-type StatusJob = (String, Vec<TaskStatusUpdate>, oneshot::Sender<Result<(), DispatchError>>);
+type StatusJob = (
+    String,
+    Vec<TaskStatusUpdate>,
+    oneshot::Sender<Result<(), DispatchError>>,
+);
 
 /// The dispatcher of one manager.
 pub struct Dispatcher {
@@ -104,10 +108,12 @@ impl Dispatcher {
             .take();
         if let Some(rx) = rx {
             let me = self.clone();
-            self.tracker.spawn(async move { me.status_batcher(rx).await });
+            self.tracker
+                .spawn(async move { me.status_batcher(rx).await });
         }
         let me = self.clone();
-        self.tracker.spawn(async move { me.heartbeat_monitor().await });
+        self.tracker
+            .spawn(async move { me.heartbeat_monitor().await });
     }
 
     /// Stops background work and closes every session.

@@ -19,7 +19,9 @@ use time::OffsetDateTime;
 
 pub use slots::{SlotKey, reconcile_service};
 
-/// A change the orchestrator wants committed.
+/// A change the orchestrator wants committed. Short-lived, so the size difference between
+/// variants is not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Create(Task),
@@ -80,15 +82,18 @@ pub fn node_keeps_tasks(node: Option<&Node>) -> bool {
     use swarmd_types::models::NodeSpecAvailabilityEnum as A;
     match node {
         None => false,
-        Some(n) => {
-            n.status.state != NodeState::Down
-                && n.spec.availability != Some(A::DRAIN)
-        }
+        Some(n) => n.status.state != NodeState::Down && n.spec.availability != Some(A::DRAIN),
     }
 }
 
 /// Makes a new task for a service. IDs and timestamps are chosen here, at proposal time.
-pub fn new_task(service: &Service, slot: u64, node_id: &str, desired: TaskState, now: OffsetDateTime) -> Task {
+pub fn new_task(
+    service: &Service,
+    slot: u64,
+    node_id: &str,
+    desired: TaskState,
+    now: OffsetDateTime,
+) -> Task {
     Task {
         id: ids::new_id(),
         meta: Default::default(),

@@ -30,7 +30,10 @@ pub fn reap(tables: &Tables) -> Vec<String> {
                     .nodes
                     .get(&t.node_id)
                     .is_none_or(|n| n.status.state == NodeState::Down);
-            if t.status.state >= TaskState::SHUTDOWN || t.status.state < TaskState::ASSIGNED || node_gone {
+            if t.status.state >= TaskState::SHUTDOWN
+                || t.status.state < TaskState::ASSIGNED
+                || node_gone
+            {
                 out.push(t.id.clone());
             }
             continue;
@@ -50,10 +53,13 @@ pub fn reap(tables: &Tables) -> Vec<String> {
             let mut finished: Vec<&Task> = tasks
                 .iter()
                 .copied()
-                .filter(|t| t.desired_state > TaskState::RUNNING && t.status.state > TaskState::RUNNING)
+                .filter(|t| {
+                    t.desired_state > TaskState::RUNNING && t.status.state > TaskState::RUNNING
+                })
                 .collect();
             finished.sort_by(|a, b| {
-                (&a.status.timestamp, &a.meta.created_at).cmp(&(&b.status.timestamp, &b.meta.created_at))
+                (&a.status.timestamp, &a.meta.created_at)
+                    .cmp(&(&b.status.timestamp, &b.meta.created_at))
             });
             let excess = tasks.len() - limit;
             out.extend(finished.into_iter().take(excess).map(|t| t.id.clone()));
@@ -110,7 +116,13 @@ mod tests {
                 )
             })
             .collect();
-        tasks.push(task("live", 1, TaskState::RUNNING, TaskState::RUNNING, "2026-01-01T00:00:09Z"));
+        tasks.push(task(
+            "live",
+            1,
+            TaskState::RUNNING,
+            TaskState::RUNNING,
+            "2026-01-01T00:00:09Z",
+        ));
         let mut got = reap(&tables(tasks));
         got.sort();
         assert_eq!(got, vec!["old0", "old1", "old2"]);

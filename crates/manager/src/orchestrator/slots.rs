@@ -105,7 +105,10 @@ pub fn reconcile_service(
     let mut out_of_date: Vec<&Task> = Vec::new();
     let mut in_flight = 0usize;
 
-    for key in wanted.iter().chain(slots.keys().filter(|k| !wanted.contains(k))) {
+    for key in wanted
+        .iter()
+        .chain(slots.keys().filter(|k| !wanted.contains(k)))
+    {
         let slot_tasks = slots.get(key).map(Vec::as_slice).unwrap_or(&[]);
         let mut live: Vec<&Task> = slot_tasks.iter().copied().filter(|t| is_live(t)).collect();
 
@@ -126,7 +129,8 @@ pub fn reconcile_service(
             let dead = t.status.state > TaskState::RUNNING;
             let lost = !t.node_id.is_empty() && !node_keeps_tasks(nodes.get(&t.node_id));
             if dead || lost {
-                plan.changes.push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
+                plan.changes
+                    .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
                 false
             } else {
                 true
@@ -140,7 +144,8 @@ pub fn reconcile_service(
             });
             let keep = live.pop();
             for t in live.drain(..) {
-                plan.changes.push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
+                plan.changes
+                    .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
             }
             live.extend(keep);
         }
@@ -210,7 +215,8 @@ pub fn reconcile_service(
                         .max();
                     let waited = since(now, last_end);
                     if waited >= policy.delay {
-                        plan.changes.push(Change::Update(with_desired(t, TaskState::RUNNING)));
+                        plan.changes
+                            .push(Change::Update(with_desired(t, TaskState::RUNNING)));
                     } else {
                         plan.wake(policy.delay - waited);
                     }
@@ -250,7 +256,10 @@ fn rolling_update(
             let mut s = service.clone();
             s.update_status = Some(ServiceUpdateStatus {
                 state: Some(ServiceUpdateStatusStateEnum::COMPLETED),
-                started_at: service.update_status.as_ref().and_then(|u| u.started_at.clone()),
+                started_at: service
+                    .update_status
+                    .as_ref()
+                    .and_then(|u| u.started_at.clone()),
                 completed_at: Some(timefmt::format(now)),
                 message: Some("update completed".into()),
             });
@@ -274,7 +283,8 @@ fn rolling_update(
         parallelism.saturating_sub(in_flight)
     };
     for t in out_of_date.into_iter().take(allowed) {
-        plan.changes.push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
+        plan.changes
+            .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
         let node = if t.slot == 0 { t.node_id.as_str() } else { "" };
         plan.changes.push(Change::Create(new_task(
             service,
@@ -412,14 +422,24 @@ mod tests {
         let p = reconcile_service(&service(3), &[], &nodes(), now());
         let slots: Vec<u64> = creates(&p).iter().map(|t| t.slot).collect();
         assert_eq!(slots, vec![1, 2, 3]);
-        assert!(creates(&p).iter().all(|t| t.desired_state == TaskState::RUNNING
-            && t.status.state == TaskState::NEW
-            && t.node_id.is_empty()));
+        assert!(
+            creates(&p)
+                .iter()
+                .all(|t| t.desired_state == TaskState::RUNNING
+                    && t.status.state == TaskState::NEW
+                    && t.node_id.is_empty())
+        );
     }
 
     #[test]
     fn steady_state_is_a_fixpoint() {
-        let a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "2026-01-01T00:00:00Z");
+        let a = task(
+            "a",
+            1,
+            TaskState::RUNNING,
+            TaskState::RUNNING,
+            "2026-01-01T00:00:00Z",
+        );
         let p = reconcile_service(&service(1), &[&a], &nodes(), now());
         assert_eq!(p, Plan::default());
     }
@@ -436,7 +456,13 @@ mod tests {
     #[test]
     fn failed_task_is_replaced_after_the_restart_delay() {
         // Failed 2 s ago, default delay 5 s: replacement waits in READY.
-        let a = task("a", 1, TaskState::FAILED, TaskState::RUNNING, "2026-01-01T00:00:58Z");
+        let a = task(
+            "a",
+            1,
+            TaskState::FAILED,
+            TaskState::RUNNING,
+            "2026-01-01T00:00:58Z",
+        );
         let p = reconcile_service(&service(1), &[&a], &nodes(), now());
         assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
         assert_eq!(creates(&p)[0].desired_state, TaskState::READY);
@@ -444,8 +470,20 @@ mod tests {
         assert_eq!(p.wake_after, Some(Duration::from_secs(3)));
 
         // Later pass: the READY task is promoted once the delay has passed.
-        let a = task("a", 1, TaskState::FAILED, TaskState::SHUTDOWN, "2026-01-01T00:00:50Z");
-        let b = task("b", 1, TaskState::ASSIGNED, TaskState::READY, "2026-01-01T00:00:51Z");
+        let a = task(
+            "a",
+            1,
+            TaskState::FAILED,
+            TaskState::SHUTDOWN,
+            "2026-01-01T00:00:50Z",
+        );
+        let b = task(
+            "b",
+            1,
+            TaskState::ASSIGNED,
+            TaskState::READY,
+            "2026-01-01T00:00:51Z",
+        );
         let p = reconcile_service(&service(1), &[&a, &b], &nodes(), now());
         assert_eq!(updates(&p), vec![("b", TaskState::RUNNING)]);
     }
@@ -459,16 +497,49 @@ mod tests {
             max_attempts: Some(2),
             window: None,
         });
-        let done = task("a", 1, TaskState::COMPLETE, TaskState::RUNNING, "2026-01-01T00:00:00Z");
+        let done = task(
+            "a",
+            1,
+            TaskState::COMPLETE,
+            TaskState::RUNNING,
+            "2026-01-01T00:00:00Z",
+        );
         let p = reconcile_service(&svc, &[&done], &nodes(), now());
-        assert!(creates(&p).is_empty(), "completed tasks are not restarted on-failure");
+        assert!(
+            creates(&p).is_empty(),
+            "completed tasks are not restarted on-failure"
+        );
 
-        let f1 = task("f1", 1, TaskState::FAILED, TaskState::SHUTDOWN, "2026-01-01T00:00:01Z");
-        let f2 = task("f2", 1, TaskState::FAILED, TaskState::RUNNING, "2026-01-01T00:00:02Z");
+        let f1 = task(
+            "f1",
+            1,
+            TaskState::FAILED,
+            TaskState::SHUTDOWN,
+            "2026-01-01T00:00:01Z",
+        );
+        let f2 = task(
+            "f2",
+            1,
+            TaskState::FAILED,
+            TaskState::RUNNING,
+            "2026-01-01T00:00:02Z",
+        );
         let p = reconcile_service(&svc, &[&f1, &f2], &nodes(), now());
         assert_eq!(creates(&p).len(), 1, "second failure: attempt 2 of 2");
-        let f3 = task("f3", 1, TaskState::FAILED, TaskState::SHUTDOWN, "2026-01-01T00:00:03Z");
-        let f2 = task("f2", 1, TaskState::FAILED, TaskState::SHUTDOWN, "2026-01-01T00:00:02Z");
+        let f3 = task(
+            "f3",
+            1,
+            TaskState::FAILED,
+            TaskState::SHUTDOWN,
+            "2026-01-01T00:00:03Z",
+        );
+        let f2 = task(
+            "f2",
+            1,
+            TaskState::FAILED,
+            TaskState::SHUTDOWN,
+            "2026-01-01T00:00:02Z",
+        );
         let p = reconcile_service(&svc, &[&f1, &f2, &f3], &nodes(), now());
         assert!(creates(&p).is_empty(), "max attempts reached");
     }
@@ -477,7 +548,13 @@ mod tests {
     fn drained_node_tasks_are_shut_down_and_replaced() {
         let mut n = nodes();
         n.get_mut("n1").unwrap().spec.availability = Some(NodeSpecAvailabilityEnum::DRAIN);
-        let a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "2026-01-01T00:00:00Z");
+        let a = task(
+            "a",
+            1,
+            TaskState::RUNNING,
+            TaskState::RUNNING,
+            "2026-01-01T00:00:00Z",
+        );
         let p = reconcile_service(&service(1), &[&a], &n, now());
         assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
         let c = creates(&p);

@@ -19,9 +19,15 @@ use swarmd_types::{Node, NodeState, Task};
 /// What the scheduler decided for one pending task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Assign { task_id: String, node_id: String },
+    Assign {
+        task_id: String,
+        node_id: String,
+    },
     /// No node fits; the text is Docker's explanation shown by `service ps`.
-    NoFit { task_id: String, reason: String },
+    NoFit {
+        task_id: String,
+        reason: String,
+    },
 }
 
 /// Per-node bookkeeping while deciding a batch.
@@ -75,11 +81,19 @@ pub fn schedule(tables: &Tables) -> Vec<Decision> {
         }
     }
 
-    let mut pending: Vec<&Task> = tables.tasks.values().filter(|t| is_schedulable(t)).collect();
+    let mut pending: Vec<&Task> = tables
+        .tasks
+        .values()
+        .filter(|t| is_schedulable(t))
+        .collect();
     // Oldest first, then by slot, so scale-ups fill in order.
     pending.sort_by(|a, b| {
-        (a.meta.created_at.as_str(), &a.service_id, a.slot, &a.id)
-            .cmp(&(b.meta.created_at.as_str(), &b.service_id, b.slot, &b.id))
+        (a.meta.created_at.as_str(), &a.service_id, a.slot, &a.id).cmp(&(
+            b.meta.created_at.as_str(),
+            &b.service_id,
+            b.slot,
+            &b.id,
+        ))
     });
 
     let mut decisions = Vec::with_capacity(pending.len());
@@ -90,7 +104,11 @@ pub fn schedule(tables: &Tables) -> Vec<Decision> {
 }
 
 fn reservations(t: &Task) -> (i64, i64) {
-    let r = t.spec.resources.as_ref().and_then(|r| r.reservations.as_ref());
+    let r = t
+        .spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.reservations.as_ref());
     (
         r.and_then(|r| r.nano_cpus).unwrap_or(0),
         r.and_then(|r| r.memory_bytes).unwrap_or(0),
@@ -133,7 +151,8 @@ fn place(task: &Task, candidates: &mut BTreeMap<&str, Candidate<'_>>) -> Decisio
         let available = n.status.state == NodeState::Ready
             && matches!(
                 n.spec.availability,
-                None | Some(NodeSpecAvailabilityEnum::ACTIVE) | Some(NodeSpecAvailabilityEnum::EMPTY)
+                None | Some(NodeSpecAvailabilityEnum::ACTIVE)
+                    | Some(NodeSpecAvailabilityEnum::EMPTY)
             );
         if !available {
             why.unavailable += 1;
@@ -196,7 +215,7 @@ fn explain(why: &Rejections) -> String {
     }
     let mut parts = Vec::new();
     if why.max_replicas > 0 {
-        parts.push(format!("max replicas per node limit exceed"));
+        parts.push("max replicas per node limit exceed".to_string());
     }
     if why.constraints > 0 {
         parts.push(format!(
@@ -205,7 +224,10 @@ fn explain(why: &Rejections) -> String {
         ));
     }
     if why.resources > 0 {
-        parts.push(format!("insufficient resources on {}", nodes(why.resources)));
+        parts.push(format!(
+            "insufficient resources on {}",
+            nodes(why.resources)
+        ));
     }
     if why.unavailable > 0 {
         parts.push(format!(
@@ -223,15 +245,19 @@ fn explain(why: &Rejections) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmd_types::models::{TaskSpecPlacement, TaskSpecResources, Limit};
     use swarmd_types::TaskStatus;
+    use swarmd_types::models::{Limit, TaskSpecPlacement, TaskSpecResources};
 
     fn node(id: &str, ready: bool) -> Node {
         let mut n = Node {
             id: id.into(),
             ..Default::default()
         };
-        n.status.state = if ready { NodeState::Ready } else { NodeState::Down };
+        n.status.state = if ready {
+            NodeState::Ready
+        } else {
+            NodeState::Down
+        };
         n.description.nano_cpus = 2_000_000_000;
         n.description.memory_bytes = 1 << 30;
         n
@@ -338,6 +364,8 @@ mod tests {
     #[test]
     fn no_nodes_at_all() {
         let t = tables(vec![], vec![task("p", "s", "", TaskState::PENDING)]);
-        assert!(matches!(&schedule(&t)[0], Decision::NoFit { reason, .. } if reason == "no suitable node"));
+        assert!(
+            matches!(&schedule(&t)[0], Decision::NoFit { reason, .. } if reason == "no suitable node")
+        );
     }
 }

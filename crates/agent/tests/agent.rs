@@ -1,0 +1,554 @@
+//! The real `Agent` against an in-test fake dispatcher, with the process executor and (when
+//! a Docker Engine answers on the local socket) the docker executor.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard_stubs::models::{
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+    TaskSpec, TaskSpecContainerSpec, TaskState,
+};
+use futures::StreamExt;
+use futures::channel::mpsc as fmpsc;
+use swarmd_agent::exec::docker::{DEFAULT_SOCKET, DockerExecutor};
+use swarmd_agent::exec::process::ProcessExecutor;
+use swarmd_agent::{Agent, AgentConfig, Executor, LogOptions};
+use swarmd_types::dispatcher::{
+    Assignment, AssignmentAction, AssignmentChange, AssignmentsKind, AssignmentsMessage,
+    DispatchError, DispatchStream, DispatcherApi, SessionMessage, SessionRequest, TaskStatusUpdate,
+};
+use swarmd_types::{Node, Task, TaskStatus};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A stand-in for the manager's dispatcher: keeps the node's tasks, streams assignments
+/// (complete set on connect, then incremental changes) and records status reports.
+#[derive(Default)]
+struct FakeDispatcher {
+    state: Mutex<FakeState>,
+    /// Bumped on every change, so tests wait on conditions without sleeping.
+    version: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    sessions: u64,
+    current: Option<String>,
+    tasks: BTreeMap<String, Task>,
+    assignments: Option<fmpsc::UnboundedSender<Result<AssignmentsMessage, DispatchError>>>,
+    updates: Vec<TaskStatusUpdate>,
+}
+
+impl FakeDispatcher {
+    fn bump(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    fn send(&self, st: &mut FakeState, action: AssignmentAction, task: Task) {
+        if let Some(tx) = &st.assignments {
+            let _ = tx.unbounded_send(Ok(AssignmentsMessage {
+                kind: AssignmentsKind::Incremental,
+                changes: vec![AssignmentChange {
+                    action,
+                    assignment: Assignment::Task(task),
+                }],
+            }));
+        }
+    }
+
+    fn assign(&self, task: Task) {
+        let mut st = self.state.lock().unwrap();
+        st.tasks.insert(task.id.clone(), task.clone());
+        self.send(&mut st, AssignmentAction::Update, task);
+    }
+
+    fn set_desired(&self, id: &str, desired: TaskState) {
+        let mut st = self.state.lock().unwrap();
+        let Some(t) = st.tasks.get_mut(id) else {
+            return;
+        };
+        t.desired_state = desired;
+        let t = t.clone();
+        self.send(&mut st, AssignmentAction::Update, t);
+    }
+
+    fn withdraw(&self, id: &str) {
+        let mut st = self.state.lock().unwrap();
+        if let Some(t) = st.tasks.remove(id) {
+            self.send(&mut st, AssignmentAction::Remove, t);
+        }
+    }
+
+    fn sessions(&self) -> u64 {
+        self.state.lock().unwrap().sessions
+    }
+
+    /// Every update reported for `id`, in order.
+    fn updates_for(&self, id: &str) -> Vec<TaskStatus> {
+        let st = self.state.lock().unwrap();
+        st.updates
+            .iter()
+            .filter(|u| u.task_id == id)
+            .map(|u| u.status.clone())
+            .collect()
+    }
+
+    /// Waits until some reported status of `id` satisfies `pred`; returns it.
+    async fn wait_status(&self, id: &str, pred: impl Fn(&TaskStatus) -> bool) -> TaskStatus {
+        let mut rx = self.version.subscribe();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(s) = self.updates_for(id).into_iter().find(|s| pred(s)) {
+                return s;
+            }
+            let seen = self.updates_for(id);
+            let res = tokio::time::timeout_at(deadline, rx.changed()).await;
+            assert!(
+                res.is_ok(),
+                "timed out waiting for a status of {id}; seen: {seen:#?}"
+            );
+        }
+    }
+
+    async fn wait_state(&self, id: &str, state: TaskState) -> TaskStatus {
+        self.wait_status(id, |s| s.state == state).await
+    }
+}
+
+#[async_trait::async_trait]
+impl DispatcherApi for FakeDispatcher {
+    async fn session(
+        &self,
+        req: SessionRequest,
+    ) -> Result<DispatchStream<SessionMessage>, DispatchError> {
+        let id = {
+            let mut st = self.state.lock().unwrap();
+            st.sessions += 1;
+            let id = format!("session-{}", st.sessions);
+            st.current = Some(id.clone());
+            id
+        };
+        self.bump();
+        let first = SessionMessage {
+            session_id: id,
+            node: Node {
+                id: req.node_id,
+                description: req.description,
+                ..Default::default()
+            },
+            managers: vec![],
+            heartbeat_period_ms: 200,
+        };
+        Ok(futures::stream::once(async move { Ok(first) })
+            .chain(futures::stream::pending())
+            .boxed())
+    }
+
+    async fn heartbeat(&self, session_id: &str) -> Result<Duration, DispatchError> {
+        let st = self.state.lock().unwrap();
+        if st.current.as_deref() == Some(session_id) {
+            Ok(Duration::from_millis(200))
+        } else {
+            Err(DispatchError::SessionInvalid)
+        }
+    }
+
+    async fn assignments(
+        &self,
+        session_id: &str,
+    ) -> Result<DispatchStream<AssignmentsMessage>, DispatchError> {
+        let mut st = self.state.lock().unwrap();
+        if st.current.as_deref() != Some(session_id) {
+            return Err(DispatchError::SessionInvalid);
+        }
+        let (tx, rx) = fmpsc::unbounded();
+        let complete = AssignmentsMessage {
+            kind: AssignmentsKind::Complete,
+            changes: st
+                .tasks
+                .values()
+                .map(|t| AssignmentChange {
+                    action: AssignmentAction::Update,
+                    assignment: Assignment::Task(t.clone()),
+                })
+                .collect(),
+        };
+        let _ = tx.unbounded_send(Ok(complete));
+        st.assignments = Some(tx);
+        Ok(rx.boxed())
+    }
+
+    async fn update_task_status(
+        &self,
+        session_id: &str,
+        updates: Vec<TaskStatusUpdate>,
+    ) -> Result<(), DispatchError> {
+        {
+            let mut st = self.state.lock().unwrap();
+            if st.current.as_deref() != Some(session_id) {
+                return Err(DispatchError::SessionInvalid);
+            }
+            for u in updates {
+                if let Some(t) = st.tasks.get_mut(&u.task_id) {
+                    t.status = u.status.clone();
+                }
+                st.updates.push(u);
+            }
+        }
+        self.bump();
+        Ok(())
+    }
+}
+
+const NODE: &str = "node-under-test";
+
+fn task(id: &str, image: &str, command: &[&str]) -> Task {
+    Task {
+        id: id.into(),
+        service_id: "svc-agent-test".into(),
+        service_name: "agenttest".into(),
+        slot: 1,
+        node_id: NODE.into(),
+        spec: TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(image.into()),
+                command: Some(command.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        desired_state: TaskState::RUNNING,
+        status: TaskStatus {
+            state: TaskState::ASSIGNED,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Polls `cond` until it holds (or fails the test after the deadline).
+async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Whether a process with this pid still runs (a zombie does not count).
+fn process_alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s
+                .rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next())
+                .unwrap_or("X");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+async fn log_text(agent: &Agent, id: &str) -> String {
+    match agent.task_logs(id, LogOptions::default()).await {
+        Ok(s) => {
+            let entries: Vec<_> = s.collect().await;
+            entries
+                .into_iter()
+                .flatten()
+                .map(|e| String::from_utf8_lossy(&e.line).into_owned())
+                .collect()
+        }
+        Err(_) => String::new(),
+    }
+}
+
+struct Running {
+    agent: Agent,
+    cancel: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), swarmd_agent::AgentError>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.cancel.cancel();
+        let res = tokio::time::timeout(DEADLINE, self.handle)
+            .await
+            .expect("agent did not stop");
+        res.expect("agent task panicked").expect("agent failed");
+    }
+}
+
+fn start_agent(
+    state_dir: &Path,
+    executor: Arc<dyn Executor>,
+    dispatcher: Arc<FakeDispatcher>,
+) -> Running {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut config = AgentConfig::new(NODE, "127.0.0.1", state_dir);
+    config.hostname = Some("agent-test-host".into());
+    let agent = Agent::new(config, executor).expect("agent");
+    let cancel = CancellationToken::new();
+    let handle = tokio::spawn(agent.clone().run(dispatcher, cancel.clone()));
+    Running {
+        agent,
+        cancel,
+        handle,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_executor_runs_and_withdraws_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let dispatcher = Arc::new(FakeDispatcher::default());
+    let exec = Arc::new(ProcessExecutor::new(dir.path()));
+    let node = start_agent(dir.path(), exec, dispatcher.clone());
+
+    dispatcher.assign(task(
+        "hello1",
+        "busybox:latest",
+        &["sh", "-c", "echo hello; sleep 30"],
+    ));
+    dispatcher.assign(task("exit3", "busybox:latest", &["sh", "-c", "exit 3"]));
+
+    let running = dispatcher.wait_state("hello1", TaskState::RUNNING).await;
+    let pid = running
+        .container
+        .as_ref()
+        .and_then(|c| c.pid)
+        .expect("running status carries the pid");
+    assert!(process_alive(pid));
+    eventually("hello in the task log", || async {
+        log_text(&node.agent, "hello1").await.contains("hello")
+    })
+    .await;
+    let containers = node.agent.containers().await.unwrap();
+    let c = containers
+        .iter()
+        .find(|c| c.names.as_ref().unwrap()[0] == "/agenttest.1.hello1")
+        .expect("task listed as a container");
+    assert_eq!(
+        c.labels.as_ref().unwrap()["com.docker.swarm.task.id"],
+        "hello1"
+    );
+
+    let failed = dispatcher.wait_state("exit3", TaskState::FAILED).await;
+    assert_eq!(failed.err, "task: non-zero exit (3)");
+
+    // Withdraw: the task is shut down, reported, its process gone and its dir removed.
+    dispatcher.withdraw("hello1");
+    let shut = dispatcher.wait_state("hello1", TaskState::SHUTDOWN).await;
+    assert_eq!(shut.message, "shutdown");
+    eventually("the process to be gone", || async { !process_alive(pid) }).await;
+    eventually("the task dir to be removed", || async {
+        !dir.path().join("tasks/hello1").exists()
+    })
+    .await;
+
+    // States were reported in order, never backwards.
+    let states: Vec<_> = dispatcher
+        .updates_for("hello1")
+        .iter()
+        .map(|s| s.state)
+        .collect();
+    assert!(states.windows(2).all(|w| w[0] < w[1]), "{states:?}");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_executor_readopts_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("starts");
+    let script = format!("echo $$ >> {}; echo up; sleep 30", marker.display());
+    let dispatcher = Arc::new(FakeDispatcher::default());
+    dispatcher.assign(task("keep1", "busybox:latest", &["sh", "-c", &script]));
+
+    let first = start_agent(
+        dir.path(),
+        Arc::new(ProcessExecutor::new(dir.path())),
+        dispatcher.clone(),
+    );
+    let running = dispatcher.wait_state("keep1", TaskState::RUNNING).await;
+    let pid = running.container.and_then(|c| c.pid).expect("pid");
+    first.stop().await;
+    // Stopping the agent leaves the task running.
+    assert!(process_alive(pid), "task must survive the agent");
+    let reported_before = dispatcher.updates_for("keep1").len();
+
+    let second = start_agent(
+        dir.path(),
+        Arc::new(ProcessExecutor::new(dir.path())),
+        dispatcher.clone(),
+    );
+    eventually("a second session", || async { dispatcher.sessions() >= 2 }).await;
+    eventually("the task to be adopted", || async {
+        match second.agent.task_status("keep1").await {
+            Ok(s) => s.running && s.pid == Some(pid),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let starts = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(
+        starts.lines().count(),
+        1,
+        "the task was restarted: {starts}"
+    );
+    // Nothing was reported backwards (or at all) for the adopted task.
+    assert_eq!(dispatcher.updates_for("keep1").len(), reported_before);
+
+    // The new agent controls the adopted process.
+    dispatcher.withdraw("keep1");
+    dispatcher.wait_state("keep1", TaskState::SHUTDOWN).await;
+    eventually("the adopted process to be gone", || async {
+        !process_alive(pid)
+    })
+    .await;
+    second.stop().await;
+}
+
+/// The docker executor against the local engine; skipped when none answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_executor_runs_and_removes_containers() {
+    let node_id = format!("agent-test-{}", swarmd_types::ids::new_id());
+    let exec = match tokio::time::timeout(
+        Duration::from_secs(5),
+        DockerExecutor::connect(DEFAULT_SOCKET, node_id.clone()),
+    )
+    .await
+    {
+        Ok(Ok(e)) => e,
+        other => {
+            eprintln!(
+                "SKIPPED docker_executor_runs_and_removes_containers: no Docker Engine at {DEFAULT_SOCKET} ({:?})",
+                other.map(|r| r.err())
+            );
+            return;
+        }
+    };
+    let docker = exec.client().clone();
+    if docker.inspect_image("busybox:latest").await.is_err() {
+        eprintln!(
+            "SKIPPED docker_executor_runs_and_removes_containers: image busybox:latest is not loaded (run scripts/ci-setup.sh)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dispatcher = Arc::new(FakeDispatcher::default());
+    let id = swarmd_types::ids::new_id();
+    let mut t = task(&id, "busybox:latest", &["sh", "-c", "echo hello; sleep 30"]);
+    t.node_id = node_id.clone();
+    // sh as PID 1 ignores SIGTERM: keep the wait for SIGKILL short.
+    if let Some(c) = t.spec.container_spec.as_mut() {
+        c.stop_grace_period = Some(1_000_000_000);
+    }
+    t.endpoint_ports = vec![EndpointPortConfig {
+        protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+        target_port: Some(80),
+        published_port: Some(8080),
+        publish_mode: Some(EndpointPortConfigPublishModeEnum::INGRESS),
+        name: None,
+    }];
+    dispatcher.assign(t);
+    let failing = swarmd_types::ids::new_id();
+    let mut f = task(&failing, "busybox:latest", &["sh", "-c", "exit 3"]);
+    f.node_id = node_id.clone();
+    dispatcher.assign(f);
+    let missing = swarmd_types::ids::new_id();
+    let mut m = task(&missing, "no-such-image-swarmd:latest", &["true"]);
+    m.node_id = node_id.clone();
+    dispatcher.assign(m);
+
+    let mut config = AgentConfig::new(node_id.clone(), "127.0.0.1", dir.path());
+    config.hostname = Some("agent-docker-test".into());
+    let agent = Agent::new(config, Arc::new(exec)).unwrap();
+    let cancel = CancellationToken::new();
+    let handle = tokio::spawn(agent.clone().run(dispatcher.clone(), cancel.clone()));
+    let node = Running {
+        agent,
+        cancel,
+        handle,
+    };
+
+    let running = dispatcher.wait_state(&id, TaskState::RUNNING).await;
+    let host_port = running
+        .ports
+        .as_ref()
+        .and_then(|p| p.ports.as_ref())
+        .and_then(|p| p.first())
+        .and_then(|p| p.published_port)
+        .expect("bound host port reported");
+    assert!(host_port > 0);
+
+    let filters = std::collections::HashMap::from([(
+        "label".to_string(),
+        vec![format!("com.docker.swarm.task.id={id}")],
+    )]);
+    let list = || {
+        let docker = docker.clone();
+        let filters = filters.clone();
+        async move {
+            docker
+                .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                    all: true,
+                    filters: Some(filters),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+        }
+    };
+    let containers = list().await;
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(c.names.as_ref().unwrap()[0], format!("/agenttest.1.{id}"));
+    let labels = c.labels.as_ref().unwrap();
+    assert_eq!(labels["com.docker.swarm.service.id"], "svc-agent-test");
+    assert_eq!(labels["com.docker.swarm.service.name"], "agenttest");
+    assert_eq!(labels["com.docker.swarm.task.id"], id);
+    assert_eq!(labels["com.docker.swarm.task.name"], "agenttest.1");
+    assert_eq!(labels["com.docker.swarm.node.id"], node_id);
+    eventually("hello in the container log", || async {
+        log_text(&node.agent, &id).await.contains("hello")
+    })
+    .await;
+
+    let failed = dispatcher.wait_state(&failing, TaskState::FAILED).await;
+    assert_eq!(failed.err, "task: non-zero exit (3)");
+    let rejected = dispatcher.wait_state(&missing, TaskState::REJECTED).await;
+    assert_eq!(rejected.err, "No such image: no-such-image-swarmd:latest");
+
+    // Desired REMOVE: shut down, reported, container removed.
+    dispatcher.set_desired(&id, TaskState::REMOVE);
+    dispatcher.wait_state(&id, TaskState::SHUTDOWN).await;
+    eventually("the container to be removed", || async {
+        list().await.is_empty()
+    })
+    .await;
+
+    // Clean up the failed task's container too.
+    dispatcher.withdraw(&failing);
+    dispatcher.withdraw(&missing);
+    let exec = node.agent.executor().clone();
+    eventually("all test containers removed", || async {
+        exec.list_tasks()
+            .await
+            .map(|t| t.is_empty())
+            .unwrap_or(false)
+    })
+    .await;
+    node.stop().await;
+}

@@ -1,0 +1,351 @@
+//! The API's [`Backend`] over this node: swarm calls go to the manager's control
+//! operations, reads to the local store replica, logs and containers to the local agent.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use swarmd_engine_api::backend::{
+    Backend, BackendError, BackendResult, DaemonInfo, LocalEngine, LogLine, LogOptions, LogStream,
+    LogStreamKind, ServiceUpdateOptions, SwarmStatus, SwarmUpdateFlags,
+};
+use swarmd_manager::ControlError;
+use swarmd_types::models::{
+    ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmInitRequest, SwarmJoinRequest,
+    SwarmSpec,
+};
+use swarmd_types::{Cluster, Node, Role, Service, Task};
+
+use crate::node::{Active, ExecChoice, InitError, LeaveError, SwarmNode};
+
+/// The backend: a handle on the node.
+pub struct NodeBackend {
+    pub node: Arc<SwarmNode>,
+    pub daemon_id: String,
+}
+
+fn control_err(e: ControlError) -> BackendError {
+    match e {
+        ControlError::NotFound { kind, id } => BackendError::NotFound { kind, id },
+        ControlError::InvalidArgument(m) => BackendError::InvalidArgument(m),
+        ControlError::Conflict(m) => BackendError::Conflict(m),
+        ControlError::Unavailable(m) => BackendError::Unavailable(m),
+        ControlError::Internal(m) => BackendError::Internal(m),
+    }
+}
+
+impl NodeBackend {
+    fn active(&self) -> BackendResult<Arc<Active>> {
+        self.node.active().ok_or(BackendError::NotManager)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for NodeBackend {
+    fn daemon_info(&self) -> DaemonInfo {
+        let (running, stopped) = (0, 0);
+        DaemonInfo {
+            name: self.node.hostname.clone(),
+            daemon_id: self.daemon_id.clone(),
+            ncpu: crate::sysinfo::ncpu(),
+            mem_total: crate::sysinfo::mem_total(),
+            os: "linux".into(),
+            arch: crate::sysinfo::arch().into(),
+            kernel_version: crate::sysinfo::kernel_version(),
+            data_root: self.node.args.data_root.display().to_string(),
+            executor: match self.node.exec {
+                ExecChoice::Docker { .. } => "docker".into(),
+                ExecChoice::Process => "process".into(),
+            },
+            engine_version: self.node.engine_version.clone(),
+            labels: vec![],
+            containers_running: running,
+            containers_stopped: stopped,
+        }
+    }
+
+    fn swarm_status(&self) -> SwarmStatus {
+        let addr = self.node.args.node_addr.to_string();
+        match self.node.active() {
+            None => SwarmStatus {
+                local_node_state: LocalNodeState::INACTIVE,
+                node_id: String::new(),
+                node_addr: String::new(),
+                control_available: false,
+                error: String::new(),
+                remote_managers: vec![],
+                nodes: 0,
+                managers: 0,
+                cluster: None,
+            },
+            Some(a) => a.store.view(|t| {
+                let managers: Vec<&Node> = t
+                    .nodes
+                    .values()
+                    .filter(|n| n.role == Role::Manager)
+                    .collect();
+                SwarmStatus {
+                    local_node_state: LocalNodeState::ACTIVE,
+                    node_id: a.state.node_id.clone(),
+                    node_addr: addr.clone(),
+                    control_available: true,
+                    error: String::new(),
+                    remote_managers: managers
+                        .iter()
+                        .map(|n| {
+                            (
+                                n.id.clone(),
+                                n.manager
+                                    .as_ref()
+                                    .map(|m| m.addr.clone())
+                                    .unwrap_or_default(),
+                            )
+                        })
+                        .collect(),
+                    nodes: t.nodes.len() as u64,
+                    managers: managers.len() as u64,
+                    cluster: t.cluster().cloned(),
+                }
+            }),
+        }
+    }
+
+    async fn swarm_init(&self, req: SwarmInitRequest) -> BackendResult<String> {
+        let node_addr = self.node.args.node_addr.to_string();
+        let listen = req
+            .listen_addr
+            .clone()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "0.0.0.0:2377".into());
+        let port = listen
+            .rsplit_once(':')
+            .map(|(_, p)| p.to_string())
+            .unwrap_or("2377".into());
+        let advertise = match req.advertise_addr.clone().filter(|a| !a.is_empty()) {
+            Some(a) if a.contains(':') => a,
+            Some(a) => format!("{a}:{port}"),
+            None => format!("{node_addr}:{port}"),
+        };
+        self.node
+            .init(listen, advertise, req.spec.clone().unwrap_or_default())
+            .await
+            .map_err(|e| match e {
+                InitError::AlreadyInSwarm => BackendError::AlreadyInSwarm,
+                InitError::Other(m) => BackendError::Internal(m),
+            })
+    }
+
+    async fn swarm_join(&self, _req: SwarmJoinRequest) -> BackendResult<()> {
+        if self.node.active().is_some() {
+            return Err(BackendError::AlreadyInSwarm);
+        }
+        Err(BackendError::Unavailable(
+            "joining an existing swarm over the network is not supported yet".into(),
+        ))
+    }
+
+    async fn swarm_leave(&self, force: bool) -> BackendResult<()> {
+        self.node.leave(force).await.map_err(|e| match e {
+            LeaveError::NotInSwarm => BackendError::NotInSwarm,
+            LeaveError::LastManager => BackendError::Unavailable(
+                "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. ".into(),
+            ),
+        })
+    }
+
+    async fn swarm_inspect(&self) -> BackendResult<Cluster> {
+        let a = self.active()?;
+        a.store
+            .view(|t| t.cluster().cloned())
+            .ok_or(BackendError::NotManager)
+    }
+
+    async fn swarm_update(
+        &self,
+        version: u64,
+        spec: SwarmSpec,
+        flags: SwarmUpdateFlags,
+    ) -> BackendResult<()> {
+        let a = self.active()?;
+        a.control()
+            .update_swarm(
+                version,
+                spec,
+                flags.rotate_worker_token,
+                flags.rotate_manager_token,
+            )
+            .await
+            .map_err(control_err)
+    }
+
+    async fn swarm_unlock(&self, _key: String) -> BackendResult<()> {
+        self.active()?;
+        Err(BackendError::InvalidArgument("swarm is not locked".into()))
+    }
+
+    async fn swarm_unlock_key(&self) -> BackendResult<String> {
+        self.active()?;
+        Ok(String::new())
+    }
+
+    async fn nodes(&self) -> BackendResult<Vec<Node>> {
+        let a = self.active()?;
+        Ok(a.store.view(|t| t.nodes.values().cloned().collect()))
+    }
+
+    async fn leader_node_id(&self) -> BackendResult<Option<String>> {
+        let a = self.active()?;
+        if !a.raft.is_leader() {
+            return Ok(None);
+        }
+        Ok(Some(a.state.node_id.clone()))
+    }
+
+    async fn node_update(&self, id: &str, version: u64, spec: NodeSpec) -> BackendResult<()> {
+        let a = self.active()?;
+        a.control()
+            .update_node(id, version, spec)
+            .await
+            .map_err(control_err)
+    }
+
+    async fn node_remove(&self, id: &str, force: bool) -> BackendResult<()> {
+        let a = self.active()?;
+        a.control()
+            .remove_node(id, force)
+            .await
+            .map_err(control_err)
+    }
+
+    async fn services(&self) -> BackendResult<Vec<Service>> {
+        let a = self.active()?;
+        Ok(a.store.view(|t| t.services.values().cloned().collect()))
+    }
+
+    async fn service_create(&self, spec: ServiceSpec) -> BackendResult<(String, Vec<String>)> {
+        let a = self.active()?;
+        a.control().create_service(spec).await.map_err(control_err)
+    }
+
+    async fn service_update(
+        &self,
+        id: &str,
+        version: u64,
+        spec: ServiceSpec,
+        opts: ServiceUpdateOptions,
+    ) -> BackendResult<Vec<String>> {
+        let a = self.active()?;
+        a.control()
+            .update_service(id, version, spec, opts.rollback)
+            .await
+            .map_err(control_err)
+    }
+
+    async fn service_remove(&self, id: &str) -> BackendResult<()> {
+        let a = self.active()?;
+        a.control().remove_service(id).await.map_err(control_err)
+    }
+
+    async fn tasks(&self) -> BackendResult<Vec<Task>> {
+        let a = self.active()?;
+        Ok(a.store.view(|t| t.tasks.values().cloned().collect()))
+    }
+
+    async fn task_logs(&self, tasks: Vec<Task>, opts: LogOptions) -> BackendResult<LogStream> {
+        let a = self.active()?;
+        let exec_opts = swarmd_agent::LogOptions {
+            follow: opts.follow,
+            tail: opts.tail,
+            since: opts
+                .since
+                .filter(|s| *s > 0.0)
+                .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s)),
+            timestamps: opts.timestamps,
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+        };
+        let mut streams = Vec::new();
+        for t in tasks {
+            // Only this node's tasks have output here (one node until the network
+            // dispatcher carries logs).
+            if t.node_id != a.state.node_id {
+                continue;
+            }
+            let stream = match a.agent.task_logs(&t.id, exec_opts.clone()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(task = %t.id, error = %e, "no logs for task");
+                    continue;
+                }
+            };
+            let (node_id, service_id, task_id) =
+                (t.node_id.clone(), t.service_id.clone(), t.id.clone());
+            let until = opts.until;
+            streams.push(
+                stream
+                    .filter_map(move |r| {
+                        let line = match r {
+                            Ok(e) => {
+                                if let Some(u) = until
+                                    && swarmd_types::timefmt::unix_seconds(&e.timestamp)
+                                        .is_some_and(|ts| ts >= u)
+                                {
+                                    return futures::future::ready(None);
+                                }
+                                Some(Ok(LogLine {
+                                    stream: match e.stream {
+                                        swarmd_agent::exec::LogStream::Stdout => {
+                                            LogStreamKind::Stdout
+                                        }
+                                        swarmd_agent::exec::LogStream::Stderr => {
+                                            LogStreamKind::Stderr
+                                        }
+                                    },
+                                    timestamp: e.timestamp,
+                                    node_id: node_id.clone(),
+                                    service_id: service_id.clone(),
+                                    task_id: task_id.clone(),
+                                    data: e.line,
+                                }))
+                            }
+                            Err(e) => Some(Err(BackendError::Internal(e.to_string()))),
+                        };
+                        futures::future::ready(line)
+                    })
+                    .boxed(),
+            );
+        }
+        if opts.follow {
+            Ok(futures::stream::select_all(streams).boxed())
+        } else {
+            Ok(futures::stream::iter(streams).flatten().boxed())
+        }
+    }
+
+    fn local_engine(&self) -> LocalEngine {
+        match &self.node.exec {
+            ExecChoice::Docker { socket } => LocalEngine::Docker {
+                socket_path: socket.clone(),
+            },
+            ExecChoice::Process => LocalEngine::Processes,
+        }
+    }
+
+    async fn local_containers(&self) -> BackendResult<Vec<ContainerSummary>> {
+        let exec: Option<Arc<dyn swarmd_agent::Executor>> = match self.node.active() {
+            Some(a) => Some(a.agent.executor().clone()),
+            None => self
+                .node
+                .process_exec
+                .clone()
+                .map(|e| e as Arc<dyn swarmd_agent::Executor>),
+        };
+        match exec {
+            Some(e) => e
+                .containers()
+                .await
+                .map_err(|e| BackendError::Internal(e.to_string())),
+            None => Ok(vec![]),
+        }
+    }
+}
