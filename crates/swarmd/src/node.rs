@@ -167,7 +167,8 @@ impl SwarmNode {
                     node_id: state.node_id.clone(),
                     description,
                     node_addr: self.args.node_addr.to_string(),
-                    listen_addr: state.listen_addr.clone(),
+                    // Peers and joining nodes reach the manager at its advertised address.
+                    listen_addr: state.advertise_addr.clone(),
                     spec: Default::default(),
                     availability: None,
                     default_addr_pool: vec![],

@@ -187,11 +187,18 @@ pub fn reconcile_service(
                             })
                             .count() as u64;
                         if policy.should_restart(last, attempts) {
+                            // The delay applies to tasks that died; a task moved off a
+                            // drained or lost node is replaced at once (as swarmkit does).
+                            let delay = if last.status.state > TaskState::RUNNING {
+                                policy.delay
+                            } else {
+                                Duration::ZERO
+                            };
                             let waited = since(now, ended_at(last));
-                            let desired = if waited >= policy.delay {
+                            let desired = if waited >= delay {
                                 TaskState::RUNNING
                             } else {
-                                plan.wake(policy.delay - waited);
+                                plan.wake(delay - waited);
                                 TaskState::READY
                             };
                             plan.changes.push(Change::Create(new_task(
@@ -548,12 +555,13 @@ mod tests {
     fn drained_node_tasks_are_shut_down_and_replaced() {
         let mut n = nodes();
         n.get_mut("n1").unwrap().spec.availability = Some(NodeSpecAvailabilityEnum::DRAIN);
+        // Started a second ago: no restart delay applies to a move off a drained node.
         let a = task(
             "a",
             1,
             TaskState::RUNNING,
             TaskState::RUNNING,
-            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:59Z",
         );
         let p = reconcile_service(&service(1), &[&a], &n, now());
         assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
