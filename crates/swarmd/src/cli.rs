@@ -44,6 +44,11 @@ pub struct Args {
     #[arg(long)]
     pub hostname: Option<String>,
 
+    /// Initialize a single-node swarm at start unless this node is already in one
+    /// (the same as running `docker swarm init` against it).
+    #[arg(long)]
+    pub init: bool,
+
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(short = 'l', long, default_value = "info")]
     pub log_level: String,

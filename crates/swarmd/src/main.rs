@@ -56,6 +56,14 @@ async fn main() -> anyhow::Result<()> {
         args.node_addr,
         args.data_root.display()
     );
+    if args.init && node.active().is_none() {
+        use swarmd_engine_api::backend::Backend;
+        let id = backend
+            .swarm_init(Default::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("swarm init: {e}"))?;
+        println!("swarm initialized: this node ({id}) is now a manager");
+    }
     let server = tokio::spawn(swarmd_engine_api::serve(listeners, backend, cancel.clone()));
 
     wait_for_signal().await;

@@ -514,3 +514,22 @@ fn bad_input_gets_docker_errors_and_changes_nothing() {
     );
     n.docker(&["service", "rm", &name]).ok();
 }
+
+#[test]
+fn init_flag_starts_a_ready_single_node_swarm() {
+    let n = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
+        .executor(Executor::Process)
+        .hostname(unique_name("ready"))
+        .arg("--init")
+        .start()
+        .expect("swarmd starts");
+    let _leave = Leave(&n);
+    let info = n
+        .docker(&[
+            "info",
+            "--format",
+            "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+        ])
+        .ok();
+    assert_eq!(info.stdout_trimmed(), "active true");
+}
