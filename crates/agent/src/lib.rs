@@ -1,7 +1,7 @@
 //! The agent: the node-side half of the swarm (DESIGN §5).
 //!
 //! It holds a session with the dispatcher (heartbeats, assignments, batched status
-//! reports), reconciles its running tasks with the assignment set ([`worker`]), drives each
+//! reports), reconciles its running tasks with the assignment set (the worker), drives each
 //! task through its states with a [`runner`] and runs them with an [`exec::Executor`]
 //! (docker or host processes).
 //!

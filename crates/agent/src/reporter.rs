@@ -186,4 +186,92 @@ mod tests {
         assert_eq!(p.by_task.len(), 1);
         assert_eq!(p.by_task["b"].state, TaskState::PREPARING);
     }
+
+    /// A dispatcher that rejects the first session and records what it accepts.
+    #[derive(Default)]
+    struct Flaky {
+        accepted: std::sync::Mutex<Vec<TaskStatusUpdate>>,
+    }
+
+    #[async_trait::async_trait]
+    impl DispatcherApi for Flaky {
+        async fn session(
+            &self,
+            _req: swarmd_types::dispatcher::SessionRequest,
+        ) -> Result<
+            swarmd_types::dispatcher::DispatchStream<swarmd_types::dispatcher::SessionMessage>,
+            DispatchError,
+        > {
+            Err(DispatchError::Unavailable("unused".into()))
+        }
+        async fn heartbeat(&self, _s: &str) -> Result<Duration, DispatchError> {
+            Ok(Duration::from_secs(5))
+        }
+        async fn assignments(
+            &self,
+            _s: &str,
+        ) -> Result<
+            swarmd_types::dispatcher::DispatchStream<swarmd_types::dispatcher::AssignmentsMessage>,
+            DispatchError,
+        > {
+            Err(DispatchError::Unavailable("unused".into()))
+        }
+        async fn update_task_status(
+            &self,
+            session_id: &str,
+            updates: Vec<TaskStatusUpdate>,
+        ) -> Result<(), DispatchError> {
+            if session_id == "old" {
+                return Err(DispatchError::SessionInvalid);
+            }
+            self.accepted.lock().unwrap().extend(updates);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn rejected_updates_are_resent_on_the_next_session() {
+        let flaky = Arc::new(Flaky::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (session_tx, session_rx) = watch::channel(Some(SessionCtx {
+            id: "old".into(),
+            dispatcher: flaky.clone(),
+        }));
+        let (invalid_tx, mut invalid_rx) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(ReporterDeps {
+            updates: rx,
+            session: session_rx,
+            invalid: invalid_tx,
+            window: Duration::from_millis(10),
+            max_batch: 10,
+            cancel: cancel.clone(),
+        }));
+        tx.send(upd("a", TaskState::RUNNING)).unwrap();
+        // The session loop is told, and opens a new session.
+        assert_eq!(invalid_rx.recv().await.as_deref(), Some("old"));
+        tx.send(upd("b", TaskState::ACCEPTED)).unwrap();
+        session_tx.send_replace(Some(SessionCtx {
+            id: "new".into(),
+            dispatcher: flaky.clone(),
+        }));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut got: Vec<String> = flaky
+                .accepted
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|u| u.task_id.clone())
+                .collect();
+            got.sort();
+            if got == ["a", "b"] {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "got {got:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cancel.cancel();
+        task.await.unwrap();
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! The decision of what to do next is [`decide`], a pure function of the desired state,
 //! the last reported state and the outcome of the last controller step (like swarmkit's
-//! `exec.Do`, but without I/O inside, so every transition is unit-tested). [`run`] is the
+//! `exec.Do`, but without I/O inside, so every transition is unit-tested). `run` is the
 //! thin loop that performs the chosen step, reports states through the worker and reacts
 //! to desired-state changes.
 //!

@@ -176,6 +176,7 @@ pub(crate) async fn run(deps: WorkerDeps) -> Result<(), AgentError> {
     }
     loop {
         tokio::select! {
+            biased;
             _ = w.cancel.cancelled() => break,
             msg = assignments.recv() => match msg {
                 Some(msg) => w.on_assignments(msg).await,
@@ -189,6 +190,15 @@ pub(crate) async fn run(deps: WorkerDeps) -> Result<(), AgentError> {
                 w.on_status(batch).await;
             }
             Some(res) = w.runners.join_next_with_id(), if !w.runners.is_empty() => {
+                // A runner sends its last status (SHUTDOWN) just before it ends: handle
+                // queued statuses first, or they would find the task already forgotten.
+                let mut batch = Vec::new();
+                while let Ok(u) = status_rx.try_recv() {
+                    batch.push(u);
+                }
+                if !batch.is_empty() {
+                    w.on_status(batch).await;
+                }
                 w.on_runner_exit(res).await;
             }
         }

@@ -39,6 +39,7 @@ struct FakeDispatcher {
 #[derive(Default)]
 struct FakeState {
     sessions: u64,
+    assignment_streams: u64,
     current: Option<String>,
     tasks: BTreeMap<String, Task>,
     assignments: Option<fmpsc::UnboundedSender<Result<AssignmentsMessage, DispatchError>>>,
@@ -87,6 +88,18 @@ impl FakeDispatcher {
 
     fn sessions(&self) -> u64 {
         self.state.lock().unwrap().sessions
+    }
+
+    fn assignment_streams(&self) -> u64 {
+        self.state.lock().unwrap().assignment_streams
+    }
+
+    /// Forgets the current session, as a restarted or failed-over manager would: the
+    /// agent's next heartbeat fails and it must reconnect.
+    fn invalidate_session(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.current = None;
+        st.assignments = None;
     }
 
     /// Every update reported for `id`, in order.
@@ -181,6 +194,7 @@ impl DispatcherApi for FakeDispatcher {
         };
         let _ = tx.unbounded_send(Ok(complete));
         st.assignments = Some(tx);
+        st.assignment_streams += 1;
         Ok(rx.boxed())
     }
 
@@ -347,6 +361,15 @@ async fn process_executor_runs_and_withdraws_tasks() {
 
     let failed = dispatcher.wait_state("exit3", TaskState::FAILED).await;
     assert_eq!(failed.err, "task: non-zero exit (3)");
+
+    // The manager loses the session: the agent reconnects and gets a new complete set,
+    // and the running task is left alone.
+    dispatcher.invalidate_session();
+    eventually("a new assignments stream", || async {
+        dispatcher.assignment_streams() >= 2
+    })
+    .await;
+    assert!(process_alive(pid));
 
     // Withdraw: the task is shut down, reported, its process gone and its dir removed.
     dispatcher.withdraw("hello1");

@@ -80,9 +80,7 @@ impl SwarmNode {
             .with_context(|| format!("creating {}", args.data_root.display()))?;
         let (exec, engine_version) = choose_executor(&args).await?;
         let process_exec = match exec {
-            ExecChoice::Process => {
-                Some(Arc::new(ProcessExecutor::new(args.data_root.join("tasks"))))
-            }
+            ExecChoice::Process => Some(Arc::new(ProcessExecutor::new(&args.data_root))),
             ExecChoice::Docker { .. } => None,
         };
         let hostname = args

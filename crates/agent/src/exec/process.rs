@@ -93,7 +93,8 @@ struct Inner {
     procs: Mutex<HashMap<String, Arc<TaskProc>>>,
     /// Exit watchers and log collectors.
     tracker: TaskTracker,
-    cancel: CancellationToken,
+    /// Parent of every task's token; replaced by `close` so the executor stays usable.
+    cancel: Mutex<CancellationToken>,
 }
 
 impl ProcessExecutor {
@@ -104,7 +105,7 @@ impl ProcessExecutor {
                 tasks_dir: state_dir.as_ref().join("tasks"),
                 procs: Mutex::new(HashMap::new()),
                 tracker: TaskTracker::new(),
-                cancel: CancellationToken::new(),
+                cancel: Mutex::new(CancellationToken::new()),
             }),
         }
     }
@@ -125,7 +126,7 @@ impl Inner {
                 state: Mutex::new(ProcState::default()),
                 exit_tx: watch::Sender::new(None),
                 log_tick: watch::Sender::new(0),
-                cancel: self.cancel.child_token(),
+                cancel: lock(&self.cancel).child_token(),
                 op_lock: tokio::sync::Mutex::new(()),
             })
         });
@@ -197,10 +198,16 @@ impl Executor for ProcessExecutor {
         Ok(out)
     }
 
+    /// Stops the exit watchers and log collectors, leaving the processes running. The
+    /// executor stays usable: task state is reloaded from disk on next use (the same path
+    /// a restarted swarmd takes), so an agent can be restarted on the same executor.
     async fn close(&self) {
-        self.inner.cancel.cancel();
+        let old = std::mem::replace(&mut *lock(&self.inner.cancel), CancellationToken::new());
+        old.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+        self.inner.tracker.reopen();
+        lock(&self.inner.procs).clear();
     }
 }
 
@@ -933,7 +940,9 @@ impl LaunchPlan {
 }
 
 /// Picks host ports for the task's targets: the fixed one for `mode=host` publications,
-/// otherwise an ephemeral port found by binding port 0 on the node address.
+/// otherwise an ephemeral port found by binding port 0 on the node address. The probe
+/// socket is closed before the task binds the port, so another process could take it in
+/// between; the kernel hands out ephemeral ports round-robin, which makes that unlikely.
 fn allocate_ports(rt: &TaskRuntime) -> Result<Vec<BoundPort>, ExecError> {
     if rt.ports.is_empty() {
         return Ok(Vec::new());
@@ -1006,6 +1015,8 @@ impl ProcessController {
             parse_signal(rt.spec.stop_signal.as_deref())?;
             fs::create_dir_all(&dir)
                 .map_err(|e| ExecError::io(format!("creating {}", dir.display()), e))?;
+            let created = existing.as_ref().map_or_else(unix_now, |m| m.created);
+            // Keep the ports picked by an earlier prepare: they may be reported already.
             let ports = match existing {
                 Some(m) if m.ports.len() == rt.ports.len() => m.ports,
                 _ => allocate_ports(&rt)?,
@@ -1017,7 +1028,7 @@ impl ProcessController {
                 command: argv,
                 labels: rt.labels(),
                 node_addr: rt.node_addr.clone(),
-                created: unix_now(),
+                created,
                 ports,
             };
             write_json(&dir.join(TASK_FILE), &meta)?;
@@ -1051,8 +1062,11 @@ impl Controller for ProcessController {
                 .map_err(|e| ExecError::io(format!("opening {name}"), e))
         };
         let (out, err) = (open(STDOUT_RAW)?, open(STDERR_RAW)?);
-        let mut cmd = tokio::process::Command::new(&plan.argv[0]);
-        cmd.args(&plan.argv[1..])
+        let Some((program, args)) = plan.argv.split_first() else {
+            return Err(ExecError::NoCommand);
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
             .env_clear()
             .envs(plan.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -1077,7 +1091,7 @@ impl Controller for ProcessController {
         }
         let mut child = cmd
             .spawn()
-            .map_err(|e| ExecError::io(format!("starting {}", plan.argv[0]), e))?;
+            .map_err(|e| ExecError::io(format!("starting {program}"), e))?;
         let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
             return Err(ExecError::Io("started process has no pid".into()));
         };
@@ -1487,6 +1501,42 @@ mod tests {
         assert!(!c.status().await.unwrap().running);
         assert_eq!(c.wait().await.unwrap().code, 128 + 9);
         assert!(proc_stat(pid).is_none_or(|(s, _)| s == 'Z'));
+        exec.close().await;
+    }
+
+    #[tokio::test]
+    async fn close_leaves_processes_for_adoption() {
+        let dir = tempfile::tempdir().unwrap();
+        let exec = ProcessExecutor::new(dir.path());
+        let r = rt("t7", &["sh", "-c", "echo before; sleep 30"]);
+        let c = exec.controller(&r);
+        c.prepare().await.unwrap();
+        c.start().await.unwrap();
+        wait_for_output(&*c, "before").await;
+        let pid = c.status().await.unwrap().pid;
+        exec.close().await;
+        // The same executor, reused (as a restarted agent would): the process is adopted.
+        let c = exec.controller(&r);
+        c.prepare().await.unwrap();
+        c.start().await.unwrap();
+        let st = c.status().await.unwrap();
+        assert!(st.running);
+        assert_eq!(st.pid, pid);
+        assert_eq!(exec.list_tasks().await.unwrap(), vec!["t7".to_string()]);
+        c.shutdown(Duration::from_secs(5)).await.unwrap();
+        // Not our child any more: the exit code cannot be known.
+        assert_eq!(c.wait().await, Err(ExecError::ExitUnknown));
+        let cs = exec.containers().await.unwrap();
+        assert_eq!(
+            cs[0]
+                .status
+                .as_deref()
+                .map(|s| s.starts_with("Exited (unknown)")),
+            Some(true)
+        );
+        // Output written before the restart is still there, once.
+        let logs: Vec<_> = c.logs(LogOptions::default()).await.unwrap().collect().await;
+        assert_eq!(logs.len(), 1);
         exec.close().await;
     }
 
