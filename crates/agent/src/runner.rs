@@ -97,7 +97,9 @@ fn stop_wanted(desired: TaskState) -> bool {
 pub fn decide(desired: TaskState, state: TaskState, outcome: Option<&Outcome>) -> Action {
     use TaskState as S;
     if stop_wanted(desired) {
-        if state >= S::SHUTDOWN {
+        // A task that already ended (COMPLETE included) keeps its final state, as in
+        // Docker's `service ps` ("Shutdown  Complete 2 minutes ago").
+        if state > S::RUNNING {
             if desired != S::REMOVE {
                 return Action::Idle;
             }
@@ -554,10 +556,9 @@ mod tests {
     fn desired_shutdown_at_every_stage() {
         for state in ALL {
             let got = decide(S::SHUTDOWN, state, None);
-            if state >= S::SHUTDOWN {
+            if state > S::RUNNING {
                 assert_eq!(got, Action::Idle, "{state:?}");
             } else {
-                // Including COMPLETE: a finished task still moves to SHUTDOWN (swarmkit).
                 assert_eq!(got, Action::Do(Op::Shutdown), "{state:?}");
                 assert_eq!(
                     decide(S::SHUTDOWN, state, Some(&Outcome::ShutDown(Ok(())))),
@@ -598,7 +599,7 @@ mod tests {
     fn desired_remove_shuts_down_then_removes() {
         for state in ALL {
             let got = decide(S::REMOVE, state, None);
-            if state >= S::SHUTDOWN {
+            if state > S::RUNNING {
                 assert_eq!(got, Action::Do(Op::Remove), "{state:?}");
                 assert_eq!(
                     decide(S::REMOVE, state, Some(&Outcome::Removed(Ok(())))),

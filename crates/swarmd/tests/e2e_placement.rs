@@ -301,3 +301,41 @@ fn api_versions_and_process_containers() {
             .contains(&format!("{name}.1."))
     });
 }
+
+#[test]
+fn completed_task_with_restart_none_stays_complete() {
+    let n = node();
+    let _l = Leave(&n);
+    let name = unique_name("once");
+    n.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &name,
+        "--restart-condition",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo done",
+    ])
+    .ok();
+    wait_until(T, POLL, "task complete", || {
+        n.docker(&[
+            "service",
+            "ps",
+            "--format",
+            "{{.DesiredState}} {{.CurrentState}}",
+            &name,
+        ])
+        .stdout_trimmed()
+        .starts_with("Shutdown Complete")
+    });
+    // Not restarted: still exactly one task, and the service shows 0/1.
+    assert_eq!(
+        n.docker(&["service", "ps", "-q", &name]).ok().lines().len(),
+        1
+    );
+    assert_eq!(replicas(&n, &name), "0/1");
+}

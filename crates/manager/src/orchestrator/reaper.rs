@@ -30,7 +30,7 @@ pub fn reap(tables: &Tables) -> Vec<String> {
                     .nodes
                     .get(&t.node_id)
                     .is_none_or(|n| n.status.state == NodeState::Down);
-            if t.status.state >= TaskState::SHUTDOWN
+            if t.status.state > TaskState::RUNNING
                 || t.status.state < TaskState::ASSIGNED
                 || node_gone
             {
@@ -134,9 +134,10 @@ mod tests {
             task("a", 2, TaskState::RUNNING, TaskState::REMOVE, ""),
             task("b", 3, TaskState::SHUTDOWN, TaskState::REMOVE, ""),
             task("c", 4, TaskState::PENDING, TaskState::REMOVE, ""),
+            task("d", 5, TaskState::COMPLETE, TaskState::REMOVE, ""),
         ]);
         let mut got = reap(&t);
         got.sort();
-        assert_eq!(got, vec!["b", "c"]);
+        assert_eq!(got, vec!["b", "c", "d"]);
     }
 }
