@@ -288,7 +288,7 @@ fn api_versions_and_process_containers() {
     assert_eq!(r.status, 400);
     assert!(String::from_utf8_lossy(&r.body).contains("is too new"));
     let ping = n.http("GET", "/_ping", None).unwrap();
-    assert_eq!(ping.header("swarm").as_deref(), Some("active/manager"));
+    assert_eq!(ping.header("swarm"), Some("active/manager"));
 
     let name = unique_name("ps");
     n.docker(&[
