@@ -1,12 +1,39 @@
-//! The swarm's PKI: root CA and join tokens.
+//! The swarm's PKI: root CA, join tokens, node certificates and mutual-TLS configs.
 //!
 //! The root CA is ECDSA P-256 with subject CN=swarm-ca, as Docker's. Join tokens follow
 //! swarmkit's format `SWMTKN-1-<CA digest in base 36, 50 chars>-<secret, 25 chars>`, so a
 //! joining node can pin the CA by the digest it carries.
+//!
+//! Node certificates (see [`node`]) carry the node's identity as swarmkit's do
+//! (CN=node ID, O=cluster ID, OU=swarm-manager|swarm-worker); every node-to-node connection
+//! is mutual TLS with rustls and the ring provider (see [`tls`]), and each RPC authorizes
+//! its caller from the OU of the verified peer certificate ([`role_of_peer`],
+//! [`require_manager`]).
+
+pub mod node;
+pub mod tls;
+
+use std::fmt;
+
+pub use node::{
+    DEFAULT_NODE_CERT_VALIDITY, MANAGER_OU, NOT_BEFORE_BACKDATE, NodeIdentity, NodeKeyAndCsr,
+    RenewalJitter, Role, WORKER_OU, authorize_peer, generate_node_key_and_csr, needs_renewal,
+    parse_node_identity, parse_node_identity_pem, renewal_deadline, require_manager, role_of_peer,
+    sign_node_csr, sign_node_csr_at,
+};
+pub use tls::{
+    MANAGER_SERVER_NAME, PinnedRootVerifier, bootstrap_client_config, client_config,
+    install_crypto_provider, load_certs, load_private_key, manager_server_name,
+    pinned_root_from_chain, pki_error_in, server_config, server_config_allowing_anonymous,
+    verify_root_against_token,
+};
 
 use rand::Rng;
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, PublicKeyData,
+};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// Why a PKI operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -15,16 +42,105 @@ pub enum PkiError {
     Rcgen(#[from] rcgen::Error),
     #[error("invalid join token")]
     InvalidToken,
+    /// The CSR does not parse, its self-signature is wrong, or its key is not ECDSA P-256.
+    #[error("invalid certificate signing request: {0}")]
+    InvalidCsr(String),
+    #[error("invalid certificate: {0}")]
+    InvalidCertificate(String),
+    #[error("invalid private key: {0}")]
+    InvalidKey(String),
+    /// The CA key is not the key of the CA certificate.
+    #[error("the CA private key does not match the CA certificate")]
+    CaKeyMismatch,
+    #[error("invalid {what} {id:?}")]
+    InvalidId { what: &'static str, id: String },
+    #[error("certificate validity must be positive")]
+    InvalidValidity,
+    #[error("invalid CA digest {0:?}: expected sha256:<64 hex digits>")]
+    InvalidDigest(String),
+    /// A certificate without swarm node identity (CN, O and a swarm OU).
+    #[error("not a swarm node certificate: {0}")]
+    NotANodeCertificate(String),
+    /// The peer connected without a client certificate.
+    #[error("the peer presented no certificate")]
+    NoPeerCertificate,
+    /// The caller's certificate role does not allow this RPC.
+    #[error("permission denied: node {node_id} is a {role}, this requires a {required}")]
+    PermissionDenied {
+        node_id: String,
+        role: Role,
+        required: Role,
+    },
+    /// The peer's certificate is for another cluster (O differs).
+    #[error("node {node_id} belongs to cluster {cluster_id}, not this one")]
+    WrongCluster { node_id: String, cluster_id: String },
+    /// The manager's root CA is not the one the join token pins (swarmkit's wording;
+    /// `expected` is the hex digest from the token).
+    #[error("remote CA does not match fingerprint. Expected: {expected}")]
+    CaFingerprintMismatch { expected: String },
+    #[error("TLS configuration failed: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("TLS verifier configuration failed: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
-/// A freshly generated root CA.
-#[derive(Debug, Clone)]
+/// A root CA: its certificate and private key (kept in the Raft store, on managers only).
+#[derive(Clone)]
 pub struct RootCaMaterial {
     pub cert_pem: String,
     pub key_pem: String,
     pub cert_der: Vec<u8>,
     /// `sha256:<hex>` of the DER certificate.
     pub digest: String,
+}
+
+impl fmt::Debug for RootCaMaterial {
+    // The CA key must never end up in a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RootCaMaterial")
+            .field("digest", &self.digest)
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl RootCaMaterial {
+    /// Rebuilds the material from stored PEMs (the cluster object's root CA), checking that
+    /// the key belongs to the certificate, so a corrupted store fails here rather than by
+    /// issuing certificates nobody can verify.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        let certs = load_certs(cert_pem)?;
+        let der = certs[0].to_vec();
+        let (_, x509) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| PkiError::InvalidCertificate(e.to_string()))?;
+        let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+        if x509.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(PkiError::CaKeyMismatch);
+        }
+        Ok(RootCaMaterial {
+            cert_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+            digest: digest_of_der(&der),
+            cert_der: der,
+        })
+    }
+}
+
+/// `sha256:<hex>` of a DER certificate: the CA digest join tokens carry.
+pub fn digest_of_der(der: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(der)))
+}
+
+/// `sha256:<hex>` of the (first) certificate in a PEM.
+pub fn ca_digest_of(cert_pem: &str) -> Result<String, PkiError> {
+    Ok(digest_of_der(&load_certs(cert_pem)?[0]))
+}
+
+/// Whether a presented join token is the current one, comparing the whole token in constant
+/// time so response timing does not leak how much of a guessed secret was right.
+/// (Lengths may leak, but a token's length is public: it is fixed by the format.)
+pub fn token_matches(presented: &str, current: &str) -> bool {
+    presented.as_bytes().ct_eq(current.as_bytes()).into()
 }
 
 /// Root CA validity: 20 years, as swarmkit's default.
@@ -51,7 +167,7 @@ pub fn generate_root_ca() -> Result<RootCaMaterial, PkiError> {
     Ok(RootCaMaterial {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
-        digest: format!("sha256:{}", hex::encode(Sha256::digest(&der))),
+        digest: digest_of_der(&der),
         cert_der: der,
     })
 }
@@ -172,5 +288,55 @@ mod tests {
         ] {
             assert!(parse_join_token(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn token_matches_compares_whole_tokens() {
+        let ca = generate_root_ca().unwrap();
+        let t = generate_join_token(&ca.digest).unwrap();
+        assert!(token_matches(&t, &t.clone()));
+        assert!(!token_matches(
+            &t,
+            &generate_join_token(&ca.digest).unwrap()
+        ));
+        assert!(!token_matches(&t[..t.len() - 1], &t));
+        assert!(!token_matches("", &t));
+        let mut flipped = t.clone().into_bytes();
+        flipped[12] = if flipped[12] == b'0' { b'1' } else { b'0' };
+        assert!(!token_matches(std::str::from_utf8(&flipped).unwrap(), &t));
+    }
+
+    #[test]
+    fn root_is_checked_against_the_token_digest() {
+        let ca = generate_root_ca().unwrap();
+        let other = generate_root_ca().unwrap();
+        assert_eq!(ca_digest_of(&ca.cert_pem).unwrap(), ca.digest);
+        let token = generate_join_token(&ca.digest).unwrap();
+        verify_root_against_token(&ca.cert_pem, &token).unwrap();
+        let err = verify_root_against_token(&other.cert_pem, &token).unwrap_err();
+        let hex = ca.digest.strip_prefix("sha256:").unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("remote CA does not match fingerprint. Expected: {hex}")
+        );
+        assert!(matches!(
+            verify_root_against_token(&ca.cert_pem, "SWMTKN-1-nope"),
+            Err(PkiError::InvalidToken)
+        ));
+        assert!(verify_root_against_token("not a pem", &token).is_err());
+    }
+
+    #[test]
+    fn root_material_round_trips_through_pem_and_checks_the_key() {
+        let ca = generate_root_ca().unwrap();
+        let other = generate_root_ca().unwrap();
+        let back = RootCaMaterial::from_pem(&ca.cert_pem, &ca.key_pem).unwrap();
+        assert_eq!(back.digest, ca.digest);
+        assert_eq!(back.cert_der, ca.cert_der);
+        assert!(matches!(
+            RootCaMaterial::from_pem(&ca.cert_pem, &other.key_pem),
+            Err(PkiError::CaKeyMismatch)
+        ));
+        assert!(RootCaMaterial::from_pem(&ca.cert_pem, "junk").is_err());
     }
 }
