@@ -6,6 +6,7 @@
 //! stopped by [`Manager`] as leadership comes and goes.
 
 pub mod allocator;
+pub mod ca;
 pub mod control;
 pub mod dispatcher;
 pub mod orchestrator;
