@@ -1,0 +1,632 @@
+//! Real gRPC over real TLS on 127.0.0.1: a throwaway CA, server and node certificates made
+//! with rcgen, servers on ephemeral ports, and the typed clients calling them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use swarmd_rpc::{
+    CaClient, CaService, ClientOptions, IssueRequest, IssuedCertificate, PeerIdentity, PeerInfo,
+    RaftClient, RaftService, RemoteDispatcher, RemoteProposer, RoleAuthorizer, RpcChannel,
+    RpcError, RpcServer, Services,
+};
+use swarmd_store::{Batch, LocalProposer, MemoryStore, ProposeError, StoreAction, StoreError};
+use swarmd_types::dispatcher::{
+    Assignment, AssignmentAction, AssignmentChange, AssignmentsKind, AssignmentsMessage,
+    DispatchError, DispatchStream, DispatcherApi, SessionMessage, SessionRequest, TaskStatusUpdate,
+};
+use swarmd_types::models::{ServiceSpec, TaskState};
+use swarmd_types::{Node, Role, Service, Task, TaskStatus};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound for anything a test waits for; reached only when something is broken.
+const BOUND: Duration = Duration::from_secs(20);
+
+// --- PKI -----------------------------------------------------------------------------------
+
+/// A throwaway swarm CA with a server certificate for 127.0.0.1 and node certificates.
+struct Pki {
+    roots: Arc<RootCertStore>,
+    server_chain: Vec<CertificateDer<'static>>,
+    server_key: Vec<u8>,
+    nodes: HashMap<&'static str, (CertificateDer<'static>, Vec<u8>)>,
+    /// Leaf DER → identity: stands in for the pki crate's certificate parsing.
+    identities: Arc<HashMap<Vec<u8>, PeerIdentity>>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "swarm-ca");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+
+        let server_key = KeyPair::generate().unwrap();
+        let mut sp = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = sp.signed_by(&server_key, &ca).unwrap();
+
+        let mut nodes = HashMap::new();
+        let mut identities = HashMap::new();
+        for (node_id, role) in [("m1", Role::Manager), ("w1", Role::Worker)] {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name.push(DnType::CommonName, node_id);
+            p.distinguished_name.push(
+                DnType::OrganizationalUnitName,
+                format!("swarm-{}", role.as_str()),
+            );
+            p.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ClientAuth,
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ];
+            let cert = p.signed_by(&key, &ca).unwrap();
+            identities.insert(
+                cert.der().to_vec(),
+                PeerIdentity {
+                    node_id: node_id.into(),
+                    role,
+                    cluster_id: "cluster1".into(),
+                },
+            );
+            nodes.insert(node_id, (cert.der().clone(), key.serialize_der()));
+        }
+        Pki {
+            roots: Arc::new(roots),
+            server_chain: vec![server_cert.der().clone()],
+            server_key: server_key.serialize_der(),
+            nodes,
+            identities: Arc::new(identities),
+        }
+    }
+
+    /// `optional_client_auth`: joiners without a certificate may connect (for the CA).
+    fn server_config(&self, optional_client_auth: bool) -> Arc<ServerConfig> {
+        let verifier = WebPkiClientVerifier::builder(self.roots.clone());
+        let verifier = if optional_client_auth {
+            verifier.allow_unauthenticated().build()
+        } else {
+            verifier.build()
+        }
+        .unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key.clone()));
+        Arc::new(
+            ServerConfig::builder()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(self.server_chain.clone(), key)
+                .unwrap(),
+        )
+    }
+
+    /// `node`: whose certificate to present; `None` for no client certificate.
+    fn client_config(&self, node: Option<&str>) -> Arc<ClientConfig> {
+        let builder = ClientConfig::builder().with_root_certificates(self.roots.clone());
+        Arc::new(match node {
+            Some(n) => {
+                let (cert, key) = &self.nodes[n];
+                let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.clone()));
+                builder
+                    .with_client_auth_cert(vec![cert.clone()], key)
+                    .unwrap()
+            }
+            None => builder.with_no_client_auth(),
+        })
+    }
+
+    fn authorizer(&self) -> Arc<dyn swarmd_rpc::Authorizer> {
+        let ids = self.identities.clone();
+        Arc::new(RoleAuthorizer::new(
+            move |chain: &[CertificateDer<'static>]| ids.get(chain[0].as_ref()).cloned(),
+        ))
+    }
+
+    fn channel(&self, addr: SocketAddr, node: Option<&str>) -> RpcChannel {
+        let options = ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(5),
+            ..ClientOptions::default()
+        };
+        RpcChannel::new(&addr.to_string(), self.client_config(node), options).unwrap()
+    }
+}
+
+struct Running {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    handle: JoinHandle<Result<(), swarmd_rpc::ServeError>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(BOUND, self.handle)
+            .await
+            .expect("server stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn start(pki: &Pki, services: Services, optional_client_auth: bool) -> Running {
+    let server = RpcServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        pki.server_config(optional_client_auth),
+        pki.authorizer(),
+        services,
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let cancel = CancellationToken::new();
+    let handle = tokio::spawn(server.serve(cancel.clone()));
+    Running {
+        addr,
+        cancel,
+        handle,
+    }
+}
+
+// --- Fakes ---------------------------------------------------------------------------------
+
+/// A dispatcher with one valid session, `s1`, scripted answers and a record of reports.
+#[derive(Default)]
+struct FakeDispatcher {
+    /// What the next heartbeats answer instead of success.
+    heartbeat_error: Mutex<Option<DispatchError>>,
+    reports: Mutex<Vec<(String, Vec<TaskStatusUpdate>)>>,
+}
+
+fn task(id: &str) -> Task {
+    Task {
+        id: id.into(),
+        node_id: "w1".into(),
+        ..Default::default()
+    }
+}
+
+#[async_trait::async_trait]
+impl DispatcherApi for FakeDispatcher {
+    async fn session(
+        &self,
+        req: SessionRequest,
+    ) -> Result<DispatchStream<SessionMessage>, DispatchError> {
+        let first = SessionMessage {
+            session_id: "s1".into(),
+            node: Node {
+                id: req.node_id,
+                ..Default::default()
+            },
+            managers: vec!["127.0.0.1:2377".into()],
+            heartbeat_period_ms: 5000,
+        };
+        // The session stays open until the agent (or the server) goes away.
+        Ok(futures::stream::iter([Ok(first)])
+            .chain(futures::stream::pending())
+            .boxed())
+    }
+
+    async fn heartbeat(&self, session_id: &str) -> Result<Duration, DispatchError> {
+        if let Some(e) = self.heartbeat_error.lock().unwrap().clone() {
+            return Err(e);
+        }
+        if session_id != "s1" {
+            return Err(DispatchError::SessionInvalid);
+        }
+        Ok(Duration::from_millis(5000))
+    }
+
+    async fn assignments(
+        &self,
+        session_id: &str,
+    ) -> Result<DispatchStream<AssignmentsMessage>, DispatchError> {
+        if session_id != "s1" {
+            return Err(DispatchError::SessionInvalid);
+        }
+        let complete = AssignmentsMessage {
+            kind: AssignmentsKind::Complete,
+            changes: vec![AssignmentChange {
+                action: AssignmentAction::Update,
+                assignment: Assignment::Task(task("t1")),
+            }],
+        };
+        let incremental = AssignmentsMessage {
+            kind: AssignmentsKind::Incremental,
+            changes: vec![AssignmentChange {
+                action: AssignmentAction::Remove,
+                assignment: Assignment::Task(task("t1")),
+            }],
+        };
+        // Then the session expires: a typed error mid-stream.
+        Ok(futures::stream::iter([
+            Ok(complete),
+            Ok(incremental),
+            Err(DispatchError::SessionInvalid),
+        ])
+        .boxed())
+    }
+
+    async fn update_task_status(
+        &self,
+        session_id: &str,
+        updates: Vec<TaskStatusUpdate>,
+    ) -> Result<(), DispatchError> {
+        self.reports
+            .lock()
+            .unwrap()
+            .push((session_id.to_string(), updates));
+        Ok(())
+    }
+}
+
+/// Answers every raft RPC with "<method>:<caller>:<payload>".
+struct EchoRaft;
+
+#[async_trait::async_trait]
+impl RaftService for EchoRaft {
+    async fn append_entries(&self, peer: PeerInfo, payload: Bytes) -> Result<Bytes, RpcError> {
+        Ok(echo("append", &peer, &payload))
+    }
+    async fn vote(&self, peer: PeerInfo, payload: Bytes) -> Result<Bytes, RpcError> {
+        Ok(echo("vote", &peer, &payload))
+    }
+    async fn install_snapshot(&self, _: PeerInfo, _: Bytes) -> Result<Bytes, RpcError> {
+        Err(RpcError::FailedPrecondition("no snapshot wanted".into()))
+    }
+}
+
+fn echo(method: &str, peer: &PeerInfo, payload: &[u8]) -> Bytes {
+    let who = peer.node_id().unwrap_or("-");
+    Bytes::from(format!(
+        "{method}:{who}:{}",
+        String::from_utf8_lossy(payload)
+    ))
+}
+
+/// A CA that accepts the token "good" and always issues worker certificates.
+struct FakeCa;
+
+#[async_trait::async_trait]
+impl CaService for FakeCa {
+    async fn issue_node_certificate(
+        &self,
+        peer: PeerInfo,
+        req: IssueRequest,
+    ) -> Result<IssuedCertificate, RpcError> {
+        if req.token.as_deref() != Some("good") {
+            return Err(RpcError::Unauthenticated("bad join token".into()));
+        }
+        assert!(peer.identity.is_none(), "a joiner has no certificate");
+        Ok(IssuedCertificate {
+            cert_pem: format!("signed({})", req.csr_pem),
+            root_ca_pem: "ROOT".into(),
+            node_id: "new-node".into(),
+            role: Role::Worker,
+        })
+    }
+    async fn root_ca(&self, _: PeerInfo) -> Result<String, RpcError> {
+        Ok("ROOT".into())
+    }
+}
+
+fn session_request(node_id: &str) -> SessionRequest {
+    SessionRequest {
+        node_id: node_id.into(),
+        description: Default::default(),
+        addr: "127.0.0.5".into(),
+    }
+}
+
+fn create_service(id: &str, name: &str) -> Batch {
+    Batch {
+        actions: vec![StoreAction::Create(
+            Service {
+                id: id.into(),
+                spec: ServiceSpec {
+                    name: Some(name.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+            .into(),
+        )],
+        proposed_at: "2024-01-01T00:00:00Z".into(),
+    }
+}
+
+// --- Tests ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn remote_dispatcher_speaks_the_whole_protocol() {
+    let pki = Pki::new();
+    let fake = Arc::new(FakeDispatcher::default());
+    let server = start(&pki, Services::new().dispatcher(fake.clone()), false).await;
+    let remote = RemoteDispatcher::new(pki.channel(server.addr, Some("w1")));
+
+    // Session: the first message carries the session ID and the node.
+    let mut session = remote.session(session_request("w1")).await.unwrap();
+    let first = session.next().await.unwrap().unwrap();
+    assert_eq!(first.session_id, "s1");
+    assert_eq!(first.node.id, "w1");
+    assert_eq!(first.managers, vec!["127.0.0.1:2377".to_string()]);
+
+    // Heartbeat.
+    assert_eq!(
+        remote.heartbeat("s1").await.unwrap(),
+        Duration::from_millis(5000)
+    );
+
+    // Assignments: Complete, then Incremental, then the typed error that ended the stream.
+    let mut assignments = remote.assignments("s1").await.unwrap();
+    let complete = assignments.next().await.unwrap().unwrap();
+    assert_eq!(complete.kind, AssignmentsKind::Complete);
+    assert_eq!(complete.changes[0].assignment, Assignment::Task(task("t1")));
+    let incremental = assignments.next().await.unwrap().unwrap();
+    assert_eq!(incremental.kind, AssignmentsKind::Incremental);
+    assert_eq!(incremental.changes[0].action, AssignmentAction::Remove);
+    assert_eq!(
+        assignments.next().await.unwrap().unwrap_err(),
+        DispatchError::SessionInvalid
+    );
+
+    // Status reports arrive intact.
+    let update = TaskStatusUpdate {
+        task_id: "t1".into(),
+        status: TaskStatus {
+            state: TaskState::RUNNING,
+            message: "started".into(),
+            ..Default::default()
+        },
+    };
+    remote
+        .update_task_status("s1", vec![update.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        *fake.reports.lock().unwrap(),
+        vec![("s1".to_string(), vec![update])]
+    );
+
+    // The dispatcher's own errors keep their variant across the wire.
+    for err in [
+        DispatchError::SessionInvalid,
+        DispatchError::NotLeader {
+            leader_addr: Some("127.0.0.2:2377".into()),
+        },
+        DispatchError::NodeRemoved("w1".into()),
+    ] {
+        *fake.heartbeat_error.lock().unwrap() = Some(err.clone());
+        assert_eq!(remote.heartbeat("s1").await.unwrap_err(), err);
+    }
+    *fake.heartbeat_error.lock().unwrap() = None;
+
+    drop(session);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_are_bound_to_the_callers_certificate() {
+    let pki = Pki::new();
+    let fake = Arc::new(FakeDispatcher::default());
+    let server = start(&pki, Services::new().dispatcher(fake.clone()), false).await;
+    let worker = RemoteDispatcher::new(pki.channel(server.addr, Some("w1")));
+    let manager = RemoteDispatcher::new(pki.channel(server.addr, Some("m1")));
+
+    // m1 cannot open a session as w1: refused before the dispatcher runs.
+    let err = match manager.session(session_request("w1")).await {
+        Ok(_) => panic!("a session for another node's ID was opened"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(&err, DispatchError::Unavailable(m) if m.contains("PermissionDenied")),
+        "{err:?}"
+    );
+
+    // w1's session may not be used by m1, nor before it is opened.
+    assert_eq!(
+        worker.heartbeat("s1").await.unwrap_err(),
+        DispatchError::SessionInvalid
+    );
+    let mut session = worker.session(session_request("w1")).await.unwrap();
+    assert_eq!(session.next().await.unwrap().unwrap().session_id, "s1");
+    worker.heartbeat("s1").await.unwrap();
+    let err = manager
+        .update_task_status("s1", Vec::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DispatchError::Unavailable(m) if m.contains("PermissionDenied")),
+        "{err:?}"
+    );
+    assert!(fake.reports.lock().unwrap().is_empty());
+
+    drop(session);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn remote_proposer_applies_and_store_errors_round_trip() {
+    let pki = Pki::new();
+    let mem = Arc::new(MemoryStore::new());
+    let local = Arc::new(LocalProposer::new(mem.clone()));
+    let server = start(&pki, Services::new().proposer(local), false).await;
+    let remote = RemoteProposer::new(pki.channel(server.addr, Some("m1")));
+
+    use swarmd_store::Proposer as _;
+    let index = remote.propose(create_service("a", "web")).await.unwrap();
+    assert_eq!(index, 1);
+    assert!(mem.view(|t| t.services.contains_key("a")));
+
+    let err = remote
+        .propose(create_service("b", "web"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ProposeError::Store(StoreError::NameConflict { name, .. }) if name == "web"
+        ),
+        "{err:?}"
+    );
+    assert!(mem.view(|t| !t.services.contains_key("b")));
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn authorizer_refusals_are_permission_denied() {
+    let pki = Pki::new();
+    let mem = Arc::new(MemoryStore::new());
+    let services = Services::new()
+        .raft(Arc::new(EchoRaft))
+        .proposer(Arc::new(LocalProposer::new(mem.clone())));
+    let server = start(&pki, services, false).await;
+
+    // A manager reaches raft; the handler learns who called.
+    let manager = RaftClient::new(pki.channel(server.addr, Some("m1")));
+    let reply = manager.vote(Bytes::from_static(b"{}")).await.unwrap();
+    assert_eq!(&reply[..], b"vote:m1:{}");
+    let reply = manager
+        .with_timeout(Duration::from_secs(3))
+        .append_entries(Bytes::from_static(b"[1]"))
+        .await
+        .unwrap();
+    assert_eq!(&reply[..], b"append:m1:[1]");
+    assert_eq!(
+        manager.install_snapshot(Bytes::new()).await.unwrap_err(),
+        RpcError::FailedPrecondition("no snapshot wanted".into())
+    );
+
+    // A worker certificate may not call raft or propose.
+    let worker = RaftClient::new(pki.channel(server.addr, Some("w1")));
+    let err = worker.vote(Bytes::from_static(b"{}")).await.unwrap_err();
+    assert!(matches!(err, RpcError::PermissionDenied(_)), "{err:?}");
+    use swarmd_store::Proposer as _;
+    let worker_proposer = RemoteProposer::new(pki.channel(server.addr, Some("w1")));
+    let err = worker_proposer
+        .propose(create_service("a", "web"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProposeError::Unavailable(m) if m.contains("PermissionDenied")),
+        "{err:?}"
+    );
+    assert_eq!(
+        mem.applied_index(),
+        0,
+        "the refused proposal was not applied"
+    );
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_without_certificate_is_refused_when_client_auth_is_required() {
+    let pki = Pki::new();
+    let fake = Arc::new(FakeDispatcher::default());
+    let server = start(&pki, Services::new().dispatcher(fake), false).await;
+    let anonymous = RemoteDispatcher::new(pki.channel(server.addr, None));
+    let err = anonymous.heartbeat("s1").await.unwrap_err();
+    // TLS 1.3: the server's verdict arrives as an alert after the client's handshake.
+    assert!(
+        matches!(&err, DispatchError::Unavailable(m) if m.contains("CertificateRequired")),
+        "{err:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn joiner_without_certificate_reaches_the_ca_only() {
+    let pki = Pki::new();
+    let services = Services::new()
+        .ca(Arc::new(FakeCa))
+        .raft(Arc::new(EchoRaft));
+    let server = start(&pki, services, true).await;
+
+    let joiner = CaClient::new(pki.channel(server.addr, None));
+    assert_eq!(joiner.root_ca().await.unwrap(), "ROOT");
+    let issued = joiner
+        .issue_node_certificate(IssueRequest {
+            token: Some("good".into()),
+            csr_pem: "CSR".into(),
+            role_hint: Some(Role::Worker),
+            node_id: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(issued.cert_pem, "signed(CSR)");
+    assert_eq!(issued.node_id, "new-node");
+    assert_eq!(issued.role, Role::Worker);
+    let err = joiner
+        .issue_node_certificate(IssueRequest {
+            token: Some("rotated".into()),
+            csr_pem: "CSR".into(),
+            role_hint: None,
+            node_id: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err, RpcError::Unauthenticated("bad join token".into()));
+
+    // The same anonymous connection cannot reach raft.
+    let raft = RaftClient::new(pki.channel(server.addr, None));
+    let err = raft.vote(Bytes::new()).await.unwrap_err();
+    assert!(matches!(err, RpcError::Unauthenticated(_)), "{err:?}");
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_leader_means_certainly_not_applied() {
+    let pki = Pki::new();
+    // A port that nothing listens on any more.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    use swarmd_store::Proposer as _;
+    let remote = RemoteProposer::new(pki.channel(addr, Some("m1")));
+    let err = remote
+        .propose(create_service("a", "web"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProposeError::Unavailable(m) if m.contains("cannot reach the leader")),
+        "{err:?}"
+    );
+    let dispatcher = RemoteDispatcher::new(pki.channel(addr, Some("w1")));
+    let err = dispatcher.heartbeat("s1").await.unwrap_err();
+    assert!(matches!(err, DispatchError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_sessions_and_returns() {
+    let pki = Pki::new();
+    let fake = Arc::new(FakeDispatcher::default());
+    let server = start(&pki, Services::new().dispatcher(fake), false).await;
+    let remote = RemoteDispatcher::new(pki.channel(server.addr, Some("w1")));
+    let mut session = remote.session(session_request("w1")).await.unwrap();
+    session.next().await.unwrap().unwrap();
+
+    server.stop().await;
+    // The agent sees its session end (cleanly or with an error) and would reconnect.
+    let end = tokio::time::timeout(BOUND, session.next())
+        .await
+        .expect("session ends");
+    assert!(!matches!(end, Some(Ok(_))), "{end:?}");
+}
