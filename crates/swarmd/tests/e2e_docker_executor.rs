@@ -166,15 +166,32 @@ fn exit_code_is_reported_and_task_restarted() {
         "exit 3",
     ])
     .ok();
-    wait_until(T, POLL, "two failed attempts", || {
-        let out = n.docker(&[
-            "service",
-            "ps",
-            "--format",
-            "{{.Error}}",
-            "--no-trunc",
-            &name,
-        ]);
-        out.stdout.matches("task: non-zero exit (3)").count() == 2
-    });
+    // The exit code is reported, and the slot gets a new task (restart policy).
+    wait_until(
+        T,
+        POLL,
+        "failure reported and a replacement task made",
+        || {
+            let out = n.docker(&[
+                "service",
+                "ps",
+                "--format",
+                "{{.Name}} {{.Error}}",
+                "--no-trunc",
+                &name,
+            ]);
+            out.stdout.contains("task: non-zero exit (3)") && out.lines().len() >= 2
+        },
+    );
+    let slots = n
+        .docker(&["service", "ps", "--format", "{{.Name}}", &name])
+        .ok();
+    assert!(
+        slots
+            .lines()
+            .iter()
+            .all(|l| l.trim_start_matches(" \\_ ").ends_with(".1")),
+        "every attempt is in slot 1: {}",
+        slots.stdout
+    );
 }

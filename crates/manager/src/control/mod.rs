@@ -11,9 +11,9 @@ mod validate;
 
 use swarmd_store::{ProposeError, Store, StoreError};
 use swarmd_types::models::{
-    NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, ServiceSpec, SwarmSpec,
-    SwarmSpecCaConfig, SwarmSpecDispatcher, SwarmSpecEncryptionConfig, SwarmSpecOrchestration,
-    SwarmSpecRaft, SwarmSpecTaskDefaults,
+    NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, ServiceSpec, ServiceUpdateStatus,
+    ServiceUpdateStatusStateEnum, SwarmSpec, SwarmSpecCaConfig, SwarmSpecDispatcher,
+    SwarmSpecEncryptionConfig, SwarmSpecOrchestration, SwarmSpecRaft, SwarmSpecTaskDefaults,
 };
 use swarmd_types::{
     Cluster, JoinTokens, Kind, ManagerInfo, Node, NodeDescription, NodeState, NodeStatus, Role,
@@ -328,6 +328,15 @@ impl Control {
                 svc.spec = spec;
                 if redeploy {
                     svc.spec_version += 1;
+                    // As swarmkit: a new update starts without a status (the CLI must not
+                    // mistake the last update's "completed" for this one's); a rollback
+                    // starts as rollback_started. The updater takes it from here.
+                    svc.update_status = rollback.then(|| ServiceUpdateStatus {
+                        state: Some(ServiceUpdateStatusStateEnum::ROLLBACK_STARTED),
+                        started_at: Some(swarmd_types::timefmt::now()),
+                        completed_at: None,
+                        message: Some("manually requested rollback".into()),
+                    });
                 }
                 svc.endpoint = ServiceEndpoint {
                     spec: svc.spec.endpoint_spec.clone(),

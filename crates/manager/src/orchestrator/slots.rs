@@ -257,27 +257,35 @@ fn rolling_update(
         .and_then(|u| u.parallelism)
         .unwrap_or(1)
         .max(0) as usize;
+    use ServiceUpdateStatusStateEnum as U;
     let state = service.update_status.as_ref().and_then(|s| s.state);
+    let started_at = service
+        .update_status
+        .as_ref()
+        .and_then(|u| u.started_at.clone());
     if out_of_date.is_empty() {
-        if state == Some(ServiceUpdateStatusStateEnum::UPDATING) && in_flight == 0 {
+        let done = match state {
+            Some(U::UPDATING) => Some((U::COMPLETED, "update completed")),
+            Some(U::ROLLBACK_STARTED) => Some((U::ROLLBACK_COMPLETED, "rollback completed")),
+            _ => None,
+        };
+        if let (Some((state, message)), 0) = (done, in_flight) {
             let mut s = service.clone();
             s.update_status = Some(ServiceUpdateStatus {
-                state: Some(ServiceUpdateStatusStateEnum::COMPLETED),
-                started_at: service
-                    .update_status
-                    .as_ref()
-                    .and_then(|u| u.started_at.clone()),
+                state: Some(state),
+                started_at,
                 completed_at: Some(timefmt::format(now)),
-                message: Some("update completed".into()),
+                message: Some(message.into()),
             });
             plan.changes.push(Change::UpdateService(s));
         }
         return;
     }
-    if service.previous_spec.is_some() && state != Some(ServiceUpdateStatusStateEnum::UPDATING) {
+    if service.previous_spec.is_some() && !matches!(state, Some(U::UPDATING | U::ROLLBACK_STARTED))
+    {
         let mut s = service.clone();
         s.update_status = Some(ServiceUpdateStatus {
-            state: Some(ServiceUpdateStatusStateEnum::UPDATING),
+            state: Some(U::UPDATING),
             started_at: Some(timefmt::format(now)),
             completed_at: None,
             message: Some("update in progress".into()),
