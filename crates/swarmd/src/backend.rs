@@ -16,7 +16,9 @@ use swarmd_types::models::{
 };
 use swarmd_types::{Cluster, Node, Role, Service, Task};
 
-use crate::node::{Active, ExecChoice, InitError, LeaveError, SwarmNode};
+use crate::node::{
+    Active, ExecChoice, InitError, JoinFailure, LeaveError, ManagerParts, SwarmNode,
+};
 
 /// The backend: a handle on the node.
 pub struct NodeBackend {
@@ -32,6 +34,11 @@ fn control_err(e: ControlError) -> BackendError {
         ControlError::Unavailable(m) => BackendError::Unavailable(m),
         ControlError::Internal(m) => BackendError::Internal(m),
     }
+}
+
+/// The manager side of a membership, or the "not a manager" error workers get.
+fn mgr_of(a: &Active) -> BackendResult<&ManagerParts> {
+    a.mgr.as_ref().ok_or(BackendError::NotManager)
 }
 
 impl NodeBackend {
@@ -78,49 +85,71 @@ impl Backend for NodeBackend {
                 managers: 0,
                 cluster: None,
             },
-            Some(a) => a.store.view(|t| {
-                let managers: Vec<&Node> = t
-                    .nodes
-                    .values()
-                    .filter(|n| n.role == Role::Manager)
-                    .collect();
-                SwarmStatus {
+            Some(a) => match &a.mgr {
+                Some(m) => m.store.view(|t| {
+                    let managers: Vec<&Node> = t
+                        .nodes
+                        .values()
+                        .filter(|n| n.role == Role::Manager)
+                        .collect();
+                    SwarmStatus {
+                        local_node_state: LocalNodeState::ACTIVE,
+                        node_id: a.state.node_id.clone(),
+                        node_addr: addr.clone(),
+                        control_available: true,
+                        error: String::new(),
+                        remote_managers: managers
+                            .iter()
+                            .map(|n| {
+                                (
+                                    n.id.clone(),
+                                    n.manager
+                                        .as_ref()
+                                        .map(|m| m.addr.clone())
+                                        .unwrap_or_default(),
+                                )
+                            })
+                            .collect(),
+                        nodes: t.nodes.len() as u64,
+                        managers: managers.len() as u64,
+                        cluster: t.cluster().cloned(),
+                    }
+                }),
+                // A worker knows only its managers' addresses.
+                None => SwarmStatus {
                     local_node_state: LocalNodeState::ACTIVE,
                     node_id: a.state.node_id.clone(),
-                    node_addr: addr.clone(),
-                    control_available: true,
+                    node_addr: addr,
+                    control_available: false,
                     error: String::new(),
-                    remote_managers: managers
+                    remote_managers: a
+                        .state
+                        .manager_addrs
                         .iter()
-                        .map(|n| {
-                            (
-                                n.id.clone(),
-                                n.manager
-                                    .as_ref()
-                                    .map(|m| m.addr.clone())
-                                    .unwrap_or_default(),
-                            )
-                        })
+                        .map(|m| (String::new(), m.clone()))
                         .collect(),
-                    nodes: t.nodes.len() as u64,
-                    managers: managers.len() as u64,
-                    cluster: t.cluster().cloned(),
-                }
-            }),
+                    nodes: 0,
+                    managers: 0,
+                    cluster: None,
+                },
+            },
         }
     }
 
     async fn swarm_init(&self, req: SwarmInitRequest) -> BackendResult<String> {
         let node_addr = self.node.args.node_addr.to_string();
-        let listen = req
-            .listen_addr
-            .clone()
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| "0.0.0.0:2377".into());
-        let port = listen
+        // The cluster port binds the node address: several nodes share one machine, and
+        // the CLI sends 0.0.0.0:2377 when the user gave nothing.
+        let requested = req.listen_addr.clone().unwrap_or_default();
+        let port = requested
             .rsplit_once(':')
             .map(|(_, p)| p.to_string())
+            .filter(|p| !p.is_empty())
             .unwrap_or("2377".into());
+        let listen = match requested.rsplit_once(':').map(|(h, _)| h) {
+            Some(h) if !h.is_empty() && h != "0.0.0.0" => requested.clone(),
+            _ => format!("{node_addr}:{port}"),
+        };
         let advertise = match req.advertise_addr.clone().filter(|a| !a.is_empty()) {
             Some(a) if a.contains(':') => a,
             Some(a) => format!("{a}:{port}"),
@@ -135,13 +164,52 @@ impl Backend for NodeBackend {
             })
     }
 
-    async fn swarm_join(&self, _req: SwarmJoinRequest) -> BackendResult<()> {
-        if self.node.active().is_some() {
-            return Err(BackendError::AlreadyInSwarm);
-        }
-        Err(BackendError::Unavailable(
-            "joining an existing swarm over the network is not supported yet".into(),
-        ))
+    async fn swarm_join(&self, req: SwarmJoinRequest) -> BackendResult<()> {
+        let token = req.join_token.clone().unwrap_or_default();
+        let Some(remote) = req
+            .remote_addrs
+            .as_ref()
+            .and_then(|r| r.first().cloned())
+            .filter(|r| !r.is_empty())
+        else {
+            return Err(BackendError::InvalidArgument(
+                "at least 1 RemoteAddr is required to join".into(),
+            ));
+        };
+        let remote = if remote.contains(':') {
+            remote
+        } else {
+            format!("{remote}:2377")
+        };
+        let node_addr = self.node.args.node_addr.to_string();
+        let listen = req
+            .listen_addr
+            .clone()
+            .filter(|a| !a.is_empty() && !a.starts_with("0.0.0.0"))
+            .unwrap_or_else(|| format!("{node_addr}:2377"));
+        let advertise = req
+            .advertise_addr
+            .clone()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| listen.clone());
+        self.node
+            .join(&token, &remote, listen, advertise)
+            .await
+            .map_err(|e| match e {
+                JoinFailure::AlreadyInSwarm => BackendError::AlreadyInSwarm,
+                JoinFailure::Join(crate::cluster::JoinError::BadToken) => {
+                    BackendError::InvalidArgument("invalid join token".into())
+                }
+                JoinFailure::Join(crate::cluster::JoinError::Unreachable(m)) => {
+                    BackendError::Unavailable(format!(
+                        "Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the \"docker info\" command to see the current swarm status of your node. ({m})"
+                    ))
+                }
+                JoinFailure::Join(crate::cluster::JoinError::Refused(m)) => {
+                    BackendError::InvalidArgument(m)
+                }
+                JoinFailure::Other(m) => BackendError::Internal(m),
+            })
     }
 
     async fn swarm_leave(&self, force: bool) -> BackendResult<()> {
@@ -155,7 +223,8 @@ impl Backend for NodeBackend {
 
     async fn swarm_inspect(&self) -> BackendResult<Cluster> {
         let a = self.active()?;
-        a.store
+        let m = mgr_of(&a)?;
+        m.store
             .view(|t| t.cluster().cloned())
             .ok_or(BackendError::NotManager)
     }
@@ -167,7 +236,8 @@ impl Backend for NodeBackend {
         flags: SwarmUpdateFlags,
     ) -> BackendResult<()> {
         let a = self.active()?;
-        a.control()
+        let m = mgr_of(&a)?;
+        m.control()
             .update_swarm(
                 version,
                 spec,
@@ -190,12 +260,14 @@ impl Backend for NodeBackend {
 
     async fn nodes(&self) -> BackendResult<Vec<Node>> {
         let a = self.active()?;
-        Ok(a.store.view(|t| t.nodes.values().cloned().collect()))
+        let m = mgr_of(&a)?;
+        Ok(m.store.view(|t| t.nodes.values().cloned().collect()))
     }
 
     async fn leader_node_id(&self) -> BackendResult<Option<String>> {
         let a = self.active()?;
-        if !a.raft.is_leader() {
+        let m = mgr_of(&a)?;
+        if !m.raft.is_leader() {
             return Ok(None);
         }
         Ok(Some(a.state.node_id.clone()))
@@ -203,7 +275,8 @@ impl Backend for NodeBackend {
 
     async fn node_update(&self, id: &str, version: u64, spec: NodeSpec) -> BackendResult<()> {
         let a = self.active()?;
-        a.control()
+        let m = mgr_of(&a)?;
+        m.control()
             .update_node(id, version, spec)
             .await
             .map_err(control_err)
@@ -211,7 +284,8 @@ impl Backend for NodeBackend {
 
     async fn node_remove(&self, id: &str, force: bool) -> BackendResult<()> {
         let a = self.active()?;
-        a.control()
+        let m = mgr_of(&a)?;
+        m.control()
             .remove_node(id, force)
             .await
             .map_err(control_err)
@@ -219,12 +293,14 @@ impl Backend for NodeBackend {
 
     async fn services(&self) -> BackendResult<Vec<Service>> {
         let a = self.active()?;
-        Ok(a.store.view(|t| t.services.values().cloned().collect()))
+        let m = mgr_of(&a)?;
+        Ok(m.store.view(|t| t.services.values().cloned().collect()))
     }
 
     async fn service_create(&self, spec: ServiceSpec) -> BackendResult<(String, Vec<String>)> {
         let a = self.active()?;
-        a.control().create_service(spec).await.map_err(control_err)
+        let m = mgr_of(&a)?;
+        m.control().create_service(spec).await.map_err(control_err)
     }
 
     async fn service_update(
@@ -235,7 +311,8 @@ impl Backend for NodeBackend {
         opts: ServiceUpdateOptions,
     ) -> BackendResult<Vec<String>> {
         let a = self.active()?;
-        a.control()
+        let m = mgr_of(&a)?;
+        m.control()
             .update_service(id, version, spec, opts.rollback)
             .await
             .map_err(control_err)
@@ -243,12 +320,14 @@ impl Backend for NodeBackend {
 
     async fn service_remove(&self, id: &str) -> BackendResult<()> {
         let a = self.active()?;
-        a.control().remove_service(id).await.map_err(control_err)
+        let m = mgr_of(&a)?;
+        m.control().remove_service(id).await.map_err(control_err)
     }
 
     async fn tasks(&self) -> BackendResult<Vec<Task>> {
         let a = self.active()?;
-        Ok(a.store.view(|t| t.tasks.values().cloned().collect()))
+        let m = mgr_of(&a)?;
+        Ok(m.store.view(|t| t.tasks.values().cloned().collect()))
     }
 
     async fn task_logs(&self, tasks: Vec<Task>, opts: LogOptions) -> BackendResult<LogStream> {

@@ -3,6 +3,7 @@
 
 mod backend;
 mod cli;
+mod cluster;
 mod node;
 mod sysinfo;
 
@@ -33,6 +34,7 @@ fn init_tracing(level: &str) {
 async fn main() -> anyhow::Result<()> {
     let args = cli::Args::parse();
     init_tracing(&args.log_level);
+    swarmd_pki::install_crypto_provider();
 
     let listeners = swarmd_engine_api::bind_all(&args.hosts)
         .await

@@ -17,12 +17,13 @@ use swarmd_manager::{Control, InitParams, Manager};
 use swarmd_raft::{RaftConfig, RaftNode};
 use swarmd_store::{MemoryStore, Store};
 use swarmd_types::dispatcher::DispatcherApi;
-use swarmd_types::ids;
+use swarmd_types::{Role, ids};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cli::{Args, ExecutorKind};
+use crate::cluster::{self, NodeCerts};
 
 /// What is persisted about this node's membership (`<data-root>/swarm/state.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,23 +31,41 @@ pub struct NodeState {
     pub node_id: String,
     pub listen_addr: String,
     pub advertise_addr: String,
+    /// Managers run Raft and the manager components; workers only the agent.
+    #[serde(default = "manager_role")]
+    pub role: Role,
+    /// Cluster addresses of the managers this node talks to (workers).
+    #[serde(default)]
+    pub manager_addrs: Vec<String>,
+}
+
+fn manager_role() -> Role {
+    Role::Manager
+}
+
+/// The manager side of a membership: Raft, the store, the reconcilers, the cluster port.
+pub struct ManagerParts {
+    pub raft: Arc<RaftNode>,
+    pub store: Store,
+    pub manager: Manager,
+    rpc_cancel: CancellationToken,
+    rpc_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl ManagerParts {
+    pub fn control(&self) -> &Control {
+        self.manager.control()
+    }
 }
 
 /// A running swarm membership.
 pub struct Active {
     pub state: NodeState,
-    pub raft: Arc<RaftNode>,
-    pub store: Store,
-    pub manager: Manager,
+    /// Present on managers.
+    pub mgr: Option<ManagerParts>,
     pub agent: Agent,
     agent_cancel: CancellationToken,
     agent_tracker: TaskTracker,
-}
-
-impl Active {
-    pub fn control(&self) -> &Control {
-        self.manager.control()
-    }
 }
 
 /// Which executor this node uses, decided once at start.
@@ -129,8 +148,60 @@ impl SwarmNode {
         })
     }
 
-    /// Opens Raft, starts the manager and the agent. `init` creates the cluster.
+    /// Starts this node's part in the swarm: for a manager Raft, the manager and the
+    /// cluster port; for every node the agent. `init` creates the cluster.
     async fn activate(&self, state: NodeState, init: bool) -> anyhow::Result<Arc<Active>> {
+        let dir = swarm_dir(&self.args.data_root);
+        let executor = self.make_executor(&state.node_id).await?;
+        let mut cfg = AgentConfig::new(
+            state.node_id.clone(),
+            self.args.node_addr.to_string(),
+            dir.join("agent"),
+        );
+        cfg.hostname = Some(self.hostname.clone());
+        let agent = Agent::new(cfg, executor)?;
+
+        let (mgr, dispatcher): (Option<ManagerParts>, Arc<dyn DispatcherApi>) = match state.role {
+            Role::Manager => {
+                let parts = self.start_manager(&state, &agent, init).await?;
+                let d = parts.manager.dispatcher();
+                (Some(parts), d)
+            }
+            Role::Worker => {
+                let certs = NodeCerts::load(&dir)?;
+                let remote = state
+                    .manager_addrs
+                    .first()
+                    .context("no manager address recorded for this worker")?;
+                (None, cluster::remote_dispatcher(&certs, remote)?)
+            }
+        };
+
+        let agent_cancel = CancellationToken::new();
+        let agent_tracker = TaskTracker::new();
+        let run = agent.clone();
+        let c = agent_cancel.clone();
+        agent_tracker.spawn(async move {
+            if let Err(e) = run.run(dispatcher, c).await {
+                tracing::error!(error = %e, "agent stopped");
+            }
+        });
+        agent_tracker.close();
+        Ok(Arc::new(Active {
+            state,
+            mgr,
+            agent,
+            agent_cancel,
+            agent_tracker,
+        }))
+    }
+
+    async fn start_manager(
+        &self,
+        state: &NodeState,
+        agent: &Agent,
+        init: bool,
+    ) -> anyhow::Result<ManagerParts> {
         let dir = swarm_dir(&self.args.data_root);
         let mem = Arc::new(MemoryStore::new());
         let raft = Arc::new(
@@ -147,15 +218,6 @@ impl SwarmNode {
         let store = Store::new(mem, raft.clone());
         let manager = Manager::new(store.clone(), vec![state.advertise_addr.clone()]);
         manager.start(raft.leader_watch());
-
-        let executor = self.make_executor(&state.node_id).await?;
-        let mut cfg = AgentConfig::new(
-            state.node_id.clone(),
-            self.args.node_addr.to_string(),
-            dir.join("agent"),
-        );
-        cfg.hostname = Some(self.hostname.clone());
-        let agent = Agent::new(cfg, executor)?;
 
         if init {
             let description = agent.describe().await?;
@@ -175,28 +237,50 @@ impl SwarmNode {
                 })
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-        }
-
-        let agent_cancel = CancellationToken::new();
-        let agent_tracker = TaskTracker::new();
-        let dispatcher: Arc<dyn DispatcherApi> = manager.dispatcher();
-        let run = agent.clone();
-        let c = agent_cancel.clone();
-        agent_tracker.spawn(async move {
-            if let Err(e) = run.run(dispatcher, c).await {
-                tracing::error!(error = %e, "agent stopped");
+            // The manager's own certificate, from its own CA.
+            let key = swarmd_pki::generate_node_key_and_csr(None)?;
+            let issued =
+                swarmd_manager::ca::issue_for_member(&store, &state.node_id, &key.csr_pem)?;
+            NodeCerts {
+                key_pem: key.key_pem,
+                cert_pem: issued.cert_pem,
+                root_pem: issued.root_ca_pem,
             }
-        });
-        agent_tracker.close();
-        Ok(Arc::new(Active {
-            state,
+            .save(&dir)?;
+        }
+        let certs = NodeCerts::load(&dir)?;
+        let cluster_id = store
+            .view(|t| t.cluster().map(|c| c.id.clone()))
+            .context("the store has no cluster")?;
+        let listen: std::net::SocketAddr = state
+            .listen_addr
+            .parse()
+            .with_context(|| format!("invalid listen address {}", state.listen_addr))?;
+        let rpc_cancel = CancellationToken::new();
+        let rpc_task = cluster::serve_cluster_port(
+            listen,
+            &certs,
+            cluster_id,
+            store.clone(),
+            manager.dispatcher(),
+            rpc_cancel.clone(),
+        )
+        .await;
+        let rpc_task = match rpc_task {
+            Ok(t) => t,
+            Err(e) => {
+                manager.stop().await;
+                raft.shutdown().await;
+                return Err(e);
+            }
+        };
+        Ok(ManagerParts {
             raft,
             store,
             manager,
-            agent,
-            agent_cancel,
-            agent_tracker,
-        }))
+            rpc_cancel,
+            rpc_task: std::sync::Mutex::new(Some(rpc_task)),
+        })
     }
 
     /// `swarm init`: a one-manager swarm with this node as leader.
@@ -214,6 +298,8 @@ impl SwarmNode {
             node_id: ids::new_id(),
             listen_addr,
             advertise_addr,
+            role: Role::Manager,
+            manager_addrs: vec![],
         };
         let dir = swarm_dir(&self.args.data_root);
         let _ = std::fs::remove_dir_all(&dir);
@@ -226,18 +312,14 @@ impl SwarmNode {
             }
         };
         // Apply the requested spec over the defaults set at init.
-        let has_spec = spec != Default::default();
-        if has_spec {
-            let version = active
-                .store
-                .view(|t| t.cluster().map(|c| c.meta.version).unwrap_or(0));
-            let merged = merge_spec(
-                active
-                    .store
-                    .view(|t| t.cluster().map(|c| c.spec.clone()).unwrap_or_default()),
-                spec,
-            );
-            if let Err(e) = active
+        if let (true, Some(m)) = (spec != Default::default(), active.mgr.as_ref()) {
+            let (version, current) = m.store.view(|t| {
+                t.cluster()
+                    .map(|c| (c.meta.version, c.spec.clone()))
+                    .unwrap_or_default()
+            });
+            let merged = merge_spec(current, spec);
+            if let Err(e) = m
                 .control()
                 .update_swarm(version, merged, false, false)
                 .await
@@ -251,6 +333,57 @@ impl SwarmNode {
         Ok(state.node_id)
     }
 
+    /// `swarm join`: gets a certificate from the manager at `remote` (pinning its CA by
+    /// the token) and starts the agent against it. Leaves the node as it was on failure.
+    pub async fn join(
+        &self,
+        token: &str,
+        remote: &str,
+        listen_addr: String,
+        advertise_addr: String,
+    ) -> Result<(), JoinFailure> {
+        let _g = self.lifecycle.lock().await;
+        if self.active().is_some() {
+            return Err(JoinFailure::AlreadyInSwarm);
+        }
+        let (certs, node_id, role) = cluster::request_certificate(token, remote)
+            .await
+            .map_err(JoinFailure::Join)?;
+        if role != Role::Worker {
+            return Err(JoinFailure::Other(
+                "joining as a manager is not supported yet".into(),
+            ));
+        }
+        let dir = swarm_dir(&self.args.data_root);
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = NodeState {
+            node_id: node_id.clone(),
+            listen_addr,
+            advertise_addr,
+            role,
+            manager_addrs: vec![remote.to_string()],
+        };
+        let started = async {
+            std::fs::create_dir_all(&dir)?;
+            certs.save(&dir)?;
+            let active = self.activate(state.clone(), false).await?;
+            write_state(&dir, &state)?;
+            anyhow::Ok(active)
+        }
+        .await;
+        match started {
+            Ok(active) => {
+                *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
+                tracing::info!(node.id = %node_id, manager = %remote, "joined the swarm as a worker");
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(JoinFailure::Other(format!("{e:#}")))
+            }
+        }
+    }
+
     /// `swarm leave`: stops the tasks, the agent, the manager and Raft, and forgets the
     /// swarm's state.
     pub async fn leave(&self, force: bool) -> Result<(), LeaveError> {
@@ -258,7 +391,7 @@ impl SwarmNode {
         let Some(active) = self.active() else {
             return Err(LeaveError::NotInSwarm);
         };
-        if !force {
+        if !force && active.state.role == Role::Manager {
             return Err(LeaveError::LastManager);
         }
         self.stop_active(&active).await;
@@ -274,8 +407,15 @@ impl SwarmNode {
         active.agent_cancel.cancel();
         active.agent_tracker.wait().await;
         active.agent.executor().close().await;
-        active.manager.stop().await;
-        active.raft.shutdown().await;
+        if let Some(m) = &active.mgr {
+            m.rpc_cancel.cancel();
+            let task = m.rpc_task.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+            m.manager.stop().await;
+            m.raft.shutdown().await;
+        }
     }
 
     /// Clean shutdown (SIGTERM): stops components but leaves tasks running for re-adoption.
@@ -352,6 +492,17 @@ fn merge_spec(
 pub enum InitError {
     #[error("already part of a swarm")]
     AlreadyInSwarm,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why `swarm join` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinFailure {
+    #[error("already part of a swarm")]
+    AlreadyInSwarm,
+    #[error(transparent)]
+    Join(cluster::JoinError),
     #[error("{0}")]
     Other(String),
 }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use swarmd_testkit::{
-    Daemon, Executor, cleanup_engine_containers, engine_docker, require_engine, unique_name,
-    wait_for, wait_until,
+    Daemon, Executor, cleanup_engine_containers, engine_docker, require_engine, unique_loopback,
+    unique_name, wait_for, wait_until,
 };
 
 const T: Duration = Duration::from_secs(90);
@@ -14,6 +14,7 @@ const POLL: Duration = Duration::from_millis(250);
 
 fn node() -> Daemon {
     Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
+        .node_addr(unique_loopback())
         .executor(Executor::Docker)
         .hostname(unique_name("dnode"))
         .start()

@@ -5,13 +5,14 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use swarmd_testkit::{Daemon, Executor, unique_name, wait_for, wait_until};
+use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name, wait_for, wait_until};
 
 const T: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(200);
 
 fn node() -> Daemon {
     let n = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
+        .node_addr(unique_loopback())
         .executor(Executor::Process)
         .hostname(unique_name("pnode"))
         .start()

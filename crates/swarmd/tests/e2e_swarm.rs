@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use swarmd_testkit::{Daemon, Executor, unique_name, wait_for, wait_until};
+use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name, wait_for, wait_until};
 
 const T: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(200);
 
 fn node() -> Daemon {
     Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
+        .node_addr(unique_loopback())
         .executor(Executor::Process)
         .hostname(unique_name("node"))
         .start()
@@ -518,6 +519,7 @@ fn bad_input_gets_docker_errors_and_changes_nothing() {
 #[test]
 fn init_flag_starts_a_ready_single_node_swarm() {
     let n = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
+        .node_addr(unique_loopback())
         .executor(Executor::Process)
         .hostname(unique_name("ready"))
         .arg("--init")

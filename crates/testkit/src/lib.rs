@@ -59,6 +59,20 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{:06x}{n}", random & 0xff_ffff)
 }
 
+/// A loopback address (127.x.y.z, never 127.0.0.1) for one test node. Each node binds its
+/// cluster port (2377) and published ports on its own address, so tests running in
+/// parallel (nextest runs each in its own process) must not share one. Random over ~16M
+/// addresses, seeded per process and call, like [`unique_name`].
+pub fn unique_loopback() -> std::net::IpAddr {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let r = RandomState::new().hash_one((std::process::id(), n, "loopback"));
+    let a = 1 + (r % 254) as u8;
+    let b = ((r >> 8) % 256) as u8;
+    let c = 1 + ((r >> 16) % 254) as u8;
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, a, b, c))
+}
+
 /// Returns early from the calling test (after saying why on stderr) when no Docker Engine is
 /// available; see [`engine_available`]. CI sets `SWARMD_TEST_ENGINE=1`, so there a missing
 /// engine fails the tests instead of silently skipping them.

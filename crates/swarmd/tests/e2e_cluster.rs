@@ -1,0 +1,220 @@
+//! End to end, two nodes on one machine (process executor): a worker joins with a token
+//! over mutual TLS, runs its share of a service, is marked down when it dies (its tasks
+//! move to the manager) and has its stale tasks shut down when it comes back.
+
+use std::time::Duration;
+
+use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name, wait_for, wait_until};
+
+const T: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(200);
+
+fn node(name: &str) -> Daemon {
+    Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
+        .node_addr(unique_loopback())
+        .executor(Executor::Process)
+        .hostname(name)
+        .start()
+        .expect("swarmd starts")
+}
+
+struct Leave<'a>(&'a Daemon);
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.docker(&["swarm", "leave", "--force"]);
+    }
+}
+
+fn node_states(m: &Daemon) -> String {
+    let mut lines: Vec<String> = m
+        .docker(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"])
+        .ok()
+        .lines()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    lines.sort();
+    lines.join(",")
+}
+
+fn running_on(m: &Daemon, node: &str) -> usize {
+    m.docker(&[
+        "node",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        node,
+    ])
+    .ok()
+    .lines()
+    .len()
+}
+
+#[test]
+fn worker_joins_runs_tasks_fails_over_and_comes_back() {
+    let mgr_name = unique_name("mgr");
+    let wrk_name = unique_name("wrk");
+    let m = node(&mgr_name);
+    m.docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
+        .ok();
+    let _lm = Leave(&m);
+    let addr = format!("{}:2377", m.node_addr());
+    let token = m
+        .docker(&["swarm", "join-token", "-q", "worker"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+
+    let mut w = node(&wrk_name);
+    // A garbled token, a wrong secret and a wrong CA digest are refused; the node is unchanged.
+    let bad = w
+        .docker(&["swarm", "join", "--token", "SWMTKN-1-garbage", &addr])
+        .fail();
+    assert!(bad.stderr.contains("invalid join token"), "{}", bad.stderr);
+    let mut wrong_secret = token.clone();
+    wrong_secret.pop();
+    wrong_secret.push(if token.ends_with('a') { 'b' } else { 'a' });
+    let bad = w
+        .docker(&["swarm", "join", "--token", &wrong_secret, &addr])
+        .fail();
+    assert!(
+        bad.stderr
+            .contains("A valid join token is necessary to join this cluster"),
+        "{}",
+        bad.stderr
+    );
+    let other_ca = format!("SWMTKN-1-{}-{}", "1".repeat(50), &token[token.len() - 25..]);
+    let bad = w
+        .docker(&["swarm", "join", "--token", &other_ca, &addr])
+        .fail();
+    assert!(
+        bad.stderr.contains("remote CA does not match fingerprint"),
+        "{}",
+        bad.stderr
+    );
+    let info = w
+        .docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"])
+        .ok();
+    assert_eq!(info.stdout_trimmed(), "inactive");
+    assert_eq!(
+        m.docker(&["node", "ls", "-q"]).ok().lines().len(),
+        1,
+        "refused joins made no node"
+    );
+
+    // The real token works.
+    let joined = w.docker(&["swarm", "join", "--token", &token, &addr]).ok();
+    assert!(
+        joined
+            .stdout
+            .contains("This node joined a swarm as a worker"),
+        "{}",
+        joined.stdout
+    );
+
+    wait_until(T, POLL, "both nodes ready", || {
+        node_states(&m) == {
+            let mut v = [format!("{mgr_name} Ready"), format!("{wrk_name} Ready")];
+            v.sort();
+            v.join(",")
+        }
+    });
+    // A worker can't manage the swarm.
+    let refused = w.docker(&["node", "ls"]).fail();
+    assert!(
+        refused.stderr.contains("not a swarm manager"),
+        "{}",
+        refused.stderr
+    );
+    let info = w
+        .docker(&[
+            "info",
+            "--format",
+            "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+        ])
+        .ok();
+    assert_eq!(info.stdout_trimmed(), "active false");
+
+    // Tasks spread over both nodes.
+    let svc = unique_name("spread");
+    m.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &svc,
+        "--replicas",
+        "4",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    wait_until(T, POLL, "4/4 running", || {
+        m.docker(&["service", "ls", "--format", "{{.Replicas}}"])
+            .stdout_trimmed()
+            == "4/4"
+    });
+    assert_eq!(running_on(&m, &wrk_name), 2);
+    assert_eq!(running_on(&m, &mgr_name), 2);
+    let worker_pids: Vec<i32> = m
+        .docker(&[
+            "node",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            &wrk_name,
+        ])
+        .ok()
+        .lines()
+        .iter()
+        .map(|t| {
+            m.docker(&[
+                "inspect",
+                "--type",
+                "task",
+                "--format",
+                "{{.Status.ContainerStatus.PID}}",
+                t,
+            ])
+            .ok()
+            .stdout_trimmed()
+            .parse()
+            .unwrap_or(0)
+        })
+        .collect();
+    assert!(worker_pids.iter().all(|p| *p > 0), "{worker_pids:?}");
+
+    // The worker dies: it is marked down and its tasks are replaced on the manager.
+    w.kill9();
+    wait_until(T, POLL, "worker down", || {
+        node_states(&m).contains(&format!("{wrk_name} Down"))
+    });
+    wait_until(T, POLL, "all 4 tasks on the manager", || {
+        running_on(&m, &mgr_name) == 4
+    });
+
+    // It comes back: ready again, and its stale tasks are shut down, not duplicated.
+    w.restart().unwrap();
+    wait_until(T, POLL, "worker ready again", || {
+        node_states(&m).contains(&format!("{wrk_name} Ready"))
+    });
+    wait_for(T, POLL, "stale worker processes stopped", || {
+        let alive: Vec<&i32> = worker_pids
+            .iter()
+            .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+            .collect();
+        if alive.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{alive:?}"))
+        }
+    });
+    assert_eq!(running_on(&m, &wrk_name), 0);
+    assert_eq!(running_on(&m, &mgr_name), 4);
+
+    m.docker(&["service", "rm", &svc]).ok();
+    w.docker(&["swarm", "leave"]).ok();
+}
