@@ -2,27 +2,13 @@
 //! over mutual TLS, runs its share of a service, is marked down when it dies (its tasks
 //! move to the manager) and has its stale tasks shut down when it comes back.
 
-use std::time::Duration;
+mod common;
 
-use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name, wait_for, wait_until};
-
-const T: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(200);
+use common::*;
+use swarmd_testkit::{Daemon, Executor, unique_name, wait_for, wait_until};
 
 fn node(name: &str) -> Daemon {
-    Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
-        .node_addr(unique_loopback())
-        .executor(Executor::Process)
-        .hostname(name)
-        .start()
-        .expect("swarmd starts")
-}
-
-struct Leave<'a>(&'a Daemon);
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.docker(&["swarm", "leave", "--force"]);
-    }
+    daemon(Executor::Process, name)
 }
 
 fn node_states(m: &Daemon) -> String {
@@ -216,5 +202,22 @@ fn worker_joins_runs_tasks_fails_over_and_comes_back() {
     assert_eq!(running_on(&m, &mgr_name), 4);
 
     m.docker(&["service", "rm", &svc]).ok();
+
+    // A live node can't be removed; once it has left (and is down) it can.
+    let busy = m.docker(&["node", "rm", &wrk_name]).fail();
+    assert!(
+        busy.stderr.contains("is not down and can't be removed"),
+        "{}",
+        busy.stderr
+    );
     w.docker(&["swarm", "leave"]).ok();
+    let info = w
+        .docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"])
+        .ok();
+    assert_eq!(info.stdout_trimmed(), "inactive");
+    wait_until(T, POLL, "left worker down", || {
+        node_states(&m).contains(&format!("{wrk_name} Down"))
+    });
+    m.docker(&["node", "rm", &wrk_name]).ok();
+    assert_eq!(node_states(&m), format!("{mgr_name} Ready"));
 }

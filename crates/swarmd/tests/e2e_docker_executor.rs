@@ -2,23 +2,21 @@
 //! containers with Docker's names and labels, the container endpoints are proxied to the
 //! engine, exits are reported, and `service rm` leaves no container behind.
 
+mod common;
+
 use std::time::Duration;
 
+use common::daemon;
 use swarmd_testkit::{
-    Daemon, Executor, cleanup_engine_containers, engine_docker, require_engine, unique_loopback,
-    unique_name, wait_for, wait_until,
+    Daemon, Executor, cleanup_engine_containers, engine_docker, require_engine, unique_name,
+    wait_for, wait_until,
 };
 
 const T: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(250);
 
 fn node() -> Daemon {
-    Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
-        .node_addr(unique_loopback())
-        .executor(Executor::Docker)
-        .hostname(unique_name("dnode"))
-        .start()
-        .expect("swarmd starts")
+    daemon(Executor::Docker, &unique_name("dnode"))
 }
 
 struct Cleanup<'a>(&'a Daemon, String);

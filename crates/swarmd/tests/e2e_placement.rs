@@ -3,43 +3,16 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::Duration;
+mod common;
 
-use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name, wait_for, wait_until};
+use common::*;
 
-const T: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(200);
+use swarmd_testkit::{Daemon, unique_name, wait_for, wait_until};
 
 fn node() -> Daemon {
-    let n = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
-        .node_addr(unique_loopback())
-        .executor(Executor::Process)
-        .hostname(unique_name("pnode"))
-        .start()
-        .expect("swarmd starts");
+    let n = process_node("pnode");
     n.docker(&["swarm", "init"]).ok();
     n
-}
-
-struct Leave<'a>(&'a Daemon);
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.docker(&["swarm", "leave", "--force"]);
-    }
-}
-
-fn replicas(n: &Daemon, service: &str) -> String {
-    n.docker(&[
-        "service",
-        "ls",
-        "--filter",
-        &format!("name={service}"),
-        "--format",
-        "{{.Replicas}}",
-    ])
-    .ok()
-    .stdout_trimmed()
-    .to_string()
 }
 
 #[test]

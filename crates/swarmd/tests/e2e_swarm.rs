@@ -1,20 +1,13 @@
 //! End to end: a real swarmd driven by the real docker CLI, process executor.
 //! Swarm lifecycle, nodes, services, self-healing, persistence and bad input.
 
-use std::time::Duration;
+mod common;
 
+use common::*;
 use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name, wait_for, wait_until};
 
-const T: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(200);
-
 fn node() -> Daemon {
-    Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
-        .node_addr(unique_loopback())
-        .executor(Executor::Process)
-        .hostname(unique_name("node"))
-        .start()
-        .expect("swarmd starts")
+    process_node("node")
 }
 
 fn init(n: &Daemon) {
@@ -22,39 +15,6 @@ fn init(n: &Daemon) {
 }
 
 /// Leaves the swarm (stopping its task processes) when the test ends, even on panic.
-struct Leave<'a>(&'a Daemon);
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.docker(&["swarm", "leave", "--force"]);
-    }
-}
-
-fn running_tasks(n: &Daemon, service: &str) -> Vec<String> {
-    n.docker(&[
-        "service",
-        "ps",
-        "-q",
-        "--filter",
-        "desired-state=running",
-        service,
-    ])
-    .ok()
-    .lines()
-    .into_iter()
-    .map(str::to_string)
-    .collect()
-}
-
-fn task_field(n: &Daemon, task: &str, format: &str) -> String {
-    n.docker(&["inspect", "--type", "task", "--format", format, task])
-        .ok()
-        .stdout_trimmed()
-        .to_string()
-}
-
-fn pid_alive(pid: i32) -> bool {
-    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
 
 #[test]
 fn swarm_init_join_token_and_leave() {

@@ -1,0 +1,80 @@
+//! Helpers shared by the end-to-end tests: starting nodes, leaving the swarm on exit,
+//! and reading what the docker CLI shows.
+#![allow(dead_code)] // each test binary uses a subset
+
+use std::time::Duration;
+
+use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name};
+
+/// How long a test waits for the cluster to converge.
+pub const T: Duration = Duration::from_secs(60);
+/// How often it looks.
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// A fresh swarmd on its own loopback address, not yet in a swarm.
+pub fn daemon(executor: Executor, hostname: &str) -> Daemon {
+    Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
+        .node_addr(unique_loopback())
+        .executor(executor)
+        .hostname(hostname)
+        .start()
+        .expect("swarmd starts")
+}
+
+/// A process-executor node with a unique hostname.
+pub fn process_node(prefix: &str) -> Daemon {
+    daemon(Executor::Process, &unique_name(prefix))
+}
+
+/// Leaves the swarm (stopping the node's tasks) when the test ends, even on panic.
+pub struct Leave<'a>(pub &'a Daemon);
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.docker(&["swarm", "leave", "--force"]);
+    }
+}
+
+/// `service ls`'s REPLICAS column for one service, e.g. "2/3".
+pub fn replicas(n: &Daemon, service: &str) -> String {
+    n.docker(&[
+        "service",
+        "ls",
+        "--filter",
+        &format!("name={service}"),
+        "--format",
+        "{{.Replicas}}",
+    ])
+    .ok()
+    .stdout_trimmed()
+    .to_string()
+}
+
+/// IDs of the service's tasks that should be running.
+pub fn running_tasks(n: &Daemon, service: &str) -> Vec<String> {
+    n.docker(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        service,
+    ])
+    .ok()
+    .lines()
+    .into_iter()
+    .map(str::to_string)
+    .collect()
+}
+
+/// A field of `docker inspect --type task`.
+pub fn task_field(n: &Daemon, task: &str, format: &str) -> String {
+    n.docker(&["inspect", "--type", "task", "--format", format, task])
+        .ok()
+        .stdout_trimmed()
+        .to_string()
+}
+
+/// Whether a process exists.
+pub fn pid_alive(pid: i32) -> bool {
+    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
