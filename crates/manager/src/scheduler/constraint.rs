@@ -75,10 +75,10 @@ pub fn parse(expr: &str) -> Result<Constraint, ConstraintError> {
 }
 
 fn label_key<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
-    if key.len() > prefix.len() && key[..prefix.len()].eq_ignore_ascii_case(prefix) {
-        Some(&key[prefix.len()..])
-    } else {
-        None
+    // `get` rather than slicing: a hand-built key may split a multi-byte character.
+    match (key.get(..prefix.len()), key.get(prefix.len()..)) {
+        (Some(p), Some(rest)) if !rest.is_empty() && p.eq_ignore_ascii_case(prefix) => Some(rest),
+        _ => None,
     }
 }
 
@@ -181,5 +181,15 @@ mod tests {
             Err(ConstraintError::InvalidValue(_))
         ));
         assert!(parse("node.labels.a==b==c").is_err());
+    }
+
+    #[test]
+    fn hand_built_non_ascii_keys_do_not_panic() {
+        let c = Constraint {
+            key: "nodé.labels.x".into(),
+            equal: true,
+            value: "y".into(),
+        };
+        assert!(!c.matches(&node()));
     }
 }
