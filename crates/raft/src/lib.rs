@@ -8,8 +8,9 @@
 //!   fsynced first.
 //! - State machine ([`state_machine`]): the in-memory store itself; rebuilt on open from the
 //!   snapshot plus committed log.
-//! - Network ([`network`]): single-member clusters for now, behind openraft's
-//!   `RaftNetworkFactory` so the tonic/mTLS transport drops in later.
+//! - Network ([`network`]): openraft's RPCs over `swarmd_rpc` (gRPC over mTLS) to the
+//!   peers' [`Member::addr`]; [`RaftRpcHandler`] serves the receiving side. Without a
+//!   [`NetworkConfig`] a node runs alone (every peer unreachable).
 
 mod codec;
 pub mod network;
@@ -18,8 +19,9 @@ pub mod state_machine;
 pub mod storage;
 mod types;
 
+pub use network::{MANAGER_SERVER_NAME, NetworkConfig, NetworkFactory, RaftRpcHandler};
 pub use node::{
-    DEFAULT_KEEP_LOGS_AFTER_SNAPSHOT, DEFAULT_PROPOSE_TIMEOUT, DEFAULT_SNAPSHOT_EVERY, Raft,
-    RaftConfig, RaftError, RaftNode,
+    DEFAULT_CATCH_UP_TIMEOUT, DEFAULT_KEEP_LOGS_AFTER_SNAPSHOT, DEFAULT_PROPOSE_TIMEOUT,
+    DEFAULT_SNAPSHOT_EVERY, Raft, RaftConfig, RaftError, RaftNode,
 };
 pub use types::{Member, NodeId, Request, Response, SnapshotData, TypeConfig};

@@ -1,81 +1,411 @@
-//! Node-to-node Raft transport.
+//! Node-to-node Raft transport: openraft's RPCs as bytes over [`swarmd_rpc::RaftClient`]
+//! (gRPC over mutual TLS), and the receiving side, [`RaftRpcHandler`].
 //!
-//! For now swarmd runs one-manager clusters only, so the factory hands out clients for which
-//! every peer is unreachable. Everything openraft needs from the network goes through
-//! [`NetworkFactory`], so the tonic/mTLS transport (DESIGN §10) replaces this file without
-//! touching storage or the node: implement [`RaftNetworkV2`] over gRPC calls to the peer's
-//! [`Member::addr`], and serve the receiving side by calling `Raft::append_entries`,
-//! `Raft::vote` and `Raft::install_full_snapshot` (reachable via [`crate::RaftNode::raft`]).
+//! Wire format (private to this crate; both ends are this file):
+//! - **AppendEntries**: JSON of `AppendEntriesRequest` → JSON of `AppendEntriesResponse`.
+//! - **Vote**: JSON of [`VoteEnvelope`] (`{"pre_vote": bool, "request": VoteRequest}`; the
+//!   rpc crate has a single vote method, so pre-votes travel on it flagged) → JSON of
+//!   `VoteResponse`.
+//! - **InstallSnapshot** (whole snapshot in one call): a 4-byte big-endian length, the JSON
+//!   of `{vote, meta}`, then the raw snapshot bytes (already JSON of the store; not
+//!   re-encoded as a JSON array of numbers) → JSON of `SnapshotResponse`.
+//!
+//! A peer's openraft failure (stopped core) comes back as an `RpcError`, never inside the
+//! payload. How client-side failures map onto openraft (so elections and replication retry
+//! sensibly):
+//! - deadline passed (client-side or `DeadlineExceeded` from the peer) → `Timeout`;
+//! - anything else — connect/TLS failure, peer shutting down or stopped, refused by the
+//!   peer's authorizer, undecodable payload — → `Unreachable`: openraft backs off
+//!   (`Config::backoff`, capped at 1 s) before the next attempt instead of spinning on a
+//!   dead or misconfigured peer;
+//! - an undecodable *response* → `NetworkError` (the call went through; retry at once).
+//!
+//! Without a [`NetworkConfig`] (one-manager mode) every peer is unreachable.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use openraft::OptionalSend;
-use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::errors::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
+use serde::{Deserialize, Serialize};
+use swarmd_rpc::{Bytes, ClientOptions, PeerInfo, RaftClient, RaftService, RpcChannel, RpcError};
 
-use crate::types::{C, Member, NodeId, Snapshot, SnapshotData, Vote};
+use crate::node::Raft;
+use crate::types::{C, Member, NodeId, Snapshot, SnapshotData, SnapshotMeta, Vote};
 
-/// Creates connections to peers. Single-member clusters only: no peer is ever reachable.
-#[derive(Debug, Clone, Default)]
-pub struct NetworkFactory {}
+/// The DNS name every manager's cluster-port certificate carries, checked by the client
+/// instead of the peer's address (managers are reached by IP).
+pub const MANAGER_SERVER_NAME: &str = "swarm-manager";
 
-impl RaftNetworkFactory<C> for NetworkFactory {
-    type Network = UnreachablePeer;
+/// How this manager reaches its peers over the cluster port.
+#[derive(Clone)]
+pub struct NetworkConfig {
+    /// The manager's client TLS config (its node certificate and the swarm's root CA).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Connect/keepalive settings; the per-call deadline comes from openraft per RPC.
+    pub options: ClientOptions,
+}
 
-    async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
-        tracing::debug!(target, addr = %node.addr, "raft: no transport to peers yet");
-        UnreachablePeer {
-            target,
-            addr: node.addr.clone(),
+impl NetworkConfig {
+    /// Default client options, a connect timeout suited to elections (1 s) and the server
+    /// name [`MANAGER_SERVER_NAME`].
+    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        let server_name =
+            rustls::pki_types::ServerName::try_from(MANAGER_SERVER_NAME).expect("a valid DNS name");
+        NetworkConfig {
+            tls,
+            options: ClientOptions {
+                connect_timeout: Duration::from_secs(1),
+                server_name: Some(server_name),
+                ..ClientOptions::default()
+            },
         }
     }
 }
 
-/// A peer this build cannot talk to.
-#[derive(Debug, Clone)]
-pub struct UnreachablePeer {
-    target: NodeId,
-    addr: String,
-}
-
-impl UnreachablePeer {
-    fn unreachable(&self) -> Unreachable<C> {
-        Unreachable::from_string(format!(
-            "raft peer {} at {} is unreachable: multi-manager transport is not implemented",
-            self.target, self.addr
-        ))
+impl fmt::Debug for NetworkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetworkConfig")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
     }
 }
 
-impl RaftNetworkV2<C> for UnreachablePeer {
+/// Creates clients to peers; one cached [`RpcChannel`] per target (remade when its address
+/// changes), so every openraft replication stream to a peer shares one HTTP/2 connection.
+#[derive(Clone, Default)]
+pub struct NetworkFactory {
+    transport: Option<Arc<Transport>>,
+}
+
+struct Transport {
+    /// This node's id, for openraft's `Timeout` errors.
+    me: NodeId,
+    config: NetworkConfig,
+    channels: Mutex<HashMap<NodeId, RpcChannel>>,
+}
+
+impl NetworkFactory {
+    /// One-manager mode: no transport, every peer unreachable.
+    pub fn single() -> Self {
+        NetworkFactory::default()
+    }
+
+    /// Peers reached over gRPC/mTLS with `config`.
+    pub fn grpc(me: NodeId, config: NetworkConfig) -> Self {
+        NetworkFactory {
+            transport: Some(Arc::new(Transport {
+                me,
+                config,
+                channels: Mutex::new(HashMap::new()),
+            })),
+        }
+    }
+
+    fn channel(t: &Transport, target: NodeId, addr: &str) -> Result<RpcChannel, String> {
+        let mut channels = t.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ch) = channels.get(&target)
+            && ch.addr() == addr
+        {
+            return Ok(ch.clone());
+        }
+        let ch = RpcChannel::new(addr, t.config.tls.clone(), t.config.options.clone())
+            .map_err(|e| e.to_string())?;
+        channels.insert(target, ch.clone());
+        Ok(ch)
+    }
+}
+
+impl fmt::Debug for NetworkFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetworkFactory")
+            .field("grpc", &self.transport.is_some())
+            .finish()
+    }
+}
+
+impl RaftNetworkFactory<C> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
+        let client = match &self.transport {
+            None => Err("multi-manager transport is not configured on this node".to_string()),
+            Some(t) => Self::channel(t, target, &node.addr).map(RaftClient::new),
+        };
+        if let Err(e) = &client {
+            tracing::debug!(target, addr = %node.addr, error = %e, "raft: peer has no client");
+        }
+        PeerClient {
+            me: self.transport.as_ref().map(|t| t.me).unwrap_or_default(),
+            target,
+            addr: node.addr.clone(),
+            client,
+        }
+    }
+}
+
+/// openraft's connection to one peer.
+#[derive(Debug, Clone)]
+pub struct PeerClient {
+    me: NodeId,
+    target: NodeId,
+    addr: String,
+    /// `Err`: why this peer cannot be reached at all (no transport, bad address).
+    client: Result<RaftClient, String>,
+}
+
+/// A vote or pre-vote request, as sent on the single Vote RPC.
+#[derive(Debug, Serialize, Deserialize)]
+struct VoteEnvelope {
+    #[serde(default)]
+    pre_vote: bool,
+    request: VoteRequest<C>,
+}
+
+/// The JSON head of an InstallSnapshot payload.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotHead {
+    vote: Vote,
+    meta: SnapshotMeta,
+}
+
+/// Why a call failed, before it is turned into the error type of the openraft method.
+enum CallError {
+    Timeout(Duration),
+    Unreachable(String),
+    Network(String),
+}
+
+impl CallError {
+    fn into_rpc(self, p: &PeerClient, action: RPCTypes) -> RPCError<C> {
+        match self {
+            CallError::Timeout(timeout) => RPCError::Timeout(Timeout {
+                action,
+                id: p.me,
+                target: p.target,
+                timeout,
+            }),
+            CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::from_string(m)),
+            CallError::Network(m) => RPCError::Network(NetworkError::from_string(m)),
+        }
+    }
+}
+
+impl PeerClient {
+    /// Sends `payload` with `call`, bounded by `ttl` (tonic's own deadline plus a hard stop).
+    async fn call<F, Fut>(&self, what: &str, ttl: Duration, call: F) -> Result<Bytes, CallError>
+    where
+        F: FnOnce(RaftClient) -> Fut,
+        Fut: Future<Output = Result<Bytes, RpcError>>,
+    {
+        let client = match &self.client {
+            Ok(c) => c.with_timeout(ttl),
+            Err(e) => {
+                return Err(CallError::Unreachable(format!(
+                    "raft peer {} at {}: {e}",
+                    self.target, self.addr
+                )));
+            }
+        };
+        let res = tokio::time::timeout(ttl + Duration::from_millis(100), call(client)).await;
+        match res {
+            Err(_) | Ok(Err(RpcError::DeadlineExceeded(_))) => Err(CallError::Timeout(ttl)),
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(e)) => Err(CallError::Unreachable(format!(
+                "raft {what} to peer {} at {}: {e}",
+                self.target, self.addr
+            ))),
+        }
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(&self, what: &str, b: &[u8]) -> Result<T, CallError> {
+        serde_json::from_slice(b).map_err(|e| {
+            CallError::Network(format!(
+                "undecodable raft {what} response from peer {} at {}: {e}",
+                self.target, self.addr
+            ))
+        })
+    }
+
+    async fn send_vote(
+        &self,
+        pre_vote: bool,
+        request: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        let payload = encode(&VoteEnvelope { pre_vote, request })
+            .map_err(|e| CallError::Network(e).into_rpc(self, RPCTypes::Vote))?;
+        let bytes = self
+            .call("vote", option.hard_ttl(), |c| async move {
+                c.vote(payload).await
+            })
+            .await
+            .map_err(|e| e.into_rpc(self, RPCTypes::Vote))?;
+        self.decode("vote", &bytes)
+            .map_err(|e| e.into_rpc(self, RPCTypes::Vote))
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Bytes, String> {
+    serde_json::to_vec(v)
+        .map(Bytes::from)
+        .map_err(|e| format!("encoding a raft message: {e}"))
+}
+
+impl RaftNetworkV2<C> for PeerClient {
     type SnapshotData = SnapshotData;
 
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<C>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+        let a = RPCTypes::AppendEntries;
+        let payload = encode(&rpc).map_err(|e| CallError::Network(e).into_rpc(self, a))?;
+        let bytes = self
+            .call("append_entries", option.hard_ttl(), |c| async move {
+                c.append_entries(payload).await
+            })
+            .await
+            .map_err(|e| e.into_rpc(self, a))?;
+        self.decode("append_entries", &bytes)
+            .map_err(|e| e.into_rpc(self, a))
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<C>,
-        _option: RPCOption,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        Err(RPCError::Unreachable(self.unreachable()))
+        self.send_vote(false, rpc, option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<C>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<C>, RPCError<C>> {
+        self.send_vote(true, rpc, option).await
     }
 
     async fn full_snapshot(
         &mut self,
-        _vote: Vote,
-        _snapshot: Snapshot,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
-        _option: RPCOption,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
     ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
-        Err(StreamingError::Unreachable(self.unreachable()))
+        let a = RPCTypes::InstallSnapshot;
+        let to_streaming = |e: CallError, p: &PeerClient| StreamingError::from(e.into_rpc(p, a));
+        let head = SnapshotHead {
+            vote,
+            meta: snapshot.meta,
+        };
+        let head = serde_json::to_vec(&head)
+            .map_err(|e| to_streaming(CallError::Network(e.to_string()), self))?;
+        let mut payload = Vec::with_capacity(4 + head.len() + snapshot.snapshot.len());
+        payload.extend_from_slice(&(head.len() as u32).to_be_bytes());
+        payload.extend_from_slice(&head);
+        payload.extend_from_slice(&snapshot.snapshot);
+        let payload = Bytes::from(payload);
+        let send = self.call("install_snapshot", option.hard_ttl(), |c| async move {
+            c.install_snapshot(payload).await
+        });
+        let bytes = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = send => r.map_err(|e| to_streaming(e, self))?,
+        };
+        self.decode("install_snapshot", &bytes)
+            .map_err(|e| to_streaming(e, self))
+    }
+}
+
+/// The receiving side of Raft: decodes what [`PeerClient`] sends and hands it to the local
+/// openraft instance. Serve it as `Services::raft` on the cluster port.
+#[derive(Clone)]
+pub struct RaftRpcHandler {
+    raft: Raft,
+}
+
+impl RaftRpcHandler {
+    pub fn new(raft: Raft) -> Self {
+        RaftRpcHandler { raft }
+    }
+}
+
+impl fmt::Debug for RaftRpcHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RaftRpcHandler").finish_non_exhaustive()
+    }
+}
+
+fn decode_req<T: for<'de> Deserialize<'de>>(what: &str, b: &[u8]) -> Result<T, RpcError> {
+    serde_json::from_slice(b)
+        .map_err(|e| RpcError::InvalidArgument(format!("undecodable raft {what}: {e}")))
+}
+
+fn encode_resp<T: Serialize>(v: &T) -> Result<Bytes, RpcError> {
+    encode(v).map_err(RpcError::Internal)
+}
+
+/// The local core stopped (or is stopping): the caller should treat us as unreachable.
+fn stopped(e: impl fmt::Display) -> RpcError {
+    RpcError::Unavailable(format!("raft is not running here: {e}"))
+}
+
+/// Splits an InstallSnapshot payload into its head and snapshot bytes.
+fn split_snapshot(b: &[u8]) -> Result<(SnapshotHead, SnapshotData), RpcError> {
+    let bad = |m: String| RpcError::InvalidArgument(format!("undecodable raft snapshot: {m}"));
+    let len = b
+        .get(..4)
+        .map(|l| u32::from_be_bytes(l.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(|| bad("shorter than its length prefix".into()))?;
+    let head = b
+        .get(4..4 + len)
+        .ok_or_else(|| bad("shorter than its head".into()))?;
+    let head: SnapshotHead = serde_json::from_slice(head).map_err(|e| bad(e.to_string()))?;
+    Ok((head, b[4 + len..].to_vec()))
+}
+
+#[async_trait::async_trait]
+impl RaftService for RaftRpcHandler {
+    async fn append_entries(&self, _peer: PeerInfo, payload: Bytes) -> Result<Bytes, RpcError> {
+        let req: AppendEntriesRequest<C> = decode_req("append_entries", &payload)?;
+        let resp = self.raft.append_entries(req).await.map_err(stopped)?;
+        encode_resp(&resp)
+    }
+
+    async fn vote(&self, _peer: PeerInfo, payload: Bytes) -> Result<Bytes, RpcError> {
+        let env: VoteEnvelope = decode_req("vote", &payload)?;
+        let resp = if env.pre_vote {
+            self.raft.pre_vote(env.request).await
+        } else {
+            self.raft.vote(env.request).await
+        }
+        .map_err(stopped)?;
+        encode_resp(&resp)
+    }
+
+    async fn install_snapshot(&self, _peer: PeerInfo, payload: Bytes) -> Result<Bytes, RpcError> {
+        let (head, data) = split_snapshot(&payload)?;
+        let snapshot = Snapshot {
+            meta: head.meta,
+            snapshot: data,
+        };
+        let resp = self
+            .raft
+            .install_full_snapshot(head.vote, snapshot)
+            .await
+            .map_err(stopped)?;
+        encode_resp(&resp)
     }
 }

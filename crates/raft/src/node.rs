@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openraft::ChangeMembers;
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, ForwardToLeader, InitializeError, LinearizableReadError};
@@ -16,7 +17,7 @@ use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::network::NetworkFactory;
+use crate::network::{NetworkConfig, NetworkFactory};
 use crate::state_machine::StateMachine;
 use crate::storage::{self, DB_FILE, Db, LogStore};
 use crate::types::{C, Member, NodeId, Request, TypeConfig};
@@ -31,6 +32,8 @@ pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 pub const DEFAULT_KEEP_LOGS_AFTER_SNAPSHOT: u64 = 500;
 /// How long a write (or read barrier) may take before the caller gets an answer anyway.
 pub const DEFAULT_PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`RaftNode::add_voter`] waits for a new manager to catch up by default.
+pub const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a [`RaftNode`] is opened.
 #[derive(Debug, Clone)]
@@ -53,6 +56,12 @@ pub struct RaftConfig {
     /// Upper bound on a proposal or read barrier; past it the caller gets
     /// [`ProposeError::OutcomeUnknown`] (writes) or [`ProposeError::Unavailable`] (reads).
     pub propose_timeout: Duration,
+    /// How to reach the other managers (gRPC over mTLS). `None`: one-manager mode, every
+    /// peer is unreachable.
+    pub network: Option<NetworkConfig>,
+    /// Upper bound on a new manager's catch-up in [`RaftNode::add_voter`] (log replay or
+    /// snapshot install) before it is made a voter.
+    pub catch_up_timeout: Duration,
 }
 
 impl RaftConfig {
@@ -71,7 +80,15 @@ impl RaftConfig {
             election_timeout_min: Duration::from_millis(1000),
             election_timeout_max: Duration::from_millis(2000),
             propose_timeout: DEFAULT_PROPOSE_TIMEOUT,
+            network: None,
+            catch_up_timeout: DEFAULT_CATCH_UP_TIMEOUT,
         }
+    }
+
+    /// The same configuration, talking to peers over gRPC/mTLS with `network`.
+    pub fn with_network(mut self, network: NetworkConfig) -> Self {
+        self.network = Some(network);
+        self
     }
 
     fn to_openraft(&self) -> Result<openraft::Config, RaftError> {
@@ -128,6 +145,15 @@ pub enum RaftError {
     Fatal(#[from] openraft::errors::Fatal<TypeConfig>),
     #[error("initializing the raft cluster: {0}")]
     Initialize(String),
+    /// A membership change was asked of a node that does not lead.
+    #[error("not the raft leader (leader: {leader_id:?} at {leader_addr:?})")]
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
+    /// openraft refused a membership change (in progress, unknown learner, no quorum, ...).
+    #[error("raft membership change failed: {0}")]
+    Membership(String),
     #[error("timed out after {timeout:?} waiting for {what}")]
     Timeout {
         timeout: Duration,
@@ -157,6 +183,7 @@ pub struct RaftNode {
     node_id: NodeId,
     addr: String,
     propose_timeout: Duration,
+    catch_up_timeout: Duration,
     /// A leader that has heard from no quorum for this long refuses writes up front.
     quorum_lost_after: Duration,
     leader: watch::Receiver<bool>,
@@ -183,6 +210,11 @@ impl RaftNode {
     /// verified before Raft starts, so a corrupted file fails here with
     /// [`RaftError::Corrupt`]. When this node is the only voter, `open` also waits until
     /// everything in its log is applied, so the store is complete when `open` returns.
+    ///
+    /// A manager joining an existing cluster opens with an empty directory and does *not*
+    /// initialize: it stays an uninitialized follower, serving [`crate::RaftRpcHandler`] on
+    /// its cluster port, until the leader adds it ([`RaftNode::add_voter`]) and replicates
+    /// the log (or a snapshot) to it.
     pub async fn open(config: RaftConfig, store: Arc<MemoryStore>) -> Result<RaftNode, RaftError> {
         let raft_config = Arc::new(config.to_openraft()?);
         let applied = store.applied_index();
@@ -211,7 +243,10 @@ impl RaftNode {
         let raft = match Raft::new(
             config.node_id,
             raft_config,
-            NetworkFactory::default(),
+            match &config.network {
+                Some(net) => NetworkFactory::grpc(config.node_id, net.clone()),
+                None => NetworkFactory::single(),
+            },
             LogStore::new(db.clone()),
             StateMachine::new(store.clone(), db.clone()),
         )
@@ -231,6 +266,7 @@ impl RaftNode {
             node_id: config.node_id,
             addr: config.addr.clone(),
             propose_timeout: config.propose_timeout,
+            catch_up_timeout: config.catch_up_timeout,
             quorum_lost_after: config.election_timeout_max * 2,
             leader,
             leader_task: Mutex::new(Some(leader_task)),
@@ -348,10 +384,15 @@ impl RaftNode {
         self.raft.metrics().borrow_watched().clone()
     }
 
-    /// The openraft handle, for what this type does not wrap yet: membership changes and the
-    /// receiving side of the peer transport.
+    /// The openraft handle, for what this type does not wrap.
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// The receiving side of the peer transport, to serve as `Services::raft` on the
+    /// cluster port.
+    pub fn rpc_handler(&self) -> crate::RaftRpcHandler {
+        crate::RaftRpcHandler::new(self.raft.clone())
     }
 
     /// Linearizable read barrier (read-index): returns once this node has confirmed with a
@@ -376,6 +417,110 @@ impl RaftNode {
             Ok(Err(openraft::errors::RaftError::Fatal(f))) => {
                 Err(ProposeError::Unavailable(f.to_string()))
             }
+        }
+    }
+
+    /// Adds manager `node_id`, reachable at `addr`, as a voter. On the leader only.
+    ///
+    /// First adds it as a learner and waits (up to `catch_up_timeout`) until it has caught
+    /// up with the log, so the cluster never waits on a voter that is far behind; then
+    /// changes the membership (joint consensus) to make it a voter. Idempotent: an existing
+    /// voter is left as it is. On a catch-up timeout the node stays a learner (it does not
+    /// count for quorum) and the call may be repeated.
+    pub async fn add_voter(&self, node_id: NodeId, addr: String) -> Result<(), RaftError> {
+        if self.voter_ids().contains(&node_id) {
+            return Ok(());
+        }
+        let add = self
+            .raft
+            .add_learner(node_id, Member { addr: addr.clone() }, true);
+        match tokio::time::timeout(self.catch_up_timeout, add).await {
+            Err(_) => {
+                return Err(RaftError::Timeout {
+                    timeout: self.catch_up_timeout,
+                    what: "the new manager to catch up with the raft log",
+                });
+            }
+            Ok(r) => self.membership_result(r)?,
+        }
+        tracing::info!(node_id, %addr, "raft: learner caught up; promoting to voter");
+        self.change_membership(ChangeMembers::AddVoterIds([node_id].into()))
+            .await?;
+        tracing::info!(node_id, %addr, "raft: voter added");
+        Ok(())
+    }
+
+    /// Removes manager `node_id` from the membership (voter or learner). On the leader only.
+    /// Removing the leader itself is allowed: it steps down once the change commits.
+    pub async fn remove_voter(&self, node_id: NodeId) -> Result<(), RaftError> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        if membership.get_node(&node_id).is_none() {
+            return Ok(());
+        }
+        if membership.voter_ids().any(|v| v == node_id) {
+            self.change_membership(ChangeMembers::RemoveVoters([node_id].into()))
+                .await?;
+        }
+        // Drop what is left of it (a learner, or the voter just demoted).
+        let m = self.metrics();
+        if m.membership_config
+            .membership()
+            .get_node(&node_id)
+            .is_some()
+        {
+            self.change_membership(ChangeMembers::RemoveNodes([node_id].into()))
+                .await?;
+        }
+        tracing::info!(node_id, "raft: manager removed from membership");
+        Ok(())
+    }
+
+    /// Every manager in the (effective) membership: id, address, and whether it votes.
+    pub fn members(&self) -> Vec<(NodeId, String, bool)> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone(), voters.contains(id)))
+            .collect()
+    }
+
+    fn voter_ids(&self) -> Vec<NodeId> {
+        self.metrics().membership_config.voter_ids().collect()
+    }
+
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, Member>,
+    ) -> Result<(), RaftError> {
+        let fut = self.raft.change_membership(change, false);
+        match tokio::time::timeout(self.propose_timeout, fut).await {
+            Err(_) => Err(RaftError::Timeout {
+                timeout: self.propose_timeout,
+                what: "the raft membership change to commit",
+            }),
+            Ok(r) => self.membership_result(r),
+        }
+    }
+
+    fn membership_result<T>(
+        &self,
+        r: Result<T, openraft::errors::RaftError<C, ClientWriteError<C>>>,
+    ) -> Result<(), RaftError> {
+        match r {
+            Ok(_) => Ok(()),
+            Err(openraft::errors::RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(RaftError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(openraft::errors::RaftError::APIError(e)) => {
+                Err(RaftError::Membership(e.to_string()))
+            }
+            Err(openraft::errors::RaftError::Fatal(f)) => Err(f.into()),
         }
     }
 
