@@ -26,8 +26,8 @@ use bollard_stubs::models::ContainerSummary;
 use futures::StreamExt;
 use swarmd_types::NodeDescription;
 use swarmd_types::dispatcher::{
-    AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, SessionMessage,
-    SessionRequest,
+    AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, LogSubscription, PublishLogs,
+    PublishedLine, SessionMessage, SessionRequest,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -351,6 +351,18 @@ impl Agent {
                 Err(e) => return dispatch_end(e),
             },
         };
+        // Log subscriptions from the manager's log broker; a dispatcher without them
+        // leaves the session working.
+        let mut log_subs: DispatchStream<LogSubscription> =
+            match dispatcher.log_subscriptions(&session_id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "no log subscriptions on this session");
+                    Box::pin(futures::stream::pending())
+                }
+            };
+        // Publishers of this session; dropping the set at session end aborts them.
+        let mut log_publishers: JoinSet<()> = JoinSet::new();
         session_tx.send_replace(Some(SessionCtx {
             id: session_id.clone(),
             dispatcher: dispatcher.clone(),
@@ -399,6 +411,17 @@ impl Agent {
                     Some(Err(e)) => return dispatch_end(e),
                     None => return SessionEnd::Broken("assignments stream ended".into()),
                 },
+                sub = log_subs.next() => match sub {
+                    Some(Ok(sub)) => {
+                        let agent = self.clone();
+                        let d = dispatcher.clone();
+                        let sid = session_id.clone();
+                        log_publishers.spawn(async move { agent.publish_logs(d, sid, sub).await });
+                    }
+                    Some(Err(e)) => tracing::debug!(error = %e, "log subscription stream failed"),
+                    None => log_subs = Box::pin(futures::stream::pending()),
+                },
+                Some(_) = log_publishers.join_next(), if !log_publishers.is_empty() => {}
                 Some(id) = invalid_rx.recv() => {
                     if id == session_id {
                         return SessionEnd::Broken("dispatcher rejected a status report".into());
@@ -413,6 +436,76 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+impl Agent {
+    /// Answers one log subscription: the requested tasks' output, in batches, then a
+    /// closing batch (unless following, which lasts until the subscriber goes away).
+    async fn publish_logs(
+        &self,
+        dispatcher: Arc<dyn DispatcherApi>,
+        session_id: String,
+        sub: LogSubscription,
+    ) {
+        let opts = LogOptions {
+            follow: sub.follow,
+            tail: sub.tail,
+            since: sub
+                .since
+                .filter(|s| *s > 0.0 && s.is_finite())
+                .map(|s| std::time::SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s)),
+            timestamps: true,
+            stdout: sub.stdout,
+            stderr: sub.stderr,
+        };
+        let mut streams = Vec::new();
+        for task_id in &sub.task_ids {
+            match self.task_logs(task_id, opts.clone()).await {
+                Ok(s) => {
+                    let task_id = task_id.clone();
+                    streams.push(
+                        s.filter_map(move |e| {
+                            let line = e.ok().map(|e| PublishedLine {
+                                task_id: task_id.clone(),
+                                stderr: e.stream == exec::LogStream::Stderr,
+                                timestamp: e.timestamp,
+                                data: e.line.to_vec(),
+                            });
+                            futures::future::ready(line)
+                        })
+                        .boxed(),
+                    );
+                }
+                Err(e) => tracing::debug!(task.id = %task_id, error = %e, "no logs for task"),
+            }
+        }
+        let merged = if sub.follow {
+            futures::stream::select_all(streams).boxed()
+        } else {
+            futures::stream::iter(streams).flatten().boxed()
+        };
+        let mut batches = merged.ready_chunks(256);
+        while let Some(lines) = batches.next().await {
+            let batch = PublishLogs {
+                subscription_id: sub.id.clone(),
+                lines,
+                close: false,
+            };
+            if dispatcher.publish_logs(&session_id, batch).await.is_err() {
+                return;
+            }
+        }
+        let _ = dispatcher
+            .publish_logs(
+                &session_id,
+                PublishLogs {
+                    subscription_id: sub.id.clone(),
+                    lines: vec![],
+                    close: true,
+                },
+            )
+            .await;
     }
 }
 

@@ -22,6 +22,8 @@ pub enum RpcKind {
     DispatcherHeartbeat,
     DispatcherAssignments,
     DispatcherUpdateTaskStatus,
+    DispatcherLogSubscriptions,
+    DispatcherPublishLogs,
     RaftAppendEntries,
     RaftVote,
     RaftInstallSnapshot,
@@ -42,6 +44,8 @@ impl RpcKind {
             RpcKind::DispatcherHeartbeat => "/swarmd.v1.Dispatcher/Heartbeat",
             RpcKind::DispatcherAssignments => "/swarmd.v1.Dispatcher/Assignments",
             RpcKind::DispatcherUpdateTaskStatus => "/swarmd.v1.Dispatcher/UpdateTaskStatus",
+            RpcKind::DispatcherLogSubscriptions => "/swarmd.v1.Dispatcher/LogSubscriptions",
+            RpcKind::DispatcherPublishLogs => "/swarmd.v1.Dispatcher/PublishLogs",
             RpcKind::RaftAppendEntries => "/swarmd.v1.Raft/AppendEntries",
             RpcKind::RaftVote => "/swarmd.v1.Raft/Vote",
             RpcKind::RaftInstallSnapshot => "/swarmd.v1.Raft/InstallSnapshot",
@@ -59,7 +63,9 @@ impl RpcKind {
             RpcKind::DispatcherSession
             | RpcKind::DispatcherHeartbeat
             | RpcKind::DispatcherAssignments
-            | RpcKind::DispatcherUpdateTaskStatus => Requirement::AnyNode,
+            | RpcKind::DispatcherUpdateTaskStatus
+            | RpcKind::DispatcherLogSubscriptions
+            | RpcKind::DispatcherPublishLogs => Requirement::AnyNode,
             RpcKind::RaftAppendEntries
             | RpcKind::RaftVote
             | RpcKind::RaftInstallSnapshot

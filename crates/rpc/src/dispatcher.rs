@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use swarmd_types::dispatcher::{
-    AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, SessionMessage,
-    SessionRequest, TaskStatusUpdate,
+    AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, LogSubscription, PublishLogs,
+    SessionMessage, SessionRequest, TaskStatusUpdate,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -117,6 +117,7 @@ impl Drop for OwnerGuard {
 impl pb::dispatcher_server::Dispatcher for DispatcherServer {
     type SessionStream = GrpcStream<pb::SessionMessage>;
     type AssignmentsStream = GrpcStream<pb::AssignmentsMessage>;
+    type LogSubscriptionsStream = GrpcStream<pb::LogSubscriptionMessage>;
 
     async fn session(
         &self,
@@ -206,6 +207,41 @@ impl pb::dispatcher_server::Dispatcher for DispatcherServer {
             .await
             .map_err(|e| dispatch_status(&e))?;
         Ok(Response::new(pb::UpdateTaskStatusResponse {}))
+    }
+    async fn log_subscriptions(
+        &self,
+        req: Request<pb::LogSubscriptionsRequest>,
+    ) -> Result<Response<Self::LogSubscriptionsStream>, Status> {
+        let session_id = &req.get_ref().session_id;
+        self.authorize_session(RpcKind::DispatcherLogSubscriptions, &req, session_id)?;
+        let stream = self
+            .api
+            .log_subscriptions(session_id)
+            .await
+            .map_err(|e| dispatch_status(&e))?;
+        let out = stream
+            .map(|item| match item {
+                Ok(msg) => Ok(pb::LogSubscriptionMessage {
+                    json: encode_json(&msg, "log subscription")?,
+                }),
+                Err(e) => Err(dispatch_status(&e)),
+            })
+            .take_until(self.shutdown.clone().cancelled_owned());
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn publish_logs(
+        &self,
+        req: Request<pb::PublishLogsRequest>,
+    ) -> Result<Response<pb::PublishLogsResponse>, Status> {
+        let session_id = &req.get_ref().session_id;
+        self.authorize_session(RpcKind::DispatcherPublishLogs, &req, session_id)?;
+        let logs: PublishLogs = decode_json(&req.get_ref().json, "published logs")?;
+        self.api
+            .publish_logs(session_id, logs)
+            .await
+            .map_err(|e| dispatch_status(&e))?;
+        Ok(Response::new(pb::PublishLogsResponse {}))
     }
 }
 
@@ -338,6 +374,34 @@ impl DispatcherApi for RemoteDispatcher {
         });
         self.client()
             .update_task_status(req)
+            .await
+            .map_err(|s| dispatch_error_from_status(&s))?;
+        Ok(())
+    }
+
+    async fn log_subscriptions(
+        &self,
+        session_id: &str,
+    ) -> Result<DispatchStream<LogSubscription>, DispatchError> {
+        let msg = pb::LogSubscriptionsRequest {
+            session_id: session_id.to_string(),
+        };
+        let mut client = self.client();
+        let stream = self.open(client.log_subscriptions(msg)).await?;
+        Ok(decode_stream(
+            stream,
+            |m: &pb::LogSubscriptionMessage| &m.json,
+            "log subscription",
+        ))
+    }
+
+    async fn publish_logs(&self, session_id: &str, logs: PublishLogs) -> Result<(), DispatchError> {
+        let req = self.channel.request(pb::PublishLogsRequest {
+            session_id: session_id.to_string(),
+            json: encode(&logs)?,
+        });
+        self.client()
+            .publish_logs(req)
             .await
             .map_err(|s| dispatch_error_from_status(&s))?;
         Ok(())

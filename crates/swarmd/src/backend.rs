@@ -1,6 +1,7 @@
 //! The API's [`Backend`] over this node: swarm calls go to the manager's control
 //! operations, reads to the local store replica, logs and containers to the local agent.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -344,9 +345,8 @@ impl Backend for NodeBackend {
             stderr: opts.stderr,
         };
         let mut streams = Vec::new();
-        for t in tasks {
-            // Only this node's tasks have output here (one node until the network
-            // dispatcher carries logs).
+        for t in &tasks {
+            // This node's tasks are read here; the others below, through the broker.
             if t.node_id != a.state.node_id {
                 continue;
             }
@@ -393,6 +393,67 @@ impl Backend for NodeBackend {
                     })
                     .boxed(),
             );
+        }
+        // Tasks on other nodes: the manager's log broker asks their agents.
+        if let Some(m) = a.mgr.as_ref() {
+            let mut by_node: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            let mut owners: HashMap<String, (String, String)> = HashMap::new();
+            for t in tasks
+                .iter()
+                .filter(|t| !t.node_id.is_empty() && t.node_id != a.state.node_id)
+            {
+                by_node
+                    .entry(t.node_id.clone())
+                    .or_default()
+                    .push(t.id.clone());
+                owners.insert(t.id.clone(), (t.node_id.clone(), t.service_id.clone()));
+            }
+            if !by_node.is_empty() {
+                let template = swarmd_types::dispatcher::LogSubscription {
+                    id: String::new(),
+                    task_ids: vec![],
+                    follow: opts.follow,
+                    tail: opts.tail,
+                    since: opts.since,
+                    stdout: opts.stdout,
+                    stderr: opts.stderr,
+                };
+                let until = opts.until;
+                let remote = m
+                    .manager
+                    .dispatcher()
+                    .subscribe_logs(by_node, template)
+                    .filter_map(move |r| {
+                        let line = match r {
+                            Ok(l) => {
+                                let late = until.is_some_and(|u| {
+                                    swarmd_types::timefmt::unix_seconds(&l.timestamp)
+                                        .is_some_and(|ts| ts >= u)
+                                });
+                                let (node_id, service_id) =
+                                    owners.get(&l.task_id).cloned().unwrap_or_default();
+                                (!late).then(|| {
+                                    Ok(LogLine {
+                                        stream: if l.stderr {
+                                            LogStreamKind::Stderr
+                                        } else {
+                                            LogStreamKind::Stdout
+                                        },
+                                        timestamp: l.timestamp,
+                                        node_id,
+                                        service_id,
+                                        task_id: l.task_id,
+                                        data: l.data.into(),
+                                    })
+                                })
+                            }
+                            Err(e) => Some(Err(BackendError::Unavailable(e.to_string()))),
+                        };
+                        futures::future::ready(line)
+                    })
+                    .boxed();
+                streams.push(remote);
+            }
         }
         if opts.follow {
             Ok(futures::stream::select_all(streams).boxed())

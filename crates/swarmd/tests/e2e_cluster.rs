@@ -133,8 +133,9 @@ fn worker_joins_runs_tasks_fails_over_and_comes_back() {
         "--replicas",
         "4",
         "busybox",
-        "sleep",
-        "300",
+        "sh",
+        "-c",
+        "echo hello; exec sleep 300",
     ])
     .ok();
     wait_until(T, POLL, "4/4 running", || {
@@ -144,6 +145,18 @@ fn worker_joins_runs_tasks_fails_over_and_comes_back() {
     });
     assert_eq!(running_on(&m, &wrk_name), 2);
     assert_eq!(running_on(&m, &mgr_name), 2);
+    // The manager shows the output of the worker's tasks too (log broker over mTLS).
+    wait_for(T, POLL, "logs from tasks on both nodes", || {
+        let logs = m.docker(&["service", "logs", &svc]);
+        if logs.stdout.matches("hello").count() == 4
+            && logs.stdout.contains(&format!("@{wrk_name}"))
+            && logs.stdout.contains(&format!("@{mgr_name}"))
+        {
+            Ok(())
+        } else {
+            Err(format!("{}{}", logs.stdout, logs.stderr))
+        }
+    });
     let worker_pids: Vec<i32> = m
         .docker(&[
             "node",

@@ -87,6 +87,40 @@ pub struct TaskStatusUpdate {
     pub status: TaskStatus,
 }
 
+/// A request from a manager for the output of some of the node's tasks (swarmkit's log
+/// broker: the manager subscribes, the agents publish).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogSubscription {
+    pub id: String,
+    pub task_ids: Vec<String>,
+    pub follow: bool,
+    /// Last N lines per task.
+    pub tail: Option<usize>,
+    /// Only lines at or after this time (seconds since the epoch).
+    pub since: Option<f64>,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// One line of a task's output, as published by an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedLine {
+    pub task_id: String,
+    /// true for stderr.
+    pub stderr: bool,
+    /// RFC 3339 with nanoseconds.
+    pub timestamp: String,
+    pub data: Vec<u8>,
+}
+
+/// A batch of lines for one subscription; `close` says the node has sent everything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishLogs {
+    pub subscription_id: String,
+    pub lines: Vec<PublishedLine>,
+    pub close: bool,
+}
+
 /// Why a dispatcher call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum DispatchError {
@@ -126,4 +160,22 @@ pub trait DispatcherApi: Send + Sync + 'static {
         session_id: &str,
         updates: Vec<TaskStatusUpdate>,
     ) -> Result<(), DispatchError>;
+    /// Log subscriptions for this node's tasks, while the session lasts. Dispatchers that
+    /// serve no logs (test fakes) keep the stream open and empty.
+    async fn log_subscriptions(
+        &self,
+        _session_id: &str,
+    ) -> Result<DispatchStream<LogSubscription>, DispatchError> {
+        Ok(Box::pin(futures::stream::pending()))
+    }
+    /// Lines for a subscription. An error means the subscriber is gone: stop sending.
+    async fn publish_logs(
+        &self,
+        _session_id: &str,
+        _logs: PublishLogs,
+    ) -> Result<(), DispatchError> {
+        Err(DispatchError::Unavailable(
+            "this dispatcher takes no logs".into(),
+        ))
+    }
 }

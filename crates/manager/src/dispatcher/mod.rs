@@ -7,6 +7,7 @@
 //! the gRPC service of the multi-node build wraps the same object.
 
 mod assignments;
+pub mod logs;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,8 +16,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use swarmd_store::{ProposeError, Store};
 use swarmd_types::dispatcher::{
-    AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, SessionMessage,
-    SessionRequest, TaskStatusUpdate,
+    AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, LogSubscription, PublishLogs,
+    PublishedLine, SessionMessage, SessionRequest, TaskStatusUpdate,
 };
 use swarmd_types::{NodeState, ids};
 use tokio::sync::{mpsc, oneshot};
@@ -53,6 +54,7 @@ pub struct Dispatcher {
     cancel: CancellationToken,
     /// The data-plane addresses of managers, given to agents for reconnecting.
     manager_addrs: Vec<String>,
+    logs: logs::LogBroker,
 }
 
 fn unavailable(e: ProposeError) -> DispatchError {
@@ -73,6 +75,7 @@ impl Dispatcher {
             tracker: TaskTracker::new(),
             cancel,
             manager_addrs,
+            logs: logs::LogBroker::default(),
         })
     }
 
@@ -97,6 +100,15 @@ impl Dispatcher {
             .get(session_id)
             .map(|s| (s.node_id.clone(), s.closed.clone()))
             .ok_or(DispatchError::SessionInvalid)
+    }
+
+    /// The output of tasks on other nodes, asked of their agents (`service logs`).
+    pub fn subscribe_logs(
+        &self,
+        tasks_by_node: std::collections::BTreeMap<String, Vec<String>>,
+        template: LogSubscription,
+    ) -> DispatchStream<PublishedLine> {
+        self.logs.subscribe(tasks_by_node, template)
     }
 
     /// Starts the background work: the status batcher and the heartbeat monitor.
@@ -319,6 +331,23 @@ impl DispatcherApi for Dispatcher {
             closed,
             &self.tracker,
         ))
+    }
+
+    async fn log_subscriptions(
+        &self,
+        session_id: &str,
+    ) -> Result<DispatchStream<LogSubscription>, DispatchError> {
+        let (node_id, closed) = self.session_node(session_id)?;
+        let rx = self.logs.register_agent(&node_id);
+        Ok(tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(Ok)
+            .take_until(closed.cancelled_owned())
+            .boxed())
+    }
+
+    async fn publish_logs(&self, session_id: &str, logs: PublishLogs) -> Result<(), DispatchError> {
+        self.session_node(session_id)?;
+        self.logs.publish(logs).await
     }
 
     async fn update_task_status(
