@@ -89,7 +89,25 @@ fn worker_joins_runs_tasks_fails_over_and_comes_back() {
         "refused joins made no node"
     );
 
-    // The real token works.
+    // A rotated-away token no longer admits anyone.
+    m.docker(&["swarm", "join-token", "--rotate", "-q", "worker"])
+        .ok();
+    let bad = w
+        .docker(&["swarm", "join", "--token", &token, &addr])
+        .fail();
+    assert!(
+        bad.stderr
+            .contains("A valid join token is necessary to join this cluster"),
+        "{}",
+        bad.stderr
+    );
+    let token = m
+        .docker(&["swarm", "join-token", "-q", "worker"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+
+    // The current token works.
     let joined = w.docker(&["swarm", "join", "--token", &token, &addr]).ok();
     assert!(
         joined
