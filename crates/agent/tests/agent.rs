@@ -253,9 +253,11 @@ where
     Fut: Future<Output = bool>,
 {
     let deadline = Instant::now() + DEADLINE;
+    // Re-check every 25 ms: a poll interval, not a guess at how long things take.
+    let mut poll = tokio::time::interval(Duration::from_millis(25));
     while !cond().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        poll.tick().await;
     }
 }
 
