@@ -993,6 +993,21 @@ pub struct ProcessController {
 }
 
 impl ProcessController {
+    /// SIGKILL to the task's group, then waits (bounded) for the leader to exit.
+    async fn kill_and_wait(&self, p: &TaskProc) -> Result<(), ExecError> {
+        p.signal(Signal::SIGKILL);
+        if tokio::time::timeout(KILL_WAIT, p.wait_exit())
+            .await
+            .is_err()
+        {
+            return Err(ExecError::Io(format!(
+                "process of task {} did not exit after SIGKILL",
+                self.rt.task_id
+            )));
+        }
+        Ok(())
+    }
+
     fn proc(&self) -> Result<Arc<TaskProc>, ExecError> {
         let p = self.exec.proc_for(&self.rt.task_id)?;
         p.ensure_loaded(&self.exec);
@@ -1165,16 +1180,7 @@ impl Controller for ProcessController {
             p.signal(sig);
             if tokio::time::timeout(grace, p.wait_exit()).await.is_err() {
                 tracing::info!(task.id = %self.rt.task_id, "grace period over, sending SIGKILL");
-                p.signal(Signal::SIGKILL);
-                if tokio::time::timeout(KILL_WAIT, p.wait_exit())
-                    .await
-                    .is_err()
-                {
-                    return Err(ExecError::Io(format!(
-                        "process of task {} did not exit after SIGKILL",
-                        self.rt.task_id
-                    )));
-                }
+                self.kill_and_wait(&p).await?;
             }
         }
         // The leader is gone; kill whatever it left behind in its group.
@@ -1194,16 +1200,7 @@ impl Controller for ProcessController {
         if p.record().is_some() {
             p.refresh_exit();
             if p.exit().is_none() {
-                p.signal(Signal::SIGKILL);
-                if tokio::time::timeout(KILL_WAIT, p.wait_exit())
-                    .await
-                    .is_err()
-                {
-                    return Err(ExecError::Io(format!(
-                        "process of task {} did not exit after SIGKILL",
-                        self.rt.task_id
-                    )));
-                }
+                self.kill_and_wait(&p).await?;
             }
             p.signal(Signal::SIGKILL);
         }
