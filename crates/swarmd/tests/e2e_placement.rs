@@ -184,16 +184,8 @@ fn force_update_redeploys_and_rollback_restores() {
     n.docker(&["service", "update", "--env-add", "V=2", &name])
         .ok();
     n.docker(&["service", "rollback", &name]).ok();
-    let env = n
-        .docker(&[
-            "service",
-            "inspect",
-            "--format",
-            "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
-            &name,
-        ])
-        .ok();
-    assert_eq!(env.stdout_trimmed(), r#"["V=1"]"#);
+    let env = service_field(&n, &name, "{{json .Spec.TaskTemplate.ContainerSpec.Env}}");
+    assert_eq!(env, r#"["V=1"]"#);
     wait_until(T, POLL, "rolled back task running", || {
         replicas(&n, &name) == "1/1"
     });

@@ -237,16 +237,8 @@ fn service_create_scale_update_logs_rm() {
         .docker(&["service", "ps", "--format", "{{.DesiredState}}", &name])
         .ok();
     assert!(history.lines().iter().filter(|l| **l == "Shutdown").count() >= 2);
-    let env = n
-        .docker(&[
-            "service",
-            "inspect",
-            "--format",
-            "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
-            &name,
-        ])
-        .ok();
-    assert!(env.stdout.contains("GREETING=bye"), "{}", env.stdout);
+    let env = service_field(&n, &name, "{{json .Spec.TaskTemplate.ContainerSpec.Env}}");
+    assert!(env.contains("GREETING=bye"), "{env}");
 
     // A stale version is refused.
     let raw = n.http("GET", &format!("/services/{name}"), None).unwrap();

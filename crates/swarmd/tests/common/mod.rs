@@ -78,3 +78,11 @@ pub fn task_field(n: &Daemon, task: &str, format: &str) -> String {
 pub fn pid_alive(pid: i32) -> bool {
     pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// A field of `docker service inspect`.
+pub fn service_field(n: &Daemon, service: &str, format: &str) -> String {
+    n.docker(&["service", "inspect", "--format", format, service])
+        .ok()
+        .stdout_trimmed()
+        .to_string()
+}
