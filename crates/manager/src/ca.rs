@@ -9,9 +9,10 @@
 use std::time::Duration;
 
 use swarmd_pki::{RootCaMaterial, sign_node_csr, token_matches};
+use swarmd_store::ReadTx;
 use swarmd_store::{ProposeError, Store};
 use swarmd_types::models::{NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum};
-use swarmd_types::{Node, NodeState, NodeStatus, Role, ids};
+use swarmd_types::{ManagerInfo, Node, NodeState, NodeStatus, Role, ids};
 
 /// Why a certificate was not issued.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -36,6 +37,23 @@ pub struct Issued {
     pub role: Role,
     pub cert_pem: String,
     pub root_ca_pem: String,
+    /// For managers: the Raft member ID the node runs with.
+    pub raft_id: Option<u64>,
+}
+
+/// A Raft member ID no node of the swarm uses: random, so a node demoted and promoted
+/// again never comes back under an ID its old (wiped) log voted with.
+pub fn new_raft_id(t: &ReadTx<'_>) -> u64 {
+    loop {
+        let id: u64 = rand::random();
+        let taken = t
+            .nodes
+            .values()
+            .any(|n| n.manager.as_ref().is_some_and(|m| m.raft_id == id));
+        if id != 0 && !taken {
+            return id;
+        }
+    }
 }
 
 /// Docker's default node certificate lifetime.
@@ -71,7 +89,9 @@ fn ca_material(store: &Store) -> Result<(RootCaMaterial, String, Duration), CaEr
     Ok((ca, cluster_id, expiry))
 }
 
-/// Signs a certificate for a node that joins with `token`. Creates the node object.
+/// Signs a certificate for a node that joins with `token`. Creates the node object; a
+/// manager gets its Raft ID and `addr` (its cluster address, which Raft peers dial)
+/// recorded in the same write, so the leader's membership reconciler can add it.
 pub async fn issue_for_join(
     store: &Store,
     token: &str,
@@ -96,7 +116,12 @@ pub async fn issue_for_join(
     let node_id = ids::new_id();
     let cert_pem = sign_node_csr(&ca, csr_pem, &node_id, &cluster_id, pki_role(role), expiry)
         .map_err(|e| CaError::Signing(e.to_string()))?;
-    let node = Node {
+    if role == Role::Manager && addr.is_empty() {
+        return Err(CaError::Signing(
+            "a manager must give the address its peers reach it at".into(),
+        ));
+    }
+    let mut node = Node {
         id: node_id.clone(),
         meta: Default::default(),
         spec: NodeSpec {
@@ -112,15 +137,20 @@ pub async fn issue_for_join(
         status: NodeStatus {
             state: NodeState::Unknown,
             message: String::new(),
-            addr: addr.to_string(),
+            addr: String::new(),
         },
         manager: None,
         role,
     };
-    store
-        .update(|_, tx| {
+    let raft_id = store
+        .update(|t, tx| {
+            let raft_id = (role == Role::Manager).then(|| new_raft_id(t));
+            node.manager = raft_id.map(|raft_id| ManagerInfo {
+                raft_id,
+                addr: addr.to_string(),
+            });
             tx.create(node.clone());
-            Ok::<_, ProposeError>(())
+            Ok::<_, ProposeError>(raft_id)
         })
         .await?;
     Ok(Issued {
@@ -128,15 +158,52 @@ pub async fn issue_for_join(
         role,
         cert_pem,
         root_ca_pem: ca.cert_pem.clone(),
+        raft_id,
     })
 }
 
 /// Signs a renewed certificate for an existing member, with the role the store records.
-pub fn issue_for_member(store: &Store, node_id: &str, csr_pem: &str) -> Result<Issued, CaError> {
+///
+/// A manager without a Raft ID yet (a worker just promoted) gets one here, with `addr` as
+/// its cluster address: this is how a promoted node learns the ID to start Raft with.
+pub async fn issue_for_member(
+    store: &Store,
+    node_id: &str,
+    csr_pem: &str,
+    addr: &str,
+) -> Result<Issued, CaError> {
     let role = store
         .view(|t| t.nodes.get(node_id).map(|n| n.role))
         .ok_or_else(|| CaError::UnknownNode(node_id.to_string()))?;
     let (ca, cluster_id, expiry) = ca_material(store)?;
+    let raft_id = match role {
+        Role::Worker => None,
+        Role::Manager => Some(
+            store
+                .update(|t, tx| {
+                    let Some(node) = t.nodes.get(node_id) else {
+                        return Ok(Err(CaError::UnknownNode(node_id.to_string())));
+                    };
+                    if let Some(m) = &node.manager {
+                        return Ok(Ok(m.raft_id));
+                    }
+                    if addr.is_empty() {
+                        return Ok(Err(CaError::Signing(
+                            "a manager must give the address its peers reach it at".into(),
+                        )));
+                    }
+                    let raft_id = new_raft_id(t);
+                    let mut node = node.clone();
+                    node.manager = Some(ManagerInfo {
+                        raft_id,
+                        addr: addr.to_string(),
+                    });
+                    tx.update(node);
+                    Ok::<_, ProposeError>(Ok(raft_id))
+                })
+                .await??,
+        ),
+    };
     let cert_pem = sign_node_csr(&ca, csr_pem, node_id, &cluster_id, pki_role(role), expiry)
         .map_err(|e| CaError::Signing(e.to_string()))?;
     Ok(Issued {
@@ -144,6 +211,7 @@ pub fn issue_for_member(store: &Store, node_id: &str, csr_pem: &str) -> Result<I
         role,
         cert_pem,
         root_ca_pem: ca.cert_pem.clone(),
+        raft_id,
     })
 }
 
@@ -164,6 +232,9 @@ mod tests {
                 description: Default::default(),
                 node_addr: "127.0.0.1".into(),
                 listen_addr: "127.0.0.1:2377".into(),
+                raft_id: 1,
+                cluster_id: None,
+                root_ca: None,
                 spec: Default::default(),
                 availability: None,
                 default_addr_pool: vec![],
@@ -192,10 +263,20 @@ mod tests {
         assert_eq!(id.role, swarmd_pki::Role::Worker);
         assert!(store.view(|t| t.nodes.contains_key(&w.node_id)));
 
-        let m = issue_for_join(&store, &manager, &csr.csr_pem, "127.0.0.3")
+        assert_eq!(w.raft_id, None);
+        let m = issue_for_join(&store, &manager, &csr.csr_pem, "127.0.0.3:2377")
             .await
             .unwrap();
         assert_eq!(m.role, Role::Manager);
+        let recorded = store.view(|t| t.nodes[&m.node_id].manager.clone()).unwrap();
+        assert_eq!(Some(recorded.raft_id), m.raft_id);
+        assert_eq!(recorded.addr, "127.0.0.3:2377");
+        assert!(
+            issue_for_join(&store, &manager, &csr.csr_pem, "")
+                .await
+                .is_err(),
+            "a manager without an address cannot join"
+        );
 
         let bad = issue_for_join(&store, "SWMTKN-1-nope", &csr.csr_pem, "x").await;
         assert_eq!(bad.unwrap_err(), CaError::InvalidToken);
@@ -205,11 +286,49 @@ mod tests {
             "a refused join creates nothing"
         );
 
-        let renewed = issue_for_member(&store, &w.node_id, &csr.csr_pem).unwrap();
+        let renewed = issue_for_member(&store, &w.node_id, &csr.csr_pem, "")
+            .await
+            .unwrap();
         assert_eq!(renewed.role, Role::Worker);
         assert!(matches!(
-            issue_for_member(&store, "ghost", &csr.csr_pem),
+            issue_for_member(&store, "ghost", &csr.csr_pem, "").await,
             Err(CaError::UnknownNode(_))
         ));
+        // The manager keeps its raft id across renewals.
+        let again = issue_for_member(&store, &m.node_id, &csr.csr_pem, "elsewhere:1")
+            .await
+            .unwrap();
+        assert_eq!(again.raft_id, m.raft_id);
+    }
+
+    #[tokio::test]
+    async fn promoted_worker_gets_a_raft_id_at_renewal() {
+        let store = cluster().await;
+        let worker = store.view(|t| t.cluster().unwrap().join_tokens.worker.clone());
+        let csr = swarmd_pki::generate_node_key_and_csr(None).unwrap();
+        let w = issue_for_join(&store, &worker, &csr.csr_pem, "")
+            .await
+            .unwrap();
+        // What the role reconciler does on `node promote`.
+        store
+            .update(|t, tx| {
+                let mut n = t.nodes[&w.node_id].clone();
+                n.role = Role::Manager;
+                tx.update(n);
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .unwrap();
+        let m = issue_for_member(&store, &w.node_id, &csr.csr_pem, "127.0.0.4:2377")
+            .await
+            .unwrap();
+        assert_eq!(m.role, Role::Manager);
+        let id = swarmd_pki::parse_node_identity_pem(&m.cert_pem).unwrap();
+        assert_eq!(id.role, swarmd_pki::Role::Manager);
+        let info = store.view(|t| t.nodes[&w.node_id].manager.clone()).unwrap();
+        assert_eq!(Some(info.raft_id), m.raft_id);
+        assert_eq!(info.addr, "127.0.0.4:2377");
+        let first = store.view(|t| t.nodes["manager1"].manager.clone()).unwrap();
+        assert_ne!(first.raft_id, info.raft_id);
     }
 }

@@ -9,6 +9,7 @@ pub mod allocator;
 pub mod ca;
 pub mod control;
 pub mod dispatcher;
+pub mod membership;
 pub mod orchestrator;
 pub mod reconcile;
 pub mod scheduler;
@@ -24,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 pub use control::{Control, ControlError, InitParams};
 pub use dispatcher::Dispatcher;
+pub use membership::{RaftMember, RaftMembership};
 
 use orchestrator::Change;
 
@@ -32,20 +34,27 @@ pub struct Manager {
     store: Store,
     control: Control,
     dispatcher: Arc<Dispatcher>,
+    raft: Arc<dyn RaftMembership>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Manager {
-    pub fn new(store: Store, manager_addrs: Vec<String>) -> Self {
+    pub fn new(store: Store, raft: Arc<dyn RaftMembership>) -> Self {
         let cancel = CancellationToken::new();
         Manager {
             control: Control::new(store.clone()),
-            dispatcher: Dispatcher::new(store.clone(), manager_addrs, cancel.child_token()),
+            dispatcher: Dispatcher::new(store.clone(), raft.clone(), cancel.child_token()),
             store,
+            raft,
             cancel,
             tracker: TaskTracker::new(),
         }
+    }
+
+    /// The Raft side of this manager (membership, leader).
+    pub fn raft(&self) -> &Arc<dyn RaftMembership> {
+        &self.raft
     }
 
     pub fn control(&self) -> &Control {
@@ -66,6 +75,8 @@ impl Manager {
         self.dispatcher.start();
         let store = self.store.clone();
         let cancel = self.cancel.clone();
+        let dispatcher = self.dispatcher.clone();
+        let raft = self.raft.clone();
         self.tracker.spawn(async move {
             loop {
                 // Wait until we lead.
@@ -76,9 +87,10 @@ impl Manager {
                     }
                 }
                 tracing::info!("became leader: starting reconcilers");
+                dispatcher.set_leading(true);
                 let term = cancel.child_token();
                 let set = TaskTracker::new();
-                spawn_reconcilers(&set, &store, &term);
+                spawn_reconcilers(&set, &store, &raft, &term);
                 set.close();
                 // Run until leadership is lost, we stop, or a reconciler dies.
                 loop {
@@ -90,6 +102,7 @@ impl Manager {
                         }
                     }
                 }
+                dispatcher.set_leading(false);
                 term.cancel();
                 set.wait().await;
                 tracing::info!("reconcilers stopped");
@@ -116,7 +129,25 @@ fn task_or_service_or_node(e: &Event) -> bool {
     )
 }
 
-fn spawn_reconcilers(set: &TaskTracker, store: &Store, cancel: &CancellationToken) {
+fn spawn_reconcilers(
+    set: &TaskTracker,
+    store: &Store,
+    raft: &Arc<dyn RaftMembership>,
+    cancel: &CancellationToken,
+) {
+    let s = store.clone();
+    let r = raft.clone();
+    let adding = membership::InFlight::default();
+    set.spawn(reconcile::run_loop(
+        "membership",
+        store.clone(),
+        cancel.clone(),
+        |e| matches!(e.object, Object::Node(_)),
+        move || {
+            let (s, r, adding) = (s.clone(), r.clone(), adding.clone());
+            async move { membership::reconcile(&s, &r, &adding).await }
+        },
+    ));
     let s = store.clone();
     set.spawn(reconcile::run_loop(
         "orchestrator",

@@ -28,6 +28,8 @@ pub struct IssueRequest {
     pub role_hint: Option<Role>,
     /// The node ID to keep when renewing; `None` for a new node.
     pub node_id: Option<String>,
+    /// The node's cluster address, which Raft peers dial once it is a manager.
+    pub addr: String,
 }
 
 /// What the CA issued.
@@ -37,6 +39,8 @@ pub struct IssuedCertificate {
     pub root_ca_pem: String,
     pub node_id: String,
     pub role: Role,
+    /// The manager's Raft member ID; `None` for workers.
+    pub raft_id: Option<u64>,
 }
 
 /// The CA as the cluster port serves it (implemented with the pki crate on managers).
@@ -100,6 +104,7 @@ impl pb::ca_server::Ca for CaServer {
             csr_pem: r.csr_pem,
             role_hint: role_from_pb(r.role),
             node_id: non_empty(r.node_id),
+            addr: r.addr,
         };
         let issued = self.ca.issue_node_certificate(peer, issue).await?;
         Ok(Response::new(pb::IssueNodeCertificateResponse {
@@ -107,6 +112,7 @@ impl pb::ca_server::Ca for CaServer {
             root_ca_pem: issued.root_ca_pem,
             node_id: issued.node_id,
             role: role_to_pb(Some(issued.role)),
+            raft_id: issued.raft_id.unwrap_or(0),
         }))
     }
 
@@ -145,6 +151,7 @@ impl CaClient {
             csr_pem: req.csr_pem,
             role: role_to_pb(req.role_hint),
             node_id: req.node_id.unwrap_or_default(),
+            addr: req.addr,
         };
         let r = self
             .client()
@@ -158,6 +165,7 @@ impl CaClient {
             root_ca_pem: r.root_ca_pem,
             node_id: r.node_id,
             role,
+            raft_id: (r.raft_id != 0).then_some(r.raft_id),
         })
     }
 

@@ -316,7 +316,13 @@ impl CaService for FakeCa {
             cert_pem: format!("signed({})", req.csr_pem),
             root_ca_pem: "ROOT".into(),
             node_id: "new-node".into(),
-            role: Role::Worker,
+            role: if req.addr.is_empty() {
+                Role::Worker
+            } else {
+                Role::Manager
+            },
+            // Echoes the address's port as a raft id: proves both fields cross the wire.
+            raft_id: req.addr.rsplit(':').next().and_then(|p| p.parse().ok()),
         })
     }
     async fn root_ca(&self, _: PeerInfo) -> Result<String, RpcError> {
@@ -566,18 +572,33 @@ async fn joiner_without_certificate_reaches_the_ca_only() {
             csr_pem: "CSR".into(),
             role_hint: Some(Role::Worker),
             node_id: None,
+            addr: String::new(),
         })
         .await
         .unwrap();
     assert_eq!(issued.cert_pem, "signed(CSR)");
     assert_eq!(issued.node_id, "new-node");
     assert_eq!(issued.role, Role::Worker);
+    assert_eq!(issued.raft_id, None);
+    let manager = joiner
+        .issue_node_certificate(IssueRequest {
+            token: Some("good".into()),
+            csr_pem: "CSR".into(),
+            role_hint: Some(Role::Manager),
+            node_id: None,
+            addr: "127.0.0.9:4242".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(manager.role, Role::Manager);
+    assert_eq!(manager.raft_id, Some(4242));
     let err = joiner
         .issue_node_certificate(IssueRequest {
             token: Some("rotated".into()),
             csr_pem: "CSR".into(),
             role_hint: None,
             node_id: None,
+            addr: String::new(),
         })
         .await
         .unwrap_err();

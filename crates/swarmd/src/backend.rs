@@ -125,10 +125,10 @@ impl Backend for NodeBackend {
                     control_available: false,
                     error: String::new(),
                     remote_managers: a
-                        .state
-                        .manager_addrs
-                        .iter()
-                        .map(|m| (String::new(), m.clone()))
+                        .follow
+                        .managers()
+                        .into_iter()
+                        .map(|m| (String::new(), m))
                         .collect(),
                     nodes: 0,
                     managers: 0,
@@ -210,6 +210,9 @@ impl Backend for NodeBackend {
                 JoinFailure::Join(crate::cluster::JoinError::Refused(m)) => {
                     BackendError::InvalidArgument(m)
                 }
+                JoinFailure::StillJoining(m) => BackendError::Unavailable(format!(
+                    "Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the \"docker info\" command to see the current swarm status of your node. ({m})"
+                )),
                 JoinFailure::Other(m) => BackendError::Internal(m),
             })
     }
@@ -269,10 +272,15 @@ impl Backend for NodeBackend {
     async fn leader_node_id(&self) -> BackendResult<Option<String>> {
         let a = self.active()?;
         let m = mgr_of(&a)?;
-        if !m.raft.is_leader() {
+        let Some((leader, _)) = m.raft.leader() else {
             return Ok(None);
-        }
-        Ok(Some(a.state.node_id.clone()))
+        };
+        Ok(m.store.view(|t| {
+            t.nodes
+                .values()
+                .find(|n| n.manager.as_ref().is_some_and(|i| i.raft_id == leader))
+                .map(|n| n.id.clone())
+        }))
     }
 
     async fn node_update(&self, id: &str, version: u64, spec: NodeSpec) -> BackendResult<()> {

@@ -1,5 +1,5 @@
-//! The cluster port: this node's certificates, the manager's gRPC server (dispatcher and
-//! CA over mutual TLS) and the join handshake of a new node.
+//! The cluster port: this node's certificates, the manager's gRPC server (dispatcher, CA,
+//! Raft and write forwarding over mutual TLS) and the join handshake of a new node.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,14 +7,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use swarmd_manager::ca::{self as ca_signer, CaError};
+use swarmd_raft::RaftNode;
 use swarmd_rpc::{
-    CaClient, CaService, CertificateDer, ClientOptions, IssueRequest, IssuedCertificate,
-    PeerIdentity, PeerInfo, RoleAuthorizer, RpcChannel, RpcError, RpcServer, Services,
+    CaClient, CaService, CertificateDer, IssueRequest, IssuedCertificate, PeerIdentity, PeerInfo,
+    RoleAuthorizer, RpcChannel, RpcError, RpcServer, Services,
 };
 use swarmd_store::Store;
 use swarmd_types::Role;
 use swarmd_types::dispatcher::DispatcherApi;
 use tokio_util::sync::CancellationToken;
+
+use crate::raft_glue::manager_client_options as client_options;
 
 /// This node's key, certificate and the swarm's root, kept under `swarm/certs/`.
 #[derive(Debug, Clone)]
@@ -59,6 +62,11 @@ impl NodeCerts {
         Ok(())
     }
 
+    /// The swarm's ID, from this node's certificate (its O field).
+    pub fn cluster_id(&self) -> anyhow::Result<String> {
+        Ok(swarmd_pki::parse_node_identity_pem(&self.cert_pem)?.cluster_id)
+    }
+
     /// The client TLS config for calls to managers.
     pub fn client_config(&self) -> anyhow::Result<Arc<rustls::ClientConfig>> {
         Ok(swarmd_pki::client_config(
@@ -72,9 +80,6 @@ impl NodeCerts {
 /// The manager's CA service: joins (with a token) and renewals (with a certificate).
 struct CaServiceImpl {
     store: Store,
-    /// Joining as a manager needs Raft membership over the network, which is not built
-    /// yet; such joins are refused before any state is created.
-    allow_manager_join: bool,
 }
 
 fn ca_rpc_error(e: CaError) -> RpcError {
@@ -96,19 +101,13 @@ impl CaService for CaServiceImpl {
     ) -> Result<IssuedCertificate, RpcError> {
         let issued = match (&peer.identity, &req.token) {
             // A member renewing: the store decides its role.
-            (Some(id), _) => ca_signer::issue_for_member(&self.store, &id.node_id, &req.csr_pem)
-                .map_err(ca_rpc_error)?,
+            (Some(id), _) => {
+                ca_signer::issue_for_member(&self.store, &id.node_id, &req.csr_pem, &req.addr)
+                    .await
+                    .map_err(ca_rpc_error)?
+            }
             (None, Some(token)) => {
-                let is_manager_token = self.store.view(|t| {
-                    t.cluster()
-                        .is_some_and(|c| swarmd_pki::token_matches(token, &c.join_tokens.manager))
-                });
-                if is_manager_token && !self.allow_manager_join {
-                    return Err(RpcError::FailedPrecondition(
-                        "joining as a manager is not supported yet; join as a worker and promote later".into(),
-                    ));
-                }
-                ca_signer::issue_for_join(&self.store, token, &req.csr_pem, "")
+                ca_signer::issue_for_join(&self.store, token, &req.csr_pem, &req.addr)
                     .await
                     .map_err(ca_rpc_error)?
             }
@@ -121,6 +120,7 @@ impl CaService for CaServiceImpl {
             root_ca_pem: issued.root_ca_pem,
             node_id: issued.node_id,
             role: issued.role,
+            raft_id: issued.raft_id,
         })
     }
 
@@ -132,7 +132,9 @@ impl CaService for CaServiceImpl {
 }
 
 /// Reads the caller's identity from its verified certificate; only this swarm's nodes
-/// that are still members count.
+/// that are still members count, and a manager certificate counts only while the store
+/// still records the node as a manager (a demoted node keeps its old certificate until
+/// renewal).
 fn identify(
     store: Store,
     cluster_id: String,
@@ -142,27 +144,40 @@ fn identify(
         if id.cluster_id != cluster_id {
             return None;
         }
-        // A removed node's certificate stays valid until it expires; membership decides.
-        if !store.view(|t| t.nodes.contains_key(&id.node_id)) {
-            return None;
-        }
+        let cert_role = match id.role {
+            swarmd_pki::Role::Manager => Role::Manager,
+            swarmd_pki::Role::Worker => Role::Worker,
+        };
+        // A manager that just joined has no replica yet: the certificate alone (signed by
+        // this swarm's CA) lets the leader replicate to it.
+        let (has_cluster, recorded) = store.view(|t| {
+            (
+                t.cluster().is_some(),
+                t.nodes.get(&id.node_id).map(|n| n.role),
+            )
+        });
+        let role = match (has_cluster, recorded) {
+            (false, _) => cert_role,
+            // A removed node's certificate stays valid until it expires; membership decides.
+            (true, None) => return None,
+            (true, Some(Role::Worker)) => Role::Worker,
+            (true, Some(Role::Manager)) => cert_role,
+        };
         Some(PeerIdentity {
             node_id: id.node_id,
-            role: match id.role {
-                swarmd_pki::Role::Manager => Role::Manager,
-                swarmd_pki::Role::Worker => Role::Worker,
-            },
+            role,
             cluster_id: id.cluster_id,
         })
     }
 }
 
-/// Binds the cluster port and serves the dispatcher and CA until `cancel` fires.
+/// Binds the cluster port and serves the dispatcher, the CA, Raft and write forwarding
+/// until `cancel` fires.
 pub async fn serve_cluster_port(
     addr: SocketAddr,
     certs: &NodeCerts,
-    cluster_id: String,
     store: Store,
+    raft: Arc<RaftNode>,
     dispatcher: Arc<dyn DispatcherApi>,
     cancel: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -171,13 +186,17 @@ pub async fn serve_cluster_port(
         &certs.key_pem,
         &certs.root_pem,
     )?;
-    let authorizer = Arc::new(RoleAuthorizer::new(identify(store.clone(), cluster_id)));
+    let authorizer = Arc::new(RoleAuthorizer::new(identify(
+        store.clone(),
+        certs.cluster_id()?,
+    )));
     let services = Services::new()
         .dispatcher(dispatcher)
-        .ca(Arc::new(CaServiceImpl {
-            store,
-            allow_manager_join: false,
-        }));
+        .raft(Arc::new(raft.rpc_handler()))
+        // Forwarded writes go straight into this node's Raft: a follower answers NotLeader
+        // and the caller follows, so a write is never forwarded twice.
+        .proposer(raft)
+        .ca(Arc::new(CaServiceImpl { store }));
     let server = RpcServer::bind(addr, tls, authorizer, services)
         .await
         .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))?;
@@ -200,11 +219,21 @@ pub enum JoinError {
     Unreachable(String),
 }
 
+/// What the CA gave a joining or renewing node.
+pub struct Granted {
+    pub certs: NodeCerts,
+    pub node_id: String,
+    pub role: Role,
+    pub raft_id: Option<u64>,
+}
+
 /// Asks the manager at `remote` for a certificate, pinning its CA by the token's digest.
+/// `addr` is this node's cluster address (recorded for managers).
 pub async fn request_certificate(
     token: &str,
     remote: &str,
-) -> Result<(NodeCerts, String, Role), JoinError> {
+    addr: &str,
+) -> Result<Granted, JoinError> {
     let parsed = swarmd_pki::parse_join_token(token).map_err(|_| JoinError::BadToken)?;
     let tls = swarmd_pki::bootstrap_client_config(&parsed.ca_digest)
         .map_err(|e| JoinError::Refused(e.to_string()))?;
@@ -218,6 +247,7 @@ pub async fn request_certificate(
             csr_pem: key.csr_pem.clone(),
             role_hint: None,
             node_id: None,
+            addr: addr.to_string(),
         })
         .await
         .map_err(|e| match e {
@@ -239,15 +269,63 @@ pub async fn request_certificate(
     // The root the manager handed over must be the one the token pins.
     swarmd_pki::verify_root_against_token(&issued.root_ca_pem, token)
         .map_err(|e| JoinError::Refused(e.to_string()))?;
-    Ok((
-        NodeCerts {
+    Ok(Granted {
+        certs: NodeCerts {
             key_pem: key.key_pem,
             cert_pem: issued.cert_pem,
             root_pem: issued.root_ca_pem,
         },
-        issued.node_id,
-        issued.role,
-    ))
+        node_id: issued.node_id,
+        role: issued.role,
+        raft_id: issued.raft_id,
+    })
+}
+
+/// Renews this node's certificate with the first of `managers` that answers, proving
+/// who it is with the current one. The new certificate carries the role the swarm now
+/// records (so this is how a promotion or demotion reaches the certificate) and, for a
+/// manager, its Raft ID. `addr` is this node's cluster address.
+pub async fn renew_certificate(
+    current: &NodeCerts,
+    managers: &[String],
+    addr: &str,
+) -> anyhow::Result<Granted> {
+    let key = swarmd_pki::generate_node_key_and_csr(None)?;
+    let mut last = anyhow::anyhow!("no manager to renew the certificate with");
+    for m in managers {
+        let channel = match RpcChannel::new(m, current.client_config()?, client_options()) {
+            Ok(c) => c,
+            Err(e) => {
+                last = anyhow::anyhow!("{m}: {e}");
+                continue;
+            }
+        };
+        let res = CaClient::new(channel)
+            .issue_node_certificate(IssueRequest {
+                token: None,
+                csr_pem: key.csr_pem.clone(),
+                role_hint: None,
+                node_id: None,
+                addr: addr.to_string(),
+            })
+            .await;
+        match res {
+            Ok(issued) => {
+                return Ok(Granted {
+                    certs: NodeCerts {
+                        key_pem: key.key_pem,
+                        cert_pem: issued.cert_pem,
+                        root_pem: issued.root_ca_pem,
+                    },
+                    node_id: issued.node_id,
+                    role: issued.role,
+                    raft_id: issued.raft_id,
+                });
+            }
+            Err(e) => last = anyhow::anyhow!("{m}: {}", rpc_message(&e)),
+        }
+    }
+    Err(last)
 }
 
 /// Docker's rendering of a manager's gRPC error ("rpc error: code = X desc = ...").
@@ -263,21 +341,4 @@ fn rpc_message(e: &RpcError) -> String {
         RpcError::Internal(m) => ("Internal", m),
     };
     format!("rpc error: code = {code} desc = {desc}")
-}
-
-/// Managers' certificates name `swarm-manager`, whatever address they are dialled at.
-fn client_options() -> ClientOptions {
-    ClientOptions {
-        server_name: Some(swarmd_pki::manager_server_name()),
-        ..ClientOptions::default()
-    }
-}
-
-/// A dispatcher client for a worker: mTLS to the manager at `remote`.
-pub fn remote_dispatcher(
-    certs: &NodeCerts,
-    remote: &str,
-) -> anyhow::Result<Arc<dyn DispatcherApi>> {
-    let channel = RpcChannel::new(remote, certs.client_config()?, client_options())?;
-    Ok(Arc::new(swarmd_rpc::RemoteDispatcher::new(channel)))
 }

@@ -4,7 +4,9 @@
 mod backend;
 mod cli;
 mod cluster;
+mod follow;
 mod node;
+mod raft_glue;
 mod sysinfo;
 
 use std::sync::Arc;

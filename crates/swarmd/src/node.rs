@@ -5,7 +5,7 @@
 //! it acknowledged is back) and its agent re-adopts the running tasks.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,16 +14,18 @@ use swarmd_agent::exec::docker::DockerExecutor;
 use swarmd_agent::exec::process::ProcessExecutor;
 use swarmd_agent::{Agent, AgentConfig, Executor};
 use swarmd_manager::{Control, InitParams, Manager};
-use swarmd_raft::{RaftConfig, RaftNode};
+use swarmd_raft::{NetworkConfig, RaftConfig, RaftNode};
 use swarmd_store::{MemoryStore, Store};
-use swarmd_types::dispatcher::DispatcherApi;
-use swarmd_types::{Role, ids};
-use tokio::sync::Mutex;
+use swarmd_types::dispatcher::{DispatcherApi, SessionMessage};
+use swarmd_types::{Role, RootCa, ids};
+use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cli::{Args, ExecutorKind};
 use crate::cluster::{self, NodeCerts};
+use crate::follow::{FollowingDispatcher, LocalManager};
+use crate::raft_glue::{LeaderProposer, Membership};
 
 /// What is persisted about this node's membership (`<data-root>/swarm/state.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,9 +36,13 @@ pub struct NodeState {
     /// Managers run Raft and the manager components; workers only the agent.
     #[serde(default = "manager_role")]
     pub role: Role,
-    /// Cluster addresses of the managers this node talks to (workers).
+    /// Cluster addresses of the managers this node knows of (where a restarted agent
+    /// starts looking for the leader).
     #[serde(default)]
     pub manager_addrs: Vec<String>,
+    /// This manager's Raft member ID (unused on workers).
+    #[serde(default)]
+    pub raft_id: u64,
 }
 
 fn manager_role() -> Role {
@@ -64,6 +70,8 @@ pub struct Active {
     /// Present on managers.
     pub mgr: Option<ManagerParts>,
     pub agent: Agent,
+    /// The agent's way to the leader; knows the managers and this node's recorded role.
+    pub follow: Arc<FollowingDispatcher>,
     agent_cancel: CancellationToken,
     agent_tracker: TaskTracker,
 }
@@ -84,9 +92,15 @@ pub struct SwarmNode {
     /// The process executor for `docker ps` before and after init (process mode only).
     pub process_exec: Option<Arc<ProcessExecutor>>,
     active: RwLock<Option<Arc<Active>>>,
-    /// Serializes init/leave/start.
+    /// Serializes init/join/leave/start and role changes.
     lifecycle: Mutex<()>,
+    /// Itself, for the tasks that change this node's role.
+    me: Weak<SwarmNode>,
 }
+
+/// How long a joining manager waits to be added to Raft and catch up before `swarm join`
+/// reports that it goes on in the background (as Docker does).
+const MANAGER_JOIN_WAIT: Duration = Duration::from_secs(60);
 
 fn swarm_dir(root: &Path) -> PathBuf {
     root.join("swarm")
@@ -106,7 +120,7 @@ impl SwarmNode {
             .hostname
             .clone()
             .unwrap_or_else(crate::sysinfo::hostname);
-        let node = Arc::new(SwarmNode {
+        let node = Arc::new_cyclic(|me| SwarmNode {
             args,
             exec,
             engine_version,
@@ -114,6 +128,7 @@ impl SwarmNode {
             process_exec,
             active: RwLock::new(None),
             lifecycle: Mutex::new(()),
+            me: me.clone(),
         });
         let state_file = swarm_dir(&node.args.data_root).join("state.json");
         if state_file.exists() {
@@ -161,36 +176,44 @@ impl SwarmNode {
         cfg.hostname = Some(self.hostname.clone());
         let agent = Agent::new(cfg, executor)?;
 
-        let (mgr, dispatcher): (Option<ManagerParts>, Arc<dyn DispatcherApi>) = match state.role {
+        let (mgr, local) = match state.role {
             Role::Manager => {
                 let parts = self.start_manager(&state, &agent, init).await?;
-                let d = parts.manager.dispatcher();
-                (Some(parts), d)
+                let local = LocalManager {
+                    dispatcher: parts.manager.dispatcher(),
+                    raft: parts.raft.clone(),
+                    addr: state.advertise_addr.clone(),
+                };
+                (Some(parts), Some(local))
             }
-            Role::Worker => {
-                let certs = NodeCerts::load(&dir)?;
-                let remote = state
-                    .manager_addrs
-                    .first()
-                    .context("no manager address recorded for this worker")?;
-                (None, cluster::remote_dispatcher(&certs, remote)?)
-            }
+            Role::Worker => (None, None),
         };
+        let certs = NodeCerts::load(&dir)?;
+        let follow =
+            FollowingDispatcher::new(local, certs.client_config()?, state.manager_addrs.clone());
 
         let agent_cancel = CancellationToken::new();
         let agent_tracker = TaskTracker::new();
         let run = agent.clone();
         let c = agent_cancel.clone();
+        let dispatcher: Arc<dyn DispatcherApi> = follow.clone();
         agent_tracker.spawn(async move {
             if let Err(e) = run.run(dispatcher, c).await {
                 tracing::error!(error = %e, "agent stopped");
             }
         });
+        agent_tracker.spawn(watch_role(
+            self.me.clone(),
+            follow.latest(),
+            state.role,
+            agent_cancel.clone(),
+        ));
         agent_tracker.close();
         Ok(Arc::new(Active {
             state,
             mgr,
             agent,
+            follow,
             agent_cancel,
             agent_tracker,
         }))
@@ -203,10 +226,41 @@ impl SwarmNode {
         init: bool,
     ) -> anyhow::Result<ManagerParts> {
         let dir = swarm_dir(&self.args.data_root);
+        // A new swarm's CA and this manager's certificate come first: Raft's transport
+        // needs the certificate.
+        let new_ca = if init {
+            let ca = swarmd_pki::generate_root_ca()?;
+            let cluster_id = ids::new_id();
+            let key = swarmd_pki::generate_node_key_and_csr(None)?;
+            let cert_pem = swarmd_pki::sign_node_csr(
+                &ca,
+                &key.csr_pem,
+                &state.node_id,
+                &cluster_id,
+                swarmd_pki::Role::Manager,
+                swarmd_manager::ca::DEFAULT_CERT_EXPIRY,
+            )?;
+            NodeCerts {
+                key_pem: key.key_pem,
+                cert_pem,
+                root_pem: ca.cert_pem.clone(),
+            }
+            .save(&dir)?;
+            Some((ca, cluster_id))
+        } else {
+            None
+        };
+        let certs = NodeCerts::load(&dir)?;
+        let tls = certs.client_config()?;
         let mem = Arc::new(MemoryStore::new());
         let raft = Arc::new(
             RaftNode::open(
-                RaftConfig::new(dir.join("raft"), 1, state.advertise_addr.clone()),
+                RaftConfig::new(
+                    dir.join("raft"),
+                    state.raft_id,
+                    state.advertise_addr.clone(),
+                )
+                .with_network(NetworkConfig::new(tls.clone())),
                 mem.clone(),
             )
             .await?,
@@ -214,59 +268,27 @@ impl SwarmNode {
         if init {
             raft.initialize_single().await?;
         }
-        raft.wait_for_leader(Duration::from_secs(30)).await?;
-        let store = Store::new(mem, raft.clone());
-        let manager = Manager::new(store.clone(), vec![state.advertise_addr.clone()]);
+        let store = Store::new(mem, Arc::new(LeaderProposer::new(raft.clone(), tls)));
+        let manager = Manager::new(store.clone(), Arc::new(Membership(raft.clone())));
         manager.start(raft.leader_watch());
 
-        if init {
-            let description = agent.describe().await?;
-            manager
-                .control()
-                .init_cluster(InitParams {
-                    node_id: state.node_id.clone(),
-                    description,
-                    node_addr: self.args.node_addr.to_string(),
-                    // Peers and joining nodes reach the manager at its advertised address.
-                    listen_addr: state.advertise_addr.clone(),
-                    spec: Default::default(),
-                    availability: None,
-                    default_addr_pool: vec![],
-                    subnet_size: 0,
-                    data_path_port: 0,
-                })
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            // The manager's own certificate, from its own CA.
-            let key = swarmd_pki::generate_node_key_and_csr(None)?;
-            let issued =
-                swarmd_manager::ca::issue_for_member(&store, &state.node_id, &key.csr_pem)?;
-            NodeCerts {
-                key_pem: key.key_pem,
-                cert_pem: issued.cert_pem,
-                root_pem: issued.root_ca_pem,
-            }
-            .save(&dir)?;
-        }
-        let certs = NodeCerts::load(&dir)?;
-        let cluster_id = store
-            .view(|t| t.cluster().map(|c| c.id.clone()))
-            .context("the store has no cluster")?;
+        // The cluster port before anything waits on Raft: peers (and a leader adding this
+        // manager) must reach it.
         let listen: std::net::SocketAddr = state
             .listen_addr
             .parse()
             .with_context(|| format!("invalid listen address {}", state.listen_addr))?;
         let rpc_cancel = CancellationToken::new();
-        let rpc_task = cluster::serve_cluster_port(
+        let served = cluster::serve_cluster_port(
             listen,
             &certs,
-            cluster_id,
             store.clone(),
+            raft.clone(),
             manager.dispatcher(),
             rpc_cancel.clone(),
         )
         .await;
-        let rpc_task = match rpc_task {
+        let rpc_task = match served {
             Ok(t) => t,
             Err(e) => {
                 manager.stop().await;
@@ -274,13 +296,50 @@ impl SwarmNode {
                 return Err(e);
             }
         };
-        Ok(ManagerParts {
+        let parts = ManagerParts {
             raft,
             store,
             manager,
             rpc_cancel,
             rpc_task: std::sync::Mutex::new(Some(rpc_task)),
-        })
+        };
+
+        if let Some((ca, cluster_id)) = new_ca {
+            let description = agent.describe().await?;
+            let created = parts
+                .control()
+                .init_cluster(InitParams {
+                    node_id: state.node_id.clone(),
+                    description,
+                    node_addr: self.args.node_addr.to_string(),
+                    // Peers and joining nodes reach the manager at its advertised address.
+                    listen_addr: state.advertise_addr.clone(),
+                    raft_id: state.raft_id,
+                    cluster_id: Some(cluster_id),
+                    root_ca: Some(RootCa {
+                        cert_pem: ca.cert_pem.clone(),
+                        key_pem: ca.key_pem.clone(),
+                        digest: ca.digest.clone(),
+                    }),
+                    spec: Default::default(),
+                    availability: None,
+                    default_addr_pool: vec![],
+                    subnet_size: 0,
+                    data_path_port: 0,
+                })
+                .await;
+            if let Err(e) = created {
+                stop_manager(&parts).await;
+                return Err(anyhow::anyhow!("{e}"));
+            }
+        } else if parts.raft.members().len() == 1 {
+            // The only manager restarting: it leads again after one election timeout;
+            // waiting here keeps the first API calls from seeing "no leader".
+            if let Err(e) = parts.raft.wait_for_leader(Duration::from_secs(30)).await {
+                tracing::warn!(error = %e, "no raft leader yet");
+            }
+        }
+        Ok(parts)
     }
 
     /// `swarm init`: a one-manager swarm with this node as leader.
@@ -297,9 +356,10 @@ impl SwarmNode {
         let state = NodeState {
             node_id: ids::new_id(),
             listen_addr,
-            advertise_addr,
+            advertise_addr: advertise_addr.clone(),
             role: Role::Manager,
-            manager_addrs: vec![],
+            manager_addrs: vec![advertise_addr],
+            raft_id: new_raft_id(),
         };
         let dir = swarm_dir(&self.args.data_root);
         let _ = std::fs::remove_dir_all(&dir);
@@ -334,7 +394,9 @@ impl SwarmNode {
     }
 
     /// `swarm join`: gets a certificate from the manager at `remote` (pinning its CA by
-    /// the token) and starts the agent against it. Leaves the node as it was on failure.
+    /// the token) and starts the agent against it; a manager also starts Raft and waits
+    /// until the leader has added it and it has caught up. Leaves the node as it was when
+    /// the join is refused.
     pub async fn join(
         &self,
         token: &str,
@@ -346,40 +408,126 @@ impl SwarmNode {
         if self.active().is_some() {
             return Err(JoinFailure::AlreadyInSwarm);
         }
-        let (certs, node_id, role) = cluster::request_certificate(token, remote)
+        let granted = cluster::request_certificate(token, remote, &advertise_addr)
             .await
             .map_err(JoinFailure::Join)?;
-        if role != Role::Worker {
-            return Err(JoinFailure::Other(
-                "joining as a manager is not supported yet".into(),
-            ));
-        }
         let dir = swarm_dir(&self.args.data_root);
         let _ = std::fs::remove_dir_all(&dir);
+        let node_id = granted.node_id.clone();
         let state = NodeState {
             node_id: node_id.clone(),
             listen_addr,
             advertise_addr,
-            role,
+            role: granted.role,
             manager_addrs: vec![remote.to_string()],
+            raft_id: granted.raft_id.unwrap_or(0),
         };
         let started = async {
             std::fs::create_dir_all(&dir)?;
-            certs.save(&dir)?;
+            granted.certs.save(&dir)?;
             let active = self.activate(state.clone(), false).await?;
             write_state(&dir, &state)?;
             anyhow::Ok(active)
         }
         .await;
-        match started {
-            Ok(active) => {
-                *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
-                tracing::info!(node.id = %node_id, manager = %remote, "joined the swarm as a worker");
-                Ok(())
-            }
+        let active = match started {
+            Ok(active) => active,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
-                Err(JoinFailure::Other(format!("{e:#}")))
+                return Err(JoinFailure::Other(format!("{e:#}")));
+            }
+        };
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active.clone());
+        tracing::info!(node.id = %node_id, manager = %remote, role = granted.role.as_str(), "joined the swarm");
+        if let Some(m) = &active.mgr {
+            wait_caught_up(m, &node_id, MANAGER_JOIN_WAIT)
+                .await
+                .map_err(JoinFailure::StillJoining)?;
+        }
+        Ok(())
+    }
+
+    /// Takes on the role the swarm now records for this node (`node promote/demote`):
+    /// renews the certificate for it, restarts this node's components in the new role
+    /// (the tasks keep running and are re-adopted) and, for a demoted manager, drops its
+    /// Raft data.
+    ///
+    /// Boxed: it restarts the membership whose watcher calls it, a cycle an `async fn`
+    /// cannot express.
+    fn change_role(
+        self: Arc<Self>,
+        role: Role,
+        managers: Vec<String>,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(async move { self.change_role_now(role, managers).await })
+    }
+
+    async fn change_role_now(&self, role: Role, managers: Vec<String>) {
+        let _g = self.lifecycle.lock().await;
+        let Some(active) = self.active() else { return };
+        if active.state.role == role {
+            return;
+        }
+        tracing::info!(
+            from = active.state.role.as_str(),
+            to = role.as_str(),
+            "the swarm changed this node's role"
+        );
+        let dir = swarm_dir(&self.args.data_root);
+        let own = active.state.advertise_addr.clone();
+        let others: Vec<String> = managers.iter().filter(|a| **a != own).cloned().collect();
+        let granted = {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let certs = match NodeCerts::load(&dir) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "role change: no certificate");
+                        return;
+                    }
+                };
+                match cluster::renew_certificate(&certs, &others, &own).await {
+                    // The manager answering may not have applied the change yet.
+                    Ok(g) if g.role == role => break g,
+                    Ok(_) => tracing::debug!("the CA does not see the new role yet"),
+                    Err(e) => tracing::warn!(error = %e, "role change: renewing the certificate"),
+                }
+                if tries >= 60 {
+                    tracing::error!("role change abandoned: no certificate for the new role");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
+        self.stop_active(&active).await;
+        if role == Role::Worker {
+            let _ = std::fs::remove_dir_all(dir.join("raft"));
+        }
+        let state = NodeState {
+            role,
+            raft_id: granted.raft_id.unwrap_or(0),
+            manager_addrs: if managers.is_empty() {
+                active.state.manager_addrs.clone()
+            } else {
+                managers
+            },
+            ..active.state.clone()
+        };
+        let restarted = async {
+            granted.certs.save(&dir)?;
+            write_state(&dir, &state)?;
+            self.activate(state.clone(), false).await
+        }
+        .await;
+        match restarted {
+            Ok(a) => {
+                *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(a);
+                tracing::info!(role = role.as_str(), "now running as {}", role.as_str());
+            }
+            Err(e) => {
+                *self.active.write().unwrap_or_else(|e| e.into_inner()) = None;
+                tracing::error!(error = %format!("{e:#}"), "could not restart in the new role; restart swarmd to retry");
             }
         }
     }
@@ -408,13 +556,7 @@ impl SwarmNode {
         active.agent_tracker.wait().await;
         active.agent.executor().close().await;
         if let Some(m) = &active.mgr {
-            m.rpc_cancel.cancel();
-            let task = m.rpc_task.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(task) = task {
-                let _ = task.await;
-            }
-            m.manager.stop().await;
-            m.raft.shutdown().await;
+            stop_manager(m).await;
         }
     }
 
@@ -423,6 +565,76 @@ impl SwarmNode {
         let _g = self.lifecycle.lock().await;
         if let Some(active) = self.active() {
             self.stop_active(&active).await;
+        }
+    }
+}
+
+async fn stop_manager(m: &ManagerParts) {
+    m.rpc_cancel.cancel();
+    let task = m.rpc_task.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(task) = task {
+        let _ = task.await;
+    }
+    m.manager.stop().await;
+    m.raft.shutdown().await;
+}
+
+/// A fresh Raft member ID for the first manager (the CA picks them for the others).
+fn new_raft_id() -> u64 {
+    loop {
+        let id: u64 = rand::random();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// Waits until this new manager is a Raft voter and its replica holds the swarm and
+/// itself.
+async fn wait_caught_up(m: &ManagerParts, node_id: &str, limit: Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let me = m.raft.node_id();
+    loop {
+        let voter = m.raft.members().iter().any(|(id, _, v)| *id == me && *v);
+        let has_state = m
+            .store
+            .view(|t| t.cluster().is_some() && t.nodes.contains_key(node_id));
+        if voter && has_state {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "not yet added to the managers' raft cluster after {limit:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Watches the node as the managers record it and switches this node's role when it
+/// differs from the one it runs (`node promote/demote`). Ends with the membership.
+async fn watch_role(
+    node: Weak<SwarmNode>,
+    mut latest: watch::Receiver<Option<SessionMessage>>,
+    running: Role,
+    cancel: CancellationToken,
+) {
+    loop {
+        let wanted = latest
+            .borrow_and_update()
+            .as_ref()
+            .map(|m| (m.node.role, m.managers.clone()));
+        if let Some((role, managers)) = wanted
+            && role != running
+        {
+            let Some(node) = node.upgrade() else { return };
+            // Detached: the change stops this membership, and with it this watcher.
+            tokio::spawn(async move { node.change_role(role, managers).await });
+            return;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = latest.changed() => if r.is_err() { return },
         }
     }
 }
@@ -503,6 +715,9 @@ pub enum JoinFailure {
     AlreadyInSwarm,
     #[error(transparent)]
     Join(cluster::JoinError),
+    /// Joined, but Raft has not taken this manager in yet; it goes on in the background.
+    #[error("{0}")]
+    StillJoining(String),
     #[error("{0}")]
     Other(String),
 }

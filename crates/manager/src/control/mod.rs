@@ -54,7 +54,10 @@ impl From<ProposeError> for ControlError {
             },
             ProposeError::Store(e) => ControlError::Internal(e.to_string()),
             e @ (ProposeError::NotLeader { .. } | ProposeError::Unavailable(_)) => {
-                ControlError::Unavailable(format!("rpc error: code = Unavailable desc = {e}"))
+                // Whatever the cause (no leader elected, no quorum, shutting down), the
+                // user's remedy is Docker's: get a majority of managers back.
+                tracing::debug!(error = %e, "write refused: no leader");
+                ControlError::Unavailable(format!("rpc error: code = Unknown desc = {NO_LEADER}"))
             }
             e @ ProposeError::OutcomeUnknown(_) => {
                 ControlError::Unavailable(format!("rpc error: code = DeadlineExceeded desc = {e}"))
@@ -64,6 +67,9 @@ impl From<ProposeError> for ControlError {
 }
 
 pub type ControlResult<T> = Result<T, ControlError>;
+
+/// Docker's words when a write finds no leader to take it.
+pub const NO_LEADER: &str = "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
 
 fn invalid(msg: impl std::fmt::Display) -> ControlError {
     ControlError::InvalidArgument(format!("rpc error: code = InvalidArgument desc = {msg}"))
@@ -77,6 +83,12 @@ pub struct InitParams {
     pub node_addr: String,
     /// Cluster (gRPC) address this manager listens on.
     pub listen_addr: String,
+    /// This manager's Raft member ID.
+    pub raft_id: u64,
+    /// The swarm's ID and root CA when the caller made them already (it needed its own
+    /// certificate before Raft could start); generated here when `None`.
+    pub cluster_id: Option<String>,
+    pub root_ca: Option<RootCa>,
     pub spec: SwarmSpec,
     pub availability: Option<NodeSpecAvailabilityEnum>,
     pub default_addr_pool: Vec<String>,
@@ -134,21 +146,27 @@ impl Control {
 
     /// Creates the cluster object and this node as its first manager.
     pub async fn init_cluster(&self, p: InitParams) -> ControlResult<String> {
-        let ca =
-            swarmd_pki::generate_root_ca().map_err(|e| ControlError::Internal(e.to_string()))?;
+        let ca = match p.root_ca.clone() {
+            Some(ca) => ca,
+            None => {
+                let m = swarmd_pki::generate_root_ca()
+                    .map_err(|e| ControlError::Internal(e.to_string()))?;
+                RootCa {
+                    cert_pem: m.cert_pem,
+                    key_pem: m.key_pem,
+                    digest: m.digest,
+                }
+            }
+        };
         let token = |_: ()| {
             swarmd_pki::generate_join_token(&ca.digest)
                 .map_err(|e| ControlError::Internal(e.to_string()))
         };
         let cluster = Cluster {
-            id: ids::new_id(),
+            id: p.cluster_id.clone().unwrap_or_else(ids::new_id),
             meta: Default::default(),
             spec: default_swarm_spec(p.spec.clone()),
-            root_ca: RootCa {
-                cert_pem: ca.cert_pem.clone(),
-                key_pem: ca.key_pem.clone(),
-                digest: ca.digest.clone(),
-            },
+            root_ca: ca.clone(),
             join_tokens: JoinTokens {
                 worker: token(())?,
                 manager: token(())?,
@@ -185,7 +203,7 @@ impl Control {
                 addr: p.node_addr.clone(),
             },
             manager: Some(ManagerInfo {
-                raft_id: 1,
+                raft_id: p.raft_id,
                 addr: p.listen_addr.clone(),
             }),
             role: Role::Manager,

@@ -10,6 +10,7 @@ mod assignments;
 pub mod logs;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +20,9 @@ use swarmd_types::dispatcher::{
     AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, LogSubscription, PublishLogs,
     PublishedLine, SessionMessage, SessionRequest, TaskStatusUpdate,
 };
-use swarmd_types::{NodeState, ids};
+use swarmd_types::{Node, NodeState, Role, ids};
+
+use crate::membership::RaftMembership;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -52,8 +55,12 @@ pub struct Dispatcher {
     status_rx: Mutex<Option<mpsc::Receiver<StatusJob>>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
-    /// The data-plane addresses of managers, given to agents for reconnecting.
-    manager_addrs: Vec<String>,
+    /// Sessions are served only while this manager leads (agents follow the leader).
+    leading: AtomicBool,
+    /// When leadership was gained: nodes get a heartbeat grace period from then.
+    lead_since: Mutex<Instant>,
+    /// Where the leader is, for refusing sessions with a hint.
+    raft: Arc<dyn RaftMembership>,
     logs: logs::LogBroker,
 }
 
@@ -65,7 +72,11 @@ fn unavailable(e: ProposeError) -> DispatchError {
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, manager_addrs: Vec<String>, cancel: CancellationToken) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        raft: Arc<dyn RaftMembership>,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
         let (status_tx, status_rx) = mpsc::channel(1024);
         Arc::new(Dispatcher {
             store,
@@ -74,9 +85,39 @@ impl Dispatcher {
             status_rx: Mutex::new(Some(status_rx)),
             tracker: TaskTracker::new(),
             cancel,
-            manager_addrs,
+            leading: AtomicBool::new(false),
+            lead_since: Mutex::new(Instant::now()),
+            raft,
             logs: logs::LogBroker::default(),
         })
+    }
+
+    /// Called as leadership comes and goes. Either way every open session ends: on losing
+    /// leadership the agents must move to the new leader, and a new leader starts from a
+    /// clean slate, giving every node a heartbeat period's grace to reconnect.
+    pub fn set_leading(&self, leading: bool) {
+        *self.lead_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.leading.store(leading, Ordering::SeqCst);
+        let mut sessions = self.sessions();
+        for s in sessions.values() {
+            s.closed.cancel();
+        }
+        sessions.clear();
+        tracing::info!(leading, "dispatcher leadership changed");
+    }
+
+    fn check_leading(&self) -> Result<(), DispatchError> {
+        if self.leading.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        Err(DispatchError::NotLeader {
+            leader_addr: self.raft.leader().map(|(_, addr)| addr),
+        })
+    }
+
+    /// The cluster addresses of the managers, given to agents for reconnecting.
+    fn manager_addrs(&self) -> Vec<String> {
+        self.store.view(|t| manager_addrs(&t.nodes))
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
@@ -200,7 +241,6 @@ impl Dispatcher {
     }
 
     async fn heartbeat_monitor(&self) {
-        let started = Instant::now();
         loop {
             let period = self.heartbeat_period();
             let grace = period * HEARTBEAT_GRACE;
@@ -208,6 +248,10 @@ impl Dispatcher {
                 _ = self.cancel.cancelled() => return,
                 _ = tokio::time::sleep(period / 2) => {}
             }
+            if !self.leading.load(Ordering::SeqCst) {
+                continue;
+            }
+            let started = *self.lead_since.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let mut expired = Vec::new();
             let live_nodes: Vec<String> = {
@@ -254,6 +298,7 @@ impl DispatcherApi for Dispatcher {
         &self,
         req: SessionRequest,
     ) -> Result<DispatchStream<SessionMessage>, DispatchError> {
+        self.check_leading()?;
         let node = self
             .store
             .update(|t, tx| {
@@ -295,21 +340,22 @@ impl DispatcherApi for Dispatcher {
             );
         }
         tracing::info!(node = %req.node_id, session = %session_id, "agent session opened");
+        // Subscribe before reading the first state, so no change falls in between.
+        let events = self.store.memory().watch();
         let msg = SessionMessage {
             session_id,
             node,
-            managers: self.manager_addrs.clone(),
+            managers: self.manager_addrs(),
             heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
         };
-        let first = futures::stream::once(async move { Ok(msg) });
-        let end = futures::stream::once(async move {
-            closed.cancelled().await;
-        })
-        .filter_map(|_| async { None });
-        Ok(first.chain(end).boxed())
+        let updates = session_updates(self.store.clone(), events, msg.clone(), closed);
+        Ok(futures::stream::once(async move { Ok(msg) })
+            .chain(updates)
+            .boxed())
     }
 
     async fn heartbeat(&self, session_id: &str) -> Result<Duration, DispatchError> {
+        self.check_leading()?;
         {
             let mut sessions = self.sessions();
             let s = sessions
@@ -367,4 +413,63 @@ impl DispatcherApi for Dispatcher {
         rx.await
             .map_err(|_| DispatchError::Unavailable("dispatcher is stopping".into()))?
     }
+}
+
+/// Cluster addresses of the managers that have joined Raft.
+fn manager_addrs(nodes: &std::collections::BTreeMap<String, Node>) -> Vec<String> {
+    nodes
+        .values()
+        .filter(|n| n.role == Role::Manager)
+        .filter_map(|n| n.manager.as_ref().map(|m| m.addr.clone()))
+        .collect()
+}
+
+/// The rest of a session stream: a new message whenever the node's role or spec, or the
+/// manager set, changes (a promoted node learns it here), until the session closes.
+fn session_updates(
+    store: Store,
+    events: tokio::sync::broadcast::Receiver<Arc<swarmd_store::EventBatch>>,
+    first: SessionMessage,
+    closed: CancellationToken,
+) -> DispatchStream<SessionMessage> {
+    futures::stream::unfold(
+        (store, events, first, closed, false),
+        |(store, mut events, mut last, closed, ended)| async move {
+            if ended {
+                return None;
+            }
+            loop {
+                tokio::select! {
+                    _ = closed.cancelled() => return None,
+                    ev = events.recv() => {
+                        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev {
+                            return None;
+                        }
+                    }
+                }
+                let next = store.view(|t| {
+                    t.nodes
+                        .get(&last.node.id)
+                        .map(|n| (n.clone(), manager_addrs(&t.nodes)))
+                });
+                let Some((node, managers)) = next else {
+                    let id = last.node.id.clone();
+                    return Some((
+                        Err(DispatchError::NodeRemoved(id)),
+                        (store, events, last, closed, true),
+                    ));
+                };
+                let changed = node.role != last.node.role
+                    || node.spec != last.node.spec
+                    || managers != last.managers;
+                if changed {
+                    last.node = node;
+                    last.managers = managers;
+                    let msg = last.clone();
+                    return Some((Ok(msg), (store, events, last, closed, false)));
+                }
+            }
+        },
+    )
+    .boxed()
 }

@@ -1,0 +1,162 @@
+//! What joins a manager's Raft node to the rest of it: the membership view the manager's
+//! reconciler drives ([`RaftMembership`]) and the store's proposer, which writes through
+//! the local Raft node when it leads and forwards to the leader otherwise.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::Instant as _;
+use swarmd_manager::{RaftMember, RaftMembership};
+use swarmd_raft::RaftNode;
+use swarmd_rpc::{ClientOptions, RemoteProposer, RpcChannel};
+use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer};
+
+/// A member the leader has not heard from for this long counts as unreachable.
+const REACHABLE_WITHIN: Duration = Duration::from_secs(5);
+/// How long a forwarded write waits for the local replica to apply it (read your writes).
+const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(5);
+
+use swarmd_manager::control::NO_LEADER;
+
+/// [`RaftMembership`] over this manager's [`RaftNode`].
+pub struct Membership(pub Arc<RaftNode>);
+
+#[async_trait::async_trait]
+impl RaftMembership for Membership {
+    fn members(&self) -> Vec<RaftMember> {
+        self.0
+            .members()
+            .into_iter()
+            .map(|(raft_id, addr, voter)| RaftMember {
+                raft_id,
+                addr,
+                voter,
+            })
+            .collect()
+    }
+
+    fn leader(&self) -> Option<(u64, String)> {
+        self.0.leader()
+    }
+
+    fn reachable(&self) -> Option<HashSet<u64>> {
+        let m = self.0.metrics();
+        let heartbeat = m.heartbeat.as_ref()?;
+        let mut up: HashSet<u64> = heartbeat
+            .iter()
+            .filter(|(_, at)| at.as_ref().is_some_and(|t| t.elapsed() < REACHABLE_WITHIN))
+            .map(|(id, _)| *id)
+            .collect();
+        up.insert(self.0.node_id());
+        Some(up)
+    }
+
+    async fn add_voter(&self, raft_id: u64, addr: String) -> Result<(), String> {
+        self.0
+            .add_voter(raft_id, addr)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn remove(&self, raft_id: u64) -> Result<(), String> {
+        self.0
+            .remove_voter(raft_id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The store's proposer on a manager: local Raft when this node leads, otherwise the
+/// leader's `Control.Propose` over mutual TLS. Every API handler and reconciler is thus
+/// the same on every manager.
+pub struct LeaderProposer {
+    raft: Arc<RaftNode>,
+    tls: Arc<rustls::ClientConfig>,
+    remotes: Mutex<HashMap<String, RemoteProposer>>,
+}
+
+impl LeaderProposer {
+    pub fn new(raft: Arc<RaftNode>, tls: Arc<rustls::ClientConfig>) -> Self {
+        LeaderProposer {
+            raft,
+            tls,
+            remotes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn remote(&self, addr: &str) -> Result<RemoteProposer, ProposeError> {
+        let mut remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = remotes.get(addr) {
+            return Ok(r.clone());
+        }
+        let channel = RpcChannel::new(addr, self.tls.clone(), manager_client_options())
+            .map_err(|e| ProposeError::Unavailable(format!("leader at {addr}: {e}")))?;
+        let r = RemoteProposer::new(channel);
+        remotes.insert(addr.to_string(), r.clone());
+        Ok(r)
+    }
+
+    async fn forward(&self, mut addr: String, batch: Batch) -> Result<u64, ProposeError> {
+        // One redirect: leadership may have moved while the request was on its way.
+        for _ in 0..2 {
+            match self.remote(&addr)?.propose(batch.clone()).await {
+                Ok(index) => {
+                    wait_applied(self.raft.store(), index, LOCAL_APPLY_WAIT).await;
+                    return Ok(index);
+                }
+                Err(ProposeError::NotLeader {
+                    leader_addr: Some(next),
+                }) if next != addr && !next.is_empty() => addr = next,
+                Err(ProposeError::NotLeader { .. }) => {
+                    return Err(ProposeError::Unavailable(NO_LEADER.into()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ProposeError::Unavailable(NO_LEADER.into()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Proposer for LeaderProposer {
+    async fn propose(&self, batch: Batch) -> Result<u64, ProposeError> {
+        match self.raft.leader() {
+            Some((id, addr)) if id != self.raft.node_id() && !addr.is_empty() => {
+                self.forward(addr, batch).await
+            }
+            Some(_) => match self.raft.propose(batch).await {
+                Err(ProposeError::NotLeader { .. }) => {
+                    Err(ProposeError::Unavailable(NO_LEADER.into()))
+                }
+                r => r,
+            },
+            None => Err(ProposeError::Unavailable(NO_LEADER.into())),
+        }
+    }
+}
+
+/// Waits (bounded) until `store` has applied `index`, so a read right after a forwarded
+/// write sees it.
+async fn wait_applied(store: &MemoryStore, index: u64, limit: Duration) {
+    let mut rx = store.watch();
+    let deadline = tokio::time::Instant::now() + limit;
+    while store.applied_index() < index {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => {
+                tracing::debug!(index, "local replica has not applied a forwarded write yet");
+                return;
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Managers' certificates name `swarm-manager`, whatever address they are dialled at.
+pub fn manager_client_options() -> ClientOptions {
+    ClientOptions {
+        server_name: Some(swarmd_pki::manager_server_name()),
+        ..ClientOptions::default()
+    }
+}

@@ -1,0 +1,301 @@
+//! End to end, several managers on one machine (process executor), driven by the docker
+//! CLI: managers join with the manager token and replicate the store with Raft over mutual
+//! TLS; any manager takes writes (followers forward them); killing the leader elects a new
+//! one that still has everything; losing quorum makes writes fail at once with Docker's
+//! message while reads answer; promote and demote move a node in and out of Raft.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use swarmd_testkit::{Daemon, Executor, unique_name, wait_for, wait_until};
+
+fn node(name: &str) -> Daemon {
+    daemon(Executor::Process, name)
+}
+
+/// `node ls` as "hostname status manager-status" lines, sorted.
+fn node_table(m: &Daemon) -> Vec<String> {
+    let out = m.docker(&[
+        "node",
+        "ls",
+        "--format",
+        "{{.Hostname}} {{.Status}} {{.ManagerStatus}}",
+    ]);
+    let mut v: Vec<String> = out.stdout.lines().map(|l| l.trim().to_string()).collect();
+    v.sort();
+    v
+}
+
+fn token(m: &Daemon, role: &str) -> String {
+    m.docker(&["swarm", "join-token", "-q", role])
+        .ok()
+        .stdout_trimmed()
+        .to_string()
+}
+
+fn cluster_addr(m: &Daemon) -> String {
+    format!("{}:2377", m.node_addr())
+}
+
+/// The hostname `node ls` marks Leader, as seen by `m`.
+fn leader_seen_by(m: &Daemon) -> Option<String> {
+    node_table(m)
+        .iter()
+        .find(|l| l.ends_with(" Leader"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+}
+
+fn services(m: &Daemon) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .docker(&["service", "ls", "--format", "{{.Name}}"])
+        .ok()
+        .lines()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
+    let names: Vec<String> = (1..=3).map(|i| unique_name(&format!("mgr{i}"))).collect();
+    let mut n: Vec<Daemon> = names.iter().map(|h| node(h)).collect();
+    n[0].docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
+        .ok();
+    let mtoken = token(&n[0], "manager");
+    let first = cluster_addr(&n[0]);
+    for d in &n[1..] {
+        let out = d
+            .docker(&["swarm", "join", "--token", &mtoken, &first])
+            .ok();
+        assert!(
+            out.stdout.contains("This node joined a swarm as a manager"),
+            "{}",
+            out.stdout
+        );
+    }
+    // Every manager's API answers and sees the same three managers, one leader.
+    for d in &n {
+        wait_for(T, POLL, "one leader and two reachable managers", || {
+            let t = node_table(d);
+            let leaders = t.iter().filter(|l| l.ends_with("Ready Leader")).count();
+            let reachable = t.iter().filter(|l| l.ends_with("Ready Reachable")).count();
+            if leaders == 1 && reachable == 2 {
+                Ok(())
+            } else {
+                Err(format!("{t:?}"))
+            }
+        });
+        let info = d
+            .docker(&[
+                "info",
+                "--format",
+                "{{.Swarm.ControlAvailable}} {{.Swarm.Managers}} {{.Swarm.Nodes}}",
+            ])
+            .ok();
+        assert_eq!(info.stdout_trimmed(), "true 3 3");
+    }
+    let leader = leader_seen_by(&n[0]).expect("a leader");
+    let li = names.iter().position(|h| *h == leader).unwrap();
+    let followers: Vec<usize> = (0..3).filter(|i| *i != li).collect();
+
+    // A write on a follower is forwarded to the leader and readable everywhere at once.
+    let svc = unique_name("ha");
+    n[followers[0]]
+        .docker(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            &svc,
+            "--replicas",
+            "3",
+            "busybox",
+            "sleep",
+            "300",
+        ])
+        .ok();
+    for d in &n {
+        assert!(services(d).contains(&svc), "{svc} missing on a manager");
+    }
+    wait_until(T, POLL, "3/3 running", || {
+        replicas(&n[followers[1]], &svc) == "3/3"
+    });
+    // One task per node (spread).
+    let mut hosts: Vec<String> = running_tasks(&n[li], &svc)
+        .iter()
+        .map(|t| task_field(&n[li], t, "{{.NodeID}}"))
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    assert_eq!(hosts.len(), 3, "tasks spread over the three managers");
+
+    // kill -9 of the leader: a new leader takes writes, nothing acknowledged is lost.
+    n[li].kill9();
+    let survivor = followers[0];
+    let start = Instant::now();
+    let svc2 = unique_name("after");
+    wait_for(T, POLL, "a write after the leader died", || {
+        let out = n[survivor].docker(&[
+            "service", "create", "-d", "--name", &svc2, "busybox", "sleep", "300",
+        ]);
+        if out.success() {
+            Ok(())
+        } else {
+            Err(out.stderr)
+        }
+    });
+    eprintln!("first write after leader loss: {:?}", start.elapsed());
+    for &i in &followers {
+        let s = services(&n[i]);
+        assert!(s.contains(&svc) && s.contains(&svc2), "{s:?}");
+    }
+    wait_for(T, POLL, "the old leader shown down and unreachable", || {
+        let t = node_table(&n[survivor]);
+        let new_leader = leader_seen_by(&n[survivor]);
+        if t.contains(&format!("{leader} Down Unreachable"))
+            && new_leader.as_ref().is_some_and(|l| *l != leader)
+        {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+    // Its task moved: three running again, on the two live nodes.
+    wait_until(T, POLL, "3/3 running on the survivors", || {
+        replicas(&n[survivor], &svc) == "3/3"
+    });
+
+    // Quorum lost (2 of 3 down): writes fail fast with Docker's message, reads answer.
+    let other = followers[1];
+    n[other].kill9();
+    let refused = wait_for(T, POLL, "a write refused for lack of quorum", || {
+        let t0 = Instant::now();
+        let out = n[survivor].docker(&["service", "scale", "-d", &format!("{svc}=4")]);
+        let took = t0.elapsed();
+        if !out.success() && out.stderr.contains("The swarm does not have a leader") {
+            Ok(took)
+        } else {
+            Err(format!("{} {}", out.stdout, out.stderr))
+        }
+    });
+    assert!(
+        refused < Duration::from_secs(20),
+        "a write without quorum must fail, not hang ({refused:?})"
+    );
+    let s = services(&n[survivor]);
+    assert!(
+        s.contains(&svc) && s.contains(&svc2),
+        "reads still answer: {s:?}"
+    );
+
+    // Both come back: quorum again, writes work, everything is there.
+    n[li].restart().unwrap();
+    n[other].restart().unwrap();
+    wait_for(T, POLL, "writes work again", || {
+        let out = n[survivor].docker(&["service", "scale", "-d", &format!("{svc}=4")]);
+        if out.success() {
+            Ok(())
+        } else {
+            Err(out.stderr)
+        }
+    });
+    for d in &n {
+        wait_for(T, POLL, "every manager has every service", || {
+            let s = services(d);
+            if s.contains(&svc) && s.contains(&svc2) {
+                Ok(())
+            } else {
+                Err(format!("{s:?}"))
+            }
+        });
+    }
+    wait_until(T, POLL, "4/4 running", || replicas(&n[li], &svc) == "4/4");
+
+    for d in &n {
+        let _ = d.docker(&["swarm", "leave", "--force"]);
+    }
+}
+
+#[test]
+fn promote_and_demote_move_a_node_in_and_out_of_raft() {
+    let m_name = unique_name("pm");
+    let w_name = unique_name("pw");
+    let m = node(&m_name);
+    m.docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
+        .ok();
+    let _lm = Leave(&m);
+    let w = node(&w_name);
+    w.docker(&[
+        "swarm",
+        "join",
+        "--token",
+        &token(&m, "worker"),
+        &cluster_addr(&m),
+    ])
+    .ok();
+    let _lw = Leave(&w);
+    wait_until(T, POLL, "worker ready", || {
+        node_table(&m).contains(&format!("{w_name} Ready"))
+    });
+    // Demoting the only manager is refused.
+    let refused = m.docker(&["node", "demote", &m_name]).fail();
+    assert!(
+        refused
+            .stderr
+            .contains("attempting to demote the last manager of the swarm"),
+        "{}",
+        refused.stderr
+    );
+
+    m.docker(&["node", "promote", &w_name]).ok();
+    wait_for(T, POLL, "the promoted node is a reachable manager", || {
+        let t = node_table(&m);
+        if t.contains(&format!("{w_name} Ready Reachable")) {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+    // Its own API now manages the swarm and sees the same state.
+    wait_for(T, POLL, "the promoted node's API manages the swarm", || {
+        let t = node_table(&w);
+        if t.contains(&format!("{m_name} Ready Leader")) {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+    let svc = unique_name("p");
+    w.docker(&[
+        "service", "create", "-d", "--name", &svc, "busybox", "sleep", "300",
+    ])
+    .ok();
+    assert!(services(&m).contains(&svc));
+
+    // Demote it again: it leaves Raft and its API refuses management.
+    m.docker(&["node", "demote", &w_name]).ok();
+    wait_for(T, POLL, "demoted back to worker", || {
+        let t = node_table(&m);
+        if t.contains(&format!("{w_name} Ready")) {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+    wait_for(T, POLL, "the demoted node's API refuses management", || {
+        let out = w.docker(&["node", "ls"]);
+        if !out.success() && out.stderr.contains("not a swarm manager") {
+            Ok(())
+        } else {
+            Err(format!("{}{}", out.stdout, out.stderr))
+        }
+    });
+    // The swarm still takes writes with its one manager.
+    m.docker(&["service", "scale", "-d", &format!("{svc}=2")])
+        .ok();
+    wait_until(T, POLL, "2/2 running", || replicas(&m, &svc) == "2/2");
+}
