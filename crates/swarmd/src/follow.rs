@@ -151,6 +151,10 @@ impl FollowingDispatcher {
 
 /// Bound on one attempt to open a session (a dead manager must not stall the search).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one `session` call looks for the leader before giving up to the agent.
+const SEARCH_FOR: Duration = Duration::from_secs(15);
+/// Pause between attempts that found no leader.
+const SEARCH_PAUSE: Duration = Duration::from_millis(100);
 
 #[async_trait::async_trait]
 impl DispatcherApi for FollowingDispatcher {
@@ -158,10 +162,23 @@ impl DispatcherApi for FollowingDispatcher {
         &self,
         req: SessionRequest,
     ) -> Result<DispatchStream<SessionMessage>, DispatchError> {
-        let attempts = lock(&self.heard.managers).len() + 2;
+        // Keep looking for a while (an election takes a second or two) rather than
+        // failing to the agent, whose backoff grows with every failure: a node that is
+        // slow to find the new leader is marked down and loses its tasks.
+        let deadline = tokio::time::Instant::now() + SEARCH_FOR;
         let mut last = DispatchError::Unavailable("no manager to connect to".into());
-        for _ in 0..attempts {
-            let (addr, target) = self.pick()?;
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(last);
+            }
+            let (addr, target) = match self.pick() {
+                Ok(t) => t,
+                Err(e) => {
+                    last = e;
+                    tokio::time::sleep(SEARCH_PAUSE).await;
+                    continue;
+                }
+            };
             let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
                 let mut stream = target.session(req.clone()).await?;
                 match stream.next().await {
@@ -199,17 +216,21 @@ impl DispatcherApi for FollowingDispatcher {
                 }
                 Err(DispatchError::NotLeader { leader_addr }) => {
                     tracing::debug!(manager = %addr, leader = ?leader_addr, "not the leader; following");
+                    // A hint back to where we just were means no leader yet: pause.
+                    if leader_addr.as_deref() == Some(addr.as_str()) || leader_addr.is_none() {
+                        tokio::time::sleep(SEARCH_PAUSE).await;
+                    }
                     *lock(&self.hint) = leader_addr.clone();
                     last = DispatchError::NotLeader { leader_addr };
                 }
                 Err(e @ DispatchError::Unavailable(_)) => {
                     tracing::debug!(manager = %addr, error = %e, "manager unavailable; trying another");
                     last = e;
+                    tokio::time::sleep(SEARCH_PAUSE).await;
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last)
     }
 
     async fn heartbeat(&self, session_id: &str) -> Result<Duration, DispatchError> {

@@ -20,9 +20,12 @@ use crate::node::SwarmNode;
 
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(match level {
-        "error" | "warn" | "info" | "debug" | "trace" => {
-            format!("{level},openraft=warn,hyper=warn,h2=warn,tower=warn")
+        // openraft warns on every heartbeat (5 a second) a down manager misses; swarmd
+        // logs membership and reachability itself.
+        "error" | "warn" | "info" => {
+            format!("{level},openraft=error,hyper=warn,h2=warn,tower=warn")
         }
+        "debug" | "trace" => format!("{level},openraft=warn,hyper=warn,h2=warn,tower=warn"),
         other => other.to_string(),
     })
     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

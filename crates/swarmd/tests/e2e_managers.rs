@@ -98,6 +98,15 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
             .ok();
         assert_eq!(info.stdout_trimmed(), "true 3 3");
     }
+    // A worker joins through the first manager.
+    let w_name = unique_name("wrk");
+    let w = node(&w_name);
+    w.docker(&["swarm", "join", "--token", &token(&n[0], "worker"), &first])
+        .ok();
+    let _lw = Leave(&w);
+    wait_until(T, POLL, "worker ready", || {
+        node_table(&n[1]).contains(&format!("{w_name} Ready"))
+    });
     let leader = leader_seen_by(&n[0]).expect("a leader");
     let li = names.iter().position(|h| *h == leader).unwrap();
     let followers: Vec<usize> = (0..3).filter(|i| *i != li).collect();
@@ -112,7 +121,7 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
             "--name",
             &svc,
             "--replicas",
-            "3",
+            "4",
             "busybox",
             "sleep",
             "300",
@@ -121,17 +130,22 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
     for d in &n {
         assert!(services(d).contains(&svc), "{svc} missing on a manager");
     }
-    wait_until(T, POLL, "3/3 running", || {
-        replicas(&n[followers[1]], &svc) == "3/3"
+    wait_until(T, POLL, "4/4 running", || {
+        replicas(&n[followers[1]], &svc) == "4/4"
     });
     // One task per node (spread).
-    let mut hosts: Vec<String> = running_tasks(&n[li], &svc)
-        .iter()
-        .map(|t| task_field(&n[li], t, "{{.NodeID}}"))
-        .collect();
-    hosts.sort();
-    hosts.dedup();
-    assert_eq!(hosts.len(), 3, "tasks spread over the three managers");
+    let tasks_on = |m: &Daemon, host: &str| -> Vec<String> {
+        m.docker(&["node", "ps", "-q", "--filter", "desired-state=running", host])
+            .ok()
+            .lines()
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    for h in names.iter().chain([&w_name]) {
+        assert_eq!(tasks_on(&n[li], h).len(), 1, "one task on {h}");
+    }
+    let worker_task = tasks_on(&n[li], &w_name);
 
     // kill -9 of the leader: a new leader takes writes, nothing acknowledged is lost.
     n[li].kill9();
@@ -164,17 +178,36 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
             Err(format!("{t:?}"))
         }
     });
-    // Its task moved: three running again, on the two live nodes.
-    wait_until(T, POLL, "3/3 running on the survivors", || {
-        replicas(&n[survivor], &svc) == "3/3"
+    // Its task moved: four running again, on the live nodes. The worker followed the
+    // new leader: still ready, its task untouched.
+    wait_for(T, POLL, "4/4 running on the survivors", || {
+        if replicas(&n[survivor], &svc) == "4/4" {
+            Ok(())
+        } else {
+            let ps = n[survivor].docker(&["service", "ps", &svc]);
+            Err(format!("{}{}\n{:?}", ps.stdout, ps.stderr, node_table(&n[survivor])))
+        }
     });
+    wait_for(T, POLL, "the worker reconnected to the new leader", || {
+        let t = node_table(&n[survivor]);
+        if t.contains(&format!("{w_name} Ready")) {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+    let now_on_worker = tasks_on(&n[survivor], &w_name);
+    assert!(
+        now_on_worker.contains(&worker_task[0]),
+        "the worker's task kept running: {now_on_worker:?} vs {worker_task:?}"
+    );
 
     // Quorum lost (2 of 3 down): writes fail fast with Docker's message, reads answer.
     let other = followers[1];
     n[other].kill9();
     let refused = wait_for(T, POLL, "a write refused for lack of quorum", || {
         let t0 = Instant::now();
-        let out = n[survivor].docker(&["service", "scale", "-d", &format!("{svc}=4")]);
+        let out = n[survivor].docker(&["service", "scale", "-d", &format!("{svc}=5")]);
         let took = t0.elapsed();
         if !out.success() && out.stderr.contains("The swarm does not have a leader") {
             Ok(took)
@@ -196,7 +229,7 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
     n[li].restart().unwrap();
     n[other].restart().unwrap();
     wait_for(T, POLL, "writes work again", || {
-        let out = n[survivor].docker(&["service", "scale", "-d", &format!("{svc}=4")]);
+        let out = n[survivor].docker(&["service", "scale", "-d", &format!("{svc}=5")]);
         if out.success() {
             Ok(())
         } else {
@@ -213,7 +246,7 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
             }
         });
     }
-    wait_until(T, POLL, "4/4 running", || replicas(&n[li], &svc) == "4/4");
+    wait_until(T, POLL, "5/5 running", || replicas(&n[li], &svc) == "5/5");
 
     for d in &n {
         let _ = d.docker(&["swarm", "leave", "--force"]);
