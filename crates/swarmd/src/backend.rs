@@ -157,13 +157,18 @@ impl Backend for NodeBackend {
             Some(a) => format!("{a}:{port}"),
             None => format!("{node_addr}:{port}"),
         };
+        let init_err = |e| match e {
+            InitError::AlreadyInSwarm => BackendError::AlreadyInSwarm,
+            InitError::NotInSwarm => BackendError::NotInSwarm,
+            InitError::Other(m) => BackendError::Internal(m),
+        };
+        if req.force_new_cluster == Some(true) && self.node.active().is_some() {
+            return self.node.force_new_cluster().await.map_err(init_err);
+        }
         self.node
             .init(listen, advertise, req.spec.clone().unwrap_or_default())
             .await
-            .map_err(|e| match e {
-                InitError::AlreadyInSwarm => BackendError::AlreadyInSwarm,
-                InitError::Other(m) => BackendError::Internal(m),
-            })
+            .map_err(init_err)
     }
 
     async fn swarm_join(&self, req: SwarmJoinRequest) -> BackendResult<()> {
@@ -220,9 +225,7 @@ impl Backend for NodeBackend {
     async fn swarm_leave(&self, force: bool) -> BackendResult<()> {
         self.node.leave(force).await.map_err(|e| match e {
             LeaveError::NotInSwarm => BackendError::NotInSwarm,
-            LeaveError::LastManager => BackendError::Unavailable(
-                "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. ".into(),
-            ),
+            LeaveError::Manager(m) => BackendError::Unavailable(m),
         })
     }
 

@@ -15,7 +15,7 @@ use swarmd_agent::exec::process::ProcessExecutor;
 use swarmd_agent::{Agent, AgentConfig, Executor};
 use swarmd_manager::{Control, InitParams, Manager};
 use swarmd_raft::{NetworkConfig, RaftConfig, RaftNode};
-use swarmd_store::{MemoryStore, Store};
+use swarmd_store::{Batch, MemoryStore, Store, StoreAction, Tables};
 use swarmd_types::dispatcher::{DispatcherApi, SessionMessage};
 use swarmd_types::{Role, RootCa, ids};
 use tokio::sync::{Mutex, watch};
@@ -74,6 +74,16 @@ pub struct Active {
     pub follow: Arc<FollowingDispatcher>,
     agent_cancel: CancellationToken,
     agent_tracker: TaskTracker,
+}
+
+/// How a manager's Raft starts.
+enum RaftStart {
+    /// From what is on disk (a restart, or a joining manager waiting to be added).
+    Existing,
+    /// `swarm init`: a new swarm with this node as its one manager.
+    Init,
+    /// `swarm init --force-new-cluster`: a one-manager Raft cluster holding this state.
+    ForceNew(Box<Tables>),
 }
 
 /// Which executor this node uses, decided once at start.
@@ -135,7 +145,7 @@ impl SwarmNode {
             let state: NodeState = serde_json::from_slice(&std::fs::read(&state_file)?)
                 .with_context(|| format!("reading {}", state_file.display()))?;
             let _g = node.lifecycle.lock().await;
-            let active = node.activate(state, false).await?;
+            let active = node.activate(state, RaftStart::Existing).await?;
             *node.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
             tracing::info!("rejoined the swarm from local state");
         }
@@ -165,7 +175,7 @@ impl SwarmNode {
 
     /// Starts this node's part in the swarm: for a manager Raft, the manager and the
     /// cluster port; for every node the agent. `init` creates the cluster.
-    async fn activate(&self, state: NodeState, init: bool) -> anyhow::Result<Arc<Active>> {
+    async fn activate(&self, state: NodeState, start: RaftStart) -> anyhow::Result<Arc<Active>> {
         let dir = swarm_dir(&self.args.data_root);
         let executor = self.make_executor(&state.node_id).await?;
         let mut cfg = AgentConfig::new(
@@ -178,7 +188,7 @@ impl SwarmNode {
 
         let (mgr, local) = match state.role {
             Role::Manager => {
-                let parts = self.start_manager(&state, &agent, init).await?;
+                let parts = self.start_manager(&state, &agent, start).await?;
                 let local = LocalManager {
                     dispatcher: parts.manager.dispatcher(),
                     raft: parts.raft.clone(),
@@ -223,9 +233,10 @@ impl SwarmNode {
         &self,
         state: &NodeState,
         agent: &Agent,
-        init: bool,
+        start: RaftStart,
     ) -> anyhow::Result<ManagerParts> {
         let dir = swarm_dir(&self.args.data_root);
+        let init = matches!(start, RaftStart::Init);
         // A new swarm's CA and this manager's certificate come first: Raft's transport
         // needs the certificate.
         let new_ca = if init {
@@ -265,10 +276,17 @@ impl SwarmNode {
             )
             .await?,
         );
-        if init {
+        if !matches!(start, RaftStart::Existing) {
             raft.initialize_single().await?;
         }
         let store = Store::new(mem, Arc::new(LeaderProposer::new(raft.clone(), tls)));
+        if let RaftStart::ForceNew(tables) = start {
+            let restored = store.propose(restore_batch(&tables, state)).await;
+            if let Err(e) = restored {
+                raft.shutdown().await;
+                return Err(anyhow::anyhow!("restoring the swarm's state: {e}"));
+            }
+        }
         let manager = Manager::new(store.clone(), Arc::new(Membership(raft.clone())));
         manager.start(raft.leader_watch());
 
@@ -364,7 +382,7 @@ impl SwarmNode {
         let dir = swarm_dir(&self.args.data_root);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| InitError::Other(e.to_string()))?;
-        let active = match self.activate(state.clone(), true).await {
+        let active = match self.activate(state.clone(), RaftStart::Init).await {
             Ok(a) => a,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -391,6 +409,61 @@ impl SwarmNode {
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
         tracing::info!(node.id = %state.node_id, "swarm initialized");
         Ok(state.node_id)
+    }
+
+    /// `swarm init --force-new-cluster` on a manager: keeps everything the swarm stored
+    /// (services, tasks, nodes, the CA and tokens) and starts a new Raft cluster with this
+    /// manager alone, for a swarm that lost its quorum. The other managers are recorded as
+    /// workers; they can be promoted again once they rejoin.
+    pub async fn force_new_cluster(&self) -> Result<String, InitError> {
+        let _g = self.lifecycle.lock().await;
+        let Some(active) = self.active() else {
+            return Err(InitError::NotInSwarm);
+        };
+        let Some(m) = &active.mgr else {
+            return Err(InitError::Other(
+                "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.".into(),
+            ));
+        };
+        let tables = m.store.memory().snapshot().tables;
+        if tables.cluster().is_none() {
+            return Err(InitError::Other(
+                "this manager holds no swarm state to keep".into(),
+            ));
+        }
+        tracing::warn!("forcing a new one-manager cluster from this manager's state");
+        self.stop_active(&active).await;
+        let dir = swarm_dir(&self.args.data_root);
+        let old_raft = dir.join("raft");
+        let kept = dir.join("raft.before-force-new-cluster");
+        let _ = std::fs::remove_dir_all(&kept);
+        std::fs::rename(&old_raft, &kept).map_err(|e| InitError::Other(e.to_string()))?;
+        let state = NodeState {
+            raft_id: new_raft_id(),
+            manager_addrs: vec![active.state.advertise_addr.clone()],
+            ..active.state.clone()
+        };
+        match self
+            .activate(state.clone(), RaftStart::ForceNew(Box::new(tables)))
+            .await
+        {
+            Ok(a) => {
+                write_state(&dir, &state).map_err(|e| InitError::Other(e.to_string()))?;
+                let _ = std::fs::remove_dir_all(&kept);
+                *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(a);
+                tracing::info!(raft_id = state.raft_id, "new cluster formed");
+                Ok(state.node_id)
+            }
+            Err(e) => {
+                // Put the old Raft data back: a restart finds the swarm as it was.
+                let _ = std::fs::remove_dir_all(&old_raft);
+                let _ = std::fs::rename(&kept, &old_raft);
+                *self.active.write().unwrap_or_else(|e| e.into_inner()) = None;
+                Err(InitError::Other(format!(
+                    "{e:#}; restart swarmd to resume the old cluster"
+                )))
+            }
+        }
     }
 
     /// `swarm join`: gets a certificate from the manager at `remote` (pinning its CA by
@@ -425,7 +498,7 @@ impl SwarmNode {
         let started = async {
             std::fs::create_dir_all(&dir)?;
             granted.certs.save(&dir)?;
-            let active = self.activate(state.clone(), false).await?;
+            let active = self.activate(state.clone(), RaftStart::Existing).await?;
             write_state(&dir, &state)?;
             anyhow::Ok(active)
         }
@@ -517,7 +590,7 @@ impl SwarmNode {
         let restarted = async {
             granted.certs.save(&dir)?;
             write_state(&dir, &state)?;
-            self.activate(state.clone(), false).await
+            self.activate(state.clone(), RaftStart::Existing).await
         }
         .await;
         match restarted {
@@ -539,8 +612,18 @@ impl SwarmNode {
         let Some(active) = self.active() else {
             return Err(LeaveError::NotInSwarm);
         };
-        if !force && active.state.role == Role::Manager {
-            return Err(LeaveError::LastManager);
+        if !force && let Some(m) = &active.mgr {
+            let (reachable, unreachable) = m.store.view(|t| {
+                let managers = t.nodes.values().filter(|n| n.role == Role::Manager);
+                managers.fold((0, 0), |(r, u), n| {
+                    if n.status.state == swarmd_types::NodeState::Ready {
+                        (r + 1, u)
+                    } else {
+                        (r, u + 1)
+                    }
+                })
+            });
+            return Err(LeaveError::Manager(leave_refusal(reachable, unreachable)));
         }
         self.stop_active(&active).await;
         let executor = active.agent.executor().clone();
@@ -577,6 +660,67 @@ async fn stop_manager(m: &ManagerParts) {
     }
     m.manager.stop().await;
     m.raft.shutdown().await;
+}
+
+/// One entry that recreates every object of `tables` in a new Raft log, with this
+/// manager the only one: the others become workers (their Raft IDs are gone).
+fn restore_batch(tables: &Tables, me: &NodeState) -> Batch {
+    let mut actions = Vec::new();
+    let mut push = |o: swarmd_types::Object| actions.push(StoreAction::Create(o));
+    tables
+        .clusters
+        .values()
+        .for_each(|c| push(c.clone().into()));
+    for n in tables.nodes.values() {
+        let mut n = n.clone();
+        if n.id == me.node_id {
+            n.role = Role::Manager;
+            n.manager = Some(swarmd_types::ManagerInfo {
+                raft_id: me.raft_id,
+                addr: me.advertise_addr.clone(),
+            });
+        } else if n.role == Role::Manager {
+            n.role = Role::Worker;
+            n.manager = None;
+            n.spec.role = Some(swarmd_types::models::NodeSpecRoleEnum::WORKER);
+        }
+        push(n.into());
+    }
+    tables
+        .services
+        .values()
+        .for_each(|o| push(o.clone().into()));
+    tables.tasks.values().for_each(|o| push(o.clone().into()));
+    tables
+        .networks
+        .values()
+        .for_each(|o| push(o.clone().into()));
+    tables.secrets.values().for_each(|o| push(o.clone().into()));
+    tables.configs.values().for_each(|o| push(o.clone().into()));
+    Batch {
+        actions,
+        proposed_at: swarmd_types::timefmt::now(),
+    }
+}
+
+/// Docker's refusal of `swarm leave` on a manager, with its quorum arithmetic.
+fn leave_refusal(reachable: usize, unreachable: usize) -> String {
+    let mut msg = String::from(
+        "You are attempting to leave the swarm on a node that is participating as a manager. ",
+    );
+    if reachable.saturating_sub(2) <= unreachable {
+        if reachable == 1 && unreachable == 0 {
+            msg.push_str("Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. ");
+            return msg;
+        }
+        msg.push_str(&format!(
+            "Removing this node leaves {} managers out of {}. Without a Raft quorum your swarm will be inaccessible. ",
+            reachable.saturating_sub(1),
+            reachable + unreachable
+        ));
+    }
+    msg.push_str("The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.");
+    msg
 }
 
 /// A fresh Raft member ID for the first manager (the CA picks them for the others).
@@ -704,6 +848,8 @@ fn merge_spec(
 pub enum InitError {
     #[error("already part of a swarm")]
     AlreadyInSwarm,
+    #[error("not part of a swarm")]
+    NotInSwarm,
     #[error("{0}")]
     Other(String),
 }
@@ -727,8 +873,9 @@ pub enum JoinFailure {
 pub enum LeaveError {
     #[error("not part of a swarm")]
     NotInSwarm,
-    #[error("last manager")]
-    LastManager,
+    /// A manager leaves only with `--force`; Docker's explanation.
+    #[error("{0}")]
+    Manager(String),
 }
 
 /// Decides the executor: docker when asked or (auto) when the engine answers.
@@ -762,5 +909,25 @@ async fn choose_executor(args: &Args) -> anyhow::Result<(ExecChoice, Option<Stri
             },
             None => Ok((ExecChoice::Process, None)),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leave_refusals_match_docker() {
+        assert!(leave_refusal(1, 0).ends_with(
+            "Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. "
+        ));
+        // 3 of 3 up: leaving keeps a quorum, only the general warning.
+        let m = leave_refusal(3, 0);
+        assert!(!m.contains("leaves"), "{m}");
+        assert!(m.ends_with("Use `--force` to suppress this message."));
+        // 2 of 3 up: leaving one leaves 1 of 3.
+        assert!(leave_refusal(2, 1).contains(
+            "Removing this node leaves 1 managers out of 3. Without a Raft quorum your swarm will be inaccessible. "
+        ));
     }
 }

@@ -135,12 +135,19 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
     });
     // One task per node (spread).
     let tasks_on = |m: &Daemon, host: &str| -> Vec<String> {
-        m.docker(&["node", "ps", "-q", "--filter", "desired-state=running", host])
-            .ok()
-            .lines()
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        m.docker(&[
+            "node",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            host,
+        ])
+        .ok()
+        .lines()
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     for h in names.iter().chain([&w_name]) {
         assert_eq!(tasks_on(&n[li], h).len(), 1, "one task on {h}");
@@ -185,7 +192,12 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
             Ok(())
         } else {
             let ps = n[survivor].docker(&["service", "ps", &svc]);
-            Err(format!("{}{}\n{:?}", ps.stdout, ps.stderr, node_table(&n[survivor])))
+            Err(format!(
+                "{}{}\n{:?}",
+                ps.stdout,
+                ps.stderr,
+                node_table(&n[survivor])
+            ))
         }
     });
     wait_for(T, POLL, "the worker reconnected to the new leader", || {
@@ -331,4 +343,71 @@ fn promote_and_demote_move_a_node_in_and_out_of_raft() {
     m.docker(&["service", "scale", "-d", &format!("{svc}=2")])
         .ok();
     wait_until(T, POLL, "2/2 running", || replicas(&m, &svc) == "2/2");
+}
+
+#[test]
+fn force_new_cluster_rebuilds_a_one_manager_swarm_from_a_survivor() {
+    let names: Vec<String> = (1..=3).map(|i| unique_name(&format!("fm{i}"))).collect();
+    let mut n: Vec<Daemon> = names.iter().map(|h| node(h)).collect();
+    n[0].docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
+        .ok();
+    let mtoken = token(&n[0], "manager");
+    let first = cluster_addr(&n[0]);
+    for d in &n[1..] {
+        d.docker(&["swarm", "join", "--token", &mtoken, &first])
+            .ok();
+    }
+    let svc = unique_name("kept");
+    n[0].docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &svc,
+        "--replicas",
+        "3",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    wait_until(T, POLL, "3/3 running", || replicas(&n[2], &svc) == "3/3");
+    let wtoken = token(&n[0], "worker");
+
+    // Two of three managers die: no quorum.
+    n[0].kill9();
+    n[1].kill9();
+    wait_for(T, POLL, "writes refused without quorum", || {
+        let out = n[2].docker(&["service", "scale", "-d", &format!("{svc}=1")]);
+        if !out.success() && out.stderr.contains("The swarm does not have a leader") {
+            Ok(())
+        } else {
+            Err(format!("{}{}", out.stdout, out.stderr))
+        }
+    });
+    let out = n[2].docker(&["swarm", "init", "--force-new-cluster"]).ok();
+    assert!(out.stdout.contains("Swarm initialized"), "{}", out.stdout);
+
+    // One manager, the leader, with everything the swarm had; the dead managers are
+    // workers now, and the join tokens still work.
+    wait_for(T, POLL, "the survivor leads alone", || {
+        let t = node_table(&n[2]);
+        let managers: Vec<&String> = t.iter().filter(|l| l.split(' ').count() > 2).collect();
+        if managers.len() == 1 && managers[0] == &format!("{} Ready Leader", names[2]) {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+    assert!(services(&n[2]).contains(&svc));
+    assert_eq!(token(&n[2], "worker"), wtoken);
+    n[2].docker(&["service", "scale", "-d", &format!("{svc}=2")])
+        .ok();
+    wait_until(T, POLL, "2/2 running", || replicas(&n[2], &svc) == "2/2");
+    // It survives a restart as the new cluster.
+    n[2].restart().unwrap();
+    wait_until(T, POLL, "still 2/2 after a restart", || {
+        replicas(&n[2], &svc) == "2/2"
+    });
+    let _ = n[2].docker(&["swarm", "leave", "--force"]);
 }
