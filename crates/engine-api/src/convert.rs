@@ -158,7 +158,14 @@ pub fn service_to_docker(
 /// (replicas, a job's MaxConcurrent, or for global modes the tasks meant to run), and for
 /// jobs the tasks completed in the current iteration. `tasks` may hold other services'
 /// tasks; they are skipped.
-pub fn service_status(svc: &Service, tasks: &[Task]) -> ServiceServiceStatus {
+///
+/// As in the daemon, a task on a node that is down does not count as running (its last
+/// report may say running, but nobody can tell).
+pub fn service_status(
+    svc: &Service,
+    tasks: &[Task],
+    down_nodes: &std::collections::HashSet<String>,
+) -> ServiceServiceStatus {
     let mode = svc.spec.mode.as_ref();
     let mut desired: u64 = match mode {
         Some(m) if m.replicated.is_some() => m
@@ -189,7 +196,7 @@ pub fn service_status(svc: &Service, tasks: &[Task]) -> ServiceServiceStatus {
                 completed += 1;
             }
         }
-        if t.status.state == TaskState::RUNNING {
+        if t.status.state == TaskState::RUNNING && !down_nodes.contains(&t.node_id) {
             running += 1;
         }
         if global && t.desired_state == TaskState::RUNNING {
@@ -631,10 +638,14 @@ mod tests {
             sample_task("t2", &s, 2, "n1", TaskState::PREPARING),
             sample_task("t3", &other, 1, "n1", TaskState::RUNNING),
         ];
-        let st = service_status(&s, &tasks);
+        let none = Default::default();
+        let st = service_status(&s, &tasks, &none);
         assert_eq!(st.running_tasks, Some(1));
         assert_eq!(st.desired_tasks, Some(3));
         assert_eq!(st.completed_tasks, Some(0));
+        // A running task on a down node does not count.
+        let down = std::collections::HashSet::from(["n1".to_string()]);
+        assert_eq!(service_status(&s, &tasks, &down).running_tasks, Some(0));
 
         let mut g = sample_service("g1", "mon", 0);
         g.spec.mode = Some(ServiceSpecMode {
@@ -644,7 +655,7 @@ mod tests {
         let mut shut = sample_task("t5", &g, 0, "n2", TaskState::SHUTDOWN);
         shut.desired_state = TaskState::SHUTDOWN;
         let tasks = vec![sample_task("t4", &g, 0, "n1", TaskState::RUNNING), shut];
-        let st = service_status(&g, &tasks);
+        let st = service_status(&g, &tasks, &none);
         assert_eq!((st.running_tasks, st.desired_tasks), (Some(1), Some(1)));
     }
 

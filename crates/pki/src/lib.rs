@@ -22,10 +22,10 @@ pub use node::{
     sign_node_csr, sign_node_csr_at,
 };
 pub use tls::{
-    MANAGER_SERVER_NAME, PinnedRootVerifier, bootstrap_client_config, client_config,
-    install_crypto_provider, load_certs, load_private_key, manager_server_name,
-    pinned_root_from_chain, pki_error_in, server_config, server_config_allowing_anonymous,
-    verify_root_against_token,
+    LiveCert, MANAGER_SERVER_NAME, PinnedRootVerifier, bootstrap_client_config, client_config,
+    install_crypto_provider, live_client_config, live_server_config, load_certs, load_private_key,
+    manager_server_name, pinned_root_from_chain, pki_error_in, server_config,
+    server_config_allowing_anonymous, verify_root_against_token,
 };
 
 use rand::Rng;

@@ -239,11 +239,15 @@ pub struct NodeIdentity {
 
 impl NodeIdentity {
     /// When this certificate should be renewed; see [`renewal_deadline`].
+    ///
+    /// The lifetime counts from issuance, not from the backdated `not_before`: with the
+    /// backdate in it a short-lived certificate would look due at once.
     pub fn renewal_deadline(&self, jitter: RenewalJitter) -> SystemTime {
         let lifetime = self
             .not_after
             .duration_since(self.not_before)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .saturating_sub(NOT_BEFORE_BACKDATE);
         renewal_deadline(self.not_after, lifetime, jitter)
     }
 }
@@ -452,6 +456,11 @@ mod tests {
         let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs();
         assert_eq!(secs(id.not_after), secs(now + validity));
         assert_eq!(secs(id.not_before), secs(now - NOT_BEFORE_BACKDATE));
+        // Renewal falls between half and four fifths of the issued lifetime.
+        let earliest = id.renewal_deadline(RenewalJitter::new(0.0));
+        let latest = id.renewal_deadline(RenewalJitter::new(1.0));
+        assert_eq!(secs(earliest), secs(now + validity / 2));
+        assert_eq!(secs(latest), secs(now + validity.mul_f64(0.8)));
 
         let (_, x509) = X509Certificate::from_der(&der).unwrap();
         assert_eq!(
@@ -702,12 +711,12 @@ mod tests {
             assert!((0.0..=1.0).contains(&f));
         }
 
-        // From a real certificate's identity (lifetime includes the backdate).
+        // From a real certificate's identity: the backdate is not part of the lifetime.
         let id = NodeIdentity {
             node_id: NODE.into(),
             cluster_id: CLUSTER.into(),
             role: Role::Worker,
-            not_before: start,
+            not_before: start - NOT_BEFORE_BACKDATE,
             not_after,
         };
         assert_eq!(id.renewal_deadline(j1), at(80));

@@ -8,7 +8,7 @@
 //! All configs advertise ALPN `h2`, as tonic's gRPC transport needs.
 
 use std::error::Error as StdError;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
@@ -150,6 +150,112 @@ pub fn client_config(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(root_store(root_ca_pem)?)
         .with_client_auth_cert(load_certs(node_cert_pem)?, load_private_key(node_key_pem)?)?;
+    config.alpn_protocols = alpn();
+    Ok(Arc::new(config))
+}
+
+/// This node's certificate and key as TLS presents them, replaceable in place: configs
+/// built over it ([`live_client_config`], [`live_server_config`]) present a renewed
+/// certificate on every new connection without being rebuilt, so nothing that holds one
+/// (Raft's transport, the cluster port, the agent's channels) needs restarting.
+#[derive(Debug, Clone)]
+pub struct LiveCert(Arc<RwLock<Arc<rustls::sign::CertifiedKey>>>);
+
+impl LiveCert {
+    pub fn new(
+        node_cert_pem: &str,
+        node_key_pem: &str,
+        root_ca_pem: &str,
+    ) -> Result<Self, PkiError> {
+        Ok(LiveCert(Arc::new(RwLock::new(certified_key(
+            node_cert_pem,
+            node_key_pem,
+            root_ca_pem,
+        )?))))
+    }
+
+    /// Swaps in a renewed certificate (checked against its key first).
+    pub fn replace(
+        &self,
+        node_cert_pem: &str,
+        node_key_pem: &str,
+        root_ca_pem: &str,
+    ) -> Result<(), PkiError> {
+        let key = certified_key(node_cert_pem, node_key_pem, root_ca_pem)?;
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = key;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<rustls::sign::CertifiedKey> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn certified_key(
+    node_cert_pem: &str,
+    node_key_pem: &str,
+    root_ca_pem: &str,
+) -> Result<Arc<rustls::sign::CertifiedKey>, PkiError> {
+    Ok(Arc::new(rustls::sign::CertifiedKey::from_der(
+        presented_chain(node_cert_pem, root_ca_pem)?,
+        load_private_key(node_key_pem)?,
+        &provider(),
+    )?))
+}
+
+impl rustls::client::ResolvesClientCert for LiveCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl rustls::server::ResolvesServerCert for LiveCert {
+    fn resolve(
+        &self,
+        _client_hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// [`client_config`] presenting whatever certificate `live` holds at connection time.
+pub fn live_client_config(
+    live: &LiveCert,
+    root_ca_pem: &str,
+) -> Result<Arc<ClientConfig>, PkiError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(root_store(root_ca_pem)?)
+        .with_client_cert_resolver(Arc::new(live.clone()));
+    config.alpn_protocols = alpn();
+    // A resumed session carries the identity of the handshake it resumes: after a renewal
+    // (or a promotion) the server must see the new certificate, so never resume.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// [`server_config_allowing_anonymous`] presenting whatever certificate `live` holds at
+/// connection time.
+pub fn live_server_config(
+    live: &LiveCert,
+    root_ca_pem: &str,
+) -> Result<Arc<ServerConfig>, PkiError> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(root_store(root_ca_pem)?, provider())
+            .allow_unauthenticated()
+            .build()?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(live.clone()));
     config.alpn_protocols = alpn();
     Ok(Arc::new(config))
 }

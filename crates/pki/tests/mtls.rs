@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ServerConfig};
 use swarmd_pki::{
-    DEFAULT_NODE_CERT_VALIDITY, MANAGER_SERVER_NAME, PkiError, Role, RootCaMaterial,
+    DEFAULT_NODE_CERT_VALIDITY, LiveCert, MANAGER_SERVER_NAME, PkiError, Role, RootCaMaterial,
     bootstrap_client_config, client_config, generate_join_token, generate_node_key_and_csr,
-    generate_root_ca, load_certs, parse_join_token, pinned_root_from_chain, pki_error_in,
-    require_manager, role_of_peer, server_config, server_config_allowing_anonymous, sign_node_csr,
-    sign_node_csr_at, verify_root_against_token,
+    generate_root_ca, live_client_config, live_server_config, load_certs, parse_join_token,
+    pinned_root_from_chain, pki_error_in, require_manager, role_of_peer, server_config,
+    server_config_allowing_anonymous, sign_node_csr, sign_node_csr_at, verify_root_against_token,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -320,4 +320,46 @@ fn installing_the_provider_is_idempotent() {
     swarmd_pki::install_crypto_provider();
     swarmd_pki::install_crypto_provider();
     assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+}
+
+#[tokio::test]
+async fn a_live_certificate_is_replaced_without_rebuilding_configs() {
+    let ca = generate_root_ca().unwrap();
+    let manager = issue(&ca, "manager00000000000000001", Role::Manager);
+    let old = issue(&ca, "worker000000000000000001", Role::Worker);
+    let live_server_cert =
+        LiveCert::new(&manager.cert_pem, &manager.key_pem, &ca.cert_pem).unwrap();
+    let live = LiveCert::new(&old.cert_pem, &old.key_pem, &ca.cert_pem).unwrap();
+    let server_cfg = live_server_config(&live_server_cert, &ca.cert_pem).unwrap();
+    let client_cfg = live_client_config(&live, &ca.cert_pem).unwrap();
+
+    let seen = handshake(server_cfg.clone(), client_cfg.clone()).await;
+    let before = seen.server.unwrap();
+    assert_eq!(role_of_peer(&before).unwrap().role, Role::Worker);
+
+    // Renewed (here: promoted) with a new key: the same configs present the new one.
+    let renewed = issue(&ca, "worker000000000000000001", Role::Manager);
+    live.replace(&renewed.cert_pem, &renewed.key_pem, &ca.cert_pem)
+        .unwrap();
+    let seen = handshake(server_cfg.clone(), client_cfg).await;
+    let after = seen.server.unwrap();
+    assert_ne!(before[0], after[0]);
+    assert_eq!(role_of_peer(&after).unwrap().role, Role::Manager);
+
+    // A key that does not match the certificate is refused and the old pair stays.
+    assert!(
+        live.replace(&renewed.cert_pem, &old.key_pem, &ca.cert_pem)
+            .is_err()
+    );
+    let seen = handshake(server_cfg, live_client_config(&live, &ca.cert_pem).unwrap()).await;
+    assert_eq!(seen.server.unwrap()[0], after[0]);
+
+    // An anonymous client is still admitted by the live server config (join path).
+    let anon = bootstrap_client_config(&ca.digest).unwrap();
+    let seen = handshake(
+        live_server_config(&live_server_cert, &ca.cert_pem).unwrap(),
+        anon,
+    )
+    .await;
+    assert!(seen.server.unwrap().is_empty());
 }

@@ -160,6 +160,7 @@ impl Backend for NodeBackend {
         let init_err = |e| match e {
             InitError::AlreadyInSwarm => BackendError::AlreadyInSwarm,
             InitError::NotInSwarm => BackendError::NotInSwarm,
+            InitError::Invalid(m) => BackendError::InvalidArgument(m),
             InitError::Other(m) => BackendError::Internal(m),
         };
         if req.force_new_cluster == Some(true) && self.node.active().is_some() {

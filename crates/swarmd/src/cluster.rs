@@ -176,16 +176,13 @@ fn identify(
 pub async fn serve_cluster_port(
     addr: SocketAddr,
     certs: &NodeCerts,
+    live: &swarmd_pki::LiveCert,
     store: Store,
     raft: Arc<RaftNode>,
     dispatcher: Arc<dyn DispatcherApi>,
     cancel: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let tls = swarmd_pki::server_config_allowing_anonymous(
-        &certs.cert_pem,
-        &certs.key_pem,
-        &certs.root_pem,
-    )?;
+    let tls = swarmd_pki::live_server_config(live, &certs.root_pem)?;
     let authorizer = Arc::new(RoleAuthorizer::new(identify(
         store.clone(),
         certs.cluster_id()?,

@@ -80,8 +80,9 @@ pub struct Active {
 enum RaftStart {
     /// From what is on disk (a restart, or a joining manager waiting to be added).
     Existing,
-    /// `swarm init`: a new swarm with this node as its one manager.
-    Init,
+    /// `swarm init`: a new swarm with this node as its one manager; its certificate is
+    /// valid for `cert_expiry`.
+    Init { cert_expiry: Duration },
     /// `swarm init --force-new-cluster`: a one-manager Raft cluster holding this state.
     ForceNew(Box<Tables>),
 }
@@ -186,9 +187,23 @@ impl SwarmNode {
         cfg.hostname = Some(self.hostname.clone());
         let agent = Agent::new(cfg, executor)?;
 
+        // A new swarm's CA and this manager's certificate come first: every TLS config
+        // (Raft's transport among them) presents it.
+        let new_ca = match &start {
+            RaftStart::Init { cert_expiry } => {
+                Some(first_manager_certs(&dir, &state, *cert_expiry)?)
+            }
+            _ => None,
+        };
+        let certs = NodeCerts::load(&dir)?;
+        let live = swarmd_pki::LiveCert::new(&certs.cert_pem, &certs.key_pem, &certs.root_pem)?;
+        let tls = swarmd_pki::live_client_config(&live, &certs.root_pem)?;
+
         let (mgr, local) = match state.role {
             Role::Manager => {
-                let parts = self.start_manager(&state, &agent, start).await?;
+                let parts = self
+                    .start_manager(&state, &agent, start, new_ca, &certs, &live, tls.clone())
+                    .await?;
                 let local = LocalManager {
                     dispatcher: parts.manager.dispatcher(),
                     raft: parts.raft.clone(),
@@ -198,9 +213,7 @@ impl SwarmNode {
             }
             Role::Worker => (None, None),
         };
-        let certs = NodeCerts::load(&dir)?;
-        let follow =
-            FollowingDispatcher::new(local, certs.client_config()?, state.manager_addrs.clone());
+        let follow = FollowingDispatcher::new(local, tls, state.manager_addrs.clone());
 
         let agent_cancel = CancellationToken::new();
         let agent_tracker = TaskTracker::new();
@@ -218,6 +231,13 @@ impl SwarmNode {
             state.role,
             agent_cancel.clone(),
         ));
+        agent_tracker.spawn(renew_certificates(
+            dir.clone(),
+            live,
+            follow.clone(),
+            state.clone(),
+            agent_cancel.clone(),
+        ));
         agent_tracker.close();
         Ok(Arc::new(Active {
             state,
@@ -229,40 +249,18 @@ impl SwarmNode {
         }))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn start_manager(
         &self,
         state: &NodeState,
         agent: &Agent,
         start: RaftStart,
+        new_ca: Option<(swarmd_pki::RootCaMaterial, String)>,
+        certs: &NodeCerts,
+        live: &swarmd_pki::LiveCert,
+        tls: Arc<rustls::ClientConfig>,
     ) -> anyhow::Result<ManagerParts> {
         let dir = swarm_dir(&self.args.data_root);
-        let init = matches!(start, RaftStart::Init);
-        // A new swarm's CA and this manager's certificate come first: Raft's transport
-        // needs the certificate.
-        let new_ca = if init {
-            let ca = swarmd_pki::generate_root_ca()?;
-            let cluster_id = ids::new_id();
-            let key = swarmd_pki::generate_node_key_and_csr(None)?;
-            let cert_pem = swarmd_pki::sign_node_csr(
-                &ca,
-                &key.csr_pem,
-                &state.node_id,
-                &cluster_id,
-                swarmd_pki::Role::Manager,
-                swarmd_manager::ca::DEFAULT_CERT_EXPIRY,
-            )?;
-            NodeCerts {
-                key_pem: key.key_pem,
-                cert_pem,
-                root_pem: ca.cert_pem.clone(),
-            }
-            .save(&dir)?;
-            Some((ca, cluster_id))
-        } else {
-            None
-        };
-        let certs = NodeCerts::load(&dir)?;
-        let tls = certs.client_config()?;
         let mem = Arc::new(MemoryStore::new());
         let raft = Arc::new(
             RaftNode::open(
@@ -299,7 +297,8 @@ impl SwarmNode {
         let rpc_cancel = CancellationToken::new();
         let served = cluster::serve_cluster_port(
             listen,
-            &certs,
+            certs,
+            live,
             store.clone(),
             raft.clone(),
             manager.dispatcher(),
@@ -371,6 +370,8 @@ impl SwarmNode {
         if self.active().is_some() {
             return Err(InitError::AlreadyInSwarm);
         }
+        swarmd_manager::control::validate_swarm_spec(&spec)
+            .map_err(|e| InitError::Invalid(e.to_string()))?;
         let state = NodeState {
             node_id: ids::new_id(),
             listen_addr,
@@ -382,7 +383,17 @@ impl SwarmNode {
         let dir = swarm_dir(&self.args.data_root);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| InitError::Other(e.to_string()))?;
-        let active = match self.activate(state.clone(), RaftStart::Init).await {
+        let cert_expiry = spec
+            .ca_config
+            .as_ref()
+            .and_then(|c| c.node_cert_expiry)
+            .filter(|e| *e > 0)
+            .map(|e| Duration::from_nanos(e as u64))
+            .unwrap_or(swarmd_manager::ca::DEFAULT_CERT_EXPIRY);
+        let active = match self
+            .activate(state.clone(), RaftStart::Init { cert_expiry })
+            .await
+        {
             Ok(a) => a,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -662,6 +673,103 @@ async fn stop_manager(m: &ManagerParts) {
     m.raft.shutdown().await;
 }
 
+/// A new swarm's root CA, its ID, and the first manager's key and certificate (saved).
+fn first_manager_certs(
+    dir: &Path,
+    state: &NodeState,
+    cert_expiry: Duration,
+) -> anyhow::Result<(swarmd_pki::RootCaMaterial, String)> {
+    let ca = swarmd_pki::generate_root_ca()?;
+    let cluster_id = ids::new_id();
+    let key = swarmd_pki::generate_node_key_and_csr(None)?;
+    let cert_pem = swarmd_pki::sign_node_csr(
+        &ca,
+        &key.csr_pem,
+        &state.node_id,
+        &cluster_id,
+        swarmd_pki::Role::Manager,
+        cert_expiry,
+    )?;
+    NodeCerts {
+        key_pem: key.key_pem,
+        cert_pem,
+        root_pem: ca.cert_pem.clone(),
+    }
+    .save(dir)?;
+    Ok((ca, cluster_id))
+}
+
+/// Renews this node's certificate before it expires (at a random point between half and
+/// four fifths of its lifetime, as swarmkit does), from any manager, and swaps it into
+/// every TLS config in place. A renewal that comes back with another role is left to
+/// [`watch_role`], which restarts the node in it.
+async fn renew_certificates(
+    dir: PathBuf,
+    live: swarmd_pki::LiveCert,
+    follow: Arc<FollowingDispatcher>,
+    state: NodeState,
+    cancel: CancellationToken,
+) {
+    let mut retry = Duration::from_secs(1);
+    loop {
+        let certs = match NodeCerts::load(&dir) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "certificate renewal: no certificate");
+                return;
+            }
+        };
+        let due = match swarmd_pki::parse_node_identity_pem(&certs.cert_pem) {
+            Ok(id) => id.renewal_deadline(swarmd_pki::RenewalJitter::random()),
+            Err(e) => {
+                tracing::error!(error = %e, "certificate renewal: unreadable certificate");
+                return;
+            }
+        };
+        let wait = due
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        tracing::debug!(?wait, "next certificate renewal");
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let mut managers = follow.managers();
+        if managers.is_empty() {
+            managers = state.manager_addrs.clone();
+        }
+        match cluster::renew_certificate(&certs, &managers, &state.advertise_addr).await {
+            Ok(g) if g.role == state.role => {
+                let swapped = g.certs.save(&dir).and_then(|_| {
+                    Ok(live.replace(&g.certs.cert_pem, &g.certs.key_pem, &g.certs.root_pem)?)
+                });
+                match swapped {
+                    Ok(()) => {
+                        retry = Duration::from_secs(1);
+                        tracing::info!("node certificate renewed");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not install the renewed certificate")
+                    }
+                }
+            }
+            Ok(g) => {
+                tracing::info!(
+                    role = g.role.as_str(),
+                    "the swarm records another role; waiting for the role change"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "certificate renewal failed; retrying"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(retry) => {}
+        }
+        retry = (retry * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// One entry that recreates every object of `tables` in a new Raft log, with this
 /// manager the only one: the others become workers (their Raft IDs are gone).
 fn restore_batch(tables: &Tables, me: &NodeState) -> Batch {
@@ -850,6 +958,8 @@ pub enum InitError {
     AlreadyInSwarm,
     #[error("not part of a swarm")]
     NotInSwarm,
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Other(String),
 }

@@ -403,7 +403,19 @@ fn force_new_cluster_rebuilds_a_one_manager_swarm_from_a_survivor() {
     assert_eq!(token(&n[2], "worker"), wtoken);
     n[2].docker(&["service", "scale", "-d", &format!("{svc}=2")])
         .ok();
-    wait_until(T, POLL, "2/2 running", || replicas(&n[2], &svc) == "2/2");
+    wait_for(T, POLL, "2/2 running", || {
+        if replicas(&n[2], &svc) == "2/2" {
+            Ok(())
+        } else {
+            let ps = n[2].docker(&["service", "ps", &svc]);
+            Err(format!(
+                "{}{}\n{:?}",
+                ps.stdout,
+                ps.stderr,
+                node_table(&n[2])
+            ))
+        }
+    });
     // It survives a restart as the new cluster.
     n[2].restart().unwrap();
     wait_until(T, POLL, "still 2/2 after a restart", || {

@@ -56,15 +56,23 @@ pub async fn list(
     let with_status = version.at_least("1.41") && q.bool("status");
     require_manager(&st)?;
     let services = filter_services(visible_services(&st).await?, &filters)?;
-    let tasks = if with_status {
-        st.backend.tasks().await?
+    let (tasks, down) = if with_status {
+        let down: std::collections::HashSet<String> = st
+            .backend
+            .nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.status.state == swarmd_types::NodeState::Down)
+            .map(|n| n.id)
+            .collect();
+        (st.backend.tasks().await?, down)
     } else {
-        Vec::new()
+        Default::default()
     };
     let out: Vec<_> = services
         .iter()
         .map(|s| {
-            let status = with_status.then(|| convert::service_status(s, &tasks));
+            let status = with_status.then(|| convert::service_status(s, &tasks, &down));
             convert::service_to_docker(s, status, false)
         })
         .collect();

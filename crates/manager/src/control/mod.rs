@@ -68,6 +68,46 @@ impl From<ProposeError> for ControlError {
 
 pub type ControlResult<T> = Result<T, ControlError>;
 
+/// The shortest node certificate lifetime a swarm accepts: swarmkit's 1 h, unless the
+/// `SWARMD_MIN_CERT_EXPIRY_SECS` environment variable lowers it. That knob exists so tests
+/// can watch certificates renew in seconds; nothing else should set it.
+pub fn min_cert_expiry() -> std::time::Duration {
+    std::env::var("SWARMD_MIN_CERT_EXPIRY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(std::time::Duration::from_secs(3600))
+}
+
+/// Checks the parts of a swarm spec swarmkit validates, with its messages.
+pub fn validate_swarm_spec(spec: &SwarmSpec) -> ControlResult<()> {
+    if let Some(expiry) = spec.ca_config.as_ref().and_then(|c| c.node_cert_expiry)
+        && expiry != 0
+    {
+        let min = min_cert_expiry();
+        if expiry < 0 || (expiry as u128) < min.as_nanos() {
+            return Err(invalid(format!(
+                "minimum certificate expiry time is {}",
+                go_duration(min)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A duration as Go prints it (`1h0m0s`, `30s`).
+fn go_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
+    if h > 0 {
+        format!("{h}h{m}m{sec}s")
+    } else if m > 0 {
+        format!("{m}m{sec}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
 /// Docker's words when a write finds no leader to take it.
 pub const NO_LEADER: &str = "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
 
@@ -229,6 +269,7 @@ impl Control {
         rotate_worker: bool,
         rotate_manager: bool,
     ) -> ControlResult<()> {
+        validate_swarm_spec(&spec)?;
         self.store
             .update(|t, tx| {
                 let Some(c) = t.cluster() else {
