@@ -195,11 +195,13 @@ impl Backend for NodeBackend {
             .clone()
             .filter(|a| !a.is_empty() && !a.starts_with("0.0.0.0"))
             .unwrap_or_else(|| format!("{node_addr}:2377"));
-        let advertise = req
-            .advertise_addr
-            .clone()
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| listen.clone());
+        // An advertised address without a port takes the listening port, as in Docker.
+        let listen_port = listen.rsplit_once(':').map(|(_, p)| p).unwrap_or("2377");
+        let advertise = match req.advertise_addr.clone().filter(|a| !a.is_empty()) {
+            Some(a) if a.contains(':') => a,
+            Some(a) => format!("{a}:{listen_port}"),
+            None => listen.clone(),
+        };
         self.node
             .join(&token, &remote, listen, advertise)
             .await

@@ -30,6 +30,9 @@ pub struct LocalManager {
     pub raft: Arc<RaftNode>,
     /// This manager's own cluster address (never dialled: it is `dispatcher`).
     pub addr: String,
+    /// Raft's leader lease (the election timeout's upper bound): how long peers keep
+    /// refusing votes after they last heard from the leader.
+    pub lease: Duration,
 }
 
 type Target = Arc<dyn DispatcherApi>;
@@ -43,6 +46,8 @@ pub struct FollowingDispatcher {
     next: AtomicUsize,
     remotes: Mutex<HashMap<String, Target>>,
     sessions: Mutex<HashMap<String, Target>>,
+    /// The Raft leader this manager found dead and is calling an election over.
+    suspected: Arc<Mutex<Option<u64>>>,
 }
 
 /// What the sessions told: the managers, and the node as they record it.
@@ -81,7 +86,42 @@ impl FollowingDispatcher {
             next: AtomicUsize::new(0),
             remotes: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            suspected: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// The Raft leader's cluster port refused this manager's agent: the leader process is
+    /// most likely gone. Rather than wait out a full election timeout after the lease, call
+    /// an election (with a pre-vote, so a leader that is in fact alive is not disturbed) as
+    /// soon as the lease has run out on every peer.
+    fn suspect_leader(&self, addr: &str) {
+        let Some(l) = &self.local else { return };
+        let Some((id, leader_addr)) = l.raft.leader() else {
+            return;
+        };
+        if leader_addr != addr || id == l.raft.node_id() {
+            return;
+        }
+        {
+            let mut s = lock(&self.suspected);
+            if *s == Some(id) {
+                return;
+            }
+            *s = Some(id);
+        }
+        let raft = l.raft.clone();
+        let suspected = self.suspected.clone();
+        let wait = l.lease + Duration::from_millis(rand::random::<u64>() % 100);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if raft.leader().map(|(l, _)| l) == Some(id) && !raft.is_leader() {
+                tracing::info!(leader = id, "raft leader unreachable; calling an election");
+                if let Err(e) = raft.raft().trigger().elect(true).await {
+                    tracing::warn!(error = %e, "could not call an election");
+                }
+            }
+            *lock(&suspected) = None;
+        });
     }
 
     /// The last session message: the node as the managers record it, and the managers.
@@ -225,6 +265,7 @@ impl DispatcherApi for FollowingDispatcher {
                 }
                 Err(e @ DispatchError::Unavailable(_)) => {
                     tracing::debug!(manager = %addr, error = %e, "manager unavailable; trying another");
+                    self.suspect_leader(&addr);
                     last = e;
                     tokio::time::sleep(SEARCH_PAUSE).await;
                 }

@@ -208,6 +208,7 @@ impl SwarmNode {
                     dispatcher: parts.manager.dispatcher(),
                     raft: parts.raft.clone(),
                     addr: state.advertise_addr.clone(),
+                    lease: RAFT_ELECTION.1,
                 };
                 (Some(parts), Some(local))
             }
@@ -264,12 +265,7 @@ impl SwarmNode {
         let mem = Arc::new(MemoryStore::new());
         let raft = Arc::new(
             RaftNode::open(
-                RaftConfig::new(
-                    dir.join("raft"),
-                    state.raft_id,
-                    state.advertise_addr.clone(),
-                )
-                .with_network(NetworkConfig::new(tls.clone())),
+                raft_config(&dir, state).with_network(NetworkConfig::new(tls.clone())),
                 mem.clone(),
             )
             .await?,
@@ -671,6 +667,27 @@ async fn stop_manager(m: &ManagerParts) {
     }
     m.manager.stop().await;
     m.raft.shutdown().await;
+}
+
+/// Raft heartbeat period on the daemon's managers.
+const RAFT_HEARTBEAT: Duration = Duration::from_millis(100);
+/// Raft election timeout range: a follower that hears nothing from the leader for a random
+/// time in it stands for election. A follower also refuses to vote while it heard from a
+/// leader within the upper bound (openraft's leader lease), so a lost leader is replaced
+/// after one to two bounds: about a second here, where managers share a LAN (swarmkit
+/// takes ~10 s on its defaults).
+const RAFT_ELECTION: (Duration, Duration) =
+    (Duration::from_millis(300), Duration::from_millis(600));
+
+fn raft_config(dir: &Path, state: &NodeState) -> RaftConfig {
+    let mut c = RaftConfig::new(
+        dir.join("raft"),
+        state.raft_id,
+        state.advertise_addr.clone(),
+    );
+    c.heartbeat_interval = RAFT_HEARTBEAT;
+    (c.election_timeout_min, c.election_timeout_max) = RAFT_ELECTION;
+    c
 }
 
 /// A new swarm's root CA, its ID, and the first manager's key and certificate (saved).

@@ -30,6 +30,13 @@ use tokio_util::task::TaskTracker;
 
 /// Missed heartbeat periods before a node is marked down (swarmkit's grace).
 const HEARTBEAT_GRACE: u32 = 3;
+/// Heartbeat periods a node whose session connection dropped has to come back (to this
+/// or, after a failover, another leader) before it is marked down. Shorter than the grace
+/// for silent nodes: a dropped connection is a strong sign the node died, so its tasks
+/// move sooner, while a restarting daemon still has two periods (10 s by default).
+const DISCONNECT_GRACE: u32 = 2;
+/// The heartbeat monitor looks at least this often.
+const MONITOR_TICK: Duration = Duration::from_millis(200);
 /// Most status updates folded into one Raft entry.
 const MAX_STATUS_BATCH: usize = 1000;
 /// How long the batcher waits for more updates before writing.
@@ -38,7 +45,27 @@ const STATUS_BATCH_WINDOW: Duration = Duration::from_millis(20);
 struct Session {
     node_id: String,
     last_heartbeat: Instant,
+    /// When the session's stream was dropped (the node went away or hung up).
+    disconnected: Option<Instant>,
     closed: CancellationToken,
+}
+
+type Sessions = Arc<Mutex<HashMap<String, Session>>>;
+
+/// Lives inside a session's stream: when the transport drops the stream (the node's
+/// connection is gone), the session is marked disconnected.
+struct DisconnectGuard {
+    sessions: Sessions,
+    session_id: String,
+}
+
+impl Drop for DisconnectGuard {
+    fn drop(&mut self) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sessions.get_mut(&self.session_id) {
+            s.disconnected = Some(Instant::now());
+        }
+    }
 }
 
 type StatusJob = (
@@ -50,7 +77,7 @@ type StatusJob = (
 /// The dispatcher of one manager.
 pub struct Dispatcher {
     store: Store,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Sessions,
     status_tx: mpsc::Sender<StatusJob>,
     status_rx: Mutex<Option<mpsc::Receiver<StatusJob>>>,
     tracker: TaskTracker,
@@ -80,7 +107,7 @@ impl Dispatcher {
         let (status_tx, status_rx) = mpsc::channel(1024);
         Arc::new(Dispatcher {
             store,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Arc::new(Mutex::new(HashMap::new())),
             status_tx,
             status_rx: Mutex::new(Some(status_rx)),
             tracker: TaskTracker::new(),
@@ -246,7 +273,7 @@ impl Dispatcher {
             let grace = period * HEARTBEAT_GRACE;
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
-                _ = tokio::time::sleep(period / 2) => {}
+                _ = tokio::time::sleep((period / 2).min(MONITOR_TICK)) => {}
             }
             if !self.leading.load(Ordering::SeqCst) {
                 continue;
@@ -257,7 +284,10 @@ impl Dispatcher {
             let live_nodes: Vec<String> = {
                 let mut sessions = self.sessions();
                 sessions.retain(|_, s| {
-                    if now.duration_since(s.last_heartbeat) > grace {
+                    let hung_up = s
+                        .disconnected
+                        .is_some_and(|d| now.duration_since(d) > period * DISCONNECT_GRACE);
+                    if hung_up || now.duration_since(s.last_heartbeat) > grace {
                         s.closed.cancel();
                         expired.push(s.node_id.clone());
                         false
@@ -335,6 +365,7 @@ impl DispatcherApi for Dispatcher {
                 Session {
                     node_id: req.node_id.clone(),
                     last_heartbeat: Instant::now(),
+                    disconnected: None,
                     closed: closed.clone(),
                 },
             );
@@ -348,9 +379,17 @@ impl DispatcherApi for Dispatcher {
             managers: self.manager_addrs(),
             heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
         };
+        let guard = DisconnectGuard {
+            sessions: self.sessions.clone(),
+            session_id: msg.session_id.clone(),
+        };
         let updates = session_updates(self.store.clone(), events, msg.clone(), closed);
         Ok(futures::stream::once(async move { Ok(msg) })
             .chain(updates)
+            .map(move |m| {
+                let _alive = &guard;
+                m
+            })
             .boxed())
     }
 
@@ -472,4 +511,152 @@ fn session_updates(
         },
     )
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::RaftMember;
+    use std::collections::HashSet;
+    use swarmd_store::{LocalProposer, MemoryStore};
+    use swarmd_types::{Cluster, Node, NodeDescription};
+
+    /// Raft as a dispatcher needs it: only the leader's address (unit tests only).
+    struct FakeRaft;
+
+    #[async_trait::async_trait]
+    impl RaftMembership for FakeRaft {
+        fn members(&self) -> Vec<RaftMember> {
+            vec![]
+        }
+        fn leader(&self) -> Option<(u64, String)> {
+            Some((7, "10.0.0.7:2377".into()))
+        }
+        fn reachable(&self) -> Option<HashSet<u64>> {
+            None
+        }
+        async fn add_voter(&self, _: u64, _: String) -> Result<(), String> {
+            Ok(())
+        }
+        async fn remove(&self, _: u64) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    async fn setup(nodes: &[&str]) -> (Store, Arc<Dispatcher>) {
+        let mem = Arc::new(MemoryStore::new());
+        let store = Store::new(mem.clone(), Arc::new(LocalProposer::new(mem)));
+        let mut cluster = Cluster {
+            id: "c".into(),
+            ..Default::default()
+        };
+        cluster.spec.dispatcher = Some(swarmd_types::models::SwarmSpecDispatcher {
+            heartbeat_period: Some(1_000_000_000),
+        });
+        store
+            .update(|_, tx| {
+                tx.create(cluster.clone());
+                for id in nodes {
+                    tx.create(Node {
+                        id: id.to_string(),
+                        ..Default::default()
+                    });
+                }
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .unwrap();
+        let d = Dispatcher::new(store.clone(), Arc::new(FakeRaft), CancellationToken::new());
+        d.start();
+        (store, d)
+    }
+
+    fn req(node: &str) -> SessionRequest {
+        SessionRequest {
+            node_id: node.into(),
+            description: NodeDescription::default(),
+            addr: String::new(),
+        }
+    }
+
+    fn state(store: &Store, node: &str) -> NodeState {
+        store.view(|t| t.nodes[node].status.state)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_leader_serves_sessions() {
+        let (_store, d) = setup(&["n1"]).await;
+        match d.session(req("n1")).await {
+            Err(DispatchError::NotLeader { leader_addr }) => {
+                assert_eq!(leader_addr.as_deref(), Some("10.0.0.7:2377"))
+            }
+            Err(e) => panic!("expected NotLeader, got {e}"),
+            Ok(_) => panic!("expected NotLeader, got a session"),
+        }
+        d.set_leading(true);
+        let mut s = d.session(req("n1")).await.unwrap();
+        let first = s.next().await.unwrap().unwrap();
+        // Losing leadership ends the session.
+        d.set_leading(false);
+        assert!(s.next().await.is_none());
+        assert_eq!(
+            d.heartbeat(&first.session_id).await.unwrap_err(),
+            DispatchError::NotLeader {
+                leader_addr: Some("10.0.0.7:2377".into())
+            }
+        );
+        d.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_connection_is_down_after_two_periods_a_silent_one_after_three() {
+        let (store, d) = setup(&["gone", "silent"]).await;
+        d.set_leading(true);
+        let mut gone = d.session(req("gone")).await.unwrap();
+        gone.next().await.unwrap().unwrap();
+        let mut silent = d.session(req("silent")).await.unwrap();
+        silent.next().await.unwrap().unwrap();
+        assert_eq!(state(&store, "gone"), NodeState::Ready);
+        drop(gone);
+
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        assert_eq!(
+            state(&store, "gone"),
+            NodeState::Ready,
+            "within two periods"
+        );
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(state(&store, "gone"), NodeState::Down, "after two periods");
+        assert_eq!(
+            state(&store, "silent"),
+            NodeState::Ready,
+            "still within three"
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(
+            state(&store, "silent"),
+            NodeState::Down,
+            "after three periods"
+        );
+        drop(silent);
+        d.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_reconnects_in_time_stays_ready() {
+        let (store, d) = setup(&["n1"]).await;
+        d.set_leading(true);
+        let mut s = d.session(req("n1")).await.unwrap();
+        s.next().await.unwrap().unwrap();
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let mut again = d.session(req("n1")).await.unwrap();
+        let msg = again.next().await.unwrap().unwrap();
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            d.heartbeat(&msg.session_id).await.unwrap();
+        }
+        assert_eq!(state(&store, "n1"), NodeState::Ready);
+        d.stop().await;
+    }
 }
