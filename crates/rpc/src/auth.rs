@@ -24,6 +24,7 @@ pub enum RpcKind {
     DispatcherUpdateTaskStatus,
     DispatcherLogSubscriptions,
     DispatcherPublishLogs,
+    DispatcherSubscribeLogs,
     RaftAppendEntries,
     RaftVote,
     RaftInstallSnapshot,
@@ -46,6 +47,7 @@ impl RpcKind {
             RpcKind::DispatcherUpdateTaskStatus => "/swarmd.v1.Dispatcher/UpdateTaskStatus",
             RpcKind::DispatcherLogSubscriptions => "/swarmd.v1.Dispatcher/LogSubscriptions",
             RpcKind::DispatcherPublishLogs => "/swarmd.v1.Dispatcher/PublishLogs",
+            RpcKind::DispatcherSubscribeLogs => "/swarmd.v1.Dispatcher/SubscribeLogs",
             RpcKind::RaftAppendEntries => "/swarmd.v1.Raft/AppendEntries",
             RpcKind::RaftVote => "/swarmd.v1.Raft/Vote",
             RpcKind::RaftInstallSnapshot => "/swarmd.v1.Raft/InstallSnapshot",
@@ -66,7 +68,8 @@ impl RpcKind {
             | RpcKind::DispatcherUpdateTaskStatus
             | RpcKind::DispatcherLogSubscriptions
             | RpcKind::DispatcherPublishLogs => Requirement::AnyNode,
-            RpcKind::RaftAppendEntries
+            RpcKind::DispatcherSubscribeLogs
+            | RpcKind::RaftAppendEntries
             | RpcKind::RaftVote
             | RpcKind::RaftInstallSnapshot
             | RpcKind::ControlPropose => Requirement::Manager,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use swarmd_types::dispatcher::{
-    AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, LogSubscription, PublishLogs,
-    SessionMessage, SessionRequest, TaskStatusUpdate,
+    AssignmentsMessage, BrokerSubscription, DispatchError, DispatchStream, DispatcherApi,
+    LogSubscription, PublishLogs, PublishedLine, SessionMessage, SessionRequest, TaskStatusUpdate,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -118,6 +118,29 @@ impl pb::dispatcher_server::Dispatcher for DispatcherServer {
     type SessionStream = GrpcStream<pb::SessionMessage>;
     type AssignmentsStream = GrpcStream<pb::AssignmentsMessage>;
     type LogSubscriptionsStream = GrpcStream<pb::LogSubscriptionMessage>;
+    type SubscribeLogsStream = GrpcStream<pb::PublishedLineMessage>;
+
+    async fn subscribe_logs(
+        &self,
+        req: Request<pb::SubscribeLogsRequest>,
+    ) -> Result<Response<Self::SubscribeLogsStream>, Status> {
+        authorize(&*self.authorizer, RpcKind::DispatcherSubscribeLogs, &req)?;
+        let sub: BrokerSubscription = decode_json(&req.get_ref().json, "log subscription")?;
+        let stream = self
+            .api
+            .subscribe_logs(sub)
+            .await
+            .map_err(|e| dispatch_status(&e))?;
+        let out = stream
+            .map(|item| match item {
+                Ok(line) => Ok(pb::PublishedLineMessage {
+                    json: encode_json(&line, "log line")?,
+                }),
+                Err(e) => Err(dispatch_status(&e)),
+            })
+            .take_until(self.shutdown.clone().cancelled_owned());
+        Ok(Response::new(Box::pin(out)))
+    }
 
     async fn session(
         &self,
@@ -392,6 +415,22 @@ impl DispatcherApi for RemoteDispatcher {
             stream,
             |m: &pb::LogSubscriptionMessage| &m.json,
             "log subscription",
+        ))
+    }
+
+    async fn subscribe_logs(
+        &self,
+        sub: BrokerSubscription,
+    ) -> Result<DispatchStream<PublishedLine>, DispatchError> {
+        let msg = pb::SubscribeLogsRequest {
+            json: encode(&sub)?,
+        };
+        let mut client = self.client();
+        let stream = self.open(client.subscribe_logs(msg)).await?;
+        Ok(decode_stream(
+            stream,
+            |m: &pb::PublishedLineMessage| &m.json,
+            "log line",
         ))
     }
 

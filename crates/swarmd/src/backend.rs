@@ -11,6 +11,7 @@ use swarmd_engine_api::backend::{
     LogStreamKind, ServiceUpdateOptions, SwarmStatus, SwarmUpdateFlags,
 };
 use swarmd_manager::ControlError;
+use swarmd_types::dispatcher::DispatcherApi;
 use swarmd_types::models::{
     ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmInitRequest, SwarmJoinRequest,
     SwarmSpec,
@@ -410,7 +411,7 @@ impl Backend for NodeBackend {
             );
         }
         // Tasks on other nodes: the manager's log broker asks their agents.
-        if let Some(m) = a.mgr.as_ref() {
+        if a.mgr.is_some() {
             let mut by_node: std::collections::BTreeMap<String, Vec<String>> = Default::default();
             let mut owners: HashMap<String, (String, String)> = HashMap::new();
             for t in tasks
@@ -434,39 +435,44 @@ impl Backend for NodeBackend {
                     stderr: opts.stderr,
                 };
                 let until = opts.until;
-                let remote = m
-                    .manager
-                    .dispatcher()
-                    .subscribe_logs(by_node, template)
-                    .filter_map(move |r| {
-                        let line = match r {
-                            Ok(l) => {
-                                let late = until.is_some_and(|u| {
-                                    swarmd_types::timefmt::unix_seconds(&l.timestamp)
-                                        .is_some_and(|ts| ts >= u)
-                                });
-                                let (node_id, service_id) =
-                                    owners.get(&l.task_id).cloned().unwrap_or_default();
-                                (!late).then(|| {
-                                    Ok(LogLine {
-                                        stream: if l.stderr {
-                                            LogStreamKind::Stderr
-                                        } else {
-                                            LogStreamKind::Stdout
-                                        },
-                                        timestamp: l.timestamp,
-                                        node_id,
-                                        service_id,
-                                        task_id: l.task_id,
-                                        data: l.data.into(),
-                                    })
+                let remote = DispatcherApi::subscribe_logs(
+                    a.follow.as_ref(),
+                    swarmd_types::dispatcher::BrokerSubscription {
+                        tasks_by_node: by_node,
+                        template,
+                    },
+                )
+                .await
+                .map_err(|e| BackendError::Unavailable(e.to_string()))?
+                .filter_map(move |r| {
+                    let line = match r {
+                        Ok(l) => {
+                            let late = until.is_some_and(|u| {
+                                swarmd_types::timefmt::unix_seconds(&l.timestamp)
+                                    .is_some_and(|ts| ts >= u)
+                            });
+                            let (node_id, service_id) =
+                                owners.get(&l.task_id).cloned().unwrap_or_default();
+                            (!late).then(|| {
+                                Ok(LogLine {
+                                    stream: if l.stderr {
+                                        LogStreamKind::Stderr
+                                    } else {
+                                        LogStreamKind::Stdout
+                                    },
+                                    timestamp: l.timestamp,
+                                    node_id,
+                                    service_id,
+                                    task_id: l.task_id,
+                                    data: l.data.into(),
                                 })
-                            }
-                            Err(e) => Some(Err(BackendError::Unavailable(e.to_string()))),
-                        };
-                        futures::future::ready(line)
-                    })
-                    .boxed();
+                            })
+                        }
+                        Err(e) => Some(Err(BackendError::Unavailable(e.to_string()))),
+                    };
+                    futures::future::ready(line)
+                })
+                .boxed();
                 streams.push(remote);
             }
         }

@@ -17,8 +17,8 @@ use futures::StreamExt;
 use swarmd_raft::RaftNode;
 use swarmd_rpc::{RemoteDispatcher, RpcChannel};
 use swarmd_types::dispatcher::{
-    AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, LogSubscription, PublishLogs,
-    SessionMessage, SessionRequest, TaskStatusUpdate,
+    AssignmentsMessage, BrokerSubscription, DispatchError, DispatchStream, DispatcherApi,
+    LogSubscription, PublishLogs, PublishedLine, SessionMessage, SessionRequest, TaskStatusUpdate,
 };
 use tokio::sync::watch;
 
@@ -306,5 +306,26 @@ impl DispatcherApi for FollowingDispatcher {
         self.target(session_id)?
             .publish_logs(session_id, logs)
             .await
+    }
+
+    /// The leader's log broker: in process when this manager leads, else over the network.
+    async fn subscribe_logs(
+        &self,
+        req: BrokerSubscription,
+    ) -> Result<DispatchStream<PublishedLine>, DispatchError> {
+        let Some(l) = &self.local else {
+            return Err(DispatchError::Unavailable(
+                "only managers read other nodes' logs".into(),
+            ));
+        };
+        if l.raft.is_leader() {
+            return l.dispatcher.subscribe_logs(req).await;
+        }
+        let Some((_, addr)) = l.raft.leader().filter(|(id, _)| *id != l.raft.node_id()) else {
+            return Err(DispatchError::Unavailable(
+                "the swarm has no leader to read logs through".into(),
+            ));
+        };
+        self.remote(&addr)?.subscribe_logs(req).await
     }
 }

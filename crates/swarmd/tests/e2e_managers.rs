@@ -123,8 +123,9 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
             "--replicas",
             "4",
             "busybox",
-            "sleep",
-            "300",
+            "sh",
+            "-c",
+            "echo hello; exec sleep 300",
         ])
         .ok();
     for d in &n {
@@ -153,6 +154,19 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
         assert_eq!(tasks_on(&n[li], h).len(), 1, "one task on {h}");
     }
     let worker_task = tasks_on(&n[li], &w_name);
+    // `service logs` on a follower reads every node's output through the leader's broker.
+    wait_for(T, POLL, "logs of all four tasks on a follower", || {
+        let logs = n[followers[1]].docker(&["service", "logs", &svc]);
+        let all_nodes = names
+            .iter()
+            .chain([&w_name])
+            .all(|h| logs.stdout.contains(&format!("@{h}")));
+        if logs.stdout.matches("hello").count() == 4 && all_nodes {
+            Ok(())
+        } else {
+            Err(format!("{}{}", logs.stdout, logs.stderr))
+        }
+    });
 
     // kill -9 of the leader: a new leader takes writes, nothing acknowledged is lost.
     n[li].kill9();

@@ -121,6 +121,14 @@ pub struct PublishLogs {
     pub close: bool,
 }
 
+/// A manager's request for task output from the leader's log broker: which tasks on
+/// which nodes, and how (the subscription's ID and task list are filled in per node).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerSubscription {
+    pub tasks_by_node: std::collections::BTreeMap<String, Vec<String>>,
+    pub template: LogSubscription,
+}
+
 /// Why a dispatcher call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum DispatchError {
@@ -176,6 +184,16 @@ pub trait DispatcherApi: Send + Sync + 'static {
     ) -> Result<(), DispatchError> {
         Err(DispatchError::Unavailable(
             "this dispatcher takes no logs".into(),
+        ))
+    }
+    /// The output of tasks on other nodes, from the leader's log broker (a manager's
+    /// `service logs`). Dispatchers without a broker refuse.
+    async fn subscribe_logs(
+        &self,
+        _req: BrokerSubscription,
+    ) -> Result<DispatchStream<PublishedLine>, DispatchError> {
+        Err(DispatchError::Unavailable(
+            "this dispatcher has no log broker".into(),
         ))
     }
 }

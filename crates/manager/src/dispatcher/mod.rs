@@ -17,8 +17,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use swarmd_store::{ProposeError, Store};
 use swarmd_types::dispatcher::{
-    AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, LogSubscription, PublishLogs,
-    PublishedLine, SessionMessage, SessionRequest, TaskStatusUpdate,
+    AssignmentsMessage, BrokerSubscription, DispatchError, DispatchStream, DispatcherApi,
+    LogSubscription, PublishLogs, PublishedLine, SessionMessage, SessionRequest, TaskStatusUpdate,
 };
 use swarmd_types::{Node, NodeState, Role, ids};
 
@@ -433,6 +433,15 @@ impl DispatcherApi for Dispatcher {
     async fn publish_logs(&self, session_id: &str, logs: PublishLogs) -> Result<(), DispatchError> {
         self.session_node(session_id)?;
         self.logs.publish(logs).await
+    }
+
+    async fn subscribe_logs(
+        &self,
+        req: BrokerSubscription,
+    ) -> Result<DispatchStream<PublishedLine>, DispatchError> {
+        // Agents publish only to the leader's broker.
+        self.check_leading()?;
+        Ok(self.logs.subscribe(req.tasks_by_node, req.template))
     }
 
     async fn update_task_status(
