@@ -345,6 +345,11 @@ async fn build_status(ctx: &RunnerCtx, r: &Report, exit_code: Option<i64>) -> Ta
         container: ctx.status.container.clone(),
         ports: ctx.status.ports.clone(),
         sched_err: String::new(),
+        started_at: if r.state == TaskState::RUNNING {
+            swarmd_types::timefmt::now()
+        } else {
+            ctx.status.started_at.clone()
+        },
     };
     // Before READY there is nothing to observe.
     if r.state < TaskState::READY || r.state == TaskState::REJECTED {

@@ -268,6 +268,10 @@ pub struct TaskStatus {
     pub ports: Option<PortStatus>,
     /// Why the scheduler could not place the task (shown by `service ps`).
     pub sched_err: String,
+    /// When the task reached RUNNING (RFC 3339), kept in later reports. Written by the
+    /// agent; the updater measures its monitor window from it.
+    #[serde(default)]
+    pub started_at: String,
 }
 
 impl Default for TaskStatus {
@@ -280,6 +284,7 @@ impl Default for TaskStatus {
             container: None,
             ports: None,
             sched_err: String::new(),
+            started_at: String::new(),
         }
     }
 }

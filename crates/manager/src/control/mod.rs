@@ -6,7 +6,7 @@
 //! conflict is refused at the API like Docker does).
 
 mod names;
-mod ports;
+pub(crate) mod ports;
 mod validate;
 
 use swarmd_store::{ProposeError, Store, StoreError};

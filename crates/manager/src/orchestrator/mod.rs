@@ -8,6 +8,7 @@
 
 pub mod reaper;
 mod slots;
+pub mod update;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -121,7 +122,12 @@ pub fn reconcile_all(tables: &Tables, now: OffsetDateTime) -> Plan {
     let mut plan = Plan::default();
     for service in tables.services.values() {
         let tasks: Vec<&Task> = tables.tasks_of_service(&service.id).collect();
-        let p = reconcile_service(service, &tasks, &tables.nodes, now);
+        let mut p = reconcile_service(service, &tasks, &tables.nodes, now);
+        for c in &mut p.changes {
+            if let Change::UpdateService(s) = c {
+                reallocate_ports(tables, s);
+            }
+        }
         plan.changes.extend(p.changes);
         if let Some(w) = p.wake_after {
             plan.wake(w);
@@ -136,6 +142,24 @@ pub fn reconcile_all(tables: &Tables, now: OffsetDateTime) -> Plan {
         }
     }
     plan
+}
+
+/// An automatic rollback restores a spec whose published ports may differ from the ones
+/// allocated for the failed update: allocate them as `service update` would. If the old
+/// ports were taken meanwhile the service keeps its current ones (and says so in the log).
+fn reallocate_ports(tables: &Tables, s: &mut Service) {
+    if s.spec.endpoint_spec == s.endpoint.spec {
+        return;
+    }
+    match crate::control::ports::allocate(tables, &s.id, s.spec.endpoint_spec.as_ref()) {
+        Ok(ports) => {
+            s.endpoint.spec = s.spec.endpoint_spec.clone();
+            s.endpoint.ports = ports;
+        }
+        Err(e) => {
+            tracing::warn!(service.id = %s.id, error = %e, "rollback keeps the current ports")
+        }
+    }
 }
 
 /// Nodes by ID, as the orchestrators take them.

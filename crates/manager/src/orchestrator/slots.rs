@@ -4,13 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use swarmd_types::models::{
-    NodeSpecAvailabilityEnum, ServiceUpdateStatus, ServiceUpdateStatusStateEnum,
-    TaskSpecRestartPolicyConditionEnum, TaskState,
+    NodeSpecAvailabilityEnum, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use swarmd_types::{NodeState, Service, Task, timefmt};
 use time::OffsetDateTime;
 
-use super::{Change, Mode, Nodes, Plan, is_live, mode_of, new_task, node_keeps_tasks};
+use super::{Change, Mode, Nodes, Plan, is_live, mode_of, new_task, node_keeps_tasks, update};
 use crate::scheduler::constraint;
 
 /// A replicated slot number or, for global services, the node ID.
@@ -103,7 +102,7 @@ pub fn reconcile_service(
     };
 
     let mut out_of_date: Vec<&Task> = Vec::new();
-    let mut in_flight = 0usize;
+    let policy_order = update::Policy::of(service).order;
 
     for key in wanted
         .iter()
@@ -137,17 +136,31 @@ pub fn reconcile_service(
             }
         });
 
-        // More than one live task in a slot: keep the newest up-to-date one.
+        // More than one live task in a slot (an update or restart in progress): keep the
+        // newest up-to-date task; with start-first, the old task keeps serving until its
+        // replacement runs.
         if live.len() > 1 {
-            live.sort_by(|a, b| {
-                (a.spec_version, &a.meta.created_at).cmp(&(b.spec_version, &b.meta.created_at))
-            });
-            let keep = live.pop();
-            for t in live.drain(..) {
+            live.sort_by(|a, b| (&a.meta.created_at, &a.id).cmp(&(&b.meta.created_at, &b.id)));
+            let (mut clean, mut dirty): (Vec<&Task>, Vec<&Task>) =
+                live.drain(..).partition(|t| !update::is_dirty(service, t));
+            let keep = clean.pop();
+            let mut retire: Vec<&Task> = clean;
+            let keep_old = match keep {
+                Some(new) => {
+                    let overlap = policy_order == update::Order::StartFirst
+                        && new.status.state < TaskState::RUNNING;
+                    if overlap { dirty.pop() } else { None }
+                }
+                None => dirty.pop(),
+            };
+            retire.extend(dirty);
+            for t in retire {
                 plan.changes
                     .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
             }
+            // The kept up-to-date task first: it is the slot's task from now on.
             live.extend(keep);
+            live.extend(keep_old);
         }
 
         let node_for_slot = match key {
@@ -228,78 +241,61 @@ pub fn reconcile_service(
                         plan.wake(policy.delay - waited);
                     }
                 }
-                if t.spec_version < service.spec_version {
+                if update::is_dirty(service, t) {
                     out_of_date.push(t);
-                } else if t.status.state < TaskState::RUNNING && slot_tasks.len() > 1 {
-                    in_flight += 1;
                 }
             }
         }
     }
 
-    rolling_update(service, &mut plan, out_of_date, in_flight, nodes, now);
+    rolling_update(service, tasks, &mut plan, out_of_date, wanted.len(), now);
     plan
 }
 
-/// Replaces tasks made from an older spec, `Parallelism` at a time (0 = all at once).
+/// Replaces out-of-date tasks as the update planner decides, and writes the service's
+/// update status (or, on an automatic rollback, its restored spec).
 fn rolling_update(
     service: &Service,
+    tasks: &[&Task],
     plan: &mut Plan,
     out_of_date: Vec<&Task>,
-    in_flight: usize,
-    _nodes: &Nodes,
+    total_slots: usize,
     now: OffsetDateTime,
 ) {
-    let parallelism = service
-        .spec
-        .update_config
-        .as_ref()
-        .and_then(|u| u.parallelism)
-        .unwrap_or(1)
-        .max(0) as usize;
-    use ServiceUpdateStatusStateEnum as U;
-    let state = service.update_status.as_ref().and_then(|s| s.state);
-    let started_at = service
-        .update_status
-        .as_ref()
-        .and_then(|u| u.started_at.clone());
-    if out_of_date.is_empty() {
-        let done = match state {
-            Some(U::UPDATING) => Some((U::COMPLETED, "update completed")),
-            Some(U::ROLLBACK_STARTED) => Some((U::ROLLBACK_COMPLETED, "rollback completed")),
-            _ => None,
-        };
-        if let (Some((state, message)), 0) = (done, in_flight) {
-            let mut s = service.clone();
-            s.update_status = Some(ServiceUpdateStatus {
-                state: Some(state),
-                started_at,
-                completed_at: Some(timefmt::format(now)),
-                message: Some(message.into()),
-            });
-            plan.changes.push(Change::UpdateService(s));
-        }
-        return;
+    let d = update::plan(service, tasks, out_of_date.len(), total_slots, now);
+    if let Some(w) = d.wake_after {
+        plan.wake(w);
     }
-    if service.previous_spec.is_some() && !matches!(state, Some(U::UPDATING | U::ROLLBACK_STARTED))
-    {
+    if let Some(status) = d.status {
         let mut s = service.clone();
-        s.update_status = Some(ServiceUpdateStatus {
-            state: Some(U::UPDATING),
-            started_at: Some(timefmt::format(now)),
-            completed_at: None,
-            message: Some("update in progress".into()),
-        });
+        tracing::info!(
+            service.id = %service.id,
+            state = ?status.state,
+            message = status.message.as_deref().unwrap_or(""),
+            "update status changed"
+        );
+        s.update_status = Some(status);
+        if d.rollback
+            && let Some(prev) = s.previous_spec.take()
+        {
+            // swarmkit's rollbackUpdate: the previous spec becomes the spec, and there is
+            // no previous spec any more. A new version makes its tasks distinguishable.
+            s.spec = prev;
+            s.spec_version += 1;
+        }
         plan.changes.push(Change::UpdateService(s));
     }
-    let allowed = if parallelism == 0 {
-        usize::MAX
-    } else {
-        parallelism.saturating_sub(in_flight)
-    };
-    for t in out_of_date.into_iter().take(allowed) {
-        plan.changes
-            .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
+    if d.rollback {
+        return;
+    }
+    let order = update::Policy::of(service).order;
+    for t in out_of_date.into_iter().take(d.replace) {
+        // Start-first leaves the old task running; the slot logic retires it once the
+        // replacement is RUNNING.
+        if order == update::Order::StopFirst {
+            plan.changes
+                .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
+        }
         let node = if t.slot == 0 { t.node_id.as_str() } else { "" };
         plan.changes.push(Change::Create(new_task(
             service,
@@ -357,6 +353,7 @@ mod tests {
     use swarmd_types::models::{
         ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecRestartPolicy,
     };
+    use swarmd_types::models::{ServiceUpdateStatus, ServiceUpdateStatusStateEnum};
     use swarmd_types::{Node, TaskStatus};
 
     fn now() -> OffsetDateTime {
@@ -583,6 +580,7 @@ mod tests {
         let mut svc = service(2);
         svc.spec_version = 2;
         svc.previous_spec = Some(svc.spec.clone());
+        svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
         let a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "");
         let b = task("b", 2, TaskState::RUNNING, TaskState::RUNNING, "");
         let p = reconcile_service(&svc, &[&a, &b], &nodes(), now());
@@ -603,6 +601,90 @@ mod tests {
         });
         let p = reconcile_service(&svc2, &[&a_old, &a_new, &b], &nodes(), now());
         assert!(p.changes.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn start_first_keeps_the_old_task_until_the_new_one_runs() {
+        use swarmd_types::models::{ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum};
+        let mut svc = service(1);
+        svc.spec_version = 2;
+        svc.previous_spec = Some(svc.spec.clone());
+        svc.spec.update_config = Some(ServiceSpecUpdateConfig {
+            order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+            ..Default::default()
+        });
+        svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
+        svc.update_status = Some(ServiceUpdateStatus {
+            state: Some(ServiceUpdateStatusStateEnum::UPDATING),
+            ..Default::default()
+        });
+        let old = task("old", 1, TaskState::RUNNING, TaskState::RUNNING, "");
+        // First pass: the replacement is created, the old task is left running.
+        let p = reconcile_service(&svc, &[&old], &nodes(), now());
+        assert!(updates(&p).is_empty(), "{p:?}");
+        assert_eq!(creates(&p).len(), 1);
+
+        let mut new = creates(&p)[0].clone();
+        new.id = "new".into();
+        new.meta.created_at = "2026-01-01T00:00:30Z".into();
+        new.status.state = TaskState::STARTING;
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now());
+        assert!(
+            p.changes.is_empty(),
+            "both run while the new one starts: {p:?}"
+        );
+
+        new.status.state = TaskState::RUNNING;
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now());
+        assert_eq!(updates(&p), vec![("old", TaskState::SHUTDOWN)]);
+        assert!(creates(&p).is_empty());
+    }
+
+    #[test]
+    fn automatic_rollback_restores_the_previous_spec() {
+        use swarmd_types::models::{
+            ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+        };
+        let mut svc = service(2);
+        let prev = svc.spec.clone();
+        svc.spec_version = 2;
+        svc.previous_spec = Some(prev.clone());
+        svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
+        svc.spec.update_config = Some(ServiceSpecUpdateConfig {
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            ..Default::default()
+        });
+        svc.update_status = Some(ServiceUpdateStatus {
+            state: Some(ServiceUpdateStatusStateEnum::UPDATING),
+            ..Default::default()
+        });
+        let mut bad = task("bad", 1, TaskState::FAILED, TaskState::RUNNING, "");
+        bad.spec_version = 2;
+        bad.spec = svc.spec.task_template.clone().unwrap();
+        let mut b = task("b", 2, TaskState::RUNNING, TaskState::RUNNING, "");
+        b.spec = prev.task_template.clone().unwrap();
+        let p = reconcile_service(&svc, &[&bad, &b], &nodes(), now());
+        let s = p
+            .changes
+            .iter()
+            .find_map(|c| match c {
+                Change::UpdateService(s) => Some(s),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(s.spec, prev);
+        assert_eq!(s.previous_spec, None);
+        assert_eq!(s.spec_version, 3);
+        assert_eq!(
+            s.update_status.as_ref().unwrap().state,
+            Some(ServiceUpdateStatusStateEnum::ROLLBACK_STARTED)
+        );
+
+        // Next pass: the old-spec task is up to date again; only the failed slot is redone.
+        let mut rolled = s.clone();
+        rolled.spec_version = 3;
+        let p = reconcile_service(&rolled, &[&bad, &b], &nodes(), now());
+        assert!(!updates(&p).contains(&("b", TaskState::SHUTDOWN)), "{p:?}");
     }
 
     #[test]
