@@ -59,6 +59,12 @@ pub enum ExecError {
     /// The task's main process exited with a non-zero code.
     #[error("task: non-zero exit ({0})")]
     NonZeroExit(i64),
+    /// The task's health check failed before it ever became healthy (Docker's wording).
+    #[error("dockerexec: unhealthy container")]
+    Unhealthy,
+    /// The task turned unhealthy while running and was stopped; the exit code of the stop.
+    #[error("task: non-zero exit ({0}): dockerexec: unhealthy container")]
+    UnhealthyExit(i64),
     /// A process adopted after an agent restart disappeared; it is not our child, so its
     /// exit code cannot be known.
     #[error("exit status unknown (process adopted after restart)")]
