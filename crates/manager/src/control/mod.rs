@@ -326,6 +326,10 @@ impl Control {
                     || ports != cur.endpoint.ports;
                 svc.previous_spec = Some(cur.spec.clone());
                 svc.spec = spec;
+                // Every update of a job runs it again (swarmkit's JobIteration).
+                if validate::mode_kind(&svc.spec).ends_with("-job") {
+                    svc.job_iteration += 1;
+                }
                 if redeploy {
                     svc.spec_version += 1;
                     // As swarmkit: a new update starts without a status (the CLI must not

@@ -53,8 +53,22 @@ pub fn validate_service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, Strin
     if set == 0 {
         mode.replicated = Some(ServiceSpecModeReplicated { replicas: Some(1) });
     }
-    if mode.replicated_job.is_some() || mode.global_job.is_some() {
-        return Err("job services are not supported yet".into());
+    if let Some(j) = &mode.replicated_job {
+        if j.max_concurrent.is_some_and(|n| n < 0) {
+            return Err("MaxConcurrent must not be negative".into());
+        }
+        if j.total_completions.is_some_and(|n| n < 0) {
+            return Err("TotalCompletions must not be negative".into());
+        }
+        if j.total_completions
+            .unwrap_or(0)
+            .max(j.max_concurrent.unwrap_or(0))
+            > MAX_REPLICAS
+        {
+            return Err(format!(
+                "job size exceeds the maximum of {MAX_REPLICAS} tasks per service"
+            ));
+        }
     }
     if let Some(r) = mode.replicated.as_mut() {
         let n = *r.replicas.get_or_insert(1);

@@ -6,6 +6,7 @@
 //! delay, max attempts in a window), node loss/drain, and rolling replacement of tasks made
 //! from an older spec. The loop that runs it is in `crate::reconcile`.
 
+pub mod jobs;
 pub mod reaper;
 mod slots;
 pub mod update;
@@ -53,7 +54,7 @@ pub enum Mode {
     Global,
 }
 
-/// The service's mode; `None` for modes not orchestrated yet (jobs).
+/// The service's mode; `None` for jobs (orchestrated by [`jobs`]).
 pub fn mode_of(service: &Service) -> Option<Mode> {
     let mode = service.spec.mode.as_ref();
     match mode {
@@ -122,7 +123,10 @@ pub fn reconcile_all(tables: &Tables, now: OffsetDateTime) -> Plan {
     let mut plan = Plan::default();
     for service in tables.services.values() {
         let tasks: Vec<&Task> = tables.tasks_of_service(&service.id).collect();
-        let mut p = reconcile_service(service, &tasks, &tables.nodes, now);
+        let mut p = match jobs::job_mode(service) {
+            Some(mode) => jobs::reconcile_job(service, mode, &tasks, &tables.nodes, now),
+            None => reconcile_service(service, &tasks, &tables.nodes, now),
+        };
         for c in &mut p.changes {
             if let Change::UpdateService(s) = c {
                 reallocate_ports(tables, s);

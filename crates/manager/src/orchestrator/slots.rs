@@ -22,15 +22,16 @@ pub enum SlotKey {
 /// Docker's default restart delay.
 const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(5);
 
-struct RestartPolicy {
-    condition: TaskSpecRestartPolicyConditionEnum,
-    delay: Duration,
-    max_attempts: u64,
-    window: Duration,
+/// The service's restart policy with Docker's defaults filled.
+pub(super) struct RestartPolicy {
+    pub(super) condition: TaskSpecRestartPolicyConditionEnum,
+    pub(super) delay: Duration,
+    pub(super) max_attempts: u64,
+    pub(super) window: Duration,
 }
 
 impl RestartPolicy {
-    fn of(service: &Service) -> Self {
+    pub(super) fn of(service: &Service) -> Self {
         let p = service
             .spec
             .task_template
@@ -65,11 +66,11 @@ impl RestartPolicy {
     }
 }
 
-fn ended_at(t: &Task) -> Option<OffsetDateTime> {
+pub(super) fn ended_at(t: &Task) -> Option<OffsetDateTime> {
     timefmt::parse(&t.status.timestamp)
 }
 
-fn since(now: OffsetDateTime, then: Option<OffsetDateTime>) -> Duration {
+pub(super) fn since(now: OffsetDateTime, then: Option<OffsetDateTime>) -> Duration {
     then.map(|t| (now - t).try_into().unwrap_or(Duration::ZERO))
         .unwrap_or(Duration::MAX)
 }
@@ -309,7 +310,7 @@ fn rolling_update(
 
 /// Nodes a global service runs on: up, not drained, constraints satisfied. Paused nodes
 /// keep the task they have but get no new one.
-fn eligible_nodes(
+pub(super) fn eligible_nodes(
     service: &Service,
     nodes: &Nodes,
     slots: &BTreeMap<SlotKey, Vec<&Task>>,
@@ -341,7 +342,7 @@ fn eligible_nodes(
         .collect()
 }
 
-fn with_desired(t: &Task, desired: TaskState) -> Task {
+pub(super) fn with_desired(t: &Task, desired: TaskState) -> Task {
     let mut t = t.clone();
     t.desired_state = desired;
     t

@@ -42,15 +42,19 @@ struct Candidate<'a> {
 /// Whether a task still holds its node's resources (it is, or will be, running there).
 fn holds_resources(t: &Task) -> bool {
     !t.node_id.is_empty()
-        && t.desired_state <= TaskState::RUNNING
+        && t.desired_state <= TaskState::COMPLETE
         && (TaskState::ASSIGNED..=TaskState::RUNNING).contains(&t.status.state)
 }
 
-/// Tasks waiting for a node: pending and meant to run (now or after a restart delay).
-/// Global tasks come with their node preset; the scheduler only checks it fits.
+/// Tasks waiting for a node: pending and meant to run (now or after a restart delay; job
+/// tasks run to COMPLETE). Global tasks come with their node preset; the scheduler only
+/// checks it fits.
 pub fn is_schedulable(t: &Task) -> bool {
     t.status.state == TaskState::PENDING
-        && matches!(t.desired_state, TaskState::READY | TaskState::RUNNING)
+        && matches!(
+            t.desired_state,
+            TaskState::READY | TaskState::RUNNING | TaskState::COMPLETE
+        )
 }
 
 /// Decides placements for every schedulable task in the snapshot.
