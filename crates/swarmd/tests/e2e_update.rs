@@ -260,3 +260,54 @@ fn start_first_runs_the_new_task_before_stopping_the_old() {
     );
     assert_eq!(task_field(&n, &old[0], "{{.Status.State}}"), "shutdown");
 }
+
+#[test]
+fn bad_policies_are_refused_with_docker_messages() {
+    let n = node();
+    let _l = Leave(&n);
+    let name = unique_name("bad");
+    let out = n
+        .docker(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            &name,
+            "--update-max-failure-ratio",
+            "1.5",
+            "busybox",
+            "sleep",
+            "300",
+        ])
+        .fail();
+    assert!(
+        out.stderr
+            .contains("TaskSpec: update-maxfailureratio cannot be less than 0 or bigger than 1"),
+        "{}",
+        out.report("create")
+    );
+    let out = n
+        .docker(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            &name,
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "10us",
+            "busybox",
+            "sleep",
+            "300",
+        ])
+        .fail();
+    assert!(
+        out.stderr
+            .contains("ContainerSpec: Interval in HealthConfig cannot be less than 1ms"),
+        "{}",
+        out.report("create")
+    );
+    // Nothing was created.
+    n.docker(&["service", "inspect", &name]).fail();
+}
