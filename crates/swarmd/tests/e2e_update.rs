@@ -311,3 +311,74 @@ fn bad_policies_are_refused_with_docker_messages() {
     // Nothing was created.
     n.docker(&["service", "inspect", &name]).fail();
 }
+
+#[test]
+fn start_first_update_to_an_unhealthy_version_rolls_back_without_downtime() {
+    let n = node();
+    let _l = Leave(&n);
+    let name = unique_name("hup");
+    n.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &name,
+        "--replicas",
+        "2",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "100ms",
+        "--update-order",
+        "start-first",
+        "--update-failure-action",
+        "rollback",
+        "--update-monitor",
+        "2s",
+        "--rollback-monitor",
+        "1s",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    wait_until(T, POLL, "2/2", || replicas(&n, &name) == "2/2");
+    let originals = running_tasks(&n, &name);
+
+    // The new version never becomes healthy: its task stays starting, then fails; the
+    // old tasks keep running all along (start-first), and the update rolls back.
+    n.docker(&[
+        "service",
+        "update",
+        "-d",
+        "--health-cmd",
+        "false",
+        "--health-retries",
+        "1",
+        &name,
+    ])
+    .ok();
+    wait_for(T, POLL, "rolled back", || {
+        let r = replicas(&n, &name);
+        assert!(r.starts_with("2/"), "no downtime during the update: {r}");
+        let s = update_status(&n, &name);
+        if s == "rollback_completed|rollback completed" {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    });
+    assert_eq!(
+        service_field(
+            &n,
+            &name,
+            "{{json .Spec.TaskTemplate.ContainerSpec.Healthcheck.Test}}"
+        ),
+        r#"["CMD-SHELL","true"]"#
+    );
+    let mut now = running_tasks(&n, &name);
+    let mut before = originals.clone();
+    now.sort();
+    before.sort();
+    assert_eq!(now, before, "the healthy tasks were never replaced");
+}
