@@ -9,7 +9,7 @@ use common::*;
 
 use swarmd_testkit::{Daemon, Executor, unique_name, wait_for, wait_until};
 
-/// The first task's `CurrentState|Error` that is pending, if any.
+/// `CurrentState|Error` of the first task pending with the scheduler's explanation.
 fn pending_reason(n: &Daemon, name: &str) -> Result<String, String> {
     let out = n.docker(&[
         "service",
@@ -21,7 +21,11 @@ fn pending_reason(n: &Daemon, name: &str) -> Result<String, String> {
         "{{.CurrentState}}|{{.Error}}",
         name,
     ]);
-    match out.lines().into_iter().find(|l| l.starts_with("Pending")) {
+    match out
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("Pending") && l.contains("no suitable node"))
+    {
         Some(l) => Ok(l.replace('"', "")),
         None => Err(out.stdout.clone()),
     }
@@ -207,5 +211,44 @@ fn placement_preference_spreads_over_zones() {
             "{{json .Spec.TaskTemplate.Placement.Preferences}}"
         ),
         r#"[{"Spread":{"SpreadDescriptor":"node.labels.zone"}}]"#
+    );
+}
+
+#[test]
+fn a_label_change_that_breaks_a_constraint_moves_the_task() {
+    let n = process_node("cnode");
+    n.docker(&["swarm", "init"]).ok();
+    let _l = Leave(&n);
+    n.docker(&["node", "update", "--label-add", "tier=db", "self"])
+        .ok();
+    let name = unique_name("ce");
+    n.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &name,
+        "--constraint",
+        "node.labels.tier==db",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    wait_until(T, POLL, "1/1", || replicas(&n, &name) == "1/1");
+    let first = running_tasks(&n, &name);
+    n.docker(&["node", "update", "--label-rm", "tier", "self"])
+        .ok();
+    let why = wait_for(T, POLL, "task moved off and pending", || {
+        pending_reason(&n, &name)
+    });
+    assert!(
+        why.ends_with("|no suitable node (scheduling constraints not satisfied on 1 node)"),
+        "{why}"
+    );
+    assert_eq!(
+        task_field(&n, &first[0], "{{.DesiredState}}"),
+        "shutdown",
+        "the task on the node that lost the label is shut down"
     );
 }

@@ -127,7 +127,9 @@ pub fn reconcile_service(
         // Retire live tasks that died or whose node can no longer run them.
         live.retain(|t| {
             let dead = t.status.state > TaskState::RUNNING;
-            let lost = !t.node_id.is_empty() && !node_keeps_tasks(nodes.get(&t.node_id));
+            let lost = !t.node_id.is_empty()
+                && (!node_keeps_tasks(nodes.get(&t.node_id))
+                    || !still_satisfies_constraints(t, nodes.get(&t.node_id)));
             if dead || lost {
                 plan.changes
                     .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
@@ -340,6 +342,25 @@ pub(super) fn eligible_nodes(
         })
         .map(|n| SlotKey::Node(n.id.clone()))
         .collect()
+}
+
+/// swarmkit's constraint enforcer: a node label change (or role change) that breaks a
+/// placed task's constraints moves the task. Unparsable constraints (validated at create
+/// time, so never in practice) leave the task where it is.
+fn still_satisfies_constraints(t: &Task, node: Option<&swarmd_types::Node>) -> bool {
+    let Some(node) = node else { return true };
+    let Some(cs) = t
+        .spec
+        .placement
+        .as_ref()
+        .and_then(|p| p.constraints.as_ref())
+    else {
+        return true;
+    };
+    match constraint::parse_all(cs) {
+        Ok(parsed) => parsed.iter().all(|c| c.matches(node)),
+        Err(_) => true,
+    }
 }
 
 pub(super) fn with_desired(t: &Task, desired: TaskState) -> Task {
@@ -686,6 +707,28 @@ mod tests {
         rolled.spec_version = 3;
         let p = reconcile_service(&rolled, &[&bad, &b], &nodes(), now());
         assert!(!updates(&p).contains(&("b", TaskState::SHUTDOWN)), "{p:?}");
+    }
+
+    #[test]
+    fn a_broken_constraint_moves_the_task() {
+        use swarmd_types::models::TaskSpecPlacement;
+        let mut svc = service(1);
+        let placement = TaskSpecPlacement {
+            constraints: Some(vec!["node.labels.tier==db".into()]),
+            ..Default::default()
+        };
+        svc.spec.task_template.as_mut().unwrap().placement = Some(placement.clone());
+        let mut a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "");
+        a.spec.placement = Some(placement);
+        let mut n = nodes();
+        n.get_mut("n1").unwrap().spec.labels =
+            Some([("tier".to_string(), "db".to_string())].into());
+        let p = reconcile_service(&svc, &[&a], &n, now());
+        assert!(p.changes.is_empty(), "{p:?}");
+        n.get_mut("n1").unwrap().spec.labels = None;
+        let p = reconcile_service(&svc, &[&a], &n, now());
+        assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
+        assert_eq!(creates(&p).len(), 1);
     }
 
     #[test]
