@@ -239,3 +239,84 @@ fn docker_task_waits_for_health_and_unhealthy_is_replaced() {
             .is_some_and(|s| s.starts_with("Running|Starting"))
     });
 }
+
+/// A local image whose HEALTHCHECK passes once `/tmp/ok` exists (long start period, so it
+/// stays starting until then). Built from the local busybox image: no registry needed.
+fn image_with_healthcheck() -> String {
+    let tag = "swarmd-test-healthcheck:latest".to_string();
+    let dockerfile = b"FROM busybox:latest\nHEALTHCHECK --interval=200ms --start-period=1m --retries=1 CMD test -f /tmp/ok\n";
+    let out = swarmd_testkit::run_with(
+        swarmd_testkit::engine_docker_command(&["build", "-q", "-t", &tag, "-"]),
+        Some(dockerfile),
+        std::time::Duration::from_secs(120),
+    );
+    out.ok();
+    tag
+}
+
+#[test]
+fn docker_image_healthcheck_gates_running_and_no_healthcheck_disables_it() {
+    require_engine!();
+    let image = image_with_healthcheck();
+    let n = daemon(Executor::Docker, &unique_name("hinode"));
+    n.docker(&["swarm", "init"]).ok();
+    let node_id = n
+        .docker(&["info", "--format", "{{.Swarm.NodeID}}"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    struct Cleanup<'a>(&'a Daemon, String);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.docker(&["swarm", "leave", "--force"]);
+            cleanup_engine_containers(&format!("com.docker.swarm.node.id={}", self.1));
+        }
+    }
+    let _c = Cleanup(&n, node_id);
+
+    // The image's check applies: starting until /tmp/ok exists.
+    let checked = unique_name("img");
+    n.docker(&[
+        "service", "create", "-d", "--name", &checked, &image, "sleep", "300",
+    ])
+    .ok();
+    // `--no-healthcheck` turns the image's check off: running at once.
+    let unchecked = unique_name("nohc");
+    n.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &unchecked,
+        "--no-healthcheck",
+        &image,
+        "sleep",
+        "300",
+    ])
+    .ok();
+    wait_until(T, POLL, "unchecked task runs", || {
+        replicas(&n, &unchecked) == "1/1"
+    });
+    wait_until(T, POLL, "checked task starting", || {
+        states(&n, &checked)
+            .first()
+            .is_some_and(|s| s.starts_with("Running|Starting"))
+    });
+    assert_eq!(replicas(&n, &checked), "0/1");
+    let container = wait_for(T, POLL, "task container", || {
+        let out = engine_docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={checked}"),
+        ]);
+        match out.lines().first() {
+            Some(id) => Ok(id.to_string()),
+            None => Err(out.stdout.clone()),
+        }
+    });
+    engine_docker(&["exec", &container, "touch", "/tmp/ok"]).ok();
+    wait_until(T, POLL, "healthy task running", || {
+        replicas(&n, &checked) == "1/1"
+    });
+}
