@@ -454,6 +454,21 @@ mod tests {
                 ok_report(S::RUNNING, "started"),
             ),
             (S::RUNNING, None, Action::Do(Op::Wait)),
+            // Health: never healthy fails the start; unhealthy later fails the wait.
+            (
+                S::STARTING,
+                Some(Outcome::Started(Err(ExecError::Unhealthy))),
+                report(S::FAILED, "failed", "dockerexec: unhealthy container"),
+            ),
+            (
+                S::RUNNING,
+                Some(Outcome::Exited(Err(ExecError::UnhealthyExit(137)))),
+                report(
+                    S::FAILED,
+                    "failed",
+                    "task: non-zero exit (137): dockerexec: unhealthy container",
+                ),
+            ),
             (
                 S::RUNNING,
                 Some(Outcome::Exited(Ok(ExitStatus { code: 0 }))),

@@ -661,6 +661,16 @@ mod tests {
             ExecError::NoSuchImage("foo:latest".into()).to_string(),
             "No such image: foo:latest"
         );
+        // Docker's texts for a task that never became healthy / turned unhealthy.
+        assert_eq!(
+            ExecError::Unhealthy.to_string(),
+            "dockerexec: unhealthy container"
+        );
+        assert_eq!(
+            ExecError::UnhealthyExit(137).to_string(),
+            "task: non-zero exit (137): dockerexec: unhealthy container"
+        );
+        assert!(!ExecError::Unhealthy.is_temporary());
     }
 
     #[test]
