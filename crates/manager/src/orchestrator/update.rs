@@ -10,8 +10,8 @@
 //! - a worker is busy while its new task is not yet RUNNING, or has been RUNNING for less
 //!   than `Delay` (swarmkit's worker sleeps `Delay` after each slot), so at most
 //!   `Parallelism` slots are in flight (0 = all at once);
-//! - a task of this update that ends on its own (complete, failed, rejected) before it has
-//!   run for `Monitor` is a failure; past `MaxFailureRatio` of the slots the `FailureAction`
+//! - the first task of this update in a slot that ends on its own (complete, failed,
+//!   rejected) before it has run for `Monitor` is a failure (later ones are restarts); past `MaxFailureRatio` of the slots the `FailureAction`
 //!   applies: pause, continue, or roll back (a rollback is never rolled back: it pauses);
 //! - the update completes once no slot is out of date, nothing is in flight and the newest
 //!   task has run for `Monitor`.
@@ -233,11 +233,20 @@ pub fn plan(
         .filter(|t| t.spec_version == service.spec_version)
         .collect();
 
-    // Failures of this update's tasks within the monitor window.
+    // Failures of this update's tasks within the monitor window. Only the first task the
+    // update made in each slot counts: later ones are restarts (swarmkit's updater counts
+    // the tasks it created, not the restart supervisor's).
     if policy.failure_action != FailureAction::Continue && total_slots > 0 {
-        let mut failed: Vec<&Task> = current
-            .iter()
-            .copied()
+        let mut first_per_slot: std::collections::BTreeMap<(u64, &str), &Task> = Default::default();
+        for t in &current {
+            let key = (t.slot, if t.slot == 0 { t.node_id.as_str() } else { "" });
+            let e = first_per_slot.entry(key).or_insert(t);
+            if (&t.meta.created_at, &t.id) < (&e.meta.created_at, &e.id) {
+                *e = t;
+            }
+        }
+        let mut failed: Vec<&Task> = first_per_slot
+            .into_values()
             .filter(|t| ended_on_its_own(t))
             .filter(
                 |t| match (started_at(t), timefmt::parse(&t.status.timestamp)) {
@@ -383,8 +392,11 @@ mod tests {
 
     /// A task of version `v` in `state`, started at `started` (seconds), status at `ts`.
     fn task(id: &str, v: u64, state: TaskState, started: Option<u64>, ts: u64) -> Task {
+        // One slot per task: ids differ in their last character.
+        let slot = id.bytes().map(u64::from).sum::<u64>();
         Task {
             id: id.into(),
+            slot,
             spec_version: v,
             desired_state: TaskState::RUNNING,
             status: TaskStatus {
@@ -477,6 +489,22 @@ mod tests {
         // Paused stays paused.
         let paused = service(cfg(1, 0), Some(U::PAUSED));
         assert_eq!(plan(&paused, &[], 3, 4, now(40)), Decision::default());
+    }
+
+    #[test]
+    fn restarts_of_a_failed_slot_do_not_count_again() {
+        let mut c = cfg(1, 0);
+        c.max_failure_ratio = Some(0.5);
+        let svc = service(c, Some(U::UPDATING));
+        let mut f1 = task("f1", 2, TaskState::FAILED, None, 1);
+        f1.meta.created_at = at(1);
+        let mut f1b = task("f1b", 2, TaskState::FAILED, None, 2);
+        f1b.slot = f1.slot;
+        f1b.meta.created_at = at(2);
+        // Two failures, one slot of four: 0.25, under the ratio.
+        let d = plan(&svc, &[&f1, &f1b], 2, 4, now(3));
+        assert_eq!(d.status, None);
+        assert_eq!(d.replace, 1);
     }
 
     #[test]
