@@ -382,3 +382,56 @@ fn start_first_update_to_an_unhealthy_version_rolls_back_without_downtime() {
     before.sort();
     assert_eq!(now, before, "the healthy tasks were never replaced");
 }
+
+#[test]
+fn failure_action_continue_updates_every_slot_anyway() {
+    let n = node();
+    let _l = Leave(&n);
+    let name = unique_name("cont");
+    n.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &name,
+        "--replicas",
+        "3",
+        "--update-failure-action",
+        "continue",
+        "--update-monitor",
+        "1s",
+        "--restart-delay",
+        "30s",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    wait_until(T, POLL, "3/3", || replicas(&n, &name) == "3/3");
+    n.docker(&["service", "update", "-d", "--args", "false", &name])
+        .ok();
+    wait_for(T, POLL, "update completed despite failures", || {
+        let s = update_status(&n, &name);
+        if s == "completed|update completed" {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    });
+    // Every slot got a task of the new spec, and they all failed.
+    let failed = n
+        .docker(&[
+            "service",
+            "ps",
+            "--format",
+            "{{.Name}} {{.CurrentState}}",
+            &name,
+        ])
+        .ok()
+        .lines()
+        .iter()
+        .filter(|l| l.contains(" Failed"))
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+}

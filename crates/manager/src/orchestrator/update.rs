@@ -227,26 +227,27 @@ pub fn plan(
         }
     }
 
-    let current: Vec<&Task> = tasks
-        .iter()
-        .copied()
-        .filter(|t| t.spec_version == service.spec_version)
-        .collect();
-
-    // Failures of this update's tasks within the monitor window. Only the first task the
-    // update made in each slot counts: later ones are restarts (swarmkit's updater counts
-    // the tasks it created, not the restart supervisor's).
-    if policy.failure_action != FailureAction::Continue && total_slots > 0 {
-        let mut first_per_slot: std::collections::BTreeMap<(u64, &str), &Task> = Default::default();
-        for t in &current {
-            let key = (t.slot, if t.slot == 0 { t.node_id.as_str() } else { "" });
-            let e = first_per_slot.entry(key).or_insert(t);
-            if (&t.meta.created_at, &t.id) < (&e.meta.created_at, &e.id) {
-                *e = t;
-            }
+    // The tasks this update made: the first task of the current version in each slot.
+    // Later ones are restarts, which swarmkit's updater neither waits for nor counts (the
+    // restart supervisor makes them).
+    let mut first_per_slot: std::collections::BTreeMap<(u64, &str), &Task> = Default::default();
+    for t in tasks.iter().copied() {
+        if t.spec_version != service.spec_version {
+            continue;
         }
-        let mut failed: Vec<&Task> = first_per_slot
-            .into_values()
+        let key = (t.slot, if t.slot == 0 { t.node_id.as_str() } else { "" });
+        let e = first_per_slot.entry(key).or_insert(t);
+        if (&t.meta.created_at, &t.id) < (&e.meta.created_at, &e.id) {
+            *e = t;
+        }
+    }
+    let first: Vec<&Task> = first_per_slot.into_values().collect();
+
+    // Failures of this update's tasks within the monitor window.
+    if policy.failure_action != FailureAction::Continue && total_slots > 0 {
+        let mut failed: Vec<&Task> = first
+            .iter()
+            .copied()
             .filter(|t| ended_on_its_own(t))
             .filter(
                 |t| match (started_at(t), timefmt::parse(&t.status.timestamp)) {
@@ -294,19 +295,22 @@ pub fn plan(
         }
     }
 
-    // Slots in flight: a new task not yet running, or running for less than the delay.
+    // Slots in flight: the update's task not yet running, or running for less than the
+    // delay (a task that already ended is done, as swarmkit's worker moves on once its task
+    // reached RUNNING or beyond).
     let mut in_flight = 0usize;
     let mut wake: Option<Duration> = None;
     let mut newest_start: Option<OffsetDateTime> = None;
-    for t in &current {
-        if t.desired_state > TaskState::RUNNING || t.status.state > TaskState::RUNNING {
-            continue;
-        }
+    for t in &first {
         if t.status.state < TaskState::RUNNING {
-            in_flight += 1;
+            if t.desired_state <= TaskState::RUNNING {
+                in_flight += 1;
+            }
             continue;
         }
-        let Some(s) = started_at(t) else { continue };
+        let Some(s) = started_at(t).or_else(|| timefmt::parse(&t.status.timestamp)) else {
+            continue;
+        };
         newest_start = newest_start.max(Some(s));
         let ran = elapsed(now, s);
         if ran < policy.delay {
@@ -505,6 +509,24 @@ mod tests {
         let d = plan(&svc, &[&f1, &f1b], 2, 4, now(3));
         assert_eq!(d.status, None);
         assert_eq!(d.replace, 1);
+    }
+
+    #[test]
+    fn continue_moves_on_and_completes_despite_restarts() {
+        let mut c = cfg(1, 0);
+        c.failure_action = Some(ServiceSpecUpdateConfigFailureActionEnum::CONTINUE);
+        c.monitor = Some(1_000_000_000);
+        let svc = service(c, Some(U::UPDATING));
+        let mut f = task("f", 2, TaskState::FAILED, Some(1), 1);
+        f.meta.created_at = at(1);
+        let mut restart = task("r", 2, TaskState::STARTING, None, 2);
+        restart.slot = f.slot;
+        restart.meta.created_at = at(2);
+        // The restart is not the update's: the next slot may go.
+        assert_eq!(plan(&svc, &[&f, &restart], 1, 2, now(2)).replace, 1);
+        // Nothing dirty left: completes a monitor period after the last task started.
+        let s = plan(&svc, &[&f, &restart], 0, 2, now(3)).status.unwrap();
+        assert_eq!(s.state, Some(U::COMPLETED));
     }
 
     #[test]
