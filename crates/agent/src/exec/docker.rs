@@ -429,13 +429,21 @@ fn health_of(ins: &ContainerInspectResponse) -> Option<Health> {
     }
 }
 
-/// How often the controller reads a container's health.
-const HEALTH_POLL: Duration = Duration::from_millis(250);
+/// How often the controller reads a container's health while waiting for it to become
+/// healthy (start), and while it runs (wait: gentler on the engine, as every task with a
+/// check polls for its whole life).
+const HEALTH_POLL_START: Duration = Duration::from_millis(250);
+const HEALTH_POLL_RUNNING: Duration = Duration::from_secs(1);
 
 impl DockerController {
     /// Waits until the container is healthy (`Ok(true)`), unhealthy (`Ok(false)`), has no
     /// health check or stopped running (`Ok(true)`: `wait` reports how it ended).
     async fn until_health_settles(&self, want_healthy: bool) -> Result<bool, ExecError> {
+        let poll = if want_healthy {
+            HEALTH_POLL_START
+        } else {
+            HEALTH_POLL_RUNNING
+        };
         loop {
             let Some(ins) = self.inspect().await? else {
                 return Ok(true);
@@ -449,7 +457,7 @@ impl DockerController {
                 Some(Health::Healthy) if want_healthy => return Ok(true),
                 _ => {}
             }
-            tokio::time::sleep(HEALTH_POLL).await;
+            tokio::time::sleep(poll).await;
         }
     }
 }
