@@ -749,4 +749,85 @@ mod tests {
         assert_eq!(on, vec!["n1", "n2"]);
         assert!(creates(&p).iter().all(|t| t.slot == 0));
     }
+
+    fn arb_state() -> impl proptest::strategy::Strategy<Value = TaskState> {
+        proptest::prop_oneof![
+            proptest::strategy::Just(TaskState::PENDING),
+            proptest::strategy::Just(TaskState::ASSIGNED),
+            proptest::strategy::Just(TaskState::STARTING),
+            proptest::strategy::Just(TaskState::RUNNING),
+            proptest::strategy::Just(TaskState::COMPLETE),
+            proptest::strategy::Just(TaskState::FAILED),
+            proptest::strategy::Just(TaskState::SHUTDOWN),
+        ]
+    }
+
+    proptest::proptest! {
+        /// After a pass, a slot has at most one task meant to run (stop-first), or two
+        /// while a start-first replacement comes up; and the planner never moves a desired
+        /// state backwards.
+        #[test]
+        fn live_tasks_per_slot_stay_within_the_update_order(
+            start_first in proptest::bool::ANY,
+            parallelism in 0i64..3,
+            tasks in proptest::collection::vec(
+                (1u64..4, arb_state(), proptest::bool::ANY, proptest::bool::ANY, 0u8..50),
+                0..10,
+            ),
+        ) {
+            use swarmd_types::models::{ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum};
+            let mut svc = service(3);
+            svc.spec_version = 2;
+            svc.previous_spec = Some(svc.spec.clone());
+            svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
+            svc.spec.update_config = Some(ServiceSpecUpdateConfig {
+                parallelism: Some(parallelism),
+                order: Some(if start_first {
+                    ServiceSpecUpdateConfigOrderEnum::START_FIRST
+                } else {
+                    ServiceSpecUpdateConfigOrderEnum::STOP_FIRST
+                }),
+                ..Default::default()
+            });
+            let ts: Vec<Task> = tasks
+                .iter()
+                .enumerate()
+                .map(|(i, (slot, state, live, new, secs))| {
+                    let desired = if *live { TaskState::RUNNING } else { TaskState::SHUTDOWN };
+                    let mut t = task(&format!("t{i}"), *slot, *state, desired, "2026-01-01T00:00:00Z");
+                    t.meta.created_at = format!("2026-01-01T00:00:{secs:02}Z");
+                    if *new {
+                        t.spec_version = 2;
+                        t.spec = svc.spec.task_template.clone().unwrap();
+                    }
+                    t
+                })
+                .collect();
+            let refs: Vec<&Task> = ts.iter().collect();
+            let p = reconcile_service(&svc, &refs, &nodes(), now());
+            let mut after: std::collections::BTreeMap<String, Task> =
+                ts.iter().map(|t| (t.id.clone(), t.clone())).collect();
+            for c in &p.changes {
+                match c {
+                    Change::Create(t) => {
+                        after.insert(t.id.clone(), t.clone());
+                    }
+                    Change::Update(t) => {
+                        let before = after.get(&t.id).unwrap();
+                        proptest::prop_assert!(t.desired_state >= before.desired_state);
+                        after.insert(t.id.clone(), t.clone());
+                    }
+                    Change::UpdateService(_) => {}
+                }
+            }
+            let allowed = if start_first { 2 } else { 1 };
+            for slot in 1..=3u64 {
+                let live = after
+                    .values()
+                    .filter(|t| t.slot == slot && is_live(t) && t.status.state <= TaskState::RUNNING)
+                    .count();
+                proptest::prop_assert!(live <= allowed, "slot {slot}: {live} live; {p:?}");
+            }
+        }
+    }
 }
