@@ -78,15 +78,18 @@ fn replicated_job_runs_to_completion_and_update_reruns_it() {
     let first = service_field(&n, &name, "{{.JobStatus.JobIteration.Index}}");
 
     // An update runs the job again: a new iteration, three more completions.
+    let first_ids = n.docker(&["service", "ps", "-q", &name]).ok().stdout;
     n.docker(&["service", "update", "-d", "--env-add", "RUN=2", &name])
         .ok();
     let second = service_field(&n, &name, "{{.JobStatus.JobIteration.Index}}");
     assert_ne!(first, second, "a new job iteration");
+    // The first run's tasks are removed (as swarmkit does); three new ones complete.
     wait_for(T, POLL, "second run complete", || {
         let states = task_states(&n, &name);
-        let done = states.iter().filter(|s| *s == "Complete").count();
+        let ids = n.docker(&["service", "ps", "-q", &name]).ok().stdout;
+        let fresh = ids.lines().all(|id| !first_ids.contains(id));
         let r = replicas(&n, &name);
-        if done == 6 && r == "0/2 (3/3 completed)" {
+        if fresh && states == vec!["Complete"; 3] && r == "0/2 (3/3 completed)" {
             Ok(())
         } else {
             Err(format!("{r} {states:?}"))

@@ -5,7 +5,8 @@
 //! to their end. A completed task is never restarted; a failed one is replaced in its slot
 //! as the restart policy allows (a job never restarts on success, whatever the condition).
 //! Each `service update` of a job starts a new iteration (`Service::job_iteration`): tasks
-//! of older iterations still running are shut down and the job runs again from zero.
+//! of older iterations are removed (stopped first if still running) and the job runs again
+//! from zero.
 
 use swarmd_types::models::{TaskSpecRestartPolicyConditionEnum, TaskState};
 use swarmd_types::{Service, Task};
@@ -104,14 +105,15 @@ pub fn reconcile_job(
     let policy = RestartPolicy::of(service);
     let iteration = Some(service.job_iteration);
 
-    // Earlier iterations are over: stop what still runs of them.
+    // Earlier iterations are over: their tasks are removed (stopped first if they still
+    // run), as swarmkit's job reconcilers do.
     let mut current: Vec<&Task> = Vec::new();
     for t in tasks {
         if t.job_iteration == iteration {
             current.push(t);
-        } else if running(t) {
+        } else if t.desired_state < TaskState::REMOVE {
             plan.changes
-                .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
+                .push(Change::Update(with_desired(t, TaskState::REMOVE)));
         }
     }
 
@@ -323,21 +325,21 @@ mod tests {
     }
 
     #[test]
-    fn a_new_iteration_stops_the_old_one_and_runs_again() {
+    fn a_new_iteration_removes_the_old_one_and_runs_again() {
         let mut svc = job(1, 1);
         svc.job_iteration = 1;
         let old_done = task("d", 1, TaskState::COMPLETE, 0);
         let old_running = task("r", 1, TaskState::RUNNING, 0);
         let p = run(&svc, &[&old_done, &old_running]);
-        let stopped: Vec<&str> = p
+        let removed: Vec<&str> = p
             .changes
             .iter()
             .filter_map(|c| match c {
-                Change::Update(t) if t.desired_state == TaskState::SHUTDOWN => Some(t.id.as_str()),
+                Change::Update(t) if t.desired_state == TaskState::REMOVE => Some(t.id.as_str()),
                 _ => None,
             })
             .collect();
-        assert_eq!(stopped, vec!["r"]);
+        assert_eq!(removed, vec!["d", "r"]);
         let created: Vec<&Task> = p
             .changes
             .iter()
