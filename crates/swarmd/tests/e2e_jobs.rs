@@ -36,10 +36,10 @@ fn replicated_job_runs_to_completion_and_update_reruns_it() {
     let n = node();
     let _l = Leave(&n);
     let name = unique_name("job");
+    // Attached: the CLI's job progress display follows the tasks' slots to completion.
     n.docker(&[
         "service",
         "create",
-        "-d",
         "--name",
         &name,
         "--mode",
@@ -57,11 +57,8 @@ fn replicated_job_runs_to_completion_and_update_reruns_it() {
         service_field(&n, &name, "{{json .Spec.Mode.ReplicatedJob}}"),
         r#"{"MaxConcurrent":2,"TotalCompletions":3}"#
     );
-    // Never more than MaxConcurrent at once, and done after three completions.
+    // Done after three completions (the attached create returned once they were).
     wait_for(T, POLL, "job complete", || {
-        let states = task_states(&n, &name);
-        let running = states.iter().filter(|s| *s == "Running").count();
-        assert!(running <= 2, "at most 2 running: {states:?}");
         let r = replicas(&n, &name);
         if r == "0/2 (3/3 completed)" {
             Ok(())
@@ -83,13 +80,16 @@ fn replicated_job_runs_to_completion_and_update_reruns_it() {
         .ok();
     let second = service_field(&n, &name, "{{.JobStatus.JobIteration.Index}}");
     assert_ne!(first, second, "a new job iteration");
-    // The first run's tasks are removed (as swarmkit does); three new ones complete.
+    // Three new tasks complete, never more than MaxConcurrent at once; the first run's
+    // stay in the history.
     wait_for(T, POLL, "second run complete", || {
         let states = task_states(&n, &name);
+        let running = states.iter().filter(|s| *s == "Running").count();
+        assert!(running <= 2, "at most 2 running: {states:?}");
         let ids = n.docker(&["service", "ps", "-q", &name]).ok().stdout;
-        let fresh = ids.lines().all(|id| !first_ids.contains(id));
+        let fresh = ids.lines().filter(|id| !first_ids.contains(id)).count();
         let r = replicas(&n, &name);
-        if fresh && states == vec!["Complete"; 3] && r == "0/2 (3/3 completed)" {
+        if fresh == 3 && states == vec!["Complete"; 6] && r == "0/2 (3/3 completed)" {
             Ok(())
         } else {
             Err(format!("{r} {states:?}"))

@@ -5,8 +5,10 @@
 //! to their end. A completed task is never restarted; a failed one is replaced in its slot
 //! as the restart policy allows (a job never restarts on success, whatever the condition).
 //! Each `service update` of a job starts a new iteration (`Service::job_iteration`): tasks
-//! of older iterations are removed (stopped first if still running) and the job runs again
-//! from zero.
+//! of older iterations still running are removed and the job runs again from zero.
+//!
+//! Replicated job tasks get one slot per completion, `0..TotalCompletions` (swarmkit's
+//! numbering, which the CLI's job progress display relies on).
 
 use swarmd_types::models::{TaskSpecRestartPolicyConditionEnum, TaskState};
 use swarmd_types::{Service, Task};
@@ -105,13 +107,13 @@ pub fn reconcile_job(
     let policy = RestartPolicy::of(service);
     let iteration = Some(service.job_iteration);
 
-    // Earlier iterations are over: their tasks are removed (stopped first if they still
-    // run), as swarmkit's job reconcilers do.
+    // Earlier iterations are over: what still runs of them is removed, as swarmkit's job
+    // reconcilers do (their completed tasks stay in the history).
     let mut current: Vec<&Task> = Vec::new();
     for t in tasks {
         if t.job_iteration == iteration {
             current.push(t);
-        } else if t.desired_state < TaskState::REMOVE {
+        } else if t.status.state <= TaskState::RUNNING && t.desired_state < TaskState::REMOVE {
             plan.changes
                 .push(Change::Update(with_desired(t, TaskState::REMOVE)));
         }
@@ -138,7 +140,7 @@ pub fn reconcile_job(
     let wanted: Vec<SlotKey> = match mode {
         JobMode::Replicated {
             total_completions, ..
-        } => (1..=total_completions).map(SlotKey::Slot).collect(),
+        } => (0..total_completions).map(SlotKey::Slot).collect(),
         JobMode::Global => eligible_nodes(service, nodes, &slots).into_iter().collect(),
     };
     let max_active = match mode {
@@ -282,11 +284,11 @@ mod tests {
     #[test]
     fn runs_max_concurrent_at_a_time_until_total() {
         let svc = job(2, 5);
-        assert_eq!(created_slots(&run(&svc, &[])), vec![1, 2]);
-        let a = task("a", 1, TaskState::COMPLETE, 0);
-        let b = task("b", 2, TaskState::RUNNING, 0);
-        assert_eq!(created_slots(&run(&svc, &[&a, &b])), vec![3]);
-        let done: Vec<Task> = (1..=5)
+        assert_eq!(created_slots(&run(&svc, &[])), vec![0, 1]);
+        let a = task("a", 0, TaskState::COMPLETE, 0);
+        let b = task("b", 1, TaskState::RUNNING, 0);
+        assert_eq!(created_slots(&run(&svc, &[&a, &b])), vec![2]);
+        let done: Vec<Task> = (0..5)
             .map(|s| task(&format!("t{s}"), s, TaskState::COMPLETE, 0))
             .collect();
         let refs: Vec<&Task> = done.iter().collect();
@@ -296,9 +298,9 @@ mod tests {
     #[test]
     fn failed_tasks_follow_the_restart_policy() {
         let mut svc = job(1, 1);
-        let f = task("f", 1, TaskState::FAILED, 0);
+        let f = task("f", 0, TaskState::FAILED, 0);
         let p = run(&svc, &[&f]);
-        assert_eq!(created_slots(&p), vec![1]);
+        assert_eq!(created_slots(&p), vec![0]);
 
         svc.spec
             .task_template
@@ -328,8 +330,8 @@ mod tests {
     fn a_new_iteration_removes_the_old_one_and_runs_again() {
         let mut svc = job(1, 1);
         svc.job_iteration = 1;
-        let old_done = task("d", 1, TaskState::COMPLETE, 0);
-        let old_running = task("r", 1, TaskState::RUNNING, 0);
+        let old_done = task("d", 0, TaskState::COMPLETE, 0);
+        let old_running = task("r", 0, TaskState::RUNNING, 0);
         let p = run(&svc, &[&old_done, &old_running]);
         let removed: Vec<&str> = p
             .changes
@@ -339,7 +341,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(removed, vec!["d", "r"]);
+        assert_eq!(removed, vec!["r"], "completed tasks stay in the history");
         let created: Vec<&Task> = p
             .changes
             .iter()
@@ -382,8 +384,8 @@ mod tests {
             let done = done.min(total as u64);
             let live = live.min(max as u64).min(total as u64 - done);
             let mut ts = Vec::new();
-            for s in 1..=done { ts.push(task(&format!("d{s}"), s, TaskState::COMPLETE, 0)); }
-            for s in done + 1..=done + live { ts.push(task(&format!("l{s}"), s, TaskState::RUNNING, 0)); }
+            for s in 0..done { ts.push(task(&format!("d{s}"), s, TaskState::COMPLETE, 0)); }
+            for s in done..done + live { ts.push(task(&format!("l{s}"), s, TaskState::RUNNING, 0)); }
             let refs: Vec<&Task> = ts.iter().collect();
             let created = created_slots(&run(&svc, &refs)).len() as u64;
             proptest::prop_assert!(created + live <= max as u64);
