@@ -79,6 +79,14 @@ fn nanos(v: Option<i64>, default: Duration) -> Duration {
         .unwrap_or(default)
 }
 
+/// The daemon passes `Monitor` to swarmkit only when non-zero, so 0 means the default.
+fn monitor(v: Option<i64>) -> Duration {
+    match v {
+        Some(n) if n > 0 => Duration::from_nanos(n as u64),
+        _ => DEFAULT_MONITOR,
+    }
+}
+
 impl Policy {
     /// The policy in force: `RollbackConfig` while a rollback runs, else `UpdateConfig`.
     pub fn of(service: &Service) -> Self {
@@ -88,13 +96,14 @@ impl Policy {
                 return d;
             };
             Policy {
-                parallelism: c.parallelism.unwrap_or(1).max(0) as usize,
+                // A config without Parallelism is Go's zero: all at once.
+                parallelism: c.parallelism.unwrap_or(0).max(0) as usize,
                 delay: nanos(c.delay, d.delay),
                 failure_action: match c.failure_action {
                     Some(RollbackAction::CONTINUE) => FailureAction::Continue,
                     _ => FailureAction::Pause,
                 },
-                monitor: nanos(c.monitor, d.monitor),
+                monitor: monitor(c.monitor),
                 max_failure_ratio: c.max_failure_ratio.unwrap_or(0.0),
                 order: match c.order {
                     Some(RollbackOrder::START_FIRST) => Order::StartFirst,
@@ -107,14 +116,14 @@ impl Policy {
             };
             use ServiceSpecUpdateConfigFailureActionEnum as A;
             Policy {
-                parallelism: c.parallelism.unwrap_or(1).max(0) as usize,
+                parallelism: c.parallelism.unwrap_or(0).max(0) as usize,
                 delay: nanos(c.delay, d.delay),
                 failure_action: match c.failure_action {
                     Some(A::CONTINUE) => FailureAction::Continue,
                     Some(A::ROLLBACK) => FailureAction::Rollback,
                     _ => FailureAction::Pause,
                 },
-                monitor: nanos(c.monitor, d.monitor),
+                monitor: monitor(c.monitor),
                 max_failure_ratio: c.max_failure_ratio.unwrap_or(0.0),
                 order: match c.order {
                     Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST) => Order::StartFirst,
@@ -586,6 +595,22 @@ mod tests {
         let p = Policy::of(&svc);
         assert_eq!((p.parallelism, p.order), (0, Order::StartFirst));
         assert_eq!(plan(&svc, &[], 3, 3, now(0)).replace, 3);
+    }
+
+    #[test]
+    fn api_defaults_follow_the_daemon() {
+        // No UpdateConfig: swarmkit's defaults.
+        let mut svc = service(cfg(1, 0), None);
+        svc.spec.update_config = None;
+        assert_eq!(Policy::of(&svc), Policy::default());
+        // A config without Parallelism (docker-py, compose) means all at once; Monitor 0
+        // is not passed on by the daemon, so the default applies.
+        svc.spec.update_config = Some(ServiceSpecUpdateConfig {
+            monitor: Some(0),
+            ..Default::default()
+        });
+        let p = Policy::of(&svc);
+        assert_eq!((p.parallelism, p.monitor), (0, DEFAULT_MONITOR));
     }
 
     #[test]
