@@ -49,6 +49,10 @@ fn failing_update_rolls_back_automatically() {
         "rollback",
         "--update-monitor",
         "3s",
+        // The failing task reaches RUNNING before it fails: the delay keeps the next slot
+        // from starting in between, so exactly one slot is reached.
+        "--update-delay",
+        "3s",
         "--rollback-monitor",
         "1s",
         "--restart-delay",
@@ -119,6 +123,8 @@ fn failing_update_pauses_and_rollback_restores() {
         &name,
         "--replicas",
         "3",
+        "--update-delay",
+        "3s",
         "--restart-delay",
         "100ms",
         "busybox",
