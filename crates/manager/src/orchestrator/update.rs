@@ -16,9 +16,8 @@
 //! - the update completes once no slot is out of date, nothing is in flight and the newest
 //!   task has run for `Monitor`.
 //!
-//! The failure ratio's denominator is the number of slots the service has, where swarmkit
-//! counts the slots that were dirty when the update started; for an update that changes
-//! the task template (every update that redeploys) the two are the same.
+//! The failure ratio's denominator is the slots the update reached plus those still out of
+//! date, which is swarmkit's count of slots dirty when the update started.
 
 use std::time::Duration;
 
@@ -253,7 +252,11 @@ pub fn plan(
     let first: Vec<&Task> = first_per_slot.into_values().collect();
 
     // Failures of this update's tasks within the monitor window.
-    if policy.failure_action != FailureAction::Continue && total_slots > 0 {
+    // The ratio's denominator is the number of slots the update set out to change, as
+    // swarmkit's (its dirty slots at the start): the slots it reached plus those still out
+    // of date. A rollback after a partial update only counts the slots it must undo.
+    let update_slots = (first.len() + dirty_slots).min(total_slots);
+    if policy.failure_action != FailureAction::Continue && update_slots > 0 {
         let mut failed: Vec<&Task> = first
             .iter()
             .copied()
@@ -268,7 +271,7 @@ pub fn plan(
             .collect();
         failed.sort_by(|a, b| (&a.status.timestamp, &a.id).cmp(&(&b.status.timestamp, &b.id)));
         let ratio = policy.max_failure_ratio;
-        if let Some(k) = (1..=failed.len()).find(|k| (*k as f64) / (total_slots as f64) > ratio) {
+        if let Some(k) = (1..=failed.len()).find(|k| (*k as f64) / (update_slots as f64) > ratio) {
             let culprit = &failed[k - 1].id;
             let rolling_back = state == Some(U::ROLLBACK_STARTED);
             if rolling_back {
@@ -582,6 +585,21 @@ mod tests {
             s.message.as_deref(),
             Some("rollback paused due to failure or early termination of task bad")
         );
+    }
+
+    #[test]
+    fn the_ratio_counts_only_the_slots_the_update_changes() {
+        // A rollback after an update that reached one slot of three: that slot's failure
+        // is 1/1 of the rollback, above a 0.5 ratio (1/3 of the service would not be).
+        let mut svc = service(cfg(1, 0), Some(U::ROLLBACK_STARTED));
+        svc.spec.rollback_config = Some(swarmd_types::models::ServiceSpecRollbackConfig {
+            parallelism: Some(1),
+            max_failure_ratio: Some(0.5),
+            ..Default::default()
+        });
+        let f = task("f", 2, TaskState::FAILED, None, 1);
+        let s = plan(&svc, &[&f], 0, 3, now(2)).status.unwrap();
+        assert_eq!(s.state, Some(U::ROLLBACK_PAUSED));
     }
 
     #[test]
