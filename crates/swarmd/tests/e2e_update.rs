@@ -441,3 +441,65 @@ fn failure_action_continue_updates_every_slot_anyway() {
         .collect::<std::collections::BTreeSet<_>>();
     assert_eq!(failed.len(), 3, "{failed:?}");
 }
+
+#[test]
+fn rollback_flags_drive_a_manual_rollback() {
+    let n = node();
+    let _l = Leave(&n);
+    let name = unique_name("rbf");
+    n.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &name,
+        "--replicas",
+        "3",
+        "--update-parallelism",
+        "1",
+        "--update-delay",
+        "2s",
+        "--update-monitor",
+        "1s",
+        // The rollback replaces every slot at once and completes after 1 s of monitoring,
+        // while an update goes one slot at a time, 2 s apart: the rollback config applies.
+        "--rollback-parallelism",
+        "0",
+        "--rollback-monitor",
+        "1s",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    wait_until(T, POLL, "3/3", || replicas(&n, &name) == "3/3");
+    n.docker(&["service", "update", "-d", "--args", "sleep 301", &name])
+        .ok();
+    wait_until(T, POLL, "update completed", || {
+        update_status(&n, &name) == "completed|update completed"
+    });
+    n.docker(&["service", "rollback", "-d", &name]).ok();
+    let old = r#"["sleep","300"]"#;
+    let count_old = || {
+        running_args(&n, &name)
+            .into_iter()
+            .filter(|a| a == old)
+            .count()
+    };
+    wait_for(T, POLL, "rollback started", || {
+        if count_old() >= 1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?} {} {}",
+                running_args(&n, &name),
+                update_status(&n, &name),
+                service_field(&n, &name, "{{json .Spec.TaskTemplate.ContainerSpec.Args}}")
+            ))
+        }
+    });
+    assert_eq!(count_old(), 3, "all slots rolled back in one batch");
+    wait_until(T, POLL, "rollback completed", || {
+        update_status(&n, &name) == "rollback_completed|rollback completed"
+    });
+}
