@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 mod db;
 pub mod exec;
+pub mod health;
 mod reporter;
 pub mod runner;
 mod worker;

@@ -345,6 +345,11 @@ async fn build_status(ctx: &RunnerCtx, r: &Report, exit_code: Option<i64>) -> Ta
         container: ctx.status.container.clone(),
         ports: ctx.status.ports.clone(),
         sched_err: String::new(),
+        started_at: if r.state == TaskState::RUNNING {
+            swarmd_types::timefmt::now()
+        } else {
+            ctx.status.started_at.clone()
+        },
     };
     // Before READY there is nothing to observe.
     if r.state < TaskState::READY || r.state == TaskState::REJECTED {
@@ -449,6 +454,21 @@ mod tests {
                 ok_report(S::RUNNING, "started"),
             ),
             (S::RUNNING, None, Action::Do(Op::Wait)),
+            // Health: never healthy fails the start; unhealthy later fails the wait.
+            (
+                S::STARTING,
+                Some(Outcome::Started(Err(ExecError::Unhealthy))),
+                report(S::FAILED, "failed", "dockerexec: unhealthy container"),
+            ),
+            (
+                S::RUNNING,
+                Some(Outcome::Exited(Err(ExecError::UnhealthyExit(137)))),
+                report(
+                    S::FAILED,
+                    "failed",
+                    "task: non-zero exit (137): dockerexec: unhealthy container",
+                ),
+            ),
             (
                 S::RUNNING,
                 Some(Outcome::Exited(Ok(ExitStatus { code: 0 }))),

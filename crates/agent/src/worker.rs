@@ -34,7 +34,7 @@ pub(crate) enum WorkerAction {
     /// The task is no longer assigned to this node: shut it down and remove it.
     Withdraw { task_id: String },
     /// The manager's copy of the status is behind ours: send ours again.
-    Report(TaskStatusUpdate),
+    Report(Box<TaskStatusUpdate>),
     /// A container/process of this node that no assignment and no local record knows:
     /// shut it down and remove it, without reporting anything.
     RemoveOrphan { task_id: String },
@@ -71,10 +71,10 @@ pub(crate) fn plan<'a>(
                             });
                         }
                         if mine.status.state > task.status.state {
-                            actions.push(WorkerAction::Report(TaskStatusUpdate {
+                            actions.push(WorkerAction::Report(Box::new(TaskStatusUpdate {
                                 task_id: task.id.clone(),
                                 status: mine.status.clone(),
-                            }));
+                            })));
                         }
                     }
                 }
@@ -316,7 +316,7 @@ impl Worker {
                     }
                 }
                 WorkerAction::Report(update) => {
-                    let _ = self.reports.send(update);
+                    let _ = self.reports.send(*update);
                 }
                 WorkerAction::RemoveOrphan { task_id } => {
                     tracing::info!(task.id = %task_id, "removing orphaned task");
@@ -543,10 +543,10 @@ mod tests {
         );
         assert_eq!(
             run_plan(std::slice::from_ref(&mine), &m, None),
-            vec![WorkerAction::Report(TaskStatusUpdate {
+            vec![WorkerAction::Report(Box::new(TaskStatusUpdate {
                 task_id: "a".into(),
                 status: mine.status.clone(),
-            })]
+            }))]
         );
     }
 

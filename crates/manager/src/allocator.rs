@@ -13,7 +13,8 @@ pub async fn allocate(store: &Store) -> Result<usize, ProposeError> {
         .update(|tables, tx| {
             let mut n = 0;
             for t in tables.tasks.values() {
-                if t.status.state != TaskState::NEW || t.desired_state > TaskState::RUNNING {
+                // Job tasks are desired COMPLETE; anything past that is being stopped.
+                if t.status.state != TaskState::NEW || t.desired_state > TaskState::COMPLETE {
                     continue;
                 }
                 let Some(service) = tables.services.get(&t.service_id) else {

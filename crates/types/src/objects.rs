@@ -179,12 +179,15 @@ pub struct ManagerInfo {
 pub struct Service {
     pub id: String,
     pub meta: Meta,
-    /// Written by the API (`service create/update`).
+    /// Written by the API (`service create/update`), and by the updater when an update
+    /// rolls back automatically (`--update-failure-action rollback`), as swarmkit's does.
     pub spec: ServiceSpec,
-    /// The spec before the last update, for rollback. Written by the API.
+    /// The spec before the last update, for rollback. Written by the API (cleared by an
+    /// automatic rollback).
     pub previous_spec: Option<ServiceSpec>,
-    /// Incremented by the API on each spec change; tasks record the value they were made
-    /// from, so "up to date" is a number comparison.
+    /// Incremented on each spec change (API, automatic rollback); tasks record the value
+    /// they were made from. A task is out of date when its version differs and its spec
+    /// does too (so a rollback leaves tasks of the restored spec alone).
     pub spec_version: u64,
     /// Published ports after allocation (auto-assigned published ports filled in).
     /// Written by the allocator.
@@ -268,6 +271,10 @@ pub struct TaskStatus {
     pub ports: Option<PortStatus>,
     /// Why the scheduler could not place the task (shown by `service ps`).
     pub sched_err: String,
+    /// When the task reached RUNNING (RFC 3339), kept in later reports. Written by the
+    /// agent; the updater measures its monitor window from it.
+    #[serde(default)]
+    pub started_at: String,
 }
 
 impl Default for TaskStatus {
@@ -280,6 +287,7 @@ impl Default for TaskStatus {
             container: None,
             ports: None,
             sched_err: String::new(),
+            started_at: String::new(),
         }
     }
 }

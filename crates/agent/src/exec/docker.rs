@@ -23,11 +23,13 @@ use bollard::query_parameters::{
 };
 use bollard_stubs::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    HealthStatusEnum, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bytes::Bytes;
 use futures::StreamExt;
 use swarmd_types::NodeDescription;
+
+use crate::health::Health;
 
 use super::{
     BoundPort, Controller, ExecError, Executor, ExitStatus, LABEL_NODE_ID, LABEL_TASK_ID, LogEntry,
@@ -416,6 +418,77 @@ fn state_status(ins: &ContainerInspectResponse) -> Option<ContainerStateStatusEn
     ins.state.as_ref().and_then(|s| s.status)
 }
 
+/// The container's health, if it has a health check (its own or the image's: the engine
+/// merges them at create).
+fn health_of(ins: &ContainerInspectResponse) -> Option<Health> {
+    match ins.state.as_ref()?.health.as_ref()?.status? {
+        HealthStatusEnum::STARTING => Some(Health::Starting),
+        HealthStatusEnum::HEALTHY => Some(Health::Healthy),
+        HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
+        _ => None,
+    }
+}
+
+/// How often the controller reads a container's health while waiting for it to become
+/// healthy (start), and while it runs (wait: gentler on the engine, as every task with a
+/// check polls for its whole life).
+const HEALTH_POLL_START: Duration = Duration::from_millis(250);
+const HEALTH_POLL_RUNNING: Duration = Duration::from_secs(1);
+
+impl DockerController {
+    /// Waits until the container is healthy (`Ok(true)`), unhealthy (`Ok(false)`), has no
+    /// health check or stopped running (`Ok(true)`: `wait` reports how it ended).
+    async fn until_health_settles(&self, want_healthy: bool) -> Result<bool, ExecError> {
+        let poll = if want_healthy {
+            HEALTH_POLL_START
+        } else {
+            HEALTH_POLL_RUNNING
+        };
+        loop {
+            let Some(ins) = self.inspect().await? else {
+                return Ok(true);
+            };
+            if !is_running(&ins) {
+                return Ok(true);
+            }
+            match health_of(&ins) {
+                None => return Ok(true),
+                Some(Health::Unhealthy) => return Ok(false),
+                Some(Health::Healthy) if want_healthy => return Ok(true),
+                _ => {}
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+impl DockerController {
+    /// Starts the container unless it runs or ran already.
+    async fn start_container(&self) -> Result<(), ExecError> {
+        let Some(ins) = self.inspect().await? else {
+            return Err(ExecError::NotFound(self.rt.task_id.clone()));
+        };
+        if is_running(&ins) || state_status(&ins) == Some(ContainerStateStatusEnum::EXITED) {
+            return Ok(());
+        }
+        let id = ins.id.unwrap_or_default();
+        match self
+            .docker
+            .start_container(&id, None::<StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if status_code(&e) == Some(304) => Ok(()),
+            Err(e) => Err(match map_err(e) {
+                ExecError::Engine(m) => {
+                    ExecError::Engine(format!("starting container failed: {m}"))
+                }
+                other => other,
+            }),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Controller for DockerController {
     async fn prepare(&self) -> Result<(), ExecError> {
@@ -458,27 +531,14 @@ impl Controller for DockerController {
     }
 
     async fn start(&self) -> Result<(), ExecError> {
-        let Some(ins) = self.inspect().await? else {
-            return Err(ExecError::NotFound(self.rt.task_id.clone()));
-        };
-        if is_running(&ins) || state_status(&ins) == Some(ContainerStateStatusEnum::EXITED) {
-            return Ok(());
+        self.start_container().await?;
+        // As swarmkit's controller: with a health check, started means healthy.
+        if !self.until_health_settles(true).await? {
+            tracing::info!(task.id = %self.rt.task_id, "container unhealthy before it was ever healthy");
+            self.shutdown(self.rt.stop_grace()).await?;
+            return Err(ExecError::Unhealthy);
         }
-        let id = ins.id.unwrap_or_default();
-        match self
-            .docker
-            .start_container(&id, None::<StartContainerOptions>)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if status_code(&e) == Some(304) => Ok(()),
-            Err(e) => Err(match map_err(e) {
-                ExecError::Engine(m) => {
-                    ExecError::Engine(format!("starting container failed: {m}"))
-                }
-                other => other,
-            }),
-        }
+        Ok(())
     }
 
     async fn wait(&self) -> Result<ExitStatus, ExecError> {
@@ -499,7 +559,23 @@ impl Controller for DockerController {
                 condition: "not-running".into(),
             }),
         );
-        match stream.next().await {
+        let next = tokio::select! {
+            n = stream.next() => n,
+            h = self.until_health_settles(false) => {
+                if matches!(h, Ok(false)) {
+                    tracing::info!(task.id = %self.rt.task_id, "container turned unhealthy; stopping it");
+                    self.shutdown(self.rt.stop_grace()).await?;
+                    let code = match stream.next().await {
+                        Some(Ok(r)) => r.status_code,
+                        Some(Err(BollardError::DockerContainerWaitError { code, .. })) => code,
+                        _ => 137,
+                    };
+                    return Err(ExecError::UnhealthyExit(code));
+                }
+                stream.next().await
+            }
+        };
+        match next {
             Some(Ok(r)) => Ok(ExitStatus {
                 code: r.status_code,
             }),

@@ -59,6 +59,12 @@ pub enum ExecError {
     /// The task's main process exited with a non-zero code.
     #[error("task: non-zero exit ({0})")]
     NonZeroExit(i64),
+    /// The task's health check failed before it ever became healthy (Docker's wording).
+    #[error("dockerexec: unhealthy container")]
+    Unhealthy,
+    /// The task turned unhealthy while running and was stopped; the exit code of the stop.
+    #[error("task: non-zero exit ({0}): dockerexec: unhealthy container")]
+    UnhealthyExit(i64),
     /// A process adopted after an agent restart disappeared; it is not our child, so its
     /// exit code cannot be known.
     #[error("exit status unknown (process adopted after restart)")]
@@ -655,6 +661,16 @@ mod tests {
             ExecError::NoSuchImage("foo:latest".into()).to_string(),
             "No such image: foo:latest"
         );
+        // Docker's texts for a task that never became healthy / turned unhealthy.
+        assert_eq!(
+            ExecError::Unhealthy.to_string(),
+            "dockerexec: unhealthy container"
+        );
+        assert_eq!(
+            ExecError::UnhealthyExit(137).to_string(),
+            "task: non-zero exit (137): dockerexec: unhealthy container"
+        );
+        assert!(!ExecError::Unhealthy.is_temporary());
     }
 
     #[test]

@@ -44,6 +44,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Gid, Group, Pid, Uid, User};
 use serde::{Deserialize, Serialize};
 use swarmd_types::NodeDescription;
+
+use crate::health::{Check, Health, Monitor};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -986,6 +988,31 @@ fn exit_code(status: std::process::ExitStatus) -> i64 {
     }
 }
 
+/// Runs one health probe on the host with the task's environment and working dir; a probe
+/// that outlives its timeout is killed and counts as a failure.
+async fn run_probe(check: &Check, plan: Option<&LaunchPlan>) -> bool {
+    let argv = check.argv();
+    let Some((prog, args)) = argv.split_first() else {
+        return false;
+    };
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(plan) = plan {
+        cmd.env_clear().envs(plan.env.iter().map(|(k, v)| (k, v)));
+        if let Some(d) = &plan.dir {
+            cmd.current_dir(d);
+        }
+    }
+    match tokio::time::timeout(check.timeout, cmd.status()).await {
+        Ok(Ok(s)) => s.success(),
+        _ => false,
+    }
+}
+
 /// The controller of one task run as a host process.
 pub struct ProcessController {
     rt: TaskRuntime,
@@ -1008,60 +1035,8 @@ impl ProcessController {
         Ok(())
     }
 
-    fn proc(&self) -> Result<Arc<TaskProc>, ExecError> {
-        let p = self.exec.proc_for(&self.rt.task_id)?;
-        p.ensure_loaded(&self.exec);
-        Ok(p)
-    }
-
-    async fn prepare_locked(&self, p: &Arc<TaskProc>) -> Result<TaskMeta, ExecError> {
-        let existing = read_json::<TaskMeta>(&p.dir.join(TASK_FILE));
-        if p.record().is_some()
-            && let Some(meta) = existing.clone()
-        {
-            return Ok(meta); // already started: adopt, do not re-check the spec
-        }
-        let rt = self.rt.clone();
-        let dir = p.dir.clone();
-        blocking(move || {
-            let argv = task_argv(&rt)?;
-            check_dir(&rt)?;
-            resolve_user(rt.spec.user.as_deref().unwrap_or_default())?;
-            parse_signal(rt.spec.stop_signal.as_deref())?;
-            fs::create_dir_all(&dir)
-                .map_err(|e| ExecError::io(format!("creating {}", dir.display()), e))?;
-            let created = existing.as_ref().map_or_else(unix_now, |m| m.created);
-            // Keep the ports picked by an earlier prepare: they may be reported already.
-            let ports = match existing {
-                Some(m) if m.ports.len() == rt.ports.len() => m.ports,
-                _ => allocate_ports(&rt)?,
-            };
-            let meta = TaskMeta {
-                task_id: rt.task_id.clone(),
-                name: rt.container_name.clone(),
-                image: rt.image(),
-                command: argv,
-                labels: rt.labels(),
-                node_addr: rt.node_addr.clone(),
-                created,
-                ports,
-            };
-            write_json(&dir.join(TASK_FILE), &meta)?;
-            Ok(meta)
-        })
-        .await
-    }
-}
-
-#[async_trait::async_trait]
-impl Controller for ProcessController {
-    async fn prepare(&self) -> Result<(), ExecError> {
-        let p = self.proc()?;
-        let _g = p.op_lock.lock().await;
-        self.prepare_locked(&p).await.map(|_| ())
-    }
-
-    async fn start(&self) -> Result<(), ExecError> {
+    /// Spawns the task's process (once; a process that ran already is left as it is).
+    async fn start_process(&self) -> Result<(), ExecError> {
         let p = self.proc()?;
         let _g = p.op_lock.lock().await;
         if p.record().is_some() {
@@ -1158,14 +1133,132 @@ impl Controller for ProcessController {
         Ok(())
     }
 
+    /// Probes the task every interval until it is healthy (when starting) or unhealthy,
+    /// or the process exits (`None`).
+    async fn probe_until(&self, p: &TaskProc, check: &Check, mut m: Monitor) -> Option<Health> {
+        let target = m.status;
+        let started = p.record().map(|r| r.started_at).unwrap_or_else(unix_now);
+        let plan = read_json::<TaskMeta>(&p.dir.join(TASK_FILE))
+            .and_then(|meta| LaunchPlan::build(&self.rt, &meta.ports).ok());
+        loop {
+            tokio::select! {
+                _ = p.wait_exit() => return None,
+                _ = tokio::time::sleep(check.interval) => {}
+            }
+            let ok = run_probe(check, plan.as_ref()).await;
+            let since = Duration::from_secs_f64((unix_now() - started).max(0.0));
+            let h = m.observe(check, ok, since);
+            tracing::debug!(task.id = %self.rt.task_id, ok, health = ?h, streak = m.failing_streak, "health probe");
+            if h == Health::Unhealthy || (target == Health::Starting && h == Health::Healthy) {
+                return Some(h);
+            }
+        }
+    }
+
+    fn proc(&self) -> Result<Arc<TaskProc>, ExecError> {
+        let p = self.exec.proc_for(&self.rt.task_id)?;
+        p.ensure_loaded(&self.exec);
+        Ok(p)
+    }
+
+    async fn prepare_locked(&self, p: &Arc<TaskProc>) -> Result<TaskMeta, ExecError> {
+        let existing = read_json::<TaskMeta>(&p.dir.join(TASK_FILE));
+        if p.record().is_some()
+            && let Some(meta) = existing.clone()
+        {
+            return Ok(meta); // already started: adopt, do not re-check the spec
+        }
+        let rt = self.rt.clone();
+        let dir = p.dir.clone();
+        blocking(move || {
+            let argv = task_argv(&rt)?;
+            check_dir(&rt)?;
+            resolve_user(rt.spec.user.as_deref().unwrap_or_default())?;
+            parse_signal(rt.spec.stop_signal.as_deref())?;
+            fs::create_dir_all(&dir)
+                .map_err(|e| ExecError::io(format!("creating {}", dir.display()), e))?;
+            let created = existing.as_ref().map_or_else(unix_now, |m| m.created);
+            // Keep the ports picked by an earlier prepare: they may be reported already.
+            let ports = match existing {
+                Some(m) if m.ports.len() == rt.ports.len() => m.ports,
+                _ => allocate_ports(&rt)?,
+            };
+            let meta = TaskMeta {
+                task_id: rt.task_id.clone(),
+                name: rt.container_name.clone(),
+                image: rt.image(),
+                command: argv,
+                labels: rt.labels(),
+                node_addr: rt.node_addr.clone(),
+                created,
+                ports,
+            };
+            write_json(&dir.join(TASK_FILE), &meta)?;
+            Ok(meta)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl Controller for ProcessController {
+    async fn prepare(&self) -> Result<(), ExecError> {
+        let p = self.proc()?;
+        let _g = p.op_lock.lock().await;
+        self.prepare_locked(&p).await.map(|_| ())
+    }
+
+    async fn start(&self) -> Result<(), ExecError> {
+        self.start_process().await?;
+        // As swarmkit's controller: with a health check, started means healthy.
+        if let Some(check) = Check::from_spec(self.rt.spec.health_check.as_ref()) {
+            let p = self.proc()?;
+            if self.probe_until(&p, &check, Monitor::default()).await == Some(Health::Unhealthy) {
+                tracing::info!(task.id = %self.rt.task_id, "task unhealthy before it was ever healthy");
+                self.shutdown(self.rt.stop_grace()).await?;
+                return Err(ExecError::Unhealthy);
+            }
+        }
+        Ok(())
+    }
+
     async fn wait(&self) -> Result<ExitStatus, ExecError> {
         let p = self.proc()?;
         if p.record().is_none() {
             return Err(ExecError::NotStarted(self.rt.task_id.clone()));
         }
-        match p.wait_exit().await {
-            Exit::Code(code) => Ok(ExitStatus { code }),
-            Exit::Unknown => Err(ExecError::ExitUnknown),
+        let exited = async {
+            match p.wait_exit().await {
+                Exit::Code(code) => Ok(ExitStatus { code }),
+                Exit::Unknown => Err(ExecError::ExitUnknown),
+            }
+        };
+        let Some(check) = Check::from_spec(self.rt.spec.health_check.as_ref()) else {
+            return exited.await;
+        };
+        // Healthy when wait starts (start returned): keep probing while the task runs.
+        let healthy = Monitor {
+            status: Health::Healthy,
+            failing_streak: 0,
+        };
+        tokio::select! {
+            r = exited => r,
+            h = self.probe_until(&p, &check, healthy) => {
+                if h != Some(Health::Unhealthy) {
+                    // The process ended while probing: report how.
+                    return match p.wait_exit().await {
+                        Exit::Code(code) => Ok(ExitStatus { code }),
+                        Exit::Unknown => Err(ExecError::ExitUnknown),
+                    };
+                }
+                tracing::info!(task.id = %self.rt.task_id, "task turned unhealthy; stopping it");
+                self.shutdown(self.rt.stop_grace()).await?;
+                let code = match p.wait_exit().await {
+                    Exit::Code(c) => c,
+                    Exit::Unknown => 137,
+                };
+                Err(ExecError::UnhealthyExit(code))
+            }
         }
     }
 

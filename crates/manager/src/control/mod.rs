@@ -6,7 +6,7 @@
 //! conflict is refused at the API like Docker does).
 
 mod names;
-mod ports;
+pub(crate) mod ports;
 mod validate;
 
 use swarmd_store::{ProposeError, Store, StoreError};
@@ -385,6 +385,10 @@ impl Control {
                     || ports != cur.endpoint.ports;
                 svc.previous_spec = Some(cur.spec.clone());
                 svc.spec = spec;
+                // Every update of a job runs it again (swarmkit's JobIteration).
+                if validate::mode_kind(&svc.spec).ends_with("-job") {
+                    svc.job_iteration += 1;
+                }
                 if redeploy {
                     svc.spec_version += 1;
                     // As swarmkit: a new update starts without a status (the CLI must not

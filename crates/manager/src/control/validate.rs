@@ -53,8 +53,22 @@ pub fn validate_service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, Strin
     if set == 0 {
         mode.replicated = Some(ServiceSpecModeReplicated { replicas: Some(1) });
     }
-    if mode.replicated_job.is_some() || mode.global_job.is_some() {
-        return Err("job services are not supported yet".into());
+    if let Some(j) = &mode.replicated_job {
+        if j.max_concurrent.is_some_and(|n| n < 0) {
+            return Err("MaxConcurrent must not be negative".into());
+        }
+        if j.total_completions.is_some_and(|n| n < 0) {
+            return Err("TotalCompletions must not be negative".into());
+        }
+        if j.total_completions
+            .unwrap_or(0)
+            .max(j.max_concurrent.unwrap_or(0))
+            > MAX_REPLICAS
+        {
+            return Err(format!(
+                "job size exceeds the maximum of {MAX_REPLICAS} tasks per service"
+            ));
+        }
     }
     if let Some(r) = mode.replicated.as_mut() {
         let n = *r.replicas.get_or_insert(1);
@@ -101,7 +115,61 @@ pub fn validate_service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, Strin
             return Err("TaskSpec: restart-window cannot be negative".into());
         }
     }
+    if let Some(h) = tt
+        .container_spec
+        .as_ref()
+        .and_then(|c| c.health_check.as_ref())
+    {
+        validate_health_check(h)?;
+    }
+    if let Some(u) = &spec.update_config {
+        validate_update_policy("update", u.delay, u.monitor, u.max_failure_ratio)?;
+    }
+    if let Some(r) = &spec.rollback_config {
+        validate_update_policy("rollback", r.delay, r.monitor, r.max_failure_ratio)?;
+    }
     Ok(spec)
+}
+
+/// swarmkit's `validateUpdate`/`validateRollback`, with its messages.
+fn validate_update_policy(
+    kind: &str,
+    delay: Option<i64>,
+    monitor: Option<i64>,
+    ratio: Option<f64>,
+) -> Result<(), String> {
+    if delay.is_some_and(|d| d < 0) {
+        return Err(format!("TaskSpec: {kind}-delay cannot be negative"));
+    }
+    if monitor.is_some_and(|d| d < 0) {
+        return Err(format!("TaskSpec: {kind}-monitor cannot be negative"));
+    }
+    if ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+        return Err(format!(
+            "TaskSpec: {kind}-maxfailureratio cannot be less than 0 or bigger than 1"
+        ));
+    }
+    Ok(())
+}
+
+/// swarmkit's `validateHealthCheck`: durations, when set, are at least 1ms.
+fn validate_health_check(h: &swarmd_types::models::HealthConfig) -> Result<(), String> {
+    const MIN: i64 = 1_000_000;
+    for (name, v) in [
+        ("Interval", h.interval),
+        ("Timeout", h.timeout),
+        ("StartPeriod", h.start_period),
+    ] {
+        if v.is_some_and(|v| v != 0 && v < MIN) {
+            return Err(format!(
+                "ContainerSpec: {name} in HealthConfig cannot be less than 1ms"
+            ));
+        }
+    }
+    if h.retries.is_some_and(|r| r < 0) {
+        return Err("ContainerSpec: Retries in HealthConfig cannot be negative".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -161,6 +229,39 @@ mod tests {
         assert_eq!(
             validate_service_spec(s).unwrap_err(),
             "constraint expected one operator from ==, !="
+        );
+        let mut s = spec("busybox");
+        s.update_config = Some(swarmd_types::models::ServiceSpecUpdateConfig {
+            max_failure_ratio: Some(1.5),
+            ..Default::default()
+        });
+        assert_eq!(
+            validate_service_spec(s).unwrap_err(),
+            "TaskSpec: update-maxfailureratio cannot be less than 0 or bigger than 1"
+        );
+        let mut s = spec("busybox");
+        s.rollback_config = Some(swarmd_types::models::ServiceSpecRollbackConfig {
+            delay: Some(-1),
+            ..Default::default()
+        });
+        assert_eq!(
+            validate_service_spec(s).unwrap_err(),
+            "TaskSpec: rollback-delay cannot be negative"
+        );
+        let mut s = spec("busybox");
+        s.task_template
+            .as_mut()
+            .unwrap()
+            .container_spec
+            .as_mut()
+            .unwrap()
+            .health_check = Some(swarmd_types::models::HealthConfig {
+            interval: Some(10),
+            ..Default::default()
+        });
+        assert_eq!(
+            validate_service_spec(s).unwrap_err(),
+            "ContainerSpec: Interval in HealthConfig cannot be less than 1ms"
         );
     }
 }

@@ -6,8 +6,10 @@
 //! delay, max attempts in a window), node loss/drain, and rolling replacement of tasks made
 //! from an older spec. The loop that runs it is in `crate::reconcile`.
 
+pub mod jobs;
 pub mod reaper;
 mod slots;
+pub mod update;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -52,7 +54,7 @@ pub enum Mode {
     Global,
 }
 
-/// The service's mode; `None` for modes not orchestrated yet (jobs).
+/// The service's mode; `None` for jobs (orchestrated by [`jobs`]).
 pub fn mode_of(service: &Service) -> Option<Mode> {
     let mode = service.spec.mode.as_ref();
     match mode {
@@ -121,7 +123,15 @@ pub fn reconcile_all(tables: &Tables, now: OffsetDateTime) -> Plan {
     let mut plan = Plan::default();
     for service in tables.services.values() {
         let tasks: Vec<&Task> = tables.tasks_of_service(&service.id).collect();
-        let p = reconcile_service(service, &tasks, &tables.nodes, now);
+        let mut p = match jobs::job_mode(service) {
+            Some(mode) => jobs::reconcile_job(service, mode, &tasks, &tables.nodes, now),
+            None => reconcile_service(service, &tasks, &tables.nodes, now),
+        };
+        for c in &mut p.changes {
+            if let Change::UpdateService(s) = c {
+                reallocate_ports(tables, s);
+            }
+        }
         plan.changes.extend(p.changes);
         if let Some(w) = p.wake_after {
             plan.wake(w);
@@ -136,6 +146,24 @@ pub fn reconcile_all(tables: &Tables, now: OffsetDateTime) -> Plan {
         }
     }
     plan
+}
+
+/// An automatic rollback restores a spec whose published ports may differ from the ones
+/// allocated for the failed update: allocate them as `service update` would. If the old
+/// ports were taken meanwhile the service keeps its current ones (and says so in the log).
+fn reallocate_ports(tables: &Tables, s: &mut Service) {
+    if s.spec.endpoint_spec == s.endpoint.spec {
+        return;
+    }
+    match crate::control::ports::allocate(tables, &s.id, s.spec.endpoint_spec.as_ref()) {
+        Ok(ports) => {
+            s.endpoint.spec = s.spec.endpoint_spec.clone();
+            s.endpoint.ports = ports;
+        }
+        Err(e) => {
+            tracing::warn!(service.id = %s.id, error = %e, "rollback keeps the current ports")
+        }
+    }
 }
 
 /// Nodes by ID, as the orchestrators take them.

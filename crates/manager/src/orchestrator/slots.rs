@@ -4,13 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use swarmd_types::models::{
-    NodeSpecAvailabilityEnum, ServiceUpdateStatus, ServiceUpdateStatusStateEnum,
-    TaskSpecRestartPolicyConditionEnum, TaskState,
+    NodeSpecAvailabilityEnum, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use swarmd_types::{NodeState, Service, Task, timefmt};
 use time::OffsetDateTime;
 
-use super::{Change, Mode, Nodes, Plan, is_live, mode_of, new_task, node_keeps_tasks};
+use super::{Change, Mode, Nodes, Plan, is_live, mode_of, new_task, node_keeps_tasks, update};
 use crate::scheduler::constraint;
 
 /// A replicated slot number or, for global services, the node ID.
@@ -23,15 +22,16 @@ pub enum SlotKey {
 /// Docker's default restart delay.
 const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(5);
 
-struct RestartPolicy {
-    condition: TaskSpecRestartPolicyConditionEnum,
-    delay: Duration,
-    max_attempts: u64,
-    window: Duration,
+/// The service's restart policy with Docker's defaults filled.
+pub(super) struct RestartPolicy {
+    pub(super) condition: TaskSpecRestartPolicyConditionEnum,
+    pub(super) delay: Duration,
+    pub(super) max_attempts: u64,
+    pub(super) window: Duration,
 }
 
 impl RestartPolicy {
-    fn of(service: &Service) -> Self {
+    pub(super) fn of(service: &Service) -> Self {
         let p = service
             .spec
             .task_template
@@ -66,11 +66,11 @@ impl RestartPolicy {
     }
 }
 
-fn ended_at(t: &Task) -> Option<OffsetDateTime> {
+pub(super) fn ended_at(t: &Task) -> Option<OffsetDateTime> {
     timefmt::parse(&t.status.timestamp)
 }
 
-fn since(now: OffsetDateTime, then: Option<OffsetDateTime>) -> Duration {
+pub(super) fn since(now: OffsetDateTime, then: Option<OffsetDateTime>) -> Duration {
     then.map(|t| (now - t).try_into().unwrap_or(Duration::ZERO))
         .unwrap_or(Duration::MAX)
 }
@@ -103,7 +103,7 @@ pub fn reconcile_service(
     };
 
     let mut out_of_date: Vec<&Task> = Vec::new();
-    let mut in_flight = 0usize;
+    let policy_order = update::Policy::of(service).order;
 
     for key in wanted
         .iter()
@@ -127,7 +127,9 @@ pub fn reconcile_service(
         // Retire live tasks that died or whose node can no longer run them.
         live.retain(|t| {
             let dead = t.status.state > TaskState::RUNNING;
-            let lost = !t.node_id.is_empty() && !node_keeps_tasks(nodes.get(&t.node_id));
+            let lost = !t.node_id.is_empty()
+                && (!node_keeps_tasks(nodes.get(&t.node_id))
+                    || !still_satisfies_constraints(t, nodes.get(&t.node_id)));
             if dead || lost {
                 plan.changes
                     .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
@@ -137,17 +139,31 @@ pub fn reconcile_service(
             }
         });
 
-        // More than one live task in a slot: keep the newest up-to-date one.
+        // More than one live task in a slot (an update or restart in progress): keep the
+        // newest up-to-date task; with start-first, the old task keeps serving until its
+        // replacement runs.
         if live.len() > 1 {
-            live.sort_by(|a, b| {
-                (a.spec_version, &a.meta.created_at).cmp(&(b.spec_version, &b.meta.created_at))
-            });
-            let keep = live.pop();
-            for t in live.drain(..) {
+            live.sort_by(|a, b| (&a.meta.created_at, &a.id).cmp(&(&b.meta.created_at, &b.id)));
+            let (mut clean, mut dirty): (Vec<&Task>, Vec<&Task>) =
+                live.drain(..).partition(|t| !update::is_dirty(service, t));
+            let keep = clean.pop();
+            let mut retire: Vec<&Task> = clean;
+            let keep_old = match keep {
+                Some(new) => {
+                    let overlap = policy_order == update::Order::StartFirst
+                        && new.status.state < TaskState::RUNNING;
+                    if overlap { dirty.pop() } else { None }
+                }
+                None => dirty.pop(),
+            };
+            retire.extend(dirty);
+            for t in retire {
                 plan.changes
                     .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
             }
+            // The kept up-to-date task first: it is the slot's task from now on.
             live.extend(keep);
+            live.extend(keep_old);
         }
 
         let node_for_slot = match key {
@@ -228,78 +244,61 @@ pub fn reconcile_service(
                         plan.wake(policy.delay - waited);
                     }
                 }
-                if t.spec_version < service.spec_version {
+                if update::is_dirty(service, t) {
                     out_of_date.push(t);
-                } else if t.status.state < TaskState::RUNNING && slot_tasks.len() > 1 {
-                    in_flight += 1;
                 }
             }
         }
     }
 
-    rolling_update(service, &mut plan, out_of_date, in_flight, nodes, now);
+    rolling_update(service, tasks, &mut plan, out_of_date, wanted.len(), now);
     plan
 }
 
-/// Replaces tasks made from an older spec, `Parallelism` at a time (0 = all at once).
+/// Replaces out-of-date tasks as the update planner decides, and writes the service's
+/// update status (or, on an automatic rollback, its restored spec).
 fn rolling_update(
     service: &Service,
+    tasks: &[&Task],
     plan: &mut Plan,
     out_of_date: Vec<&Task>,
-    in_flight: usize,
-    _nodes: &Nodes,
+    total_slots: usize,
     now: OffsetDateTime,
 ) {
-    let parallelism = service
-        .spec
-        .update_config
-        .as_ref()
-        .and_then(|u| u.parallelism)
-        .unwrap_or(1)
-        .max(0) as usize;
-    use ServiceUpdateStatusStateEnum as U;
-    let state = service.update_status.as_ref().and_then(|s| s.state);
-    let started_at = service
-        .update_status
-        .as_ref()
-        .and_then(|u| u.started_at.clone());
-    if out_of_date.is_empty() {
-        let done = match state {
-            Some(U::UPDATING) => Some((U::COMPLETED, "update completed")),
-            Some(U::ROLLBACK_STARTED) => Some((U::ROLLBACK_COMPLETED, "rollback completed")),
-            _ => None,
-        };
-        if let (Some((state, message)), 0) = (done, in_flight) {
-            let mut s = service.clone();
-            s.update_status = Some(ServiceUpdateStatus {
-                state: Some(state),
-                started_at,
-                completed_at: Some(timefmt::format(now)),
-                message: Some(message.into()),
-            });
-            plan.changes.push(Change::UpdateService(s));
-        }
-        return;
+    let d = update::plan(service, tasks, out_of_date.len(), total_slots, now);
+    if let Some(w) = d.wake_after {
+        plan.wake(w);
     }
-    if service.previous_spec.is_some() && !matches!(state, Some(U::UPDATING | U::ROLLBACK_STARTED))
-    {
+    if let Some(status) = d.status {
         let mut s = service.clone();
-        s.update_status = Some(ServiceUpdateStatus {
-            state: Some(U::UPDATING),
-            started_at: Some(timefmt::format(now)),
-            completed_at: None,
-            message: Some("update in progress".into()),
-        });
+        tracing::info!(
+            service.id = %service.id,
+            state = ?status.state,
+            message = status.message.as_deref().unwrap_or(""),
+            "update status changed"
+        );
+        s.update_status = Some(status);
+        if d.rollback
+            && let Some(prev) = s.previous_spec.take()
+        {
+            // swarmkit's rollbackUpdate: the previous spec becomes the spec, and there is
+            // no previous spec any more. A new version makes its tasks distinguishable.
+            s.spec = prev;
+            s.spec_version += 1;
+        }
         plan.changes.push(Change::UpdateService(s));
     }
-    let allowed = if parallelism == 0 {
-        usize::MAX
-    } else {
-        parallelism.saturating_sub(in_flight)
-    };
-    for t in out_of_date.into_iter().take(allowed) {
-        plan.changes
-            .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
+    if d.rollback {
+        return;
+    }
+    let order = update::Policy::of(service).order;
+    for t in out_of_date.into_iter().take(d.replace) {
+        // Start-first leaves the old task running; the slot logic retires it once the
+        // replacement is RUNNING.
+        if order == update::Order::StopFirst {
+            plan.changes
+                .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
+        }
         let node = if t.slot == 0 { t.node_id.as_str() } else { "" };
         plan.changes.push(Change::Create(new_task(
             service,
@@ -313,7 +312,7 @@ fn rolling_update(
 
 /// Nodes a global service runs on: up, not drained, constraints satisfied. Paused nodes
 /// keep the task they have but get no new one.
-fn eligible_nodes(
+pub(super) fn eligible_nodes(
     service: &Service,
     nodes: &Nodes,
     slots: &BTreeMap<SlotKey, Vec<&Task>>,
@@ -345,7 +344,26 @@ fn eligible_nodes(
         .collect()
 }
 
-fn with_desired(t: &Task, desired: TaskState) -> Task {
+/// swarmkit's constraint enforcer: a node label change (or role change) that breaks a
+/// placed task's constraints moves the task. Unparsable constraints (validated at create
+/// time, so never in practice) leave the task where it is.
+fn still_satisfies_constraints(t: &Task, node: Option<&swarmd_types::Node>) -> bool {
+    let Some(node) = node else { return true };
+    let Some(cs) = t
+        .spec
+        .placement
+        .as_ref()
+        .and_then(|p| p.constraints.as_ref())
+    else {
+        return true;
+    };
+    match constraint::parse_all(cs) {
+        Ok(parsed) => parsed.iter().all(|c| c.matches(node)),
+        Err(_) => true,
+    }
+}
+
+pub(super) fn with_desired(t: &Task, desired: TaskState) -> Task {
     let mut t = t.clone();
     t.desired_state = desired;
     t
@@ -357,6 +375,7 @@ mod tests {
     use swarmd_types::models::{
         ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecRestartPolicy,
     };
+    use swarmd_types::models::{ServiceUpdateStatus, ServiceUpdateStatusStateEnum};
     use swarmd_types::{Node, TaskStatus};
 
     fn now() -> OffsetDateTime {
@@ -583,6 +602,7 @@ mod tests {
         let mut svc = service(2);
         svc.spec_version = 2;
         svc.previous_spec = Some(svc.spec.clone());
+        svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
         let a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "");
         let b = task("b", 2, TaskState::RUNNING, TaskState::RUNNING, "");
         let p = reconcile_service(&svc, &[&a, &b], &nodes(), now());
@@ -606,6 +626,112 @@ mod tests {
     }
 
     #[test]
+    fn start_first_keeps_the_old_task_until_the_new_one_runs() {
+        use swarmd_types::models::{ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum};
+        let mut svc = service(1);
+        svc.spec_version = 2;
+        svc.previous_spec = Some(svc.spec.clone());
+        svc.spec.update_config = Some(ServiceSpecUpdateConfig {
+            order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+            ..Default::default()
+        });
+        svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
+        svc.update_status = Some(ServiceUpdateStatus {
+            state: Some(ServiceUpdateStatusStateEnum::UPDATING),
+            ..Default::default()
+        });
+        let old = task("old", 1, TaskState::RUNNING, TaskState::RUNNING, "");
+        // First pass: the replacement is created, the old task is left running.
+        let p = reconcile_service(&svc, &[&old], &nodes(), now());
+        assert!(updates(&p).is_empty(), "{p:?}");
+        assert_eq!(creates(&p).len(), 1);
+
+        let mut new = creates(&p)[0].clone();
+        new.id = "new".into();
+        new.meta.created_at = "2026-01-01T00:00:30Z".into();
+        new.status.state = TaskState::STARTING;
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now());
+        assert!(
+            p.changes.is_empty(),
+            "both run while the new one starts: {p:?}"
+        );
+
+        new.status.state = TaskState::RUNNING;
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now());
+        assert_eq!(updates(&p), vec![("old", TaskState::SHUTDOWN)]);
+        assert!(creates(&p).is_empty());
+    }
+
+    #[test]
+    fn automatic_rollback_restores_the_previous_spec() {
+        use swarmd_types::models::{
+            ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+        };
+        let mut svc = service(2);
+        let prev = svc.spec.clone();
+        svc.spec_version = 2;
+        svc.previous_spec = Some(prev.clone());
+        svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
+        svc.spec.update_config = Some(ServiceSpecUpdateConfig {
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            ..Default::default()
+        });
+        svc.update_status = Some(ServiceUpdateStatus {
+            state: Some(ServiceUpdateStatusStateEnum::UPDATING),
+            ..Default::default()
+        });
+        let mut bad = task("bad", 1, TaskState::FAILED, TaskState::RUNNING, "");
+        bad.spec_version = 2;
+        bad.spec = svc.spec.task_template.clone().unwrap();
+        let mut b = task("b", 2, TaskState::RUNNING, TaskState::RUNNING, "");
+        b.spec = prev.task_template.clone().unwrap();
+        let p = reconcile_service(&svc, &[&bad, &b], &nodes(), now());
+        let s = p
+            .changes
+            .iter()
+            .find_map(|c| match c {
+                Change::UpdateService(s) => Some(s),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(s.spec, prev);
+        assert_eq!(s.previous_spec, None);
+        assert_eq!(s.spec_version, 3);
+        assert_eq!(
+            s.update_status.as_ref().unwrap().state,
+            Some(ServiceUpdateStatusStateEnum::ROLLBACK_STARTED)
+        );
+
+        // Next pass: the old-spec task is up to date again; only the failed slot is redone.
+        let mut rolled = s.clone();
+        rolled.spec_version = 3;
+        let p = reconcile_service(&rolled, &[&bad, &b], &nodes(), now());
+        assert!(!updates(&p).contains(&("b", TaskState::SHUTDOWN)), "{p:?}");
+    }
+
+    #[test]
+    fn a_broken_constraint_moves_the_task() {
+        use swarmd_types::models::TaskSpecPlacement;
+        let mut svc = service(1);
+        let placement = TaskSpecPlacement {
+            constraints: Some(vec!["node.labels.tier==db".into()]),
+            ..Default::default()
+        };
+        svc.spec.task_template.as_mut().unwrap().placement = Some(placement.clone());
+        let mut a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "");
+        a.spec.placement = Some(placement);
+        let mut n = nodes();
+        n.get_mut("n1").unwrap().spec.labels =
+            Some([("tier".to_string(), "db".to_string())].into());
+        let p = reconcile_service(&svc, &[&a], &n, now());
+        assert!(p.changes.is_empty(), "{p:?}");
+        n.get_mut("n1").unwrap().spec.labels = None;
+        let p = reconcile_service(&svc, &[&a], &n, now());
+        assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
+        assert_eq!(creates(&p).len(), 1);
+    }
+
+    #[test]
     fn global_runs_one_task_per_eligible_node() {
         let mut svc = service(0);
         svc.spec.mode = Some(ServiceSpecMode {
@@ -622,5 +748,86 @@ mod tests {
         on.sort();
         assert_eq!(on, vec!["n1", "n2"]);
         assert!(creates(&p).iter().all(|t| t.slot == 0));
+    }
+
+    fn arb_state() -> impl proptest::strategy::Strategy<Value = TaskState> {
+        proptest::prop_oneof![
+            proptest::strategy::Just(TaskState::PENDING),
+            proptest::strategy::Just(TaskState::ASSIGNED),
+            proptest::strategy::Just(TaskState::STARTING),
+            proptest::strategy::Just(TaskState::RUNNING),
+            proptest::strategy::Just(TaskState::COMPLETE),
+            proptest::strategy::Just(TaskState::FAILED),
+            proptest::strategy::Just(TaskState::SHUTDOWN),
+        ]
+    }
+
+    proptest::proptest! {
+        /// After a pass, a slot has at most one task meant to run (stop-first), or two
+        /// while a start-first replacement comes up; and the planner never moves a desired
+        /// state backwards.
+        #[test]
+        fn live_tasks_per_slot_stay_within_the_update_order(
+            start_first in proptest::bool::ANY,
+            parallelism in 0i64..3,
+            tasks in proptest::collection::vec(
+                (1u64..4, arb_state(), proptest::bool::ANY, proptest::bool::ANY, 0u8..50),
+                0..10,
+            ),
+        ) {
+            use swarmd_types::models::{ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum};
+            let mut svc = service(3);
+            svc.spec_version = 2;
+            svc.previous_spec = Some(svc.spec.clone());
+            svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
+            svc.spec.update_config = Some(ServiceSpecUpdateConfig {
+                parallelism: Some(parallelism),
+                order: Some(if start_first {
+                    ServiceSpecUpdateConfigOrderEnum::START_FIRST
+                } else {
+                    ServiceSpecUpdateConfigOrderEnum::STOP_FIRST
+                }),
+                ..Default::default()
+            });
+            let ts: Vec<Task> = tasks
+                .iter()
+                .enumerate()
+                .map(|(i, (slot, state, live, new, secs))| {
+                    let desired = if *live { TaskState::RUNNING } else { TaskState::SHUTDOWN };
+                    let mut t = task(&format!("t{i}"), *slot, *state, desired, "2026-01-01T00:00:00Z");
+                    t.meta.created_at = format!("2026-01-01T00:00:{secs:02}Z");
+                    if *new {
+                        t.spec_version = 2;
+                        t.spec = svc.spec.task_template.clone().unwrap();
+                    }
+                    t
+                })
+                .collect();
+            let refs: Vec<&Task> = ts.iter().collect();
+            let p = reconcile_service(&svc, &refs, &nodes(), now());
+            let mut after: std::collections::BTreeMap<String, Task> =
+                ts.iter().map(|t| (t.id.clone(), t.clone())).collect();
+            for c in &p.changes {
+                match c {
+                    Change::Create(t) => {
+                        after.insert(t.id.clone(), t.clone());
+                    }
+                    Change::Update(t) => {
+                        let before = after.get(&t.id).unwrap();
+                        proptest::prop_assert!(t.desired_state >= before.desired_state);
+                        after.insert(t.id.clone(), t.clone());
+                    }
+                    Change::UpdateService(_) => {}
+                }
+            }
+            let allowed = if start_first { 2 } else { 1 };
+            for slot in 1..=3u64 {
+                let live = after
+                    .values()
+                    .filter(|t| t.slot == slot && is_live(t) && t.status.state <= TaskState::RUNNING)
+                    .count();
+                proptest::prop_assert!(live <= allowed, "slot {slot}: {live} live; {p:?}");
+            }
+        }
     }
 }

@@ -82,6 +82,21 @@ fn label_key<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
     }
 }
 
+/// The value of a `node.labels.X` or `engine.labels.X` label on a node (placement
+/// preferences spread over these).
+pub fn label_value(node: &Node, key: &str) -> Option<String> {
+    if let Some(label) = label_key(key, "node.labels.") {
+        node.spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(label).cloned())
+    } else if let Some(label) = label_key(key, "engine.labels.") {
+        node.description.engine_labels.get(label).cloned()
+    } else {
+        None
+    }
+}
+
 impl Constraint {
     /// Whether a node satisfies the constraint. A missing label never equals anything.
     pub fn matches(&self, node: &Node) -> bool {
@@ -104,18 +119,7 @@ impl Constraint {
             ),
             "node.platform.os" => Some(node.description.os.clone()),
             "node.platform.arch" => Some(node.description.architecture.clone()),
-            _ => {
-                if let Some(label) = label_key(&self.key, "node.labels.") {
-                    node.spec
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(label).cloned())
-                } else if let Some(label) = label_key(&self.key, "engine.labels.") {
-                    node.description.engine_labels.get(label).cloned()
-                } else {
-                    None
-                }
-            }
+            _ => label_value(node, &self.key),
         };
         // IDs, hostnames and roles compare case-insensitively, as swarmkit does.
         let eq = match &actual {

@@ -1,7 +1,8 @@
 //! The scheduler: assigns pending tasks to nodes.
 //!
 //! [`schedule`] is a pure function over a store snapshot: it filters nodes (ready, active,
-//! constraints, resources, max replicas per node) and ranks the survivors by spread
+//! constraints, resources, max replicas per node) and ranks the survivors by placement
+//! preferences (fewest tasks of the service in the node's label branches), then spread
 //! (fewest tasks of the same service, then fewest tasks overall). The loop around it lives
 //! in `run.rs` and commits decisions in batches.
 
@@ -42,15 +43,19 @@ struct Candidate<'a> {
 /// Whether a task still holds its node's resources (it is, or will be, running there).
 fn holds_resources(t: &Task) -> bool {
     !t.node_id.is_empty()
-        && t.desired_state <= TaskState::RUNNING
+        && t.desired_state <= TaskState::COMPLETE
         && (TaskState::ASSIGNED..=TaskState::RUNNING).contains(&t.status.state)
 }
 
-/// Tasks waiting for a node: pending and meant to run (now or after a restart delay).
-/// Global tasks come with their node preset; the scheduler only checks it fits.
+/// Tasks waiting for a node: pending and meant to run (now or after a restart delay; job
+/// tasks run to COMPLETE). Global tasks come with their node preset; the scheduler only
+/// checks it fits.
 pub fn is_schedulable(t: &Task) -> bool {
     t.status.state == TaskState::PENDING
-        && matches!(t.desired_state, TaskState::READY | TaskState::RUNNING)
+        && matches!(
+            t.desired_state,
+            TaskState::READY | TaskState::RUNNING | TaskState::COMPLETE
+        )
 }
 
 /// Decides placements for every schedulable task in the snapshot.
@@ -115,6 +120,10 @@ fn reservations(t: &Task) -> (i64, i64) {
     )
 }
 
+/// How good a node is for a task, lower first: tasks of the service in the node's
+/// preference branches (outermost first), then on the node, then all tasks on the node.
+type Rank = (Vec<u64>, u64, u64);
+
 #[derive(Default)]
 struct Rejections {
     unavailable: u64,
@@ -140,9 +149,10 @@ fn place(task: &Task, candidates: &mut BTreeMap<&str, Candidate<'_>>) -> Decisio
         .filter(|m| *m > 0)
         .map(|m| m as u64);
     let (cpu, mem) = reservations(task);
+    let spread = Spread::new(task, candidates);
 
     let mut why = Rejections::default();
-    let mut best: Option<(&str, (u64, u64))> = None;
+    let mut best: Option<(&str, Rank)> = None;
     for (id, c) in candidates.iter() {
         if !task.node_id.is_empty() && *id != task.node_id {
             continue;
@@ -177,8 +187,8 @@ fn place(task: &Task, candidates: &mut BTreeMap<&str, Candidate<'_>>) -> Decisio
             why.resources += 1;
             continue;
         }
-        let rank = (service_count, c.total);
-        if best.is_none_or(|(_, r)| rank < r) {
+        let rank = (spread.branch_counts(n), service_count, c.total);
+        if best.as_ref().is_none_or(|(_, r)| rank < *r) {
             best = Some((id, rank));
         }
     }
@@ -201,6 +211,58 @@ fn place(task: &Task, candidates: &mut BTreeMap<&str, Candidate<'_>>) -> Decisio
             task_id: task.id.clone(),
             reason: explain(&why),
         },
+    }
+}
+
+/// Placement preferences (`--placement-pref spread=node.labels.zone`, nested in order):
+/// nodes are grouped by the values of the preference labels (a node without the label is
+/// in the group of the missing value), and a task goes to the group, then sub-group, with
+/// the fewest tasks of its service, as swarmkit's preference tree spreads them.
+struct Spread {
+    keys: Vec<String>,
+    /// Per preference level: tasks of the service per branch (label values up to there).
+    counts: Vec<HashMap<Vec<Option<String>>, u64>>,
+}
+
+impl Spread {
+    fn new(task: &Task, candidates: &BTreeMap<&str, Candidate<'_>>) -> Self {
+        let keys: Vec<String> = task
+            .spec
+            .placement
+            .as_ref()
+            .and_then(|p| p.preferences.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.spread.as_ref()?.spread_descriptor.clone())
+            .collect();
+        let mut counts = vec![HashMap::new(); keys.len()];
+        if !keys.is_empty() {
+            for c in candidates.values() {
+                let n = c.per_service.get(&task.service_id).copied().unwrap_or(0);
+                let path: Vec<Option<String>> = keys
+                    .iter()
+                    .map(|k| constraint::label_value(c.node, k))
+                    .collect();
+                for (level, map) in counts.iter_mut().enumerate() {
+                    *map.entry(path[..=level].to_vec()).or_default() += n;
+                }
+            }
+        }
+        Spread { keys, counts }
+    }
+
+    /// The node's branch counts, outermost preference first (compared lexicographically).
+    fn branch_counts(&self, node: &Node) -> Vec<u64> {
+        let path: Vec<Option<String>> = self
+            .keys
+            .iter()
+            .map(|k| constraint::label_value(node, k))
+            .collect();
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(level, map)| map.get(&path[..=level]).copied().unwrap_or(0))
+            .collect()
     }
 }
 
@@ -308,6 +370,125 @@ mod tests {
         assert_eq!(on("a") + 1, 2);
         assert_eq!(on("b"), 2);
         assert_eq!(on("c"), 0, "down nodes get nothing");
+    }
+
+    fn labelled(id: &str, labels: &[(&str, &str)]) -> Node {
+        let mut n = node(id, true);
+        n.spec.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        n
+    }
+
+    fn pending_with_prefs(n: usize, prefs: &[&str]) -> Vec<Task> {
+        (0..n)
+            .map(|i| {
+                let mut t = task(&format!("p{i:03}"), "s", "", TaskState::PENDING);
+                t.spec.placement = Some(TaskSpecPlacement {
+                    preferences: Some(
+                        prefs
+                            .iter()
+                            .map(|p| swarmd_types::models::TaskSpecPlacementPreferences {
+                                spread: Some(swarmd_types::models::TaskSpecPlacementSpread {
+                                    spread_descriptor: Some(p.to_string()),
+                                }),
+                            })
+                            .collect(),
+                    ),
+                    ..Default::default()
+                });
+                t
+            })
+            .collect()
+    }
+
+    fn placed(d: &[Decision]) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for d in d {
+            if let Decision::Assign { node_id, .. } = d {
+                *m.entry(node_id.clone()).or_default() += 1;
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn placement_preferences_spread_over_label_values() {
+        // Zone a has two nodes, zone b one: half the tasks go to each zone.
+        let t = tables(
+            vec![
+                labelled("a1", &[("zone", "a")]),
+                labelled("a2", &[("zone", "a")]),
+                labelled("b1", &[("zone", "b")]),
+            ],
+            pending_with_prefs(4, &["node.labels.zone"]),
+        );
+        let on = placed(&schedule(&t));
+        assert_eq!(on.get("b1"), Some(&2), "{on:?}");
+        assert_eq!(on.get("a1"), Some(&1));
+        assert_eq!(on.get("a2"), Some(&1));
+
+        // Nested: zone, then rack within the zone; a node without the label is a branch.
+        let t = tables(
+            vec![
+                labelled("a-r1", &[("zone", "a"), ("rack", "1")]),
+                labelled("a-r2", &[("zone", "a"), ("rack", "2")]),
+                labelled("a-r2b", &[("zone", "a"), ("rack", "2")]),
+                labelled("none", &[]),
+            ],
+            pending_with_prefs(4, &["node.labels.zone", "node.labels.rack"]),
+        );
+        let on = placed(&schedule(&t));
+        assert_eq!(on.get("none"), Some(&2), "{on:?}");
+        assert_eq!(on.get("a-r1"), Some(&1));
+        assert_eq!(
+            on.get("a-r2").unwrap_or(&0) + on.get("a-r2b").unwrap_or(&0),
+            1
+        );
+    }
+
+    proptest::proptest! {
+        /// With preferences, tasks spread within one task per branch (all nodes fit); with
+        /// reservations, no node is ever over-committed.
+        #[test]
+        fn spread_is_even_and_reservations_never_overcommit(
+            zones in proptest::collection::vec(0u8..3, 1..6),
+            n in 0usize..12,
+            cpu in 0i64..3,
+        ) {
+            let nodes: Vec<Node> = zones
+                .iter()
+                .enumerate()
+                .map(|(i, z)| labelled(&format!("n{i}"), &[("zone", &z.to_string())]))
+                .collect();
+            let mut tasks = pending_with_prefs(n, &["node.labels.zone"]);
+            for t in &mut tasks {
+                t.spec.resources = Some(TaskSpecResources {
+                    reservations: Some(swarmd_types::models::ResourceObject {
+                        nano_cpus: Some(cpu * 1_000_000_000),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+            let t = tables(nodes.clone(), tasks);
+            let on = placed(&schedule(&t));
+            for (node, count) in &on {
+                proptest::prop_assert!(cpu == 0 || (*count as i64) * cpu <= 2, "{node} over-committed");
+            }
+            if cpu == 0 {
+                let mut per_zone: HashMap<u8, usize> = HashMap::new();
+                for (i, z) in zones.iter().enumerate() {
+                    *per_zone.entry(*z).or_default() += on.get(&format!("n{i}")).copied().unwrap_or(0);
+                }
+                let max = per_zone.values().max().copied().unwrap_or(0);
+                let min = per_zone.values().min().copied().unwrap_or(0);
+                proptest::prop_assert!(max - min <= 1, "{per_zone:?}");
+            }
+        }
     }
 
     #[test]
