@@ -21,6 +21,10 @@
 //! - an undecodable *response* → `NetworkError` (the call went through; retry at once).
 //!
 //! Without a [`NetworkConfig`] (one-manager mode) every peer is unreachable.
+//!
+//! Tests can swap the gRPC client for an in-process one with fault injection
+//! ([`NetworkFactory::in_process`], feature `testing`): same payloads, same
+//! [`RaftRpcHandler`] on the receiving side, no sockets.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -84,7 +88,22 @@ impl fmt::Debug for NetworkConfig {
 /// changes), so every openraft replication stream to a peer shares one HTTP/2 connection.
 #[derive(Clone, Default)]
 pub struct NetworkFactory {
-    transport: Option<Arc<Transport>>,
+    transport: Links,
+}
+
+/// How a [`NetworkFactory`] reaches peers.
+#[derive(Clone, Default)]
+enum Links {
+    /// One-manager mode.
+    #[default]
+    None,
+    Grpc(Arc<Transport>),
+    /// Test transport: calls the peers' handlers in this process through a router.
+    #[cfg(feature = "testing")]
+    InProcess {
+        me: NodeId,
+        router: crate::testing::Router,
+    },
 }
 
 struct Transport {
@@ -103,11 +122,32 @@ impl NetworkFactory {
     /// Peers reached over gRPC/mTLS with `config`.
     pub fn grpc(me: NodeId, config: NetworkConfig) -> Self {
         NetworkFactory {
-            transport: Some(Arc::new(Transport {
+            transport: Links::Grpc(Arc::new(Transport {
                 me,
                 config,
                 channels: Mutex::new(HashMap::new()),
             })),
+        }
+    }
+
+    /// **Test transport.** Peers are reached in this process through `router`, which can
+    /// drop, delay and partition messages (see [`crate::testing::Router`]). The payloads
+    /// are the same bytes the gRPC transport sends, handled by the peer's
+    /// [`RaftRpcHandler`]; only the sockets, TLS and HTTP/2 are left out. Open a node with
+    /// it through [`crate::RaftNode::open_with_network`].
+    #[cfg(feature = "testing")]
+    pub fn in_process(me: NodeId, router: crate::testing::Router) -> Self {
+        NetworkFactory {
+            transport: Links::InProcess { me, router },
+        }
+    }
+
+    fn me(&self) -> NodeId {
+        match &self.transport {
+            Links::None => NodeId::default(),
+            Links::Grpc(t) => t.me,
+            #[cfg(feature = "testing")]
+            Links::InProcess { me, .. } => *me,
         }
     }
 
@@ -127,8 +167,14 @@ impl NetworkFactory {
 
 impl fmt::Debug for NetworkFactory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.transport {
+            Links::None => "none",
+            Links::Grpc(_) => "grpc",
+            #[cfg(feature = "testing")]
+            Links::InProcess { .. } => "in-process (test)",
+        };
         f.debug_struct("NetworkFactory")
-            .field("grpc", &self.transport.is_some())
+            .field("transport", &kind)
             .finish()
     }
 }
@@ -138,14 +184,20 @@ impl RaftNetworkFactory<C> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
         let client = match &self.transport {
-            None => Err("multi-manager transport is not configured on this node".to_string()),
-            Some(t) => Self::channel(t, target, &node.addr).map(RaftClient::new),
+            Links::None => {
+                Err("multi-manager transport is not configured on this node".to_string())
+            }
+            Links::Grpc(t) => Self::channel(t, target, &node.addr)
+                .map(RaftClient::new)
+                .map(PeerLink::Grpc),
+            #[cfg(feature = "testing")]
+            Links::InProcess { router, .. } => Ok(PeerLink::InProcess(router.clone())),
         };
         if let Err(e) = &client {
             tracing::debug!(target, addr = %node.addr, error = %e, "raft: peer has no client");
         }
         PeerClient {
-            me: self.transport.as_ref().map(|t| t.me).unwrap_or_default(),
+            me: self.me(),
             target,
             addr: node.addr.clone(),
             client,
@@ -160,7 +212,33 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     /// `Err`: why this peer cannot be reached at all (no transport, bad address).
-    client: Result<RaftClient, String>,
+    client: Result<PeerLink, String>,
+}
+
+/// The way one [`PeerClient`] reaches its peer.
+#[derive(Debug, Clone)]
+enum PeerLink {
+    Grpc(RaftClient),
+    #[cfg(feature = "testing")]
+    InProcess(crate::testing::Router),
+}
+
+/// Which of the three Raft RPCs a payload is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RpcMethod {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl RpcMethod {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            RpcMethod::AppendEntries => "append_entries",
+            RpcMethod::Vote => "vote",
+            RpcMethod::InstallSnapshot => "install_snapshot",
+        }
+    }
 }
 
 /// A vote or pre-vote request, as sent on the single Vote RPC.
@@ -179,7 +257,7 @@ struct SnapshotHead {
 }
 
 /// Why a call failed, before it is turned into the error type of the openraft method.
-enum CallError {
+pub(crate) enum CallError {
     Timeout(Duration),
     Unreachable(String),
     Network(String),
@@ -201,14 +279,22 @@ impl CallError {
 }
 
 impl PeerClient {
-    /// Sends `payload` with `call`, bounded by `ttl` (tonic's own deadline plus a hard stop).
-    async fn call<F, Fut>(&self, what: &str, ttl: Duration, call: F) -> Result<Bytes, CallError>
-    where
-        F: FnOnce(RaftClient) -> Fut,
-        Fut: Future<Output = Result<Bytes, RpcError>>,
-    {
+    /// Sends `payload` as `method`, bounded by `ttl` (tonic's own deadline plus a hard stop).
+    async fn call(
+        &self,
+        method: RpcMethod,
+        ttl: Duration,
+        payload: Bytes,
+    ) -> Result<Bytes, CallError> {
+        let what = method.name();
         let client = match &self.client {
-            Ok(c) => c.with_timeout(ttl),
+            Ok(PeerLink::Grpc(c)) => c.with_timeout(ttl),
+            #[cfg(feature = "testing")]
+            Ok(PeerLink::InProcess(router)) => {
+                return router
+                    .deliver(self.me, self.target, method, payload, ttl)
+                    .await;
+            }
             Err(e) => {
                 return Err(CallError::Unreachable(format!(
                     "raft peer {} at {}: {e}",
@@ -216,15 +302,17 @@ impl PeerClient {
                 )));
             }
         };
-        let res = tokio::time::timeout(ttl + Duration::from_millis(100), call(client)).await;
-        match res {
-            Err(_) | Ok(Err(RpcError::DeadlineExceeded(_))) => Err(CallError::Timeout(ttl)),
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) => Err(CallError::Unreachable(format!(
-                "raft {what} to peer {} at {}: {e}",
-                self.target, self.addr
-            ))),
-        }
+        let call = async move {
+            match method {
+                RpcMethod::AppendEntries => client.append_entries(payload).await,
+                RpcMethod::Vote => client.vote(payload).await,
+                RpcMethod::InstallSnapshot => client.install_snapshot(payload).await,
+            }
+        };
+        let res = tokio::time::timeout(ttl + Duration::from_millis(100), call).await;
+        map_call_result(res.map_err(|_| ()), ttl, || {
+            format!("raft {what} to peer {} at {}", self.target, self.addr)
+        })
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, what: &str, b: &[u8]) -> Result<T, CallError> {
@@ -245,13 +333,25 @@ impl PeerClient {
         let payload = encode(&VoteEnvelope { pre_vote, request })
             .map_err(|e| CallError::Network(e).into_rpc(self, RPCTypes::Vote))?;
         let bytes = self
-            .call("vote", option.hard_ttl(), |c| async move {
-                c.vote(payload).await
-            })
+            .call(RpcMethod::Vote, option.hard_ttl(), payload)
             .await
             .map_err(|e| e.into_rpc(self, RPCTypes::Vote))?;
         self.decode("vote", &bytes)
             .map_err(|e| e.into_rpc(self, RPCTypes::Vote))
+    }
+}
+
+/// Maps the outcome of one call (`Err(())`: the hard deadline passed) onto [`CallError`], the
+/// same way for every transport.
+pub(crate) fn map_call_result(
+    res: Result<Result<Bytes, RpcError>, ()>,
+    ttl: Duration,
+    context: impl FnOnce() -> String,
+) -> Result<Bytes, CallError> {
+    match res {
+        Err(()) | Ok(Err(RpcError::DeadlineExceeded(_))) => Err(CallError::Timeout(ttl)),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(CallError::Unreachable(format!("{}: {e}", context()))),
     }
 }
 
@@ -272,9 +372,7 @@ impl RaftNetworkV2<C> for PeerClient {
         let a = RPCTypes::AppendEntries;
         let payload = encode(&rpc).map_err(|e| CallError::Network(e).into_rpc(self, a))?;
         let bytes = self
-            .call("append_entries", option.hard_ttl(), |c| async move {
-                c.append_entries(payload).await
-            })
+            .call(RpcMethod::AppendEntries, option.hard_ttl(), payload)
             .await
             .map_err(|e| e.into_rpc(self, a))?;
         self.decode("append_entries", &bytes)
@@ -317,9 +415,7 @@ impl RaftNetworkV2<C> for PeerClient {
         payload.extend_from_slice(&head);
         payload.extend_from_slice(&snapshot.snapshot);
         let payload = Bytes::from(payload);
-        let send = self.call("install_snapshot", option.hard_ttl(), |c| async move {
-            c.install_snapshot(payload).await
-        });
+        let send = self.call(RpcMethod::InstallSnapshot, option.hard_ttl(), payload);
         let bytes = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
             r = send => r.map_err(|e| to_streaming(e, self))?,

@@ -216,6 +216,21 @@ impl RaftNode {
     /// its cluster port, until the leader adds it ([`RaftNode::add_voter`]) and replicates
     /// the log (or a snapshot) to it.
     pub async fn open(config: RaftConfig, store: Arc<MemoryStore>) -> Result<RaftNode, RaftError> {
+        let network = match &config.network {
+            Some(net) => NetworkFactory::grpc(config.node_id, net.clone()),
+            None => NetworkFactory::single(),
+        };
+        Self::open_with_network(config, store, network).await
+    }
+
+    /// [`RaftNode::open`] with the peer transport given explicitly instead of derived from
+    /// `config.network` (which is then ignored). Tests use it with
+    /// `NetworkFactory::in_process` (feature `testing`) to run a cluster in one process.
+    pub async fn open_with_network(
+        config: RaftConfig,
+        store: Arc<MemoryStore>,
+        network: NetworkFactory,
+    ) -> Result<RaftNode, RaftError> {
         let raft_config = Arc::new(config.to_openraft()?);
         let applied = store.applied_index();
         if applied != 0 {
@@ -243,10 +258,7 @@ impl RaftNode {
         let raft = match Raft::new(
             config.node_id,
             raft_config,
-            match &config.network {
-                Some(net) => NetworkFactory::grpc(config.node_id, net.clone()),
-                None => NetworkFactory::single(),
-            },
+            network,
             LogStore::new(db.clone()),
             StateMachine::new(store.clone(), db.clone()),
         )
