@@ -270,7 +270,8 @@ impl RaftNode {
                 return Err(e.into());
             }
         };
-        let (leader, leader_task) = spawn_leader_watch(&raft, config.node_id);
+        let (leader, leader_task) =
+            spawn_leader_watch(&raft, config.node_id, config.election_timeout_max);
         let node = RaftNode {
             raft,
             db,
@@ -341,16 +342,19 @@ impl RaftNode {
         Ok(self.raft.is_initialized().await?)
     }
 
-    /// Whether this node currently leads *and* has applied every entry committed before its
-    /// term — i.e. leader-only components may act on the store. Same value as
-    /// [`RaftNode::leader_watch`].
+    /// Whether this node currently leads, has applied every entry committed before its
+    /// term and holds its leader lease (a quorum acknowledged it within the last
+    /// `election_timeout_max`) — i.e. leader-only components may act on the store. Same value
+    /// as [`RaftNode::leader_watch`].
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()
     }
 
     /// "Am I the leader" as a watch, for starting and stopping leader-only components.
     /// Turns `true` once this node leads and its store is caught up (its own term's first
-    /// entry is applied), `false` on losing leadership and on shutdown.
+    /// entry is applied), `false` on losing leadership, on losing its quorum (a leader cut
+    /// off in a minority steps down here before the majority can elect another) and on
+    /// shutdown.
     pub fn leader_watch(&self) -> watch::Receiver<bool> {
         self.leader.clone()
     }
@@ -596,6 +600,12 @@ impl RaftNode {
     }
 
     fn not_leader(&self, f: ForwardToLeader<C>) -> ProposeError {
+        if f.reason == openraft::errors::ForwardReason::LeaseExpired {
+            return ProposeError::Unavailable(
+                "no quorum: this leader has not heard from a majority of managers within its lease"
+                    .into(),
+            );
+        }
         match (f.leader_id, f.leader_node) {
             (Some(id), node) if id != self.node_id => ProposeError::NotLeader {
                 leader_addr: node.map(|n| n.addr),
@@ -705,22 +715,47 @@ async fn close_db(db: &Arc<Db>) {
     }
 }
 
-/// Feeds a `watch<bool>` from openraft's metrics: true while this node leads and has
-/// applied its own term's first entry (so its store holds every earlier commit).
-fn spawn_leader_watch(raft: &Raft, node_id: NodeId) -> (watch::Receiver<bool>, JoinHandle<()>) {
+/// Feeds a `watch<bool>` from openraft's metrics: true while this node leads, has applied
+/// its own term's first entry (so its store holds every earlier commit) and holds its leader
+/// lease (a quorum acknowledged it within `lease`).
+///
+/// The lease matters when a partition leaves the leader in a minority: openraft keeps it in
+/// the Leader state until it hears of a higher term, so without the lease the watch would
+/// stay true and leader-only components (reconcilers, dispatcher) would go on running next
+/// to the majority's new leader. Followers refuse to vote for another candidate while they
+/// hold the same lease (openraft's `leader_lease` is `election_timeout_max` too), counted
+/// from when they received what this leader sent; the leader counts from when it sent it.
+/// So this watch turns false no later than any other manager could be elected. The metrics
+/// do not change when acknowledgements stop, so a timer wakes the loop when the lease runs
+/// out.
+fn spawn_leader_watch(
+    raft: &Raft,
+    node_id: NodeId,
+    lease: Duration,
+) -> (watch::Receiver<bool>, JoinHandle<()>) {
     let mut metrics = raft.metrics();
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         loop {
-            let (ready, term) = {
+            let (ready, term, lease_left) = {
                 let m = metrics.borrow_watched();
-                (leader_ready(&m), m.current_term)
+                let ready = leader_ready(&m, lease);
+                let left = if ready { lease_left(&m, lease) } else { None };
+                (ready, m.current_term, left)
             };
             let changed = tx.send_if_modified(|cur| std::mem::replace(cur, ready) != ready);
             if changed {
                 tracing::info!(node_id, term, leader = ready, "raft: leadership changed");
             }
-            if metrics.changed().await.is_err() {
+            let closed = match lease_left {
+                Some(left) => tokio::select! {
+                    r = metrics.changed() => r.is_err(),
+                    // Just past expiry, so the next look sees it expired.
+                    () = tokio::time::sleep(left + Duration::from_millis(1)) => false,
+                },
+                None => metrics.changed().await.is_err(),
+            };
+            if closed {
                 break;
             }
         }
@@ -735,12 +770,24 @@ fn spawn_leader_watch(raft: &Raft, node_id: NodeId) -> (watch::Receiver<bool>, J
     (rx, task)
 }
 
-fn leader_ready(m: &RaftMetrics<C>) -> bool {
+fn leader_ready(m: &RaftMetrics<C>, lease: Duration) -> bool {
     m.running_state.is_ok()
         && m.state == ServerState::Leader
         && m.last_applied
             .as_ref()
             .is_some_and(|l| l.leader_id.term == m.current_term)
+        && lease_left(m, lease).is_none_or(|left| !left.is_zero())
+}
+
+/// How long this leader's lease still runs; `None` when it needs none (it is the only
+/// voter) or no quorum has acknowledged it yet (a fresh leader: its election was the ack).
+fn lease_left(m: &RaftMetrics<C>, lease: Duration) -> Option<Duration> {
+    let voters = m.membership_config.voter_ids().count();
+    if voters <= 1 {
+        return None;
+    }
+    let since = m.last_quorum_acked.as_ref()?.elapsed();
+    Some(lease.saturating_sub(since))
 }
 
 #[cfg(test)]
