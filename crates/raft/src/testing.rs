@@ -49,6 +49,8 @@ pub struct RouterStats {
     pub dropped: u64,
     /// Calls refused because one end was not registered.
     pub refused: u64,
+    /// InstallSnapshot requests handed to the target (included in `delivered`).
+    pub snapshots: u64,
 }
 
 #[derive(Default)]
@@ -240,7 +242,13 @@ impl Router {
                 RpcMethod::Vote => handler.vote(peer, payload).await,
                 RpcMethod::InstallSnapshot => handler.install_snapshot(peer, payload).await,
             };
-            self.lock().stats.delivered += 1;
+            {
+                let mut s = self.lock();
+                s.stats.delivered += 1;
+                if method == RpcMethod::InstallSnapshot {
+                    s.stats.snapshots += 1;
+                }
+            }
             let back = {
                 let mut s = self.lock();
                 if !s.handlers.contains_key(&from) {

@@ -315,8 +315,13 @@ impl Cluster {
     /// Every acknowledged write `(key, index)` is on every running node, created at exactly
     /// the index it was acknowledged with.
     pub async fn assert_all_present(&self, acked: &[(String, u64)]) {
+        self.assert_present_on(&self.running(), acked).await;
+    }
+
+    /// [`Cluster::assert_all_present`] on the nodes `ids` only.
+    pub async fn assert_present_on(&self, ids: &[NodeId], acked: &[(String, u64)]) {
         let last = acked.iter().map(|(_, i)| *i).max().unwrap_or(0);
-        for id in self.running() {
+        for &id in ids {
             self.wait_applied(id, last).await;
             for (key, index) in acked {
                 assert_eq!(
@@ -343,6 +348,18 @@ impl Cluster {
         for id in self.running() {
             self.stop(id).await;
         }
+    }
+}
+
+/// Waits (bounded by [`DEADLINE`]) until `cond` holds, checking every 10 ms of virtual time.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
