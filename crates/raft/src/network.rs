@@ -6,6 +6,12 @@
 //! - **Vote**: JSON of [`VoteEnvelope`] (`{"pre_vote": bool, "request": VoteRequest}`; the
 //!   rpc crate has a single vote method, so pre-votes travel on it flagged) → JSON of
 //!   `VoteResponse`.
+//! - **TransferLeader**, also on the vote method: JSON of [`VoteEnvelope`] with
+//!   `"transfer_leader": TransferLeaderRequest` and no `request` → JSON of
+//!   `TransferLeaderResponse`. A leader that is removed from the membership uses it to hand
+//!   over at once instead of leaving the others to wait out its lease and an election. A
+//!   receiver from before this field rejects the message as undecodable, which the leader
+//!   treats like an unreachable peer: the others then elect after the lease, as before.
 //! - **InstallSnapshot** (whole snapshot in one call): a 4-byte big-endian length, the JSON
 //!   of `{vote, meta}`, then the raw snapshot bytes (already JSON of the store; not
 //!   re-encoded as a JSON array of numbers) → JSON of `SnapshotResponse`.
@@ -38,7 +44,8 @@ use openraft::errors::{
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 use swarmd_rpc::{Bytes, ClientOptions, PeerInfo, RaftClient, RaftService, RpcChannel, RpcError};
@@ -241,12 +248,16 @@ impl RpcMethod {
     }
 }
 
-/// A vote or pre-vote request, as sent on the single Vote RPC.
+/// A vote or pre-vote request, or a leadership transfer, as sent on the single Vote RPC.
 #[derive(Debug, Serialize, Deserialize)]
 struct VoteEnvelope {
     #[serde(default)]
     pre_vote: bool,
-    request: VoteRequest<C>,
+    /// Absent only in a leadership transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request: Option<VoteRequest<C>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transfer_leader: Option<TransferLeaderRequest<C>>,
 }
 
 /// The JSON head of an InstallSnapshot payload.
@@ -330,8 +341,12 @@ impl PeerClient {
         request: VoteRequest<C>,
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        let payload = encode(&VoteEnvelope { pre_vote, request })
-            .map_err(|e| CallError::Network(e).into_rpc(self, RPCTypes::Vote))?;
+        let payload = encode(&VoteEnvelope {
+            pre_vote,
+            request: Some(request),
+            transfer_leader: None,
+        })
+        .map_err(|e| CallError::Network(e).into_rpc(self, RPCTypes::Vote))?;
         let bytes = self
             .call(RpcMethod::Vote, option.hard_ttl(), payload)
             .await
@@ -385,6 +400,27 @@ impl RaftNetworkV2<C> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
         self.send_vote(false, rpc, option).await
+    }
+
+    /// Hands leadership over (see the module docs); rides on the vote method.
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<C>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
+        let a = RPCTypes::TransferLeader;
+        let payload = encode(&VoteEnvelope {
+            pre_vote: false,
+            request: None,
+            transfer_leader: Some(req),
+        })
+        .map_err(|e| CallError::Network(e).into_rpc(self, a))?;
+        let bytes = self
+            .call(RpcMethod::Vote, option.hard_ttl(), payload)
+            .await
+            .map_err(|e| e.into_rpc(self, a))?;
+        self.decode("transfer_leader", &bytes)
+            .map_err(|e| e.into_rpc(self, a))
     }
 
     async fn pre_vote(
@@ -482,10 +518,21 @@ impl RaftService for RaftRpcHandler {
 
     async fn vote(&self, _peer: PeerInfo, payload: Bytes) -> Result<Bytes, RpcError> {
         let env: VoteEnvelope = decode_req("vote", &payload)?;
+        if let Some(req) = env.transfer_leader {
+            let resp = self
+                .raft
+                .handle_transfer_leader(req)
+                .await
+                .map_err(stopped)?;
+            return encode_resp(&resp);
+        }
+        let request = env
+            .request
+            .ok_or_else(|| RpcError::InvalidArgument("undecodable raft vote: no request".into()))?;
         let resp = if env.pre_vote {
-            self.raft.pre_vote(env.request).await
+            self.raft.pre_vote(request).await
         } else {
-            self.raft.vote(env.request).await
+            self.raft.vote(request).await
         }
         .map_err(stopped)?;
         encode_resp(&resp)

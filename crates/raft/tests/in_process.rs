@@ -259,7 +259,8 @@ async fn wiped_follower_rejoins_after_remove_and_re_add() {
     c.shutdown().await;
 }
 
-/// Demoting the leader (removing it from the voters) hands leadership to another manager;
+/// Demoting the leader (removing it from the voters) hands leadership to another manager
+/// at once;
 /// the old leader stops taking writes; promoting it back makes it a voter with every write.
 #[tokio::test(start_paused = true)]
 async fn removing_the_leader_hands_leadership_over_and_it_can_be_promoted_back() {
@@ -267,9 +268,17 @@ async fn removing_the_leader_hands_leadership_over_and_it_can_be_promoted_back()
     let mut c = Cluster::new(3).await;
     let mut acked = vec![("a".to_string(), c.write("a").await)];
     let old = c.wait_leader().await;
+    let t0 = Instant::now();
     c.node(old).remove_voter(old).await.unwrap();
     let rest: Vec<_> = c.ids().into_iter().filter(|id| *id != old).collect();
     let new = c.wait_leader_among(&rest).await;
+    // Handed over (TransferLeader), not left to the followers' lease and an election
+    // timeout, which together take longer than ELECTION_MIN.
+    let handover = t0.elapsed();
+    assert!(
+        handover < ELECTION_MIN,
+        "a new leader took {handover:?}: leadership was not transferred"
+    );
     assert!(c.node(new).members().iter().all(|(id, _, _)| *id != old));
     wait_until("the old leader steps down", || !c.node(old).is_leader()).await;
     let refused = c.propose(old, create("on-demoted")).await;
