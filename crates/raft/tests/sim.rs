@@ -1,6 +1,7 @@
 //! Seeded fault simulation of 3 or 5 managers: random partitions, isolated nodes, lossy and
-//! slow links, crashes and restarts, interleaved with writes and task state updates; after
-//! each run the Raft invariants are checked.
+//! slow links, crashes and restarts, demotions (the leader too) and promotions (sometimes
+//! of a wiped manager), interleaved with writes and task state updates; after each run the
+//! Raft invariants are checked.
 //!
 //! ## Why not turmoil
 //! This is a seeded scheduler over the in-process [`Router`] on tokio's paused clock, not a
@@ -32,7 +33,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ const DEFAULT_SEEDS: u64 = 10;
 /// Fault/workload steps per run.
 const STEPS: usize = 40;
 const TASKS: usize = 3;
+/// Upper bound on a membership change (two proposals, or a learner's catch-up, each bounded).
+const MEMBERSHIP_BOUND: Duration = Duration::from_secs(30);
 /// The forward path a simulated agent walks a task through.
 const TASK_PATH: [TaskState; 8] = [
     TaskState::NEW,
@@ -161,6 +164,9 @@ struct Tally {
     task_moves: usize,
     crashes: usize,
     partitions: usize,
+    demotions: usize,
+    promotions: usize,
+    wipes: usize,
 }
 
 /// A node to send a client request to: usually one that believes it leads, else any.
@@ -210,6 +216,8 @@ async fn run(seed: u64) -> Tally {
     }
 
     let mut next_key = 0;
+    // Managers removed from the membership by a committed change, not yet added back.
+    let mut removed: BTreeSet<NodeId> = BTreeSet::new();
     for _step in 0..STEPS {
         let roll = rng.below(100);
         match roll {
@@ -265,7 +273,7 @@ async fn run(seed: u64) -> Tally {
                 }
             }
             // Split the network in two at random.
-            50..=59 => {
+            50..=57 => {
                 let ids = c.ids();
                 let (a, b): (Vec<NodeId>, Vec<NodeId>) =
                     ids.iter().copied().partition(|_| rng.below(2) == 0);
@@ -273,10 +281,10 @@ async fn run(seed: u64) -> Tally {
                 c.router.partition(&[&a, &b]);
                 tally.partitions += 1;
             }
-            60..=66 => c.router.isolate(rng.pick(&c.ids())),
-            67..=76 => c.router.heal(),
+            58..=63 => c.router.isolate(rng.pick(&c.ids())),
+            64..=71 => c.router.heal(),
             // Crash a running node (the others may lose their quorum).
-            77..=84 => {
+            72..=78 => {
                 let running = c.running();
                 if running.len() > 1 {
                     let id = rng.pick(&running);
@@ -285,7 +293,7 @@ async fn run(seed: u64) -> Tally {
                 }
             }
             // Bring a crashed node back.
-            85..=93 => {
+            79..=85 => {
                 let down: Vec<NodeId> = c
                     .ids()
                     .into_iter()
@@ -297,13 +305,74 @@ async fn run(seed: u64) -> Tally {
                     watchers.push(monitor.watch(id, c.store(id)));
                 }
             }
+            // Demote: a leader removes a voter (possibly itself).
+            86..=89 => {
+                let Some(id) = target(&c, &mut rng) else {
+                    continue;
+                };
+                let voters: Vec<NodeId> = c
+                    .node(id)
+                    .members()
+                    .into_iter()
+                    .filter(|m| m.2)
+                    .map(|m| m.0)
+                    .collect();
+                if voters.len() <= 2 {
+                    continue;
+                }
+                let victim = rng.pick(&voters);
+                let res = tokio::time::timeout(MEMBERSHIP_BOUND, c.node(id).remove_voter(victim))
+                    .await
+                    .expect("remove_voter is bounded");
+                if res.is_ok() {
+                    removed.insert(victim);
+                    tally.demotions += 1;
+                }
+            }
+            // Promote a removed manager back, sometimes with a wiped disk.
+            90..=93 => {
+                let Some(id) = target(&c, &mut rng) else {
+                    continue;
+                };
+                let candidates: Vec<NodeId> = removed.iter().copied().collect();
+                if candidates.is_empty() {
+                    continue;
+                }
+                let back = rng.pick(&candidates);
+                if back == id {
+                    continue;
+                }
+                // Only a node whose removal committed may lose its disk: a voter that
+                // forgets its log and votes is outside what Raft tolerates.
+                if rng.below(2) == 0 {
+                    c.wipe(back).await;
+                    tally.wipes += 1;
+                }
+                if !c.is_running(back) {
+                    c.start(back).await;
+                    watchers.push(monitor.watch(back, c.store(back)));
+                }
+                let res =
+                    tokio::time::timeout(MEMBERSHIP_BOUND, c.node(id).add_voter(back, addr(back)))
+                        .await
+                        .expect("add_voter is bounded");
+                // Whatever the outcome, it may be a voter now: never wipe it again unless
+                // a later removal commits. (The final phase adds back whoever is missing.)
+                removed.remove(&back);
+                if res.is_ok() {
+                    tally.promotions += 1;
+                }
+            }
             94..=96 => c.router.set_loss(rng.below(25) as f64 / 100.0),
             _ => c
                 .router
                 .set_default_delay(Duration::from_millis(rng.below(60))),
         }
-        // Let virtual time pass: elections, lease expiries, catch-up.
-        tokio::time::sleep(Duration::from_millis(rng.below(1500))).await;
+        // Let virtual time pass: elections, lease expiries, catch-up. Half the steps are
+        // short, so faults also land while a cut-off leader still holds its lease and
+        // appends entries that will never commit (and must be truncated later).
+        let pause = if rng.below(2) == 0 { 200 } else { 1500 };
+        tokio::time::sleep(Duration::from_millis(rng.below(pause))).await;
     }
 
     // Heal everything, bring everyone back, and commit once more in the final term so
@@ -313,6 +382,34 @@ async fn run(seed: u64) -> Tally {
         if !c.is_running(id) {
             c.start(id).await;
             watchers.push(monitor.watch(id, c.store(id)));
+        }
+    }
+    // Every manager a voter again.
+    let start = tokio::time::Instant::now();
+    loop {
+        let leader = c.wait_leader().await;
+        let voters: BTreeSet<NodeId> = c
+            .node(leader)
+            .members()
+            .into_iter()
+            .filter(|m| m.2)
+            .map(|m| m.0)
+            .collect();
+        let Some(missing) = c.ids().into_iter().find(|id| !voters.contains(id)) else {
+            break;
+        };
+        let res = tokio::time::timeout(
+            MEMBERSHIP_BOUND,
+            c.node(leader).add_voter(missing, addr(missing)),
+        )
+        .await
+        .expect("add_voter is bounded");
+        if let Err(e) = res {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "could not add {missing} back: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     acked.push(("final".into(), c.write("final").await));
