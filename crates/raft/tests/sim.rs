@@ -28,7 +28,9 @@
 //!    exactly that index.
 //! 3. A certainly failed write (`Unavailable`, `NotLeader`) is on no replica.
 //! 4. Replicas are identical: same objects at the same versions, same applied index.
-//! 5. A task's state never goes backwards on any replica (every applied change watched),
+//! 5. (During the run) a linearizable read that succeeds sees every write acknowledged
+//!    before it began.
+//! 6. A task's state never goes backwards on any replica (every applied change watched),
 //!    and ends at least at the last acknowledged state.
 
 mod common;
@@ -46,9 +48,9 @@ use swarmd_types::{Object, Task, TaskStatus};
 use tokio::task::JoinHandle;
 
 /// Seeds run by default: enough variety for CI within its time budget.
-const DEFAULT_SEEDS: u64 = 10;
+const DEFAULT_SEEDS: u64 = 12;
 /// Fault/workload steps per run.
-const STEPS: usize = 40;
+const STEPS: usize = 60;
 const TASKS: usize = 3;
 /// Upper bound on a membership change (two proposals, or a learner's catch-up, each bounded).
 const MEMBERSHIP_BOUND: Duration = Duration::from_secs(30);
@@ -167,6 +169,7 @@ struct Tally {
     demotions: usize,
     promotions: usize,
     wipes: usize,
+    reads: usize,
 }
 
 /// A node to send a client request to: usually one that believes it leads, else any.
@@ -221,8 +224,34 @@ async fn run(seed: u64) -> Tally {
     for _step in 0..STEPS {
         let roll = rng.below(100);
         match roll {
+            // A linearizable read: once the barrier passes, the node's store holds every
+            // write acknowledged before the read began.
+            0..=4 => {
+                let Some(id) = target(&c, &mut rng) else {
+                    continue;
+                };
+                let before = acked.clone();
+                let node = c.node(id);
+                let res = tokio::time::timeout(CALL_BOUND, node.ensure_linearizable())
+                    .await
+                    .expect("a read barrier never hangs");
+                if let Ok(at) = res {
+                    tally.reads += 1;
+                    for (k, index) in &before {
+                        assert!(
+                            *index <= at,
+                            "read on {id} linearized at {at}, before {k}@{index}"
+                        );
+                        assert_eq!(
+                            c.version_of(id, k),
+                            Some(*index),
+                            "stale linearizable read on node {id}: {k} missing"
+                        );
+                    }
+                }
+            }
             // A write (sometimes a burst of concurrent ones) to a likely leader.
-            0..=34 => {
+            5..=34 => {
                 let Some(id) = target(&c, &mut rng) else {
                     continue;
                 };
@@ -288,7 +317,11 @@ async fn run(seed: u64) -> Tally {
                 let running = c.running();
                 if running.len() > 1 {
                     let id = rng.pick(&running);
-                    c.stop(id).await;
+                    if rng.below(2) == 0 {
+                        c.stop(id).await;
+                    } else {
+                        c.crash(id);
+                    }
                     tally.crashes += 1;
                 }
             }

@@ -230,6 +230,24 @@ impl Cluster {
         }
     }
 
+    /// Takes node `id` off the network and drops it without [`RaftNode::shutdown`]: the
+    /// `Drop` safety net closes its database at once and stops the core in the background,
+    /// as when a manager's process dies mid-flight (everything acknowledged was fsynced).
+    pub fn crash(&mut self, id: NodeId) {
+        self.router.unregister(id);
+        let slot = self.slots.get_mut(&id).unwrap();
+        let node = slot
+            .node
+            .take()
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        let node = Arc::try_unwrap(node)
+            .unwrap_or_else(|_| panic!("node {id} is still borrowed by the test"));
+        drop(node);
+        if let Some(m) = slot.monitor.take() {
+            m.abort();
+        }
+    }
+
     pub async fn restart(&mut self, id: NodeId) {
         self.stop(id).await;
         self.start(id).await;
