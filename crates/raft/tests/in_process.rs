@@ -22,11 +22,20 @@ async fn leader_down_new_leader_takes_writes_and_nothing_acknowledged_is_lost() 
         acked.push((key.clone(), c.write(&key).await));
     }
     let old = c.wait_leader().await;
+    let t0 = Instant::now();
     c.stop(old).await;
     let survivors: Vec<_> = c.running();
     let new = c.wait_leader_among(&survivors).await;
     assert_ne!(new, old);
     acked.push(("after".into(), c.write("after").await));
+    // Followers wait out the leader lease (ELECTION_MAX since the last heartbeat), then
+    // an election timeout, then a (pre-)vote round; this bounds the virtual time of it all.
+    let failover = t0.elapsed();
+    eprintln!("leader loss: first write after {failover:?} (virtual)");
+    assert!(
+        failover < ELECTION_MAX * 3,
+        "failover took {failover:?} with elections of {ELECTION_MIN:?}..{ELECTION_MAX:?}"
+    );
     c.assert_all_present(&acked).await;
 
     // The old leader comes back as a follower and catches up.
