@@ -447,6 +447,7 @@ impl RaftNode {
         if self.voter_ids().contains(&node_id) {
             return Ok(());
         }
+        self.ensure_not_leaving().await?;
         let add = self
             .raft
             .add_learner(node_id, Member { addr: addr.clone() }, true);
@@ -474,6 +475,7 @@ impl RaftNode {
         if membership.get_node(&node_id).is_none() {
             return Ok(());
         }
+        self.ensure_not_leaving().await?;
         if membership.voter_ids().any(|v| v == node_id) {
             self.change_membership(ChangeMembers::RemoveVoters([node_id].into()))
                 .await?;
@@ -505,6 +507,48 @@ impl RaftNode {
 
     fn voter_ids(&self) -> Vec<NodeId> {
         self.metrics().membership_config.voter_ids().collect()
+    }
+
+    /// Refuses a membership change on a node that is not a voter of the membership it is
+    /// heading to (the last configuration of the effective membership).
+    ///
+    /// That happens to a leader whose own removal was cut short after its joint step: it
+    /// may lead again from the old half of the joint membership. A change started there
+    /// would bridge to a configuration without it, and openraft's next membership append
+    /// on a leader that is no longer a voter trips an assertion that stops the Raft core
+    /// (a panic in debug builds, an unchecked state in release). Such a leader completes
+    /// its own removal instead (it then hands leadership over) and the caller retries on
+    /// the next leader. A follower gets `NotLeader` pointing at the leader.
+    async fn ensure_not_leaving(&self) -> Result<(), RaftError> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let leaving = membership
+            .get_joint_config()
+            .last()
+            .is_some_and(|last| !last.contains(&self.node_id));
+        if !leaving {
+            return Ok(());
+        }
+        if m.current_leader != Some(self.node_id) {
+            return Err(RaftError::NotLeader {
+                leader_id: m.current_leader,
+                leader_addr: m
+                    .current_leader
+                    .and_then(|id| membership.get_node(&id).map(|n| n.addr.clone())),
+            });
+        }
+        if membership.get_joint_config().len() > 1 {
+            tracing::warn!(
+                node_id = self.node_id,
+                "raft: this leader's removal was interrupted; completing it"
+            );
+            // Bridging to the joint membership's own target makes it uniform.
+            self.change_membership(ChangeMembers::AddVoterIds(Default::default()))
+                .await?;
+        }
+        Err(RaftError::Membership(
+            "this manager is leaving the raft membership; retry on the next leader".into(),
+        ))
     }
 
     async fn change_membership(
@@ -780,13 +824,19 @@ fn leader_ready(m: &RaftMetrics<C>, lease: Duration) -> bool {
 }
 
 /// How long this leader's lease still runs; `None` when it needs none (it is the only
-/// voter) or no quorum has acknowledged it yet (a fresh leader: its election was the ack).
+/// voter). Zero until a quorum has acknowledged this leader since it started: a manager
+/// that restarts restores its own committed vote and comes back as leader of its old term
+/// without asking anyone, though the others may have moved on long ago. (A freshly elected
+/// leader is acknowledged by the time its first entry commits, which readiness needs too.)
 fn lease_left(m: &RaftMetrics<C>, lease: Duration) -> Option<Duration> {
     let voters = m.membership_config.voter_ids().count();
     if voters <= 1 {
         return None;
     }
-    let since = m.last_quorum_acked.as_ref()?.elapsed();
+    let since = match m.last_quorum_acked.as_ref() {
+        Some(acked) => acked.elapsed(),
+        None => return Some(Duration::ZERO),
+    };
     Some(lease.saturating_sub(since))
 }
 

@@ -17,7 +17,8 @@
 //!   passes, like a packet into the void; a blocked *response* direction loses the reply
 //!   after the request was handled (the receiver did act on it);
 //! - otherwise the request waits the link's delay, is handled, and the response waits the
-//!   reverse link's delay; all of it within the caller's deadline.
+//!   reverse link's delay; all of it within the caller's deadline. A request whose link is
+//!   cut while it is delayed (in flight) is lost as well.
 //!
 //! The router's random loss draws from its own seeded generator, so a seed reproduces the
 //! same sequence of loss decisions (though not openraft's own timing, which uses an
@@ -236,6 +237,11 @@ impl Router {
                 Ok(None) => return std::future::pending().await,
             };
             tokio::time::sleep(delay).await;
+            // Cut while in flight: lost too.
+            if !delay.is_zero() && !self.lock().linked(from, to) {
+                self.lock().stats.dropped += 1;
+                return std::future::pending().await;
+            }
             let peer = PeerInfo::anonymous();
             let res = match method {
                 RpcMethod::AppendEntries => handler.append_entries(peer, payload).await,

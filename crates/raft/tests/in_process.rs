@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use swarmd_raft::RaftError;
 use swarmd_raft::testing::Router;
 use swarmd_store::ProposeError;
 use tokio::time::Instant;
@@ -419,5 +420,129 @@ async fn healthy_leader_keeps_its_leadership_watch_over_slow_links() {
     let index = c.propose(leader, create("still-leading")).await.unwrap();
     c.assert_all_present(&[("still-leading".into(), index)])
         .await;
+    c.shutdown().await;
+}
+
+/// A leader that restarts after the others moved on to a higher term comes back believing
+/// it still leads its old term (openraft restores its own committed vote). Until a quorum
+/// acknowledges it, it must not claim leadership: its leadership watch never turns true, so
+/// leader-only components do not start on a deposed manager.
+#[tokio::test(start_paused = true)]
+async fn a_restarted_deposed_leader_never_claims_leadership() {
+    init_tracing();
+    let mut c = Cluster::new(3).await;
+    let mut acked = vec![("a".to_string(), c.write("a").await)];
+    let old = c.wait_leader().await;
+    c.stop(old).await;
+    let rest = c.running();
+    let new = c.wait_leader_among(&rest).await;
+    acked.push(("b".into(), c.write("b").await));
+    assert!(c.node(new).metrics().current_term > 1);
+
+    c.start(old).await;
+    let node = c.node(old);
+    // A clone of the node's own, never-read receiver: `has_changed` reports any change of
+    // the watch since the node opened, even one already reverted.
+    let watch = node.leader_watch();
+    wait_until("the restarted node follows the new leader", || {
+        node.metrics().current_leader == Some(new)
+    })
+    .await;
+    c.assert_all_present(&acked).await;
+    assert!(!node.is_leader());
+    assert!(
+        !watch.has_changed().unwrap(),
+        "the deposed leader's watch turned true after its restart"
+    );
+    c.assert_one_leader_per_term();
+    c.shutdown().await;
+}
+
+/// The removal of a leader can be cut short after its first (joint) step commits, and that
+/// manager can later lead again from the old half of the joint membership. A membership
+/// change it then starts must neither crash its Raft core (openraft asserts that only a
+/// voter appends a membership) nor go through: it finishes its own removal and refuses,
+/// and the next leader can make the change.
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_removal_was_interrupted_finishes_it_instead_of_crashing() {
+    init_tracing();
+    let mut c = Cluster::new(3).await;
+    let acked = vec![("a".to_string(), c.write("a").await)];
+    let l = c.wait_leader().await;
+    let others: Vec<_> = c.ids().into_iter().filter(|id| *id != l).collect();
+    // Slow links from the leader, so its removal's first step can be seen committed before
+    // the second step reaches anyone.
+    for o in &others {
+        c.router.set_delay(l, *o, Duration::from_millis(50));
+    }
+    let node = c.node(l);
+    let removal = tokio::spawn({
+        let node = node.clone();
+        async move { node.remove_voter(l).await }
+    });
+    // The joint step committed and the second step (without `l`) is appended on `l` and on
+    // its way: cut `l` off before it arrives.
+    wait_until("the second step of the removal is appended", || {
+        let m = node.metrics();
+        let configs = m.membership_config.membership().get_joint_config().clone();
+        configs.len() == 1 && !configs[0].contains(&l)
+    })
+    .await;
+    c.router.isolate(l);
+    let _ = removal.await.unwrap();
+
+    // The others take over with the joint membership, then hand leadership back to `l`.
+    let new = c.wait_leader_among(&others).await;
+    c.router.heal();
+    wait_until("the old leader follows", || {
+        c.node(l).metrics().current_leader == Some(new)
+    })
+    .await;
+    c.node(new)
+        .raft()
+        .trigger()
+        .transfer_leader(l)
+        .await
+        .unwrap();
+    wait_until("the old leader leads again", || c.node(l).is_leader()).await;
+    assert_eq!(
+        c.node(l)
+            .metrics()
+            .membership_config
+            .membership()
+            .get_joint_config()
+            .len(),
+        2,
+        "still in the joint membership"
+    );
+
+    let res = tokio::time::timeout(CALL_BOUND * 3, c.node(l).remove_voter(others[1]))
+        .await
+        .expect("bounded");
+    assert!(
+        !matches!(res, Err(RaftError::Fatal(_))),
+        "the raft core crashed: {res:?}"
+    );
+    assert!(
+        matches!(res, Err(RaftError::Membership(_))),
+        "a leaving leader made a membership change: {res:?}"
+    );
+    // Its own removal completed; the next leader makes the change.
+    let next = c.wait_leader_among(&others).await;
+    assert!(
+        c.node(next).members().iter().all(|m| m.0 != l),
+        "{l} still a member"
+    );
+    let victim = *others.iter().find(|o| **o != next).unwrap();
+    c.node(next).remove_voter(victim).await.unwrap();
+    let voters: Vec<_> = c
+        .node(next)
+        .members()
+        .into_iter()
+        .filter(|m| m.2)
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(voters, vec![next]);
+    c.assert_present_on(&[next], &acked).await;
     c.shutdown().await;
 }
