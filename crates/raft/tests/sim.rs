@@ -1,7 +1,7 @@
 //! Seeded fault simulation of 3 or 5 managers: random partitions, isolated nodes, lossy and
 //! slow links, crashes and restarts, demotions (the leader too) and promotions (sometimes
-//! of a wiped manager), interleaved with writes and task state updates; after each run the
-//! Raft invariants are checked.
+//! of a wiped manager), interleaved with writes and task state updates — some faults land
+//! while writes are in flight; after each run the Raft invariants are checked.
 //!
 //! ## Why not turmoil
 //! This is a seeded scheduler over the in-process [`Router`] on tokio's paused clock, not a
@@ -32,17 +32,20 @@
 //!    before it began.
 //! 6. A task's state never goes backwards on any replica (every applied change watched),
 //!    and ends at least at the last acknowledged state.
+//! 7. Nothing panicked, spawned tasks included (a crashed Raft core is a failure even if
+//!    the cluster recovered around it).
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use swarmd_raft::NodeId;
 use swarmd_raft::testing::Router;
-use swarmd_store::{EventBatch, MemoryStore, ProposeError};
+use swarmd_store::{EventBatch, MemoryStore, ProposeError, Proposer};
 use swarmd_types::models::TaskState;
 use swarmd_types::{Object, Task, TaskStatus};
 use tokio::task::JoinHandle;
@@ -170,6 +173,7 @@ struct Tally {
     promotions: usize,
     wipes: usize,
     reads: usize,
+    midflight: usize,
 }
 
 /// A node to send a client request to: usually one that believes it leads, else any.
@@ -262,8 +266,42 @@ async fn run(seed: u64) -> Tally {
                         format!("w{next_key}")
                     })
                     .collect();
-                let results =
-                    futures::future::join_all(keys.iter().map(|k| c.propose(id, create(k)))).await;
+                // The calls hold their own handle on the node, so a fault can land while
+                // they are in flight (a partition, isolation, or the node stopping).
+                let node = c.node(id);
+                let calls = futures::future::join_all(keys.iter().map(|k| {
+                    let node = node.clone();
+                    let batch = create(k);
+                    async move {
+                        tokio::time::timeout(CALL_BOUND, node.propose(batch))
+                            .await
+                            .unwrap_or_else(|_| panic!("a proposal on node {id} hung"))
+                    }
+                }));
+                drop(node);
+                let midflight = rng.below(10) < 4;
+                let (kind, after) = (rng.below(4), rng.below(300));
+                let others: Vec<NodeId> = c.ids().into_iter().filter(|o| *o != id).collect();
+                let buddy = rng.pick(&others);
+                let fault = async {
+                    if !midflight {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(after)).await;
+                    tally.midflight += 1;
+                    match kind {
+                        0 => c.router.isolate(id),
+                        1 => {
+                            c.router.heal();
+                            let rest: Vec<NodeId> =
+                                others.iter().copied().filter(|o| *o != buddy).collect();
+                            c.router.partition(&[&[id, buddy], &rest]);
+                        }
+                        2 if c.running().len() > 1 => c.stop(id).await,
+                        _ => c.router.heal(),
+                    }
+                };
+                let (results, ()) = tokio::join!(calls, fault);
                 for (k, r) in keys.into_iter().zip(results) {
                     match r {
                         Ok(index) => {
@@ -421,6 +459,18 @@ async fn run(seed: u64) -> Tally {
     let start = tokio::time::Instant::now();
     loop {
         let leader = c.wait_leader().await;
+        // Its membership view counts only once a quorum confirms it still leads.
+        let confirmed = tokio::time::timeout(CALL_BOUND, c.node(leader).ensure_linearizable())
+            .await
+            .expect("a read barrier never hangs");
+        if confirmed.is_err() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no confirmed leader: {confirmed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         let voters: BTreeSet<NodeId> = c
             .node(leader)
             .members()
@@ -525,9 +575,18 @@ fn seeds() -> Vec<u64> {
     (1..=n).collect()
 }
 
+/// Panics anywhere in the process, spawned tasks included: a Raft core that panics is
+/// caught by tokio and would otherwise only show up later as a node that stopped working.
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
 #[test]
 fn seeded_faults_keep_raft_invariants() {
     init_tracing();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, Ordering::SeqCst);
+        default_hook(info)
+    }));
     for seed in seeds() {
         let _guard = SeedGuard(seed);
         let started = std::time::Instant::now();
@@ -537,6 +596,13 @@ fn seeded_faults_keep_raft_invariants() {
             .build()
             .unwrap();
         let tally = rt.block_on(run(seed));
+        drop(rt);
+        // 7. Nothing panicked: no Raft core (or other task) crashed during the run.
+        assert_eq!(
+            PANICS.load(Ordering::SeqCst),
+            0,
+            "a task panicked (see above)"
+        );
         eprintln!(
             "sim seed {seed}: {tally:?} in {:?} (wall clock)",
             started.elapsed()

@@ -18,7 +18,7 @@ use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 use swarmd_raft::testing::Router;
 use swarmd_raft::{NetworkFactory, NodeId, RaftConfig, RaftNode};
-use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer, StoreAction};
+use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer, StoreAction, StoreError};
 use swarmd_types::models::ServiceSpec;
 use swarmd_types::{Service, Task};
 use tokio::task::JoinHandle;
@@ -297,12 +297,21 @@ impl Cluster {
     /// the acknowledged index.
     pub async fn write(&self, key: &str) -> u64 {
         let start = Instant::now();
+        let mut unknown = false;
         loop {
             let leader = self.wait_leader().await;
             match self.propose(leader, create(key)).await {
                 Ok(index) => return index,
+                // An earlier attempt whose outcome was unknown did commit: its index is the
+                // version the object was created with.
+                Err(ProposeError::Store(StoreError::Exists { .. })) if unknown => {
+                    return self
+                        .version_of(leader, key)
+                        .expect("the store that refused the duplicate has it");
+                }
                 Err(e @ ProposeError::Store(_)) => panic!("write {key}: {e}"),
                 Err(e) => {
+                    unknown |= matches!(e, ProposeError::OutcomeUnknown(_));
                     assert!(start.elapsed() < DEADLINE, "write {key} kept failing: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
