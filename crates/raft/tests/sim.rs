@@ -20,7 +20,8 @@
 //! nodes, when, for how long in virtual time), the router's random loss and the workload.
 //! It does not make a run bit-for-bit reproducible: openraft draws election timeouts from
 //! its own unseeded RNG and fsyncs finish in real time. A failing seed is printed and can
-//! be rerun alone (`SIM_SEED=<seed>`); `SIM_SEEDS=<n>` runs more seeds.
+//! be rerun alone (`SIM_SEED=<seed>`); `SIM_SEEDS=<n>` runs more seeds, from
+//! `SIM_FIRST_SEED` (default 1).
 //!
 //! ## Invariants checked after every run (after healing and restarting everything)
 //! 1. At most one leader per term (every node's metrics, watched for the whole run).
@@ -568,11 +569,15 @@ fn seeds() -> Vec<u64> {
     if let Ok(s) = std::env::var("SIM_SEED") {
         return vec![s.parse().expect("SIM_SEED is a number")];
     }
-    let n = std::env::var("SIM_SEEDS")
+    let n: u64 = std::env::var("SIM_SEEDS")
         .ok()
         .map(|s| s.parse().expect("SIM_SEEDS is a number"))
         .unwrap_or(DEFAULT_SEEDS);
-    (1..=n).collect()
+    let first: u64 = std::env::var("SIM_FIRST_SEED")
+        .ok()
+        .map(|s| s.parse().expect("SIM_FIRST_SEED is a number"))
+        .unwrap_or(1);
+    (first..first + n).collect()
 }
 
 /// Panics anywhere in the process, spawned tasks included: a Raft core that panics is
