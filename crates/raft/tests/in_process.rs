@@ -546,3 +546,44 @@ async fn a_leader_whose_removal_was_interrupted_finishes_it_instead_of_crashing(
     c.assert_present_on(&[next], &acked).await;
     c.shutdown().await;
 }
+
+/// Five managers keep committing with two of them down (the leader among them), and fail
+/// fast once a third goes; bringing one back restores writes with nothing lost.
+#[tokio::test(start_paused = true)]
+async fn five_managers_survive_two_failures_not_three() {
+    init_tracing();
+    let mut c = Cluster::new(5).await;
+    let mut acked = vec![("a".to_string(), c.write("a").await)];
+    let leader = c.wait_leader().await;
+    let follower = *c.ids().iter().find(|id| **id != leader).unwrap();
+    c.stop(leader).await;
+    c.stop(follower).await;
+    acked.push(("two-down".into(), c.write("two-down").await));
+    c.assert_all_present(&acked).await;
+
+    let third = c.running()[0];
+    c.stop(third).await;
+    let lone = c.running();
+    assert_eq!(lone.len(), 2);
+    let start = Instant::now();
+    loop {
+        // A survivor's proposals fail, each within its bound, until refused up front.
+        let id = lone[0];
+        let res = c.propose(id, create("no-quorum")).await;
+        assert!(res.is_err(), "2 of 5 committed a write: {res:?}");
+        if matches!(
+            res,
+            Err(ProposeError::Unavailable(_) | ProposeError::NotLeader { .. })
+        ) {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "never refused without quorum");
+    }
+    c.start(third).await;
+    acked.push(("three-up".into(), c.write("three-up").await));
+    c.start(leader).await;
+    c.start(follower).await;
+    c.assert_all_present(&acked).await;
+    c.assert_one_leader_per_term();
+    c.shutdown().await;
+}
