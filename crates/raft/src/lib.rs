@@ -11,12 +11,16 @@
 //! - Network ([`network`]): openraft's RPCs over `swarmd_rpc` (gRPC over mTLS) to the
 //!   peers' [`Member::addr`]; [`RaftRpcHandler`] serves the receiving side. Without a
 //!   [`NetworkConfig`] a node runs alone (every peer unreachable).
+//! - Testing (feature `testing`, dev only): `testing::Router`, an in-process transport with
+//!   fault injection (drop, delay, partition, isolate) for cluster tests and simulations.
 
 mod codec;
 pub mod network;
 mod node;
 pub mod state_machine;
 pub mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 
 pub use network::{MANAGER_SERVER_NAME, NetworkConfig, NetworkFactory, RaftRpcHandler};

@@ -6,6 +6,12 @@
 //! - **Vote**: JSON of [`VoteEnvelope`] (`{"pre_vote": bool, "request": VoteRequest}`; the
 //!   rpc crate has a single vote method, so pre-votes travel on it flagged) → JSON of
 //!   `VoteResponse`.
+//! - **TransferLeader**, also on the vote method: JSON of [`VoteEnvelope`] with
+//!   `"transfer_leader": TransferLeaderRequest` and no `request` → JSON of
+//!   `TransferLeaderResponse`. A leader that is removed from the membership uses it to hand
+//!   over at once instead of leaving the others to wait out its lease and an election. A
+//!   receiver from before this field rejects the message as undecodable, which the leader
+//!   treats like an unreachable peer: the others then elect after the lease, as before.
 //! - **InstallSnapshot** (whole snapshot in one call): a 4-byte big-endian length, the JSON
 //!   of `{vote, meta}`, then the raw snapshot bytes (already JSON of the store; not
 //!   re-encoded as a JSON array of numbers) → JSON of `SnapshotResponse`.
@@ -21,6 +27,10 @@
 //! - an undecodable *response* → `NetworkError` (the call went through; retry at once).
 //!
 //! Without a [`NetworkConfig`] (one-manager mode) every peer is unreachable.
+//!
+//! Tests can swap the gRPC client for an in-process one with fault injection
+//! ([`NetworkFactory::in_process`], feature `testing`): same payloads, same
+//! [`RaftRpcHandler`] on the receiving side, no sockets.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,7 +44,8 @@ use openraft::errors::{
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 use swarmd_rpc::{Bytes, ClientOptions, PeerInfo, RaftClient, RaftService, RpcChannel, RpcError};
@@ -84,7 +95,22 @@ impl fmt::Debug for NetworkConfig {
 /// changes), so every openraft replication stream to a peer shares one HTTP/2 connection.
 #[derive(Clone, Default)]
 pub struct NetworkFactory {
-    transport: Option<Arc<Transport>>,
+    transport: Links,
+}
+
+/// How a [`NetworkFactory`] reaches peers.
+#[derive(Clone, Default)]
+enum Links {
+    /// One-manager mode.
+    #[default]
+    None,
+    Grpc(Arc<Transport>),
+    /// Test transport: calls the peers' handlers in this process through a router.
+    #[cfg(feature = "testing")]
+    InProcess {
+        me: NodeId,
+        router: crate::testing::Router,
+    },
 }
 
 struct Transport {
@@ -103,11 +129,32 @@ impl NetworkFactory {
     /// Peers reached over gRPC/mTLS with `config`.
     pub fn grpc(me: NodeId, config: NetworkConfig) -> Self {
         NetworkFactory {
-            transport: Some(Arc::new(Transport {
+            transport: Links::Grpc(Arc::new(Transport {
                 me,
                 config,
                 channels: Mutex::new(HashMap::new()),
             })),
+        }
+    }
+
+    /// **Test transport.** Peers are reached in this process through `router`, which can
+    /// drop, delay and partition messages (see [`crate::testing::Router`]). The payloads
+    /// are the same bytes the gRPC transport sends, handled by the peer's
+    /// [`RaftRpcHandler`]; only the sockets, TLS and HTTP/2 are left out. Open a node with
+    /// it through [`crate::RaftNode::open_with_network`].
+    #[cfg(feature = "testing")]
+    pub fn in_process(me: NodeId, router: crate::testing::Router) -> Self {
+        NetworkFactory {
+            transport: Links::InProcess { me, router },
+        }
+    }
+
+    fn me(&self) -> NodeId {
+        match &self.transport {
+            Links::None => NodeId::default(),
+            Links::Grpc(t) => t.me,
+            #[cfg(feature = "testing")]
+            Links::InProcess { me, .. } => *me,
         }
     }
 
@@ -127,8 +174,14 @@ impl NetworkFactory {
 
 impl fmt::Debug for NetworkFactory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.transport {
+            Links::None => "none",
+            Links::Grpc(_) => "grpc",
+            #[cfg(feature = "testing")]
+            Links::InProcess { .. } => "in-process (test)",
+        };
         f.debug_struct("NetworkFactory")
-            .field("grpc", &self.transport.is_some())
+            .field("transport", &kind)
             .finish()
     }
 }
@@ -138,14 +191,20 @@ impl RaftNetworkFactory<C> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
         let client = match &self.transport {
-            None => Err("multi-manager transport is not configured on this node".to_string()),
-            Some(t) => Self::channel(t, target, &node.addr).map(RaftClient::new),
+            Links::None => {
+                Err("multi-manager transport is not configured on this node".to_string())
+            }
+            Links::Grpc(t) => Self::channel(t, target, &node.addr)
+                .map(RaftClient::new)
+                .map(PeerLink::Grpc),
+            #[cfg(feature = "testing")]
+            Links::InProcess { router, .. } => Ok(PeerLink::InProcess(router.clone())),
         };
         if let Err(e) = &client {
             tracing::debug!(target, addr = %node.addr, error = %e, "raft: peer has no client");
         }
         PeerClient {
-            me: self.transport.as_ref().map(|t| t.me).unwrap_or_default(),
+            me: self.me(),
             target,
             addr: node.addr.clone(),
             client,
@@ -160,15 +219,45 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     /// `Err`: why this peer cannot be reached at all (no transport, bad address).
-    client: Result<RaftClient, String>,
+    client: Result<PeerLink, String>,
 }
 
-/// A vote or pre-vote request, as sent on the single Vote RPC.
+/// The way one [`PeerClient`] reaches its peer.
+#[derive(Debug, Clone)]
+enum PeerLink {
+    Grpc(RaftClient),
+    #[cfg(feature = "testing")]
+    InProcess(crate::testing::Router),
+}
+
+/// Which of the three Raft RPCs a payload is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RpcMethod {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl RpcMethod {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            RpcMethod::AppendEntries => "append_entries",
+            RpcMethod::Vote => "vote",
+            RpcMethod::InstallSnapshot => "install_snapshot",
+        }
+    }
+}
+
+/// A vote or pre-vote request, or a leadership transfer, as sent on the single Vote RPC.
 #[derive(Debug, Serialize, Deserialize)]
 struct VoteEnvelope {
     #[serde(default)]
     pre_vote: bool,
-    request: VoteRequest<C>,
+    /// Absent only in a leadership transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request: Option<VoteRequest<C>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transfer_leader: Option<TransferLeaderRequest<C>>,
 }
 
 /// The JSON head of an InstallSnapshot payload.
@@ -179,7 +268,7 @@ struct SnapshotHead {
 }
 
 /// Why a call failed, before it is turned into the error type of the openraft method.
-enum CallError {
+pub(crate) enum CallError {
     Timeout(Duration),
     Unreachable(String),
     Network(String),
@@ -201,14 +290,22 @@ impl CallError {
 }
 
 impl PeerClient {
-    /// Sends `payload` with `call`, bounded by `ttl` (tonic's own deadline plus a hard stop).
-    async fn call<F, Fut>(&self, what: &str, ttl: Duration, call: F) -> Result<Bytes, CallError>
-    where
-        F: FnOnce(RaftClient) -> Fut,
-        Fut: Future<Output = Result<Bytes, RpcError>>,
-    {
+    /// Sends `payload` as `method`, bounded by `ttl` (tonic's own deadline plus a hard stop).
+    async fn call(
+        &self,
+        method: RpcMethod,
+        ttl: Duration,
+        payload: Bytes,
+    ) -> Result<Bytes, CallError> {
+        let what = method.name();
         let client = match &self.client {
-            Ok(c) => c.with_timeout(ttl),
+            Ok(PeerLink::Grpc(c)) => c.with_timeout(ttl),
+            #[cfg(feature = "testing")]
+            Ok(PeerLink::InProcess(router)) => {
+                return router
+                    .deliver(self.me, self.target, method, payload, ttl)
+                    .await;
+            }
             Err(e) => {
                 return Err(CallError::Unreachable(format!(
                     "raft peer {} at {}: {e}",
@@ -216,15 +313,17 @@ impl PeerClient {
                 )));
             }
         };
-        let res = tokio::time::timeout(ttl + Duration::from_millis(100), call(client)).await;
-        match res {
-            Err(_) | Ok(Err(RpcError::DeadlineExceeded(_))) => Err(CallError::Timeout(ttl)),
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) => Err(CallError::Unreachable(format!(
-                "raft {what} to peer {} at {}: {e}",
-                self.target, self.addr
-            ))),
-        }
+        let call = async move {
+            match method {
+                RpcMethod::AppendEntries => client.append_entries(payload).await,
+                RpcMethod::Vote => client.vote(payload).await,
+                RpcMethod::InstallSnapshot => client.install_snapshot(payload).await,
+            }
+        };
+        let res = tokio::time::timeout(ttl + Duration::from_millis(100), call).await;
+        map_call_result(res.map_err(|_| ()), ttl, || {
+            format!("raft {what} to peer {} at {}", self.target, self.addr)
+        })
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, what: &str, b: &[u8]) -> Result<T, CallError> {
@@ -242,16 +341,32 @@ impl PeerClient {
         request: VoteRequest<C>,
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        let payload = encode(&VoteEnvelope { pre_vote, request })
-            .map_err(|e| CallError::Network(e).into_rpc(self, RPCTypes::Vote))?;
+        let payload = encode(&VoteEnvelope {
+            pre_vote,
+            request: Some(request),
+            transfer_leader: None,
+        })
+        .map_err(|e| CallError::Network(e).into_rpc(self, RPCTypes::Vote))?;
         let bytes = self
-            .call("vote", option.hard_ttl(), |c| async move {
-                c.vote(payload).await
-            })
+            .call(RpcMethod::Vote, option.hard_ttl(), payload)
             .await
             .map_err(|e| e.into_rpc(self, RPCTypes::Vote))?;
         self.decode("vote", &bytes)
             .map_err(|e| e.into_rpc(self, RPCTypes::Vote))
+    }
+}
+
+/// Maps the outcome of one call (`Err(())`: the hard deadline passed) onto [`CallError`], the
+/// same way for every transport.
+pub(crate) fn map_call_result(
+    res: Result<Result<Bytes, RpcError>, ()>,
+    ttl: Duration,
+    context: impl FnOnce() -> String,
+) -> Result<Bytes, CallError> {
+    match res {
+        Err(()) | Ok(Err(RpcError::DeadlineExceeded(_))) => Err(CallError::Timeout(ttl)),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(CallError::Unreachable(format!("{}: {e}", context()))),
     }
 }
 
@@ -272,9 +387,7 @@ impl RaftNetworkV2<C> for PeerClient {
         let a = RPCTypes::AppendEntries;
         let payload = encode(&rpc).map_err(|e| CallError::Network(e).into_rpc(self, a))?;
         let bytes = self
-            .call("append_entries", option.hard_ttl(), |c| async move {
-                c.append_entries(payload).await
-            })
+            .call(RpcMethod::AppendEntries, option.hard_ttl(), payload)
             .await
             .map_err(|e| e.into_rpc(self, a))?;
         self.decode("append_entries", &bytes)
@@ -287,6 +400,27 @@ impl RaftNetworkV2<C> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
         self.send_vote(false, rpc, option).await
+    }
+
+    /// Hands leadership over (see the module docs); rides on the vote method.
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<C>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
+        let a = RPCTypes::TransferLeader;
+        let payload = encode(&VoteEnvelope {
+            pre_vote: false,
+            request: None,
+            transfer_leader: Some(req),
+        })
+        .map_err(|e| CallError::Network(e).into_rpc(self, a))?;
+        let bytes = self
+            .call(RpcMethod::Vote, option.hard_ttl(), payload)
+            .await
+            .map_err(|e| e.into_rpc(self, a))?;
+        self.decode("transfer_leader", &bytes)
+            .map_err(|e| e.into_rpc(self, a))
     }
 
     async fn pre_vote(
@@ -317,9 +451,7 @@ impl RaftNetworkV2<C> for PeerClient {
         payload.extend_from_slice(&head);
         payload.extend_from_slice(&snapshot.snapshot);
         let payload = Bytes::from(payload);
-        let send = self.call("install_snapshot", option.hard_ttl(), |c| async move {
-            c.install_snapshot(payload).await
-        });
+        let send = self.call(RpcMethod::InstallSnapshot, option.hard_ttl(), payload);
         let bytes = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
             r = send => r.map_err(|e| to_streaming(e, self))?,
@@ -386,10 +518,21 @@ impl RaftService for RaftRpcHandler {
 
     async fn vote(&self, _peer: PeerInfo, payload: Bytes) -> Result<Bytes, RpcError> {
         let env: VoteEnvelope = decode_req("vote", &payload)?;
+        if let Some(req) = env.transfer_leader {
+            let resp = self
+                .raft
+                .handle_transfer_leader(req)
+                .await
+                .map_err(stopped)?;
+            return encode_resp(&resp);
+        }
+        let request = env
+            .request
+            .ok_or_else(|| RpcError::InvalidArgument("undecodable raft vote: no request".into()))?;
         let resp = if env.pre_vote {
-            self.raft.pre_vote(env.request).await
+            self.raft.pre_vote(request).await
         } else {
-            self.raft.vote(env.request).await
+            self.raft.vote(request).await
         }
         .map_err(stopped)?;
         encode_resp(&resp)

@@ -69,6 +69,13 @@ impl RaftConfig {
     ///
     /// Timeouts suit managers on one LAN: heartbeats every 200 ms, elections after 1–2 s of
     /// silence (swarmkit waits ~10 s; a faster failover is worth the extra heartbeats).
+    ///
+    /// Failover takes longer than the election timeout: followers refuse to vote while the
+    /// old leader's lease (openraft: `election_timeout_max`) runs, counted from its last
+    /// heartbeat, and only then does an election timeout start an election. So leader loss
+    /// → first write is about `election_timeout_max` + `[election_timeout_min,
+    /// election_timeout_max)`: 3–4 s with these defaults (measured in
+    /// `tests/in_process.rs` at 1.5–1.9 s with 0.5–1 s elections).
     pub fn new(dir: impl Into<PathBuf>, node_id: NodeId, addr: impl Into<String>) -> Self {
         RaftConfig {
             dir: dir.into(),
@@ -216,6 +223,21 @@ impl RaftNode {
     /// its cluster port, until the leader adds it ([`RaftNode::add_voter`]) and replicates
     /// the log (or a snapshot) to it.
     pub async fn open(config: RaftConfig, store: Arc<MemoryStore>) -> Result<RaftNode, RaftError> {
+        let network = match &config.network {
+            Some(net) => NetworkFactory::grpc(config.node_id, net.clone()),
+            None => NetworkFactory::single(),
+        };
+        Self::open_with_network(config, store, network).await
+    }
+
+    /// [`RaftNode::open`] with the peer transport given explicitly instead of derived from
+    /// `config.network` (which is then ignored). Tests use it with
+    /// `NetworkFactory::in_process` (feature `testing`) to run a cluster in one process.
+    pub async fn open_with_network(
+        config: RaftConfig,
+        store: Arc<MemoryStore>,
+        network: NetworkFactory,
+    ) -> Result<RaftNode, RaftError> {
         let raft_config = Arc::new(config.to_openraft()?);
         let applied = store.applied_index();
         if applied != 0 {
@@ -243,10 +265,7 @@ impl RaftNode {
         let raft = match Raft::new(
             config.node_id,
             raft_config,
-            match &config.network {
-                Some(net) => NetworkFactory::grpc(config.node_id, net.clone()),
-                None => NetworkFactory::single(),
-            },
+            network,
             LogStore::new(db.clone()),
             StateMachine::new(store.clone(), db.clone()),
         )
@@ -258,7 +277,8 @@ impl RaftNode {
                 return Err(e.into());
             }
         };
-        let (leader, leader_task) = spawn_leader_watch(&raft, config.node_id);
+        let (leader, leader_task) =
+            spawn_leader_watch(&raft, config.node_id, config.election_timeout_max);
         let node = RaftNode {
             raft,
             db,
@@ -329,16 +349,19 @@ impl RaftNode {
         Ok(self.raft.is_initialized().await?)
     }
 
-    /// Whether this node currently leads *and* has applied every entry committed before its
-    /// term — i.e. leader-only components may act on the store. Same value as
-    /// [`RaftNode::leader_watch`].
+    /// Whether this node currently leads, has applied every entry committed before its
+    /// term and holds its leader lease (a quorum acknowledged it within the last
+    /// `election_timeout_max`) — i.e. leader-only components may act on the store. Same value
+    /// as [`RaftNode::leader_watch`].
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()
     }
 
     /// "Am I the leader" as a watch, for starting and stopping leader-only components.
     /// Turns `true` once this node leads and its store is caught up (its own term's first
-    /// entry is applied), `false` on losing leadership and on shutdown.
+    /// entry is applied), `false` on losing leadership, on losing its quorum (a leader cut
+    /// off in a minority steps down here before the majority can elect another) and on
+    /// shutdown.
     pub fn leader_watch(&self) -> watch::Receiver<bool> {
         self.leader.clone()
     }
@@ -431,6 +454,7 @@ impl RaftNode {
         if self.voter_ids().contains(&node_id) {
             return Ok(());
         }
+        self.ensure_not_leaving().await?;
         let add = self
             .raft
             .add_learner(node_id, Member { addr: addr.clone() }, true);
@@ -458,6 +482,7 @@ impl RaftNode {
         if membership.get_node(&node_id).is_none() {
             return Ok(());
         }
+        self.ensure_not_leaving().await?;
         if membership.voter_ids().any(|v| v == node_id) {
             self.change_membership(ChangeMembers::RemoveVoters([node_id].into()))
                 .await?;
@@ -489,6 +514,48 @@ impl RaftNode {
 
     fn voter_ids(&self) -> Vec<NodeId> {
         self.metrics().membership_config.voter_ids().collect()
+    }
+
+    /// Refuses a membership change on a node that is not a voter of the membership it is
+    /// heading to (the last configuration of the effective membership).
+    ///
+    /// That happens to a leader whose own removal was cut short after its joint step: it
+    /// may lead again from the old half of the joint membership. A change started there
+    /// would bridge to a configuration without it, and openraft's next membership append
+    /// on a leader that is no longer a voter trips an assertion that stops the Raft core
+    /// (a panic in debug builds, an unchecked state in release). Such a leader completes
+    /// its own removal instead (it then hands leadership over) and the caller retries on
+    /// the next leader. A follower gets `NotLeader` pointing at the leader.
+    async fn ensure_not_leaving(&self) -> Result<(), RaftError> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let leaving = membership
+            .get_joint_config()
+            .last()
+            .is_some_and(|last| !last.contains(&self.node_id));
+        if !leaving {
+            return Ok(());
+        }
+        if m.current_leader != Some(self.node_id) {
+            return Err(RaftError::NotLeader {
+                leader_id: m.current_leader,
+                leader_addr: m
+                    .current_leader
+                    .and_then(|id| membership.get_node(&id).map(|n| n.addr.clone())),
+            });
+        }
+        if membership.get_joint_config().len() > 1 {
+            tracing::warn!(
+                node_id = self.node_id,
+                "raft: this leader's removal was interrupted; completing it"
+            );
+            // Bridging to the joint membership's own target makes it uniform.
+            self.change_membership(ChangeMembers::AddVoterIds(Default::default()))
+                .await?;
+        }
+        Err(RaftError::Membership(
+            "this manager is leaving the raft membership; retry on the next leader".into(),
+        ))
     }
 
     async fn change_membership(
@@ -584,6 +651,12 @@ impl RaftNode {
     }
 
     fn not_leader(&self, f: ForwardToLeader<C>) -> ProposeError {
+        if f.reason == openraft::errors::ForwardReason::LeaseExpired {
+            return ProposeError::Unavailable(
+                "no quorum: this leader has not heard from a majority of managers within its lease"
+                    .into(),
+            );
+        }
         match (f.leader_id, f.leader_node) {
             (Some(id), node) if id != self.node_id => ProposeError::NotLeader {
                 leader_addr: node.map(|n| n.addr),
@@ -693,22 +766,47 @@ async fn close_db(db: &Arc<Db>) {
     }
 }
 
-/// Feeds a `watch<bool>` from openraft's metrics: true while this node leads and has
-/// applied its own term's first entry (so its store holds every earlier commit).
-fn spawn_leader_watch(raft: &Raft, node_id: NodeId) -> (watch::Receiver<bool>, JoinHandle<()>) {
+/// Feeds a `watch<bool>` from openraft's metrics: true while this node leads, has applied
+/// its own term's first entry (so its store holds every earlier commit) and holds its leader
+/// lease (a quorum acknowledged it within `lease`).
+///
+/// The lease matters when a partition leaves the leader in a minority: openraft keeps it in
+/// the Leader state until it hears of a higher term, so without the lease the watch would
+/// stay true and leader-only components (reconcilers, dispatcher) would go on running next
+/// to the majority's new leader. Followers refuse to vote for another candidate while they
+/// hold the same lease (openraft's `leader_lease` is `election_timeout_max` too), counted
+/// from when they received what this leader sent; the leader counts from when it sent it.
+/// So this watch turns false no later than any other manager could be elected. The metrics
+/// do not change when acknowledgements stop, so a timer wakes the loop when the lease runs
+/// out.
+fn spawn_leader_watch(
+    raft: &Raft,
+    node_id: NodeId,
+    lease: Duration,
+) -> (watch::Receiver<bool>, JoinHandle<()>) {
     let mut metrics = raft.metrics();
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         loop {
-            let (ready, term) = {
+            let (ready, term, lease_left) = {
                 let m = metrics.borrow_watched();
-                (leader_ready(&m), m.current_term)
+                let ready = leader_ready(&m, lease);
+                let left = if ready { lease_left(&m, lease) } else { None };
+                (ready, m.current_term, left)
             };
             let changed = tx.send_if_modified(|cur| std::mem::replace(cur, ready) != ready);
             if changed {
                 tracing::info!(node_id, term, leader = ready, "raft: leadership changed");
             }
-            if metrics.changed().await.is_err() {
+            let closed = match lease_left {
+                Some(left) => tokio::select! {
+                    r = metrics.changed() => r.is_err(),
+                    // Just past expiry, so the next look sees it expired.
+                    () = tokio::time::sleep(left + Duration::from_millis(1)) => false,
+                },
+                None => metrics.changed().await.is_err(),
+            };
+            if closed {
                 break;
             }
         }
@@ -723,12 +821,30 @@ fn spawn_leader_watch(raft: &Raft, node_id: NodeId) -> (watch::Receiver<bool>, J
     (rx, task)
 }
 
-fn leader_ready(m: &RaftMetrics<C>) -> bool {
+fn leader_ready(m: &RaftMetrics<C>, lease: Duration) -> bool {
     m.running_state.is_ok()
         && m.state == ServerState::Leader
         && m.last_applied
             .as_ref()
             .is_some_and(|l| l.leader_id.term == m.current_term)
+        && lease_left(m, lease).is_none_or(|left| !left.is_zero())
+}
+
+/// How long this leader's lease still runs; `None` when it needs none (it is the only
+/// voter). Zero until a quorum has acknowledged this leader since it started: a manager
+/// that restarts restores its own committed vote and comes back as leader of its old term
+/// without asking anyone, though the others may have moved on long ago. (A freshly elected
+/// leader is acknowledged by the time its first entry commits, which readiness needs too.)
+fn lease_left(m: &RaftMetrics<C>, lease: Duration) -> Option<Duration> {
+    let voters = m.membership_config.voter_ids().count();
+    if voters <= 1 {
+        return None;
+    }
+    let since = match m.last_quorum_acked.as_ref() {
+        Some(acked) => acked.elapsed(),
+        None => return Some(Duration::ZERO),
+    };
+    Some(lease.saturating_sub(since))
 }
 
 #[cfg(test)]
