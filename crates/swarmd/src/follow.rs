@@ -156,12 +156,17 @@ impl FollowingDispatcher {
         }
         let own = self.local.as_ref().map(|l| l.addr.as_str());
         let hint = lock(&self.hint).take();
+        // A manager removed from Raft (demoted) may still name itself, or a leader it has
+        // no address for: only another manager's known address is worth dialling.
         let from_raft = self
             .local
             .as_ref()
-            .and_then(|l| l.raft.leader())
+            .and_then(|l| l.raft.leader().filter(|(id, _)| *id != l.raft.node_id()))
             .map(|(_, addr)| addr);
-        let addr = match hint.or(from_raft).filter(|a| Some(a.as_str()) != own) {
+        let addr = match hint
+            .or(from_raft)
+            .filter(|a| !a.is_empty() && Some(a.as_str()) != own)
+        {
             Some(a) => a,
             None => {
                 let managers: Vec<String> = lock(&self.heard.managers)

@@ -437,3 +437,72 @@ fn force_new_cluster_rebuilds_a_one_manager_swarm_from_a_survivor() {
     });
     let _ = n[2].docker(&["swarm", "leave", "--force"]);
 }
+
+#[test]
+fn demoting_the_leader_hands_leadership_over() {
+    let names: Vec<String> = (1..=3).map(|i| unique_name(&format!("dl{i}"))).collect();
+    let n: Vec<Daemon> = names.iter().map(|h| node(h)).collect();
+    n[0].docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
+        .ok();
+    let mtoken = token(&n[0], "manager");
+    let first = cluster_addr(&n[0]);
+    for d in &n[1..] {
+        d.docker(&["swarm", "join", "--token", &mtoken, &first])
+            .ok();
+    }
+    wait_until(T, POLL, "three managers, one leader", || {
+        leader_seen_by(&n[1]).is_some()
+            && node_table(&n[1])
+                .iter()
+                .filter(|l| l.ends_with("Reachable") || l.ends_with("Leader"))
+                .count()
+                == 3
+    });
+    let leader = leader_seen_by(&n[1]).unwrap();
+    let li = names.iter().position(|h| *h == leader).unwrap();
+    let other = (li + 1) % 3;
+    n[other].docker(&["node", "demote", &leader]).ok();
+
+    // Another manager leads; the old leader is a worker whose API no longer manages.
+    wait_for(T, POLL, "a new leader and the old one a worker", || {
+        let t = node_table(&n[other]);
+        let new_leader = leader_seen_by(&n[other]);
+        if new_leader.as_ref().is_some_and(|l| *l != leader)
+            && t.contains(&format!("{leader} Ready"))
+        {
+            Ok(())
+        } else {
+            Err(format!("{t:?}"))
+        }
+    });
+    wait_for(
+        T,
+        POLL,
+        "the demoted leader's API refuses management",
+        || {
+            let out = n[li].docker(&["node", "ls"]);
+            if !out.success() && out.stderr.contains("not a swarm manager") {
+                Ok(())
+            } else {
+                Err(format!("{}{}", out.stdout, out.stderr))
+            }
+        },
+    );
+    // Two managers take writes.
+    let svc = unique_name("after-demote");
+    n[other]
+        .docker(&[
+            "service", "create", "-d", "--name", &svc, "busybox", "sleep", "300",
+        ])
+        .ok();
+    wait_until(T, POLL, "1/1 running", || {
+        replicas(&n[other], &svc) == "1/1"
+    });
+    let info = n[other]
+        .docker(&["info", "--format", "{{.Swarm.Managers}} {{.Swarm.Nodes}}"])
+        .ok();
+    assert_eq!(info.stdout_trimmed(), "2 3");
+    for d in &n {
+        let _ = d.docker(&["swarm", "leave", "--force"]);
+    }
+}
