@@ -252,3 +252,134 @@ fn worker_joins_runs_tasks_fails_over_and_comes_back() {
     m.docker(&["node", "rm", &wrk_name]).ok();
     assert_eq!(node_states(&m), format!("{mgr_name} Ready"));
 }
+
+#[test]
+fn global_covers_late_joiners_constraints_pick_nodes_and_drain_moves_tasks() {
+    let mgr_name = unique_name("gm");
+    let wrk_name = unique_name("gw");
+    let m = node(&mgr_name);
+    m.docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
+        .ok();
+    let _lm = Leave(&m);
+    let glob = unique_name("glob");
+    m.docker(&[
+        "service", "create", "-d", "--name", &glob, "--mode", "global", "busybox", "sleep", "300",
+    ])
+    .ok();
+    wait_until(T, POLL, "global 1/1", || replicas(&m, &glob) == "1/1");
+
+    // A node joining later gets its global task.
+    let w = node(&wrk_name);
+    let token = m
+        .docker(&["swarm", "join-token", "-q", "worker"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    w.docker(&[
+        "swarm",
+        "join",
+        "--token",
+        &token,
+        &format!("{}:2377", m.node_addr()),
+    ])
+    .ok();
+    let _lw = Leave(&w);
+    wait_until(T, POLL, "global 2/2 with the new node", || {
+        replicas(&m, &glob) == "2/2" && running_on(&m, &wrk_name) == 1
+    });
+
+    // Constraints on role, hostname and labels choose the node.
+    m.docker(&["node", "update", "--label-add", "zone=a", &wrk_name])
+        .ok();
+    let by_label = unique_name("label");
+    let by_role = unique_name("role");
+    let by_host = unique_name("host");
+    for (svc, constraint) in [
+        (&by_label, "node.labels.zone==a".to_string()),
+        (&by_role, "node.role==manager".to_string()),
+        (&by_host, format!("node.hostname!={mgr_name}")),
+    ] {
+        m.docker(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            svc,
+            "--replicas",
+            "2",
+            "--constraint",
+            &constraint,
+            "busybox",
+            "sleep",
+            "300",
+        ])
+        .ok();
+    }
+    wait_until(T, POLL, "constrained services 2/2", || {
+        [&by_label, &by_role, &by_host]
+            .iter()
+            .all(|s| replicas(&m, s) == "2/2")
+    });
+    let on = |svc: &str| -> Vec<String> {
+        m.docker(&[
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Node}}",
+            svc,
+        ])
+        .ok()
+        .lines()
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    assert!(
+        on(&by_label).iter().all(|n| *n == wrk_name),
+        "{:?}",
+        on(&by_label)
+    );
+    assert!(
+        on(&by_role).iter().all(|n| *n == mgr_name),
+        "{:?}",
+        on(&by_role)
+    );
+    assert!(
+        on(&by_host).iter().all(|n| *n == wrk_name),
+        "{:?}",
+        on(&by_host)
+    );
+
+    // Draining the worker: its global task stops, constrained tasks wait (pending), an
+    // unconstrained service's tasks move to the manager.
+    let free = unique_name("free");
+    m.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &free,
+        "--replicas",
+        "2",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    wait_until(T, POLL, "free 2/2", || replicas(&m, &free) == "2/2");
+    m.docker(&["node", "update", "--availability", "drain", &wrk_name])
+        .ok();
+    wait_for(T, POLL, "tasks off the drained node", || {
+        let g = replicas(&m, &glob);
+        let f = replicas(&m, &free);
+        let l = replicas(&m, &by_label);
+        if g == "1/1" && f == "2/2" && l == "0/2" && running_on(&m, &wrk_name) == 0 {
+            Ok(())
+        } else {
+            Err(format!("global {g}, free {f}, label {l}"))
+        }
+    });
+    assert!(on(&free).iter().all(|n| *n == mgr_name));
+}
