@@ -506,3 +506,69 @@ fn demoting_the_leader_hands_leadership_over() {
         let _ = d.docker(&["swarm", "leave", "--force"]);
     }
 }
+
+#[test]
+fn five_managers_survive_two_failures_not_three() {
+    let names: Vec<String> = (1..=5).map(|i| unique_name(&format!("f{i}"))).collect();
+    let mut n: Vec<Daemon> = names.iter().map(|h| node(h)).collect();
+    n[0].docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
+        .ok();
+    let mtoken = token(&n[0], "manager");
+    let first = cluster_addr(&n[0]);
+    for d in &n[1..] {
+        d.docker(&["swarm", "join", "--token", &mtoken, &first])
+            .ok();
+    }
+    wait_until(T, POLL, "five managers", || {
+        n[4].docker(&["info", "--format", "{{.Swarm.Managers}}"])
+            .stdout_trimmed()
+            == "5"
+    });
+    // Kill the leader and one more: three of five keep a quorum.
+    let leader = leader_seen_by(&n[4]).expect("a leader");
+    let li = names.iter().position(|h| *h == leader).unwrap();
+    let mut dead = vec![li, (li + 1) % 5];
+    for &i in &dead {
+        n[i].kill9();
+    }
+    let alive: Vec<usize> = (0..5).filter(|i| !dead.contains(i)).collect();
+    let svc = unique_name("five");
+    wait_for(T, POLL, "a write with 3 of 5 managers", || {
+        let out = n[alive[0]].docker(&[
+            "service", "create", "-d", "--name", &svc, "busybox", "sleep", "300",
+        ]);
+        if out.success() || out.stderr.contains("already exists") {
+            Ok(())
+        } else {
+            Err(out.stderr)
+        }
+    });
+    for &i in &alive {
+        assert!(services(&n[i]).contains(&svc));
+    }
+    // A third failure loses the quorum: writes are refused at once.
+    n[alive[2]].kill9();
+    dead.push(alive[2]);
+    wait_for(T, POLL, "writes refused with 2 of 5", || {
+        let out = n[alive[0]].docker(&["service", "scale", "-d", &format!("{svc}=2")]);
+        if !out.success() && out.stderr.contains("The swarm does not have a leader") {
+            Ok(())
+        } else {
+            Err(format!("{}{}", out.stdout, out.stderr))
+        }
+    });
+    for &i in &dead {
+        n[i].restart().unwrap();
+    }
+    wait_for(T, POLL, "writes again with all five back", || {
+        let out = n[alive[1]].docker(&["service", "scale", "-d", &format!("{svc}=2")]);
+        if out.success() {
+            Ok(())
+        } else {
+            Err(out.stderr)
+        }
+    });
+    for d in &n {
+        let _ = d.docker(&["swarm", "leave", "--force"]);
+    }
+}
