@@ -59,10 +59,13 @@ fn services(m: &Daemon) -> Vec<String> {
     v
 }
 
-#[test]
-fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
-    let names: Vec<String> = (1..=3).map(|i| unique_name(&format!("mgr{i}"))).collect();
-    let mut n: Vec<Daemon> = names.iter().map(|h| node(h)).collect();
+/// `count` managers on their own loopback addresses: the first inits the swarm (1 s
+/// heartbeats), the others join with the manager token. Returns hostnames and daemons.
+fn managers(count: usize, prefix: &str) -> (Vec<String>, Vec<Daemon>) {
+    let names: Vec<String> = (1..=count)
+        .map(|i| unique_name(&format!("{prefix}{i}")))
+        .collect();
+    let n: Vec<Daemon> = names.iter().map(|h| node(h)).collect();
     n[0].docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
         .ok();
     let mtoken = token(&n[0], "manager");
@@ -77,6 +80,28 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
             out.stdout
         );
     }
+    (names, n)
+}
+
+/// Waits until a write through `d` is refused for lack of a leader; returns how long
+/// the refused call took.
+fn wait_write_refused(d: &Daemon, svc: &str, replicas: u32) -> Duration {
+    wait_for(T, POLL, "a write refused for lack of quorum", || {
+        let t0 = Instant::now();
+        let out = d.docker(&["service", "scale", "-d", &format!("{svc}={replicas}")]);
+        let took = t0.elapsed();
+        if !out.success() && out.stderr.contains("The swarm does not have a leader") {
+            Ok(took)
+        } else {
+            Err(format!("{} {}", out.stdout, out.stderr))
+        }
+    })
+}
+
+#[test]
+fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
+    let (names, mut n) = managers(3, "mgr");
+    let first = cluster_addr(&n[0]);
     // Every manager's API answers and sees the same three managers, one leader.
     for d in &n {
         wait_for(T, POLL, "one leader and two reachable managers", || {
@@ -231,16 +256,7 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
     // Quorum lost (2 of 3 down): writes fail fast with Docker's message, reads answer.
     let other = followers[1];
     n[other].kill9();
-    let refused = wait_for(T, POLL, "a write refused for lack of quorum", || {
-        let t0 = Instant::now();
-        let out = n[survivor].docker(&["service", "scale", "-d", &format!("{svc}=5")]);
-        let took = t0.elapsed();
-        if !out.success() && out.stderr.contains("The swarm does not have a leader") {
-            Ok(took)
-        } else {
-            Err(format!("{} {}", out.stdout, out.stderr))
-        }
-    });
+    let refused = wait_write_refused(&n[survivor], &svc, 5);
     assert!(
         refused < Duration::from_secs(20),
         "a write without quorum must fail, not hang ({refused:?})"
@@ -361,16 +377,7 @@ fn promote_and_demote_move_a_node_in_and_out_of_raft() {
 
 #[test]
 fn force_new_cluster_rebuilds_a_one_manager_swarm_from_a_survivor() {
-    let names: Vec<String> = (1..=3).map(|i| unique_name(&format!("fm{i}"))).collect();
-    let mut n: Vec<Daemon> = names.iter().map(|h| node(h)).collect();
-    n[0].docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
-        .ok();
-    let mtoken = token(&n[0], "manager");
-    let first = cluster_addr(&n[0]);
-    for d in &n[1..] {
-        d.docker(&["swarm", "join", "--token", &mtoken, &first])
-            .ok();
-    }
+    let (names, mut n) = managers(3, "fm");
     let svc = unique_name("kept");
     n[0].docker(&[
         "service",
@@ -391,14 +398,7 @@ fn force_new_cluster_rebuilds_a_one_manager_swarm_from_a_survivor() {
     // Two of three managers die: no quorum.
     n[0].kill9();
     n[1].kill9();
-    wait_for(T, POLL, "writes refused without quorum", || {
-        let out = n[2].docker(&["service", "scale", "-d", &format!("{svc}=1")]);
-        if !out.success() && out.stderr.contains("The swarm does not have a leader") {
-            Ok(())
-        } else {
-            Err(format!("{}{}", out.stdout, out.stderr))
-        }
-    });
+    wait_write_refused(&n[2], &svc, 1);
     let out = n[2].docker(&["swarm", "init", "--force-new-cluster"]).ok();
     assert!(out.stdout.contains("Swarm initialized"), "{}", out.stdout);
 
@@ -440,16 +440,7 @@ fn force_new_cluster_rebuilds_a_one_manager_swarm_from_a_survivor() {
 
 #[test]
 fn demoting_the_leader_hands_leadership_over() {
-    let names: Vec<String> = (1..=3).map(|i| unique_name(&format!("dl{i}"))).collect();
-    let n: Vec<Daemon> = names.iter().map(|h| node(h)).collect();
-    n[0].docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
-        .ok();
-    let mtoken = token(&n[0], "manager");
-    let first = cluster_addr(&n[0]);
-    for d in &n[1..] {
-        d.docker(&["swarm", "join", "--token", &mtoken, &first])
-            .ok();
-    }
+    let (names, n) = managers(3, "dl");
     wait_until(T, POLL, "three managers, one leader", || {
         leader_seen_by(&n[1]).is_some()
             && node_table(&n[1])
@@ -509,16 +500,7 @@ fn demoting_the_leader_hands_leadership_over() {
 
 #[test]
 fn five_managers_survive_two_failures_not_three() {
-    let names: Vec<String> = (1..=5).map(|i| unique_name(&format!("f{i}"))).collect();
-    let mut n: Vec<Daemon> = names.iter().map(|h| node(h)).collect();
-    n[0].docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
-        .ok();
-    let mtoken = token(&n[0], "manager");
-    let first = cluster_addr(&n[0]);
-    for d in &n[1..] {
-        d.docker(&["swarm", "join", "--token", &mtoken, &first])
-            .ok();
-    }
+    let (names, mut n) = managers(5, "f");
     wait_until(T, POLL, "five managers", || {
         n[4].docker(&["info", "--format", "{{.Swarm.Managers}}"])
             .stdout_trimmed()
@@ -549,14 +531,7 @@ fn five_managers_survive_two_failures_not_three() {
     // A third failure loses the quorum: writes are refused at once.
     n[alive[2]].kill9();
     dead.push(alive[2]);
-    wait_for(T, POLL, "writes refused with 2 of 5", || {
-        let out = n[alive[0]].docker(&["service", "scale", "-d", &format!("{svc}=2")]);
-        if !out.success() && out.stderr.contains("The swarm does not have a leader") {
-            Ok(())
-        } else {
-            Err(format!("{}{}", out.stdout, out.stderr))
-        }
-    });
+    wait_write_refused(&n[alive[0]], &svc, 2);
     for &i in &dead {
         n[i].restart().unwrap();
     }
