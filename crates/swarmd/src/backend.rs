@@ -211,9 +211,11 @@ impl Backend for NodeBackend {
                 JoinFailure::Join(crate::cluster::JoinError::BadToken) => {
                     BackendError::InvalidArgument("invalid join token".into())
                 }
+                // Docker keeps trying in the background; swarmd gives up at once and says
+                // so, leaving the node out of any swarm.
                 JoinFailure::Join(crate::cluster::JoinError::Unreachable(m)) => {
                     BackendError::Unavailable(format!(
-                        "Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the \"docker info\" command to see the current swarm status of your node. ({m})"
+                        "could not reach the manager at {remote}; this node did not join: {m}"
                     ))
                 }
                 JoinFailure::Join(crate::cluster::JoinError::Refused(m)) => {

@@ -79,6 +79,17 @@ fn worker_joins_runs_tasks_fails_over_and_comes_back() {
         "{}",
         bad.stderr
     );
+    // Nothing listens there: a clear error, and the node stays out.
+    let nowhere = format!("{}:2377", swarmd_testkit::unique_loopback());
+    let bad = w
+        .docker(&["swarm", "join", "--token", &token, &nowhere])
+        .fail();
+    assert!(
+        bad.stderr
+            .contains(&format!("could not reach the manager at {nowhere}")),
+        "{}",
+        bad.stderr
+    );
     let info = w
         .docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"])
         .ok();
