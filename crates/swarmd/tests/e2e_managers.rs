@@ -547,3 +547,63 @@ fn five_managers_survive_two_failures_not_three() {
         let _ = d.docker(&["swarm", "leave", "--force"]);
     }
 }
+
+#[test]
+fn all_managers_restart_together_and_keep_everything() {
+    let (_names, mut n) = managers(3, "rs");
+    let svc = unique_name("kept");
+    n[1].docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &svc,
+        "--replicas",
+        "3",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    wait_until(T, POLL, "3/3 running", || replicas(&n[2], &svc) == "3/3");
+    let tasks_before = running_tasks(&n[0], &svc);
+
+    // SIGTERM every manager, then start them all again.
+    for d in n.iter_mut() {
+        d.sigterm().unwrap();
+    }
+    for d in n.iter_mut() {
+        d.restart().unwrap();
+    }
+    for d in &n {
+        wait_for(T, POLL, "a leader and the service on every manager", || {
+            let s = services(d);
+            if leader_seen_by(d).is_some() && s.contains(&svc) {
+                Ok(())
+            } else {
+                Err(format!("{s:?} {:?}", node_table(d)))
+            }
+        });
+    }
+    // The same tasks were re-adopted (no replacement), and writes work.
+    wait_until(T, POLL, "3/3 running again", || {
+        replicas(&n[0], &svc) == "3/3"
+    });
+    let mut after = running_tasks(&n[0], &svc);
+    let mut before = tasks_before.clone();
+    after.sort();
+    before.sort();
+    assert_eq!(after, before, "tasks were re-adopted, not replaced");
+    wait_for(T, POLL, "a write after the restart", || {
+        let out = n[2].docker(&["service", "scale", "-d", &format!("{svc}=4")]);
+        if out.success() {
+            Ok(())
+        } else {
+            Err(out.stderr)
+        }
+    });
+    wait_until(T, POLL, "4/4 running", || replicas(&n[1], &svc) == "4/4");
+    for d in &n {
+        let _ = d.docker(&["swarm", "leave", "--force"]);
+    }
+}
