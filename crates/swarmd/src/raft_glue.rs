@@ -14,6 +14,8 @@ use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer};
 
 /// A member the leader has not heard from for this long counts as unreachable.
 const REACHABLE_WITHIN: Duration = Duration::from_secs(5);
+/// How long a write on a follower looks for a leader before it is refused.
+const LEADER_WAIT: Duration = Duration::from_secs(2);
 /// How long a forwarded write waits for the local replica to apply it (read your writes).
 const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(5);
 
@@ -120,18 +122,39 @@ impl LeaderProposer {
 
 #[async_trait::async_trait]
 impl Proposer for LeaderProposer {
+    /// Writes through the leader. While there is none (an election is under way, ~1 s)
+    /// it keeps looking for up to [`LEADER_WAIT`], so a write during a failover lands
+    /// instead of failing; without a quorum it fails after that bound, never hangs. Only
+    /// refusals that certainly did not apply the batch are retried.
     async fn propose(&self, batch: Batch) -> Result<u64, ProposeError> {
-        match self.raft.leader() {
-            Some((id, addr)) if id != self.raft.node_id() && !addr.is_empty() => {
-                self.forward(addr, batch).await
-            }
-            Some(_) => match self.raft.propose(batch).await {
-                Err(ProposeError::NotLeader { .. }) => {
-                    Err(ProposeError::Unavailable(NO_LEADER.into()))
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let attempt = match self.raft.leader() {
+                Some((id, addr)) if id != self.raft.node_id() && !addr.is_empty() => {
+                    self.forward(addr, batch.clone()).await
                 }
-                r => r,
-            },
-            None => Err(ProposeError::Unavailable(NO_LEADER.into())),
+                // This node leads (or believes so): its own Raft decides.
+                Some(_) => {
+                    return match self.raft.propose(batch).await {
+                        Err(ProposeError::NotLeader { .. }) => {
+                            Err(ProposeError::Unavailable(NO_LEADER.into()))
+                        }
+                        r => r,
+                    };
+                }
+                None => Err(ProposeError::Unavailable(NO_LEADER.into())),
+            };
+            match attempt {
+                Err(ProposeError::Unavailable(_) | ProposeError::NotLeader { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(ProposeError::NotLeader { .. }) => {
+                    return Err(ProposeError::Unavailable(NO_LEADER.into()));
+                }
+                r => return r,
+            }
         }
     }
 }
