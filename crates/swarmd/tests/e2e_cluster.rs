@@ -380,13 +380,25 @@ fn global_covers_late_joiners_constraints_pick_nodes_and_drain_moves_tasks() {
     ])
     .ok();
     wait_until(T, POLL, "free 2/2", || replicas(&m, &free) == "2/2");
+    let free_on = |host: &str| on(&free).iter().filter(|n| *n == host).count();
+    assert_eq!(free_on(&wrk_name), 1, "spread: one on each node");
+
+    // Paused: the worker keeps what it runs but gets nothing new.
+    m.docker(&["node", "update", "--availability", "pause", &wrk_name])
+        .ok();
+    m.docker(&["service", "scale", "-d", &format!("{free}=4")])
+        .ok();
+    wait_until(T, POLL, "free 4/4", || replicas(&m, &free) == "4/4");
+    assert_eq!(free_on(&wrk_name), 1, "nothing new on a paused node");
+    assert_eq!(free_on(&mgr_name), 3);
+
     m.docker(&["node", "update", "--availability", "drain", &wrk_name])
         .ok();
     wait_for(T, POLL, "tasks off the drained node", || {
         let g = replicas(&m, &glob);
         let f = replicas(&m, &free);
         let l = replicas(&m, &by_label);
-        if g == "1/1" && f == "2/2" && l == "0/2" && running_on(&m, &wrk_name) == 0 {
+        if g == "1/1" && f == "4/4" && l == "0/2" && running_on(&m, &wrk_name) == 0 {
             Ok(())
         } else {
             Err(format!("global {g}, free {f}, label {l}"))
