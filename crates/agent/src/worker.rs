@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::TaskDb;
+use crate::exec::files::Dependencies;
 use crate::exec::{Executor, TaskRuntime};
 use crate::runner::{self, RunnerCtx, RunnerExit};
 use crate::{AgentError, Registry};
@@ -147,6 +148,8 @@ struct Worker {
     runner_ids: HashMap<tokio::task::Id, String>,
     status_tx: mpsc::UnboundedSender<TaskStatusUpdate>,
     orphans_checked: bool,
+    /// Secrets and configs delivered for this node's tasks; in memory only.
+    deps: Dependencies,
 }
 
 /// Runs the worker until cancelled. Runners end with it, leaving their tasks running.
@@ -165,6 +168,7 @@ pub(crate) async fn run(deps: WorkerDeps) -> Result<(), AgentError> {
         runner_ids: HashMap::new(),
         status_tx,
         orphans_checked: false,
+        deps: Dependencies::default(),
     };
     // Resume every task we held before a restart: runners re-adopt their containers.
     let restored = w.db.load().await?;
@@ -215,7 +219,8 @@ impl Worker {
         if self.tasks.contains_key(&id) {
             return;
         }
-        let rt = TaskRuntime::from_task(&task, &self.node_addr);
+        let mut rt = TaskRuntime::from_task(&task, &self.node_addr);
+        rt.files = self.deps.resolve(&rt.spec);
         let ctlr = self.executor.controller(&rt);
         if !silent {
             crate::registry_insert(&self.registry, &id, ctlr.clone());
@@ -267,6 +272,24 @@ impl Worker {
     }
 
     async fn on_assignments(&mut self, msg: AssignmentsMessage) {
+        // Secrets and configs first: the tasks of this message may need them.
+        if msg.kind == AssignmentsKind::Complete {
+            self.deps.clear();
+        }
+        for change in &msg.changes {
+            if matches!(change.assignment, Assignment::Task(_)) {
+                continue;
+            }
+            let remove = change.action == AssignmentAction::Remove;
+            // IDs only: the data never reaches a log.
+            tracing::debug!(
+                object.id = %change.assignment.id(),
+                kind = if matches!(change.assignment, Assignment::Secret(_)) { "secret" } else { "config" },
+                removed = remove,
+                "dependency assignment"
+            );
+            self.deps.apply(remove, &change.assignment);
+        }
         let inventory = if msg.kind == AssignmentsKind::Complete && !self.orphans_checked {
             match self.executor.list_tasks().await {
                 Ok(v) => {
