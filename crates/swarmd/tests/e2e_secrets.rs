@@ -384,6 +384,32 @@ fn secret_and_config_api_with_dockers_rules() {
         ])
         .ok();
     assert_eq!(spec.stdout_trimmed(), "other:renamed tmpl:t");
+    let before = task_ids(&n, &svc);
+    n.docker(&[
+        "service",
+        "update",
+        "-d",
+        "--config-rm",
+        "app.conf",
+        "--config-add",
+        "source=app.conf,target=/x.conf",
+        &svc,
+    ])
+    .ok();
+    let configs = n
+        .docker(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{range .Spec.TaskTemplate.ContainerSpec.Configs}}{{.ConfigName}}:{{.File.Name}} {{end}}",
+            &svc,
+        ])
+        .ok();
+    assert_eq!(configs.stdout_trimmed(), "app.conf:/x.conf");
+    wait_until(T, POLL, "--config-add rolled the task", || {
+        let ids = task_ids(&n, &svc);
+        ids.len() == 1 && ids != before
+    });
     n.docker(&["service", "rm", &svc]).ok();
     n.docker(&["config", "rm", "app.conf"]).ok();
     let left = n.docker(&["secret", "ls", "--format", "{{.Name}}"]).ok();
