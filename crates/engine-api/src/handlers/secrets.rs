@@ -259,3 +259,50 @@ pub async fn config_remove(
     st.backend.config_remove(&c.id).await?;
     Ok(no_content())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_shown_without_its_data_a_config_with_it() {
+        let s = Secret {
+            id: "s".into(),
+            name: "pw".into(),
+            data: b"hunter2".to_vec(),
+            templating: Some("golang".into()),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&secret_to_docker(&s)).unwrap();
+        assert!(!json.contains("Data"), "{json}");
+        assert!(!json.contains("aHVudGVyMg"), "{json}");
+        assert!(json.contains(r#""Templating":{"Name":"golang"}"#), "{json}");
+        let c = Config {
+            id: "c".into(),
+            name: "conf".into(),
+            data: b"hunter2".to_vec(),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&config_to_docker(&c)).unwrap();
+        assert!(json.contains(r#""Data":"aHVudGVyMg==""#), "{json}");
+    }
+
+    #[test]
+    fn bad_base64_is_a_400_with_gos_words() {
+        let e = decode_data(Some("ab$d")).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.message, "illegal base64 data at input byte 2");
+        assert_eq!(decode_data(Some("aGk=")).unwrap(), b"hi");
+        assert!(decode_data(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn filters_match_like_the_daemon() {
+        let f = parse_filters(r#"{"name":{"db":true},"label":{"env=prod":true}}"#).unwrap();
+        let labels = [("env".to_string(), "prod".to_string())].into();
+        assert!(matches(&f, "abc", "db_pw", &labels));
+        assert!(!matches(&f, "abc", "pw", &labels));
+        let f = parse_filters(r#"{"names":{"db":true}}"#).unwrap();
+        assert!(!matches(&f, "abc", "db_pw", &labels), "names is exact");
+    }
+}
