@@ -495,6 +495,10 @@ fn docker_container_reads_its_secret_and_config() {
     // The task ends: its files go.
     n.docker(&["service", "rm", &svc]).ok();
     wait_until(T, POLL, "task files removed", || !task_dir(&task).exists());
+    assert!(
+        !plain_log(&n).contains("s3cr3t-docker"),
+        "secret in the log"
+    );
 }
 
 #[test]
