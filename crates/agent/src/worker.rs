@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::TaskDb;
+use crate::exec::files::Dependencies;
 use crate::exec::{Executor, TaskRuntime};
 use crate::runner::{self, RunnerCtx, RunnerExit};
 use crate::{AgentError, Registry};
@@ -115,6 +116,20 @@ pub(crate) fn plan<'a>(
     actions
 }
 
+/// Whether a task restored after a restart must wait for the dispatcher before its runner
+/// starts: the agent keeps secrets and configs in memory only, so after a restart it has
+/// none until the session's complete set arrives, and a task that still has to be
+/// prepared would fail for want of its files. Tasks already running are adopted at once
+/// (their files are on the tmpfs already).
+fn waits_for_dependencies(task: &Task) -> bool {
+    let Some(c) = task.spec.container_spec.as_ref() else {
+        return false;
+    };
+    let refs = c.secrets.as_ref().is_some_and(|v| !v.is_empty())
+        || c.configs.as_ref().is_some_and(|v| !v.is_empty());
+    refs && task.status.state < TaskState::RUNNING
+}
+
 /// A task with a runner.
 struct Handle {
     /// Desired state and our last reported status.
@@ -147,6 +162,11 @@ struct Worker {
     runner_ids: HashMap<tokio::task::Id, String>,
     status_tx: mpsc::UnboundedSender<TaskStatusUpdate>,
     orphans_checked: bool,
+    /// Secrets and configs delivered for this node's tasks; in memory only.
+    deps: Dependencies,
+    /// Restored tasks that may still have to be prepared and reference secrets or configs:
+    /// their runners start once the first complete assignment set has delivered those.
+    deferred: Vec<Task>,
 }
 
 /// Runs the worker until cancelled. Runners end with it, leaving their tasks running.
@@ -165,6 +185,8 @@ pub(crate) async fn run(deps: WorkerDeps) -> Result<(), AgentError> {
         runner_ids: HashMap::new(),
         status_tx,
         orphans_checked: false,
+        deps: Dependencies::default(),
+        deferred: Vec::new(),
     };
     // Resume every task we held before a restart: runners re-adopt their containers.
     let restored = w.db.load().await?;
@@ -172,6 +194,10 @@ pub(crate) async fn run(deps: WorkerDeps) -> Result<(), AgentError> {
         tracing::info!(tasks = restored.len(), "resuming tasks from the local db");
     }
     for task in restored {
+        if waits_for_dependencies(&task) {
+            w.deferred.push(task);
+            continue;
+        }
         w.start(task, false);
     }
     loop {
@@ -215,7 +241,8 @@ impl Worker {
         if self.tasks.contains_key(&id) {
             return;
         }
-        let rt = TaskRuntime::from_task(&task, &self.node_addr);
+        let mut rt = TaskRuntime::from_task(&task, &self.node_addr);
+        rt.files = self.deps.resolve(&rt.spec);
         let ctlr = self.executor.controller(&rt);
         if !silent {
             crate::registry_insert(&self.registry, &id, ctlr.clone());
@@ -267,6 +294,30 @@ impl Worker {
     }
 
     async fn on_assignments(&mut self, msg: AssignmentsMessage) {
+        // Secrets and configs first: the tasks of this message may need them.
+        if msg.kind == AssignmentsKind::Complete {
+            self.deps.clear();
+        }
+        for change in &msg.changes {
+            if matches!(change.assignment, Assignment::Task(_)) {
+                continue;
+            }
+            let remove = change.action == AssignmentAction::Remove;
+            // IDs only: the data never reaches a log.
+            tracing::debug!(
+                object.id = %change.assignment.id(),
+                kind = if matches!(change.assignment, Assignment::Secret(_)) { "secret" } else { "config" },
+                removed = remove,
+                "dependency assignment"
+            );
+            self.deps.apply(remove, &change.assignment);
+        }
+        if msg.kind == AssignmentsKind::Complete {
+            // Before planning: the plan then treats them as ours (kept or withdrawn).
+            for task in std::mem::take(&mut self.deferred) {
+                self.start(task, false);
+            }
+        }
         let inventory = if msg.kind == AssignmentsKind::Complete && !self.orphans_checked {
             match self.executor.list_tasks().await {
                 Ok(v) => {
@@ -397,6 +448,36 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_unstarted_restored_tasks_with_references_wait() {
+        use bollard_stubs::models::{
+            TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecSecrets,
+        };
+        let mut t = Task {
+            spec: TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    secrets: Some(vec![TaskSpecContainerSpecSecrets::default()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        t.status.state = TaskState::PREPARING;
+        assert!(waits_for_dependencies(&t));
+        t.status.state = TaskState::RUNNING;
+        assert!(
+            !waits_for_dependencies(&t),
+            "running tasks are adopted at once"
+        );
+        t.status.state = TaskState::ACCEPTED;
+        t.spec.container_spec = Some(TaskSpecContainerSpec::default());
+        assert!(
+            !waits_for_dependencies(&t),
+            "no references, nothing to wait for"
+        );
+    }
     use crate::exec::fake::FakeExecutor;
     use swarmd_types::TaskStatus;
     use swarmd_types::dispatcher::AssignmentChange;

@@ -12,7 +12,7 @@ use swarmd_types::models::{
     ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmInitRequest, SwarmJoinRequest,
     SwarmSpec,
 };
-use swarmd_types::{Cluster, Node, Service, Task};
+use swarmd_types::{Cluster, Config, Node, Secret, Service, Task};
 
 /// Errors a backend call can end with. Mapped to HTTP status codes and Docker's message
 /// texts in one place (`error.rs`).
@@ -211,6 +211,44 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BackendResult<Vec<String>>;
     async fn service_remove(&self, id: &str) -> BackendResult<()>;
 
+    // --- secrets and configs. Defaults answer 501 so test fakes need not implement them.
+    async fn secrets(&self) -> BackendResult<Vec<Secret>> {
+        Err(not_supported())
+    }
+    /// Returns the new secret's ID.
+    async fn secret_create(&self, _spec: ObjectSpec) -> BackendResult<String> {
+        Err(not_supported())
+    }
+    async fn secret_update(
+        &self,
+        _id: &str,
+        _version: u64,
+        _spec: ObjectSpec,
+    ) -> BackendResult<()> {
+        Err(not_supported())
+    }
+    async fn secret_remove(&self, _id: &str) -> BackendResult<()> {
+        Err(not_supported())
+    }
+    async fn configs(&self) -> BackendResult<Vec<Config>> {
+        Err(not_supported())
+    }
+    /// Returns the new config's ID.
+    async fn config_create(&self, _spec: ObjectSpec) -> BackendResult<String> {
+        Err(not_supported())
+    }
+    async fn config_update(
+        &self,
+        _id: &str,
+        _version: u64,
+        _spec: ObjectSpec,
+    ) -> BackendResult<()> {
+        Err(not_supported())
+    }
+    async fn config_remove(&self, _id: &str) -> BackendResult<()> {
+        Err(not_supported())
+    }
+
     // --- tasks
     async fn tasks(&self) -> BackendResult<Vec<Task>>;
 
@@ -222,6 +260,37 @@ pub trait Backend: Send + Sync + 'static {
     fn local_engine(&self) -> LocalEngine;
     /// Local tasks as containers (process executor's `docker ps`).
     async fn local_containers(&self) -> BackendResult<Vec<ContainerSummary>>;
+}
+
+/// A secret's or config's spec as the API decoded it (base64 data already decoded).
+/// Plain data rather than bollard's `SecretSpec`, so the backend never sees base64 and the
+/// bytes are never formatted into an error message by accident.
+#[derive(Clone, Default, PartialEq)]
+pub struct ObjectSpec {
+    pub name: String,
+    pub labels: std::collections::HashMap<String, String>,
+    pub data: Vec<u8>,
+    /// Secrets only: an external secret store's driver.
+    pub driver: Option<String>,
+    /// `--template-driver` (`golang`).
+    pub templating: Option<String>,
+}
+
+/// Never prints the data: specs end up in debug logs and error chains.
+impl std::fmt::Debug for ObjectSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectSpec")
+            .field("name", &self.name)
+            .field("labels", &self.labels)
+            .field("data_len", &self.data.len())
+            .field("driver", &self.driver)
+            .field("templating", &self.templating)
+            .finish()
+    }
+}
+
+fn not_supported() -> BackendError {
+    BackendError::NotImplemented("secrets and configs are not supported by this backend".into())
 }
 
 /// Default period the CLI waits between polls; kept here so tests and docs agree.

@@ -23,7 +23,7 @@ use tower::ServiceExt;
 use crate::backend::Backend;
 use crate::convert::SERVER_VERSION;
 use crate::error::ApiError;
-use crate::handlers::{local, nodes, services, swarm, system, tasks};
+use crate::handlers::{local, nodes, secrets, services, swarm, system, tasks};
 use crate::proxy::EngineProxy;
 use crate::version::{API_VERSION, RequestVersion, check_version, split_version_prefix};
 
@@ -62,6 +62,20 @@ fn routes(state: AppState) -> Router {
         )
         .route("/services/{id}/update", post(services::update))
         .route("/services/{id}/logs", get(services::logs))
+        .route("/secrets", get(secrets::secret_list))
+        .route("/secrets/create", post(secrets::secret_create))
+        .route(
+            "/secrets/{id}",
+            get(secrets::secret_inspect).delete(secrets::secret_remove),
+        )
+        .route("/secrets/{id}/update", post(secrets::secret_update))
+        .route("/configs", get(secrets::config_list))
+        .route("/configs/create", post(secrets::config_create))
+        .route(
+            "/configs/{id}",
+            get(secrets::config_inspect).delete(secrets::config_remove),
+        )
+        .route("/configs/{id}/update", post(secrets::config_update))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::inspect))
         .route("/tasks/{id}/logs", get(tasks::logs))

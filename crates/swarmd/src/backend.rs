@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use swarmd_engine_api::backend::{
     Backend, BackendError, BackendResult, DaemonInfo, LocalEngine, LogLine, LogOptions, LogStream,
-    LogStreamKind, ServiceUpdateOptions, SwarmStatus, SwarmUpdateFlags,
+    LogStreamKind, ObjectSpec, ServiceUpdateOptions, SwarmStatus, SwarmUpdateFlags,
 };
 use swarmd_manager::ControlError;
 use swarmd_types::dispatcher::DispatcherApi;
@@ -16,7 +16,7 @@ use swarmd_types::models::{
     ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmInitRequest, SwarmJoinRequest,
     SwarmSpec,
 };
-use swarmd_types::{Cluster, Node, Role, Service, Task};
+use swarmd_types::{Cluster, Config, Node, Role, Secret, Service, Task};
 
 use crate::node::{
     Active, ExecChoice, InitError, JoinFailure, LeaveError, ManagerParts, SwarmNode,
@@ -35,6 +35,16 @@ fn control_err(e: ControlError) -> BackendError {
         ControlError::Conflict(m) => BackendError::Conflict(m),
         ControlError::Unavailable(m) => BackendError::Unavailable(m),
         ControlError::Internal(m) => BackendError::Internal(m),
+    }
+}
+
+fn object_spec(s: ObjectSpec) -> swarmd_manager::control::ObjectSpec {
+    swarmd_manager::control::ObjectSpec {
+        name: s.name,
+        labels: s.labels,
+        data: s.data,
+        driver: s.driver,
+        templating: s.templating,
     }
 }
 
@@ -341,6 +351,66 @@ impl Backend for NodeBackend {
         let a = self.active()?;
         let m = mgr_of(&a)?;
         m.control().remove_service(id).await.map_err(control_err)
+    }
+
+    async fn secrets(&self) -> BackendResult<Vec<Secret>> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        Ok(m.store.view(|t| t.secrets.values().cloned().collect()))
+    }
+
+    async fn secret_create(&self, spec: ObjectSpec) -> BackendResult<String> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        m.control()
+            .create_secret(object_spec(spec))
+            .await
+            .map_err(control_err)
+    }
+
+    async fn secret_update(&self, id: &str, version: u64, spec: ObjectSpec) -> BackendResult<()> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        m.control()
+            .update_secret(id, version, object_spec(spec))
+            .await
+            .map_err(control_err)
+    }
+
+    async fn secret_remove(&self, id: &str) -> BackendResult<()> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        m.control().remove_secret(id).await.map_err(control_err)
+    }
+
+    async fn configs(&self) -> BackendResult<Vec<Config>> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        Ok(m.store.view(|t| t.configs.values().cloned().collect()))
+    }
+
+    async fn config_create(&self, spec: ObjectSpec) -> BackendResult<String> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        m.control()
+            .create_config(object_spec(spec))
+            .await
+            .map_err(control_err)
+    }
+
+    async fn config_update(&self, id: &str, version: u64, spec: ObjectSpec) -> BackendResult<()> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        m.control()
+            .update_config(id, version, object_spec(spec))
+            .await
+            .map_err(control_err)
+    }
+
+    async fn config_remove(&self, id: &str) -> BackendResult<()> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        m.control().remove_config(id).await.map_err(control_err)
     }
 
     async fn tasks(&self) -> BackendResult<Vec<Task>> {

@@ -309,8 +309,9 @@ pub struct Network {
 }
 
 /// A secret. The data is kept in the store (encrypted at rest later) and never returned by
-/// the API.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// the API. `Debug` leaves the data out: objects end up in debug logs and error chains,
+/// and a secret must never appear in a log (CVE-2019-13509).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Secret {
     pub id: String,
     pub meta: Meta,
@@ -321,8 +322,9 @@ pub struct Secret {
     pub templating: Option<String>,
 }
 
-/// A config. Like a secret, but its data is shown by `config inspect`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A config. Like a secret, but its data is shown by `config inspect`. `Debug` prints
+/// only the data's length, as for secrets (configs carry certificates and the like).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub id: String,
     pub meta: Meta,
@@ -330,6 +332,33 @@ pub struct Config {
     pub labels: HashMap<String, String>,
     pub data: Vec<u8>,
     pub templating: Option<String>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("id", &self.id)
+            .field("meta", &self.meta)
+            .field("name", &self.name)
+            .field("labels", &self.labels)
+            .field("data_len", &self.data.len())
+            .field("driver", &self.driver)
+            .field("templating", &self.templating)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("id", &self.id)
+            .field("meta", &self.meta)
+            .field("name", &self.name)
+            .field("labels", &self.labels)
+            .field("data_len", &self.data.len())
+            .field("templating", &self.templating)
+            .finish()
+    }
 }
 
 /// Any stored object. Variants differ in size; objects are moved, not stored in bulk

@@ -23,7 +23,8 @@ use bollard::query_parameters::{
 };
 use bollard_stubs::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    HealthStatusEnum, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    HealthStatusEnum, HostConfig, Mount, MountType, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -34,7 +35,7 @@ use crate::health::Health;
 use super::{
     BoundPort, Controller, ExecError, Executor, ExitStatus, LABEL_NODE_ID, LABEL_TASK_ID, LogEntry,
     LogOptions, LogStream, LogStreamBox, Protocol, RuntimeStatus, TaskRuntime, entry_matches,
-    unix_seconds,
+    files, unix_seconds,
 };
 
 /// The engine's default socket.
@@ -254,8 +255,25 @@ impl DockerController {
         }
     }
 
-    fn create_body(&self, image: &str) -> ContainerCreateBody {
+    /// Read-only bind mounts of the task's secret and config files (written on the node's
+    /// tmpfs by [`files::write`]) at their targets, as Docker mounts them.
+    fn file_mounts(written: &[(std::path::PathBuf, &files::TaskFile)]) -> Vec<Mount> {
+        written
+            .iter()
+            .map(|(host, f)| Mount {
+                target: Some(f.target.clone()),
+                source: Some(host.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn create_body(&self, image: &str, extra_mounts: Vec<Mount>) -> ContainerCreateBody {
         let spec = &self.rt.spec;
+        let mut mounts = spec.mounts.clone().unwrap_or_default();
+        mounts.extend(extra_mounts);
         let non_empty = |v: &Option<Vec<String>>| v.clone().filter(|v| !v.is_empty());
         let limits = self.rt.resources.as_ref().and_then(|r| r.limits.clone());
         let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = self
@@ -289,7 +307,7 @@ impl DockerController {
                 .filter(|n| *n > 0),
             pids_limit: limits.as_ref().and_then(|l| l.pids).filter(|n| *n > 0),
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-            mounts: spec.mounts.clone().filter(|m| !m.is_empty()),
+            mounts: (!mounts.is_empty()).then_some(mounts),
             init: spec.init,
             readonly_rootfs: spec.read_only,
             cap_add: non_empty(&spec.capability_add),
@@ -489,59 +507,9 @@ impl DockerController {
     }
 }
 
-#[async_trait::async_trait]
-impl Controller for DockerController {
-    async fn prepare(&self) -> Result<(), ExecError> {
-        if self.find().await?.is_some() {
-            return Ok(()); // adopt
-        }
-        let image = self.rt.image();
-        if image.is_empty() {
-            return Err(ExecError::InvalidSpec("no image given".into()));
-        }
-        self.ensure_image(&image).await?;
-        let body = self.create_body(&image);
-        let res = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(self.rt.container_name.clone()),
-                    ..Default::default()
-                }),
-                body,
-            )
-            .await;
-        match res {
-            Ok(r) => {
-                tracing::info!(task.id = %self.rt.task_id, container.id = %r.id, "container created");
-                self.set_cached(Some(r.id));
-                Ok(())
-            }
-            // Lost a race with ourselves (a create that timed out but went through).
-            Err(e) if status_code(&e) == Some(409) => match self.adopt_by_name().await? {
-                Some(id) => {
-                    self.set_cached(Some(id));
-                    Ok(())
-                }
-                None => Err(map_err(e)),
-            },
-            Err(e) if status_code(&e) == Some(404) => Err(ExecError::NoSuchImage(image)),
-            Err(e) => Err(map_err(e)),
-        }
-    }
-
-    async fn start(&self) -> Result<(), ExecError> {
-        self.start_container().await?;
-        // As swarmkit's controller: with a health check, started means healthy.
-        if !self.until_health_settles(true).await? {
-            tracing::info!(task.id = %self.rt.task_id, "container unhealthy before it was ever healthy");
-            self.shutdown(self.rt.stop_grace()).await?;
-            return Err(ExecError::Unhealthy);
-        }
-        Ok(())
-    }
-
-    async fn wait(&self) -> Result<ExitStatus, ExecError> {
+/// The engine calls behind the controller steps; the steps add the file cleanup.
+impl DockerController {
+    async fn wait_exit(&self) -> Result<ExitStatus, ExecError> {
         let Some(ins) = self.inspect().await? else {
             return Err(ExecError::NotFound(self.rt.task_id.clone()));
         };
@@ -593,7 +561,7 @@ impl Controller for DockerController {
         }
     }
 
-    async fn shutdown(&self, grace: Duration) -> Result<(), ExecError> {
+    async fn stop(&self, grace: Duration) -> Result<(), ExecError> {
         let Some(ins) = self.inspect().await? else {
             return Ok(());
         };
@@ -623,7 +591,7 @@ impl Controller for DockerController {
         }
     }
 
-    async fn terminate(&self) -> Result<(), ExecError> {
+    async fn kill(&self) -> Result<(), ExecError> {
         let Some(id) = self.find().await? else {
             return Ok(());
         };
@@ -644,7 +612,7 @@ impl Controller for DockerController {
         }
     }
 
-    async fn remove(&self) -> Result<(), ExecError> {
+    async fn remove_container(&self) -> Result<(), ExecError> {
         let Some(id) = self.find().await? else {
             return Ok(());
         };
@@ -673,6 +641,94 @@ impl Controller for DockerController {
             Err(e) if status_code(&e) == Some(409) => Ok(()),
             Err(e) => Err(map_err(e)),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Controller for DockerController {
+    async fn prepare(&self) -> Result<(), ExecError> {
+        if self.find().await?.is_some() {
+            return Ok(()); // adopt
+        }
+        let image = self.rt.image();
+        if image.is_empty() {
+            return Err(ExecError::InvalidSpec("no image given".into()));
+        }
+        self.ensure_image(&image).await?;
+        let (secrets, configs) =
+            files::write(&self.rt.task_id, &self.rt.files, files::Layout::Indexed)?;
+        let mut mounts = Self::file_mounts(&secrets);
+        mounts.extend(Self::file_mounts(&configs));
+        let body = self.create_body(&image, mounts);
+        let res = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(self.rt.container_name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await;
+        match res {
+            Ok(r) => {
+                tracing::info!(task.id = %self.rt.task_id, container.id = %r.id, "container created");
+                self.set_cached(Some(r.id));
+                Ok(())
+            }
+            // Lost a race with ourselves (a create that timed out but went through).
+            Err(e) if status_code(&e) == Some(409) => match self.adopt_by_name().await? {
+                Some(id) => {
+                    self.set_cached(Some(id));
+                    Ok(())
+                }
+                None => Err(map_err(e)),
+            },
+            Err(e) if status_code(&e) == Some(404) => Err(ExecError::NoSuchImage(image)),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn start(&self) -> Result<(), ExecError> {
+        self.start_container().await?;
+        // As swarmkit's controller: with a health check, started means healthy.
+        if !self.until_health_settles(true).await? {
+            tracing::info!(task.id = %self.rt.task_id, "container unhealthy before it was ever healthy");
+            self.shutdown(self.rt.stop_grace()).await?;
+            return Err(ExecError::Unhealthy);
+        }
+        Ok(())
+    }
+
+    async fn wait(&self) -> Result<ExitStatus, ExecError> {
+        let res = self.wait_exit().await;
+        // The task has ended (or its container is gone): its files go at once, not when
+        // the container is removed with the task history.
+        if !matches!(
+            res,
+            Err(ExecError::NotStarted(_) | ExecError::Unavailable(_))
+        ) {
+            files::remove(&self.rt.task_id);
+        }
+        res
+    }
+
+    async fn shutdown(&self, grace: Duration) -> Result<(), ExecError> {
+        self.stop(grace).await?;
+        files::remove(&self.rt.task_id);
+        Ok(())
+    }
+
+    async fn terminate(&self) -> Result<(), ExecError> {
+        self.kill().await?;
+        files::remove(&self.rt.task_id);
+        Ok(())
+    }
+
+    async fn remove(&self) -> Result<(), ExecError> {
+        self.remove_container().await?;
+        files::remove(&self.rt.task_id);
+        Ok(())
     }
 
     async fn status(&self) -> Result<RuntimeStatus, ExecError> {
@@ -830,7 +886,7 @@ mod tests {
             rt: rt.clone(),
             id: Mutex::new(None),
         };
-        let body = c.create_body(&rt.image());
+        let body = c.create_body(&rt.image(), vec![]);
         assert_eq!(body.image.as_deref(), Some("busybox:latest"));
         assert_eq!(body.entrypoint, Some(vec!["httpd".to_string()]));
         assert_eq!(body.cmd.as_ref().map(Vec::len), Some(3));

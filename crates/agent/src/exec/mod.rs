@@ -27,6 +27,7 @@ use swarmd_types::{NodeDescription, Task};
 pub mod docker;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod files;
 pub mod process;
 
 /// Label carrying the service ID on every task container (Docker's own key).
@@ -204,6 +205,9 @@ pub struct TaskRuntime {
     pub ports: Vec<TargetPort>,
     /// The node's data-plane address (`--node-addr`); host ports are bound there.
     pub node_addr: String,
+    /// Secret and config files, resolved by the worker from what the dispatcher delivered
+    /// (empty for runtimes built only to find an existing task).
+    pub files: files::TaskFiles,
 }
 
 impl TaskRuntime {
@@ -252,6 +256,7 @@ impl TaskRuntime {
             resources: task.spec.resources.clone(),
             ports,
             node_addr: node_addr.to_string(),
+            files: Default::default(),
         }
     }
 

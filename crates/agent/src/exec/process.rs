@@ -52,8 +52,8 @@ use tokio_util::task::TaskTracker;
 
 use super::{
     BoundPort, Controller, ExecError, Executor, ExitStatus, LogEntry, LogOptions, LogStream,
-    LogStreamBox, Protocol, RuntimeStatus, TaskRuntime, entry_matches, filter_entries, hex_id_for,
-    human_duration, unix_now, unix_seconds,
+    LogStreamBox, Protocol, RuntimeStatus, TaskRuntime, entry_matches, files, filter_entries,
+    hex_id_for, human_duration, unix_now, unix_seconds,
 };
 
 const TASK_FILE: &str = "task.json";
@@ -919,6 +919,16 @@ impl LaunchPlan {
             // Reverse so the first binding of a target (tcp before udp) wins below.
             env.push((format!("SWARMD_PORT_{}", p.target), p.host_port.to_string()));
         }
+        if !rt.files.is_empty() {
+            let (secrets, configs) = files::write(&rt.task_id, &rt.files, files::Layout::ByTarget)?;
+            let (sdir, cdir) = files::dirs(&rt.task_id);
+            if !secrets.is_empty() {
+                env.push(("SWARMD_SECRETS_DIR".into(), sdir.to_string_lossy().into()));
+            }
+            if !configs.is_empty() {
+                env.push(("SWARMD_CONFIGS_DIR".into(), cdir.to_string_lossy().into()));
+            }
+        }
         env.push(("SWARMD_NODE_ADDR".into(), rt.node_addr.clone()));
         env.push(("SWARMD_TASK_ID".into(), rt.task_id.clone()));
         env.push(("SWARMD_TASK_NAME".into(), rt.task_name.clone()));
@@ -1200,29 +1210,9 @@ impl ProcessController {
     }
 }
 
-#[async_trait::async_trait]
-impl Controller for ProcessController {
-    async fn prepare(&self) -> Result<(), ExecError> {
-        let p = self.proc()?;
-        let _g = p.op_lock.lock().await;
-        self.prepare_locked(&p).await.map(|_| ())
-    }
-
-    async fn start(&self) -> Result<(), ExecError> {
-        self.start_process().await?;
-        // As swarmkit's controller: with a health check, started means healthy.
-        if let Some(check) = Check::from_spec(self.rt.spec.health_check.as_ref()) {
-            let p = self.proc()?;
-            if self.probe_until(&p, &check, Monitor::default()).await == Some(Health::Unhealthy) {
-                tracing::info!(task.id = %self.rt.task_id, "task unhealthy before it was ever healthy");
-                self.shutdown(self.rt.stop_grace()).await?;
-                return Err(ExecError::Unhealthy);
-            }
-        }
-        Ok(())
-    }
-
-    async fn wait(&self) -> Result<ExitStatus, ExecError> {
+/// The steps behind the controller's; the controller adds the file cleanup.
+impl ProcessController {
+    async fn wait_task(&self) -> Result<ExitStatus, ExecError> {
         let p = self.proc()?;
         if p.record().is_none() {
             return Err(ExecError::NotStarted(self.rt.task_id.clone()));
@@ -1262,7 +1252,7 @@ impl Controller for ProcessController {
         }
     }
 
-    async fn shutdown(&self, grace: Duration) -> Result<(), ExecError> {
+    async fn stop(&self, grace: Duration) -> Result<(), ExecError> {
         let p = self.proc()?;
         if p.record().is_none() {
             return Ok(());
@@ -1281,13 +1271,7 @@ impl Controller for ProcessController {
         Ok(())
     }
 
-    async fn terminate(&self) -> Result<(), ExecError> {
-        let p = self.proc()?;
-        p.signal(Signal::SIGKILL);
-        Ok(())
-    }
-
-    async fn remove(&self) -> Result<(), ExecError> {
+    async fn remove_task(&self) -> Result<(), ExecError> {
         let p = self.proc()?;
         let _g = p.op_lock.lock().await;
         if p.record().is_some() {
@@ -1306,6 +1290,57 @@ impl Controller for ProcessController {
         })
         .await?;
         self.exec.forget(&p);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Controller for ProcessController {
+    async fn prepare(&self) -> Result<(), ExecError> {
+        let p = self.proc()?;
+        let _g = p.op_lock.lock().await;
+        self.prepare_locked(&p).await.map(|_| ())
+    }
+
+    async fn start(&self) -> Result<(), ExecError> {
+        self.start_process().await?;
+        // As swarmkit's controller: with a health check, started means healthy.
+        if let Some(check) = Check::from_spec(self.rt.spec.health_check.as_ref()) {
+            let p = self.proc()?;
+            if self.probe_until(&p, &check, Monitor::default()).await == Some(Health::Unhealthy) {
+                tracing::info!(task.id = %self.rt.task_id, "task unhealthy before it was ever healthy");
+                self.shutdown(self.rt.stop_grace()).await?;
+                return Err(ExecError::Unhealthy);
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait(&self) -> Result<ExitStatus, ExecError> {
+        let res = self.wait_task().await;
+        // The task has ended: its files go at once.
+        if !matches!(res, Err(ExecError::NotStarted(_))) {
+            files::remove(&self.rt.task_id);
+        }
+        res
+    }
+
+    async fn shutdown(&self, grace: Duration) -> Result<(), ExecError> {
+        self.stop(grace).await?;
+        files::remove(&self.rt.task_id);
+        Ok(())
+    }
+
+    async fn terminate(&self) -> Result<(), ExecError> {
+        let p = self.proc()?;
+        p.signal(Signal::SIGKILL);
+        files::remove(&self.rt.task_id);
+        Ok(())
+    }
+
+    async fn remove(&self) -> Result<(), ExecError> {
+        self.remove_task().await?;
+        files::remove(&self.rt.task_id);
         Ok(())
     }
 

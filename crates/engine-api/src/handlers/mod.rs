@@ -3,6 +3,7 @@
 
 pub mod local;
 pub mod nodes;
+pub mod secrets;
 pub mod services;
 pub mod swarm;
 pub mod system;

@@ -7,6 +7,7 @@
 
 mod names;
 pub(crate) mod ports;
+mod secrets;
 mod validate;
 
 use swarmd_store::{ProposeError, Store, StoreError};
@@ -20,6 +21,7 @@ use swarmd_types::{
     RootCa, Service, ServiceEndpoint, ids,
 };
 
+pub use secrets::{MAX_CONFIG_SIZE, MAX_SECRET_SIZE, ObjectSpec, check_references};
 pub use validate::validate_service_spec;
 
 /// Errors of control operations, with Docker's wording (gRPC-prefixed where Docker's are).
@@ -313,6 +315,7 @@ impl Control {
                         "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {name} already exists"
                     )));
                 }
+                secrets::check_references(t, &spec)?;
                 let ports = ports::allocate(t, &id, spec.endpoint_spec.as_ref()).map_err(invalid)?;
                 tx.create(Service {
                     id: id.clone(),
@@ -379,6 +382,7 @@ impl Control {
                 if validate::mode_kind(&spec) != validate::mode_kind(&cur.spec) {
                     return Err(invalid("service mode change is not allowed"));
                 }
+                secrets::check_references(t, &spec)?;
                 let ports = ports::allocate(t, id, spec.endpoint_spec.as_ref()).map_err(invalid)?;
                 let mut svc = cur.clone();
                 let redeploy = spec.task_template != cur.spec.task_template

@@ -1,6 +1,11 @@
 //! A node's assignment stream: the complete set, then changes from store events.
+//!
+//! Besides tasks the set holds the secrets and configs those tasks reference, and only
+//! those (swarmkit's dependency tracking): a node learns a secret when a task of its own
+//! that needs it is assigned and forgets it when no such task is left, so a node that
+//! runs no task referencing a secret never receives it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -10,7 +15,7 @@ use swarmd_types::dispatcher::{
     DispatchStream,
 };
 use swarmd_types::models::TaskState;
-use swarmd_types::{Object, Task};
+use swarmd_types::{Kind, Object, Task, is_terminal};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -24,19 +29,125 @@ fn assigned_to(t: &Task, node_id: &str) -> bool {
 /// What the agent acts on; a status-only change (the agent's own report) is not resent.
 type Sent = HashMap<String, (TaskState, u64)>;
 
-fn complete(tables: &Tables, node_id: &str, sent: &mut Sent) -> AssignmentsMessage {
-    sent.clear();
-    let changes = tables
-        .tasks_on_node(node_id)
-        .filter(|t| assigned_to(t, node_id))
-        .map(|t| {
-            sent.insert(t.id.clone(), (t.desired_state, t.spec_version));
-            AssignmentChange {
-                action: AssignmentAction::Update,
-                assignment: Assignment::Task(t.clone()),
+/// The secrets and configs a node holds, with the version sent.
+type SentDeps = BTreeMap<(Kind, String), u64>;
+
+/// The secret and config IDs referenced by `t`'s container spec.
+pub fn task_dependencies(t: &Task) -> impl Iterator<Item = (Kind, &str)> {
+    let c = t.spec.container_spec.as_ref();
+    let secrets = c
+        .and_then(|c| c.secrets.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.secret_id.as_deref())
+        .map(|id| (Kind::Secret, id));
+    let configs = c
+        .and_then(|c| c.configs.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.config_id.as_deref())
+        .map(|id| (Kind::Config, id));
+    secrets.chain(configs)
+}
+
+/// The dependencies the node needs now: those of its assigned tasks that have not ended.
+/// A task that ended needs its files no more (the executor removed them), so its secrets
+/// are withdrawn even while the task object lingers in the history.
+fn needed(tables: &Tables, node_id: &str) -> BTreeMap<(Kind, String), Assignment> {
+    let mut out = BTreeMap::new();
+    for t in tables.tasks_on_node(node_id) {
+        if !assigned_to(t, node_id) || is_terminal(t.status.state) {
+            continue;
+        }
+        for (kind, id) in task_dependencies(t) {
+            let obj = match kind {
+                Kind::Secret => tables.secrets.get(id).cloned().map(Assignment::Secret),
+                _ => tables.configs.get(id).cloned().map(Assignment::Config),
+            };
+            if let Some(obj) = obj {
+                out.insert((kind, id.to_string()), obj);
             }
-        })
+        }
+    }
+    out
+}
+
+fn dep_version(a: &Assignment) -> u64 {
+    match a {
+        Assignment::Secret(s) => s.meta.version,
+        Assignment::Config(c) => c.meta.version,
+        Assignment::Task(t) => t.meta.version,
+    }
+}
+
+/// Changes that bring the node's dependencies from `sent` to what it needs now: updates
+/// first (a task must find its secret when it starts), removals returned separately so
+/// they can follow the task changes.
+fn dep_changes(
+    tables: &Tables,
+    node_id: &str,
+    sent: &mut SentDeps,
+) -> (Vec<AssignmentChange>, Vec<AssignmentChange>) {
+    let now = needed(tables, node_id);
+    let mut updates = Vec::new();
+    let mut removals = Vec::new();
+    for (key, obj) in &now {
+        let v = dep_version(obj);
+        if sent.get(key) != Some(&v) {
+            sent.insert(key.clone(), v);
+            updates.push(AssignmentChange {
+                action: AssignmentAction::Update,
+                assignment: obj.clone(),
+            });
+        }
+    }
+    let gone: Vec<(Kind, String)> = sent
+        .keys()
+        .filter(|k| !now.contains_key(*k))
+        .cloned()
         .collect();
+    for key in gone {
+        sent.remove(&key);
+        // Withdrawals carry only the ID: the data stays off the wire.
+        let assignment = match key.0 {
+            Kind::Secret => Assignment::Secret(swarmd_types::Secret {
+                id: key.1,
+                ..Default::default()
+            }),
+            _ => Assignment::Config(swarmd_types::Config {
+                id: key.1,
+                ..Default::default()
+            }),
+        };
+        removals.push(AssignmentChange {
+            action: AssignmentAction::Remove,
+            assignment,
+        });
+    }
+    (updates, removals)
+}
+
+fn complete(
+    tables: &Tables,
+    node_id: &str,
+    sent: &mut Sent,
+    deps: &mut SentDeps,
+) -> AssignmentsMessage {
+    sent.clear();
+    deps.clear();
+    let (mut changes, _) = dep_changes(tables, node_id, deps);
+    changes.extend(
+        tables
+            .tasks_on_node(node_id)
+            .filter(|t| assigned_to(t, node_id))
+            .map(|t| {
+                sent.insert(t.id.clone(), (t.desired_state, t.spec_version));
+                AssignmentChange {
+                    action: AssignmentAction::Update,
+                    assignment: Assignment::Task(t.clone()),
+                }
+            }),
+    );
     AssignmentsMessage {
         kind: AssignmentsKind::Complete,
         changes,
@@ -53,7 +164,9 @@ pub fn stream(
     let (tx, rx) = mpsc::channel(16);
     tracker.spawn(async move {
         let mut sent = Sent::new();
-        let (first, mut events) = store.view_and_watch(|t| complete(t, &node_id, &mut sent));
+        let mut deps = SentDeps::new();
+        let (first, mut events) =
+            store.view_and_watch(|t| complete(t, &node_id, &mut sent, &mut deps));
         if tx.send(Ok(first)).await.is_err() {
             return;
         }
@@ -66,10 +179,23 @@ pub fn stream(
             let msg = match batch {
                 Ok(b) => match &*b {
                     EventBatch::Reset { .. } => {
-                        Some(store.view(|t| complete(t, &node_id, &mut sent)))
+                        Some(store.view(|t| complete(t, &node_id, &mut sent, &mut deps)))
                     }
                     EventBatch::Commit { events, .. } => {
                         let mut changes = Vec::new();
+                        // Recompute the dependencies only when something they derive
+                        // from changed: a task of this node, a secret or a config.
+                        let deps_dirty = events.iter().any(|ev| match &ev.object {
+                            Object::Task(t) => t.node_id == node_id,
+                            Object::Secret(_) | Object::Config(_) => true,
+                            _ => false,
+                        });
+                        let (dep_updates, dep_removals) = if deps_dirty {
+                            store.view(|t| dep_changes(t, &node_id, &mut deps))
+                        } else {
+                            Default::default()
+                        };
+                        changes.extend(dep_updates);
                         for ev in events {
                             let Object::Task(t) = &ev.object else {
                                 continue;
@@ -97,6 +223,7 @@ pub fn stream(
                                 _ => {}
                             }
                         }
+                        changes.extend(dep_removals);
                         (!changes.is_empty()).then_some(AssignmentsMessage {
                             kind: AssignmentsKind::Incremental,
                             changes,
@@ -104,7 +231,9 @@ pub fn stream(
                     }
                 },
                 // Fell behind: resend everything.
-                Err(RecvError::Lagged(_)) => Some(store.view(|t| complete(t, &node_id, &mut sent))),
+                Err(RecvError::Lagged(_)) => {
+                    Some(store.view(|t| complete(t, &node_id, &mut sent, &mut deps)))
+                }
                 Err(RecvError::Closed) => return,
             };
             if let Some(msg) = msg
@@ -115,4 +244,96 @@ pub fn stream(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmd_store::{LocalProposer, ProposeError, Store};
+    use swarmd_types::Secret;
+    use swarmd_types::models::{TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecSecrets};
+
+    fn task(id: &str, node: &str, secret: &str) -> Task {
+        let mut t = Task {
+            id: id.into(),
+            node_id: node.into(),
+            desired_state: TaskState::RUNNING,
+            spec: TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    secrets: Some(vec![TaskSpecContainerSpecSecrets {
+                        secret_id: Some(secret.into()),
+                        secret_name: Some(secret.into()),
+                        file: None,
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        t.status.state = TaskState::ASSIGNED;
+        t
+    }
+
+    fn ids(msg: &AssignmentsMessage) -> Vec<(AssignmentAction, &str)> {
+        msg.changes
+            .iter()
+            .map(|c| (c.action, c.assignment.id()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_node_gets_only_the_secrets_its_tasks_reference_until_they_end() {
+        let mem = Arc::new(MemoryStore::new());
+        let store = Store::new(mem.clone(), Arc::new(LocalProposer::new(mem.clone())));
+        store
+            .update(|_, tx| {
+                for s in ["s1", "s2"] {
+                    tx.create(Secret {
+                        id: s.into(),
+                        name: s.into(),
+                        data: b"x".to_vec(),
+                        ..Default::default()
+                    });
+                }
+                tx.create(task("t1", "n1", "s1"));
+                tx.create(task("t2", "n2", "s2"));
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .unwrap();
+        let tracker = TaskTracker::new();
+        let closed = CancellationToken::new();
+        let mut s = stream(mem.clone(), "n1".into(), closed.clone(), &tracker);
+        let first = s.next().await.unwrap().unwrap();
+        assert_eq!(first.kind, AssignmentsKind::Complete);
+        assert_eq!(
+            ids(&first),
+            vec![
+                (AssignmentAction::Update, "s1"),
+                (AssignmentAction::Update, "t1")
+            ],
+            "the secret comes before the task; n2's secret never comes"
+        );
+
+        // The task ends: its secret is withdrawn, without its data.
+        store
+            .update(|t, tx| {
+                let mut t1 = t.tasks["t1"].clone();
+                t1.status.state = TaskState::COMPLETE;
+                tx.update(t1);
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .unwrap();
+        let msg = s.next().await.unwrap().unwrap();
+        assert_eq!(ids(&msg), vec![(AssignmentAction::Remove, "s1")]);
+        match &msg.changes[0].assignment {
+            Assignment::Secret(sec) => assert!(sec.data.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        closed.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
 }

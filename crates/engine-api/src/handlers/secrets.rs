@@ -1,0 +1,308 @@
+//! `/secrets*` and `/configs*`.
+//!
+//! The two resources behave alike (swarmkit's controlapi shares their validation), so one
+//! set of functions serves both, told apart by [`Which`]. A secret's data is never encoded
+//! into an answer; a config's is (`docker config inspect` shows it, as Docker does).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use base64::Engine as _;
+use swarmd_types::models::{self, Driver};
+use swarmd_types::{Config, Secret};
+
+use super::{json_ok, json_response, require_manager};
+use crate::backend::ObjectSpec;
+use crate::convert::opt_time;
+use crate::decode::JsonBody;
+use crate::error::{ApiError, ApiResult};
+use crate::filters::{Filters, match_labels, parse_filters};
+use crate::query::QueryParams;
+use crate::resolve::resolve;
+use crate::router::AppState;
+
+/// The daemon's `newListSecretsFilters` / `newListConfigsFilters` keys: `names` exact,
+/// `name` and `id` prefixes, `label`.
+const FILTERS: &[&str] = &["names", "name", "id", "label"];
+
+fn matches(
+    f: &Filters,
+    id: &str,
+    name: &str,
+    labels: &std::collections::HashMap<String, String>,
+) -> bool {
+    (!f.contains("names") || f.exact_match("names", name))
+        && f.matches_prefix("name", name)
+        && f.matches_prefix("id", id)
+        && match_labels(&f.label_map("label"), labels)
+}
+
+fn version(index: u64) -> Option<models::ObjectVersion> {
+    Some(models::ObjectVersion { index: Some(index) })
+}
+
+fn driver(name: &Option<String>) -> Option<Driver> {
+    name.as_ref().map(|n| Driver {
+        name: n.clone(),
+        options: None,
+    })
+}
+
+/// A secret as the API shows it: everything but the data.
+pub fn secret_to_docker(s: &Secret) -> models::Secret {
+    models::Secret {
+        id: Some(s.id.clone()),
+        version: version(s.meta.version),
+        created_at: opt_time(&s.meta.created_at),
+        updated_at: opt_time(&s.meta.updated_at),
+        spec: Some(models::SecretSpec {
+            name: Some(s.name.clone()),
+            labels: Some(s.labels.clone()),
+            data: None,
+            driver: driver(&s.driver),
+            templating: driver(&s.templating),
+        }),
+    }
+}
+
+/// A config as the API shows it, data included (base64, as Docker encodes `[]byte`).
+pub fn config_to_docker(c: &Config) -> models::Config {
+    models::Config {
+        id: Some(c.id.clone()),
+        version: version(c.meta.version),
+        created_at: opt_time(&c.meta.created_at),
+        updated_at: opt_time(&c.meta.updated_at),
+        spec: Some(models::ConfigSpec {
+            name: Some(c.name.clone()),
+            labels: Some(c.labels.clone()),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(&c.data)),
+            templating: driver(&c.templating),
+        }),
+    }
+}
+
+/// Decodes the spec's base64 `Data`. The daemon's JSON decoder fails on bad base64 with
+/// Go's `illegal base64 data at input byte N`; the message never includes the data.
+fn decode_data(data: Option<&str>) -> ApiResult<Vec<u8>> {
+    let Some(d) = data else {
+        return Ok(Vec::new());
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(d)
+        .map_err(|e| match e {
+            base64::DecodeError::InvalidByte(at, _)
+            | base64::DecodeError::InvalidLastSymbol(at, _) => {
+                ApiError::bad_request(format!("illegal base64 data at input byte {at}"))
+            }
+            _ => ApiError::bad_request("illegal base64 data at input byte 0"),
+        })
+}
+
+fn secret_spec(spec: models::SecretSpec) -> ApiResult<ObjectSpec> {
+    Ok(ObjectSpec {
+        name: spec.name.unwrap_or_default(),
+        labels: spec.labels.unwrap_or_default(),
+        data: decode_data(spec.data.as_deref())?,
+        driver: spec.driver.map(|d| d.name),
+        templating: spec.templating.map(|d| d.name),
+    })
+}
+
+fn config_spec(spec: models::ConfigSpec) -> ApiResult<ObjectSpec> {
+    Ok(ObjectSpec {
+        name: spec.name.unwrap_or_default(),
+        labels: spec.labels.unwrap_or_default(),
+        data: decode_data(spec.data.as_deref())?,
+        driver: None,
+        templating: spec.templating.map(|d| d.name),
+    })
+}
+
+/// Docker's answer to a create: 201 `{"ID": ...}`.
+fn created(id: String) -> Response {
+    json_response(StatusCode::CREATED, &serde_json::json!({ "ID": id }))
+}
+
+/// Docker answers a removal with 204.
+fn no_content() -> Response {
+    let mut r = Response::new(axum::body::Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+async fn all_secrets(st: &AppState) -> ApiResult<Vec<Secret>> {
+    Ok(st.backend.secrets().await?)
+}
+
+async fn all_configs(st: &AppState) -> ApiResult<Vec<Config>> {
+    Ok(st.backend.configs().await?)
+}
+
+fn find_secret<'a>(input: &str, all: &'a [Secret]) -> ApiResult<&'a Secret> {
+    resolve("secret", input, all, |s| &s.id, |s, n| s.name == n)
+}
+
+fn find_config<'a>(input: &str, all: &'a [Config]) -> ApiResult<&'a Config> {
+    resolve("config", input, all, |c| &c.id, |c, n| c.name == n)
+}
+
+pub async fn secret_list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Response> {
+    let f = parse_filters(q.get("filters").unwrap_or(""))?;
+    f.validate(FILTERS)?;
+    require_manager(&st)?;
+    let out: Vec<_> = all_secrets(&st)
+        .await?
+        .iter()
+        .filter(|s| matches(&f, &s.id, &s.name, &s.labels))
+        .map(secret_to_docker)
+        .collect();
+    Ok(json_ok(&out))
+}
+
+pub async fn secret_inspect(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    require_manager(&st)?;
+    let all = all_secrets(&st).await?;
+    Ok(json_ok(&secret_to_docker(find_secret(&id, &all)?)))
+}
+
+pub async fn secret_create(
+    State(st): State<AppState>,
+    JsonBody(spec): JsonBody<models::SecretSpec>,
+) -> ApiResult<Response> {
+    let spec = secret_spec(spec)?;
+    require_manager(&st)?;
+    Ok(created(st.backend.secret_create(spec).await?))
+}
+
+pub async fn secret_update(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryParams,
+    JsonBody(spec): JsonBody<models::SecretSpec>,
+) -> ApiResult<Response> {
+    let version = q.object_version("secret")?;
+    let spec = secret_spec(spec)?;
+    require_manager(&st)?;
+    let all = all_secrets(&st).await?;
+    let s = find_secret(&id, &all)?;
+    st.backend.secret_update(&s.id, version, spec).await?;
+    Ok(super::empty_ok())
+}
+
+pub async fn secret_remove(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    require_manager(&st)?;
+    let all = all_secrets(&st).await?;
+    let s = find_secret(&id, &all)?;
+    st.backend.secret_remove(&s.id).await?;
+    Ok(no_content())
+}
+
+pub async fn config_list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Response> {
+    let f = parse_filters(q.get("filters").unwrap_or(""))?;
+    f.validate(FILTERS)?;
+    require_manager(&st)?;
+    let out: Vec<_> = all_configs(&st)
+        .await?
+        .iter()
+        .filter(|c| matches(&f, &c.id, &c.name, &c.labels))
+        .map(config_to_docker)
+        .collect();
+    Ok(json_ok(&out))
+}
+
+pub async fn config_inspect(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    require_manager(&st)?;
+    let all = all_configs(&st).await?;
+    Ok(json_ok(&config_to_docker(find_config(&id, &all)?)))
+}
+
+pub async fn config_create(
+    State(st): State<AppState>,
+    JsonBody(spec): JsonBody<models::ConfigSpec>,
+) -> ApiResult<Response> {
+    let spec = config_spec(spec)?;
+    require_manager(&st)?;
+    Ok(created(st.backend.config_create(spec).await?))
+}
+
+pub async fn config_update(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryParams,
+    JsonBody(spec): JsonBody<models::ConfigSpec>,
+) -> ApiResult<Response> {
+    let version = q.object_version("config")?;
+    let spec = config_spec(spec)?;
+    require_manager(&st)?;
+    let all = all_configs(&st).await?;
+    let c = find_config(&id, &all)?;
+    st.backend.config_update(&c.id, version, spec).await?;
+    Ok(super::empty_ok())
+}
+
+pub async fn config_remove(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    require_manager(&st)?;
+    let all = all_configs(&st).await?;
+    let c = find_config(&id, &all)?;
+    st.backend.config_remove(&c.id).await?;
+    Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_shown_without_its_data_a_config_with_it() {
+        let s = Secret {
+            id: "s".into(),
+            name: "pw".into(),
+            data: b"hunter2".to_vec(),
+            templating: Some("golang".into()),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&secret_to_docker(&s)).unwrap();
+        assert!(!json.contains("Data"), "{json}");
+        assert!(!json.contains("aHVudGVyMg"), "{json}");
+        assert!(json.contains(r#""Templating":{"Name":"golang"}"#), "{json}");
+        let c = Config {
+            id: "c".into(),
+            name: "conf".into(),
+            data: b"hunter2".to_vec(),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&config_to_docker(&c)).unwrap();
+        assert!(json.contains(r#""Data":"aHVudGVyMg==""#), "{json}");
+    }
+
+    #[test]
+    fn bad_base64_is_a_400_with_gos_words() {
+        let e = decode_data(Some("ab$d")).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.message, "illegal base64 data at input byte 2");
+        assert_eq!(decode_data(Some("aGk=")).unwrap(), b"hi");
+        assert!(decode_data(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn filters_match_like_the_daemon() {
+        let f = parse_filters(r#"{"name":{"db":true},"label":{"env=prod":true}}"#).unwrap();
+        let labels = [("env".to_string(), "prod".to_string())].into();
+        assert!(matches(&f, "abc", "db_pw", &labels));
+        assert!(!matches(&f, "abc", "pw", &labels));
+        let f = parse_filters(r#"{"names":{"db":true}}"#).unwrap();
+        assert!(!matches(&f, "abc", "db_pw", &labels), "names is exact");
+    }
+}
