@@ -204,7 +204,9 @@ pub fn reconcile_service(
                             .count() as u64;
                         if policy.should_restart(last, attempts) {
                             // The delay applies to tasks that died; a task moved off a
-                            // drained or lost node is replaced at once (as swarmkit does).
+                            // drained or lost node is replaced at once. (swarmkit skips the
+                            // delay only for drained nodes and waits it out for lost ones;
+                            // replacing at once is deliberate: the node is gone.)
                             let delay = if last.status.state > TaskState::RUNNING {
                                 policy.delay
                             } else {
