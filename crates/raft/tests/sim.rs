@@ -504,7 +504,7 @@ async fn run(seed: u64) -> Tally {
     c.assert_all_present(&acked).await;
     // 4. Identical replicas, once all have applied the same index.
     let leader = c.wait_leader().await;
-    wait_until("every replica applies the leader's log", || {
+    c.wait_until("every replica applies the leader's log", || {
         let want = c.store(leader).applied_index();
         c.ids()
             .iter()

@@ -265,6 +265,7 @@ impl Cluster {
     pub async fn wait_leader_among(&self, among: &[NodeId]) -> NodeId {
         let start = Instant::now();
         loop {
+            let changes = self.changes();
             let leaders: Vec<NodeId> = among
                 .iter()
                 .copied()
@@ -277,7 +278,7 @@ impl Cluster {
                 start.elapsed() < DEADLINE,
                 "no single leader among {among:?} within {DEADLINE:?} (leaders: {leaders:?})"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            changes.wait(DEADLINE.saturating_sub(start.elapsed())).await;
         }
     }
 
@@ -313,7 +314,10 @@ impl Cluster {
                 Err(e) => {
                     unknown |= matches!(e, ProposeError::OutcomeUnknown(_));
                     assert!(start.elapsed() < DEADLINE, "write {key} kept failing: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Try again once the cluster has moved (an election, a heartbeat).
+                    self.changes()
+                        .wait(DEADLINE.saturating_sub(start.elapsed()))
+                        .await;
                 }
             }
         }
@@ -321,16 +325,58 @@ impl Cluster {
 
     /// Waits until node `id` has applied `index`.
     pub async fn wait_applied(&self, id: NodeId, index: u64) {
-        let store = self.store(id);
+        self.wait_until(&format!("node {id} applies {index}"), || {
+            self.store(id).applied_index() >= index
+        })
+        .await;
+    }
+
+    /// Waits (bounded by [`DEADLINE`]) until `cond` holds, looking again each time a
+    /// running node's Raft metrics, leadership watch or store changes.
+    pub async fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
         let start = Instant::now();
-        while store.applied_index() < index {
+        loop {
+            // Subscribe before looking, so no change falls in between.
+            let changes = self.changes();
+            if cond() {
+                return;
+            }
             assert!(
                 start.elapsed() < DEADLINE,
-                "node {id} applied only {} of {index} within {DEADLINE:?}",
-                store.applied_index()
+                "{what}: not within {DEADLINE:?}"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            changes.wait(DEADLINE.saturating_sub(start.elapsed())).await;
         }
+    }
+
+    /// A subscription to every running node's metrics, leadership watch and store events.
+    pub fn changes(&self) -> Changes {
+        let mut waits: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
+            Vec::new();
+        for id in self.running() {
+            let node = self.node(id);
+            let mut metrics = node.raft().metrics();
+            // A cloned receiver may not have seen the current value: mark it seen, or
+            // `changed` returns at once and the wait spins without time passing.
+            drop(metrics.borrow_and_update());
+            waits.push(Box::pin(async move {
+                if metrics.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }));
+            let mut leader = node.leader_watch();
+            leader.mark_unchanged();
+            waits.push(Box::pin(async move {
+                if leader.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }));
+            let mut events = self.store(id).watch();
+            waits.push(Box::pin(async move {
+                let _ = events.recv().await;
+            }));
+        }
+        Changes(waits)
     }
 
     /// Service `key` as stored on node `id`: its version (= the index that created it).
@@ -378,15 +424,17 @@ impl Cluster {
     }
 }
 
-/// Waits (bounded by [`DEADLINE`]) until `cond` holds, checking every 10 ms of virtual time.
-pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+/// Pending changes of a cluster, from [`Cluster::changes`].
+pub struct Changes(Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>);
+
+impl Changes {
+    /// Until the first change, or `limit` (virtual time) without any.
+    pub async fn wait(self, limit: Duration) {
+        if self.0.is_empty() {
+            tokio::time::sleep(limit).await;
+            return;
+        }
+        let _ = tokio::time::timeout(limit, futures::future::select_all(self.0)).await;
     }
 }
 
