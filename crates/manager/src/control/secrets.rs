@@ -4,11 +4,11 @@
 //! Messages are swarmkit's, word for word: the CLI prints them and scripts match on them
 //! (e.g. "is in use by the following service").
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use swarmd_store::Tables;
 use swarmd_types::models::ServiceSpec;
-use swarmd_types::{Config, Kind, Secret, ids};
+use swarmd_types::{Config, Kind, Object, Secret, ids};
 
 use super::{Control, ControlError, ControlResult, invalid};
 
@@ -249,40 +249,12 @@ impl Control {
         version: u64,
         spec: ObjectSpec,
     ) -> ControlResult<()> {
-        self.store
-            .update(|t, tx| {
-                let Some(cur) = t.secrets.get(id) else {
-                    return Err(not_found("secret", id));
-                };
-                if cur.meta.version != version {
-                    return Err(out_of_sequence());
-                }
-                if cur.name != spec.name || (!spec.data.is_empty() && spec.data != cur.data) {
-                    return Err(invalid("only updates to Labels are allowed"));
-                }
-                let mut s = cur.clone();
-                s.labels = spec.labels.clone();
-                tx.update(s);
-                Ok(())
-            })
-            .await
+        self.update_labels::<Secret>(id, version, spec).await
     }
 
     /// `secret rm`: refused while a service's spec references it.
     pub async fn remove_secret(&self, id: &str) -> ControlResult<()> {
-        self.store
-            .update(|t, tx| {
-                let Some(cur) = t.secrets.get(id) else {
-                    return Err(not_found("secret", id));
-                };
-                let users = services_using(t, Kind::Secret, id);
-                if !users.is_empty() {
-                    return Err(in_use("secret", &cur.name, &users));
-                }
-                tx.remove(Kind::Secret, id);
-                Ok(())
-            })
-            .await
+        self.remove_unused::<Secret>(id).await
     }
 
     /// `config create`. Returns the new ID.
@@ -318,42 +290,97 @@ impl Control {
         version: u64,
         spec: ObjectSpec,
     ) -> ControlResult<()> {
+        self.update_labels::<Config>(id, version, spec).await
+    }
+
+    /// `config rm`: refused while a service's spec references it.
+    pub async fn remove_config(&self, id: &str) -> ControlResult<()> {
+        self.remove_unused::<Config>(id).await
+    }
+
+    /// swarmkit's update rule for secrets and configs: the version must match, and only the
+    /// labels may change (a new name or new data is refused).
+    async fn update_labels<T: FileObject>(
+        &self,
+        id: &str,
+        version: u64,
+        spec: ObjectSpec,
+    ) -> ControlResult<()> {
         self.store
             .update(|t, tx| {
-                let Some(cur) = t.configs.get(id) else {
-                    return Err(not_found("config", id));
+                let Some(cur) = T::table(t).get(id) else {
+                    return Err(not_found(T::NOUN, id));
                 };
-                if cur.meta.version != version {
+                if cur.version() != version {
                     return Err(out_of_sequence());
                 }
-                if cur.name != spec.name || (!spec.data.is_empty() && spec.data != cur.data) {
+                if cur.name() != spec.name || (!spec.data.is_empty() && spec.data != cur.data()) {
                     return Err(invalid("only updates to Labels are allowed"));
                 }
-                let mut c = cur.clone();
-                c.labels = spec.labels.clone();
-                tx.update(c);
+                let mut next = cur.clone();
+                next.set_labels(spec.labels.clone());
+                tx.update(next);
                 Ok(())
             })
             .await
     }
 
-    /// `config rm`: refused while a service's spec references it.
-    pub async fn remove_config(&self, id: &str) -> ControlResult<()> {
+    /// Removes a secret or config unless a service's spec still references it.
+    async fn remove_unused<T: FileObject>(&self, id: &str) -> ControlResult<()> {
         self.store
             .update(|t, tx| {
-                let Some(cur) = t.configs.get(id) else {
-                    return Err(not_found("config", id));
+                let Some(cur) = T::table(t).get(id) else {
+                    return Err(not_found(T::NOUN, id));
                 };
-                let users = services_using(t, Kind::Config, id);
+                let users = services_using(t, T::KIND, id);
                 if !users.is_empty() {
-                    return Err(in_use("config", &cur.name, &users));
+                    return Err(in_use(T::NOUN, cur.name(), &users));
                 }
-                tx.remove(Kind::Config, id);
+                tx.remove(T::KIND, id);
                 Ok(())
             })
             .await
     }
 }
+
+/// What secrets and configs share, so their update and removal rules are written once.
+trait FileObject: Clone + Into<Object> {
+    const KIND: Kind;
+    /// The word in messages: "secret", "config".
+    const NOUN: &'static str;
+    fn table(t: &Tables) -> &BTreeMap<String, Self>;
+    fn name(&self) -> &str;
+    fn data(&self) -> &[u8];
+    fn version(&self) -> u64;
+    fn set_labels(&mut self, labels: HashMap<String, String>);
+}
+
+macro_rules! file_object {
+    ($ty:ty, $kind:expr, $noun:literal, $table:ident) => {
+        impl FileObject for $ty {
+            const KIND: Kind = $kind;
+            const NOUN: &'static str = $noun;
+            fn table(t: &Tables) -> &BTreeMap<String, Self> {
+                &t.$table
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn data(&self) -> &[u8] {
+                &self.data
+            }
+            fn version(&self) -> u64 {
+                self.meta.version
+            }
+            fn set_labels(&mut self, labels: HashMap<String, String>) {
+                self.labels = labels;
+            }
+        }
+    };
+}
+
+file_object!(Secret, Kind::Secret, "secret", secrets);
+file_object!(Config, Kind::Config, "config", configs);
 
 #[cfg(test)]
 mod tests {
