@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use common::daemon;
 use swarmd_testkit::{
-    Daemon, Executor, cleanup_engine_containers, engine_docker, require_engine, unique_name,
-    wait_for, wait_until,
+    Daemon, Executor, engine_docker, require_engine, unique_name, wait_for, wait_until,
 };
 
 const T: Duration = Duration::from_secs(90);
@@ -19,25 +18,13 @@ fn node() -> Daemon {
     daemon(Executor::Docker, &unique_name("dnode"))
 }
 
-struct Cleanup<'a>(&'a Daemon, String);
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.docker(&["swarm", "leave", "--force"]);
-        cleanup_engine_containers(&format!("com.docker.swarm.node.id={}", self.1));
-    }
-}
-
 #[test]
 fn service_runs_as_engine_containers() {
     require_engine!();
     let n = node();
     n.docker(&["swarm", "init"]).ok();
-    let node_id = n
-        .docker(&["info", "--format", "{{.Swarm.NodeID}}"])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    let _c = Cleanup(&n, node_id.clone());
+    let c = common::EngineCleanup::new(&n);
+    let node_id = c.node_id.clone();
     let name = unique_name("dweb");
     n.docker(&[
         "service",
@@ -142,12 +129,7 @@ fn exit_code_is_reported_and_task_restarted() {
     require_engine!();
     let n = node();
     n.docker(&["swarm", "init"]).ok();
-    let node_id = n
-        .docker(&["info", "--format", "{{.Swarm.NodeID}}"])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    let _c = Cleanup(&n, node_id);
+    let _c = common::EngineCleanup::new(&n);
     let name = unique_name("dfail");
     n.docker(&[
         "service",

@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use common::*;
 
 use swarmd_testkit::{
-    Daemon, Executor, cleanup_engine_containers, engine_docker, require_engine, unique_name,
-    wait_for, wait_until,
+    Daemon, Executor, engine_docker, require_engine, unique_name, wait_for, wait_until,
 };
 
 /// `CurrentState|Error` of every task of the service, newest first.
@@ -152,19 +151,7 @@ fn docker_task_waits_for_health_and_unhealthy_is_replaced() {
     require_engine!();
     let n = daemon(Executor::Docker, &unique_name("hdnode"));
     n.docker(&["swarm", "init"]).ok();
-    let node_id = n
-        .docker(&["info", "--format", "{{.Swarm.NodeID}}"])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    struct Cleanup<'a>(&'a Daemon, String);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.docker(&["swarm", "leave", "--force"]);
-            cleanup_engine_containers(&format!("com.docker.swarm.node.id={}", self.1));
-        }
-    }
-    let _c = Cleanup(&n, node_id);
+    let _c = common::EngineCleanup::new(&n);
     let name = unique_name("dh");
     n.docker(&[
         "service",
@@ -260,19 +247,7 @@ fn docker_image_healthcheck_gates_running_and_no_healthcheck_disables_it() {
     let image = image_with_healthcheck();
     let n = daemon(Executor::Docker, &unique_name("hinode"));
     n.docker(&["swarm", "init"]).ok();
-    let node_id = n
-        .docker(&["info", "--format", "{{.Swarm.NodeID}}"])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    struct Cleanup<'a>(&'a Daemon, String);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.docker(&["swarm", "leave", "--force"]);
-            cleanup_engine_containers(&format!("com.docker.swarm.node.id={}", self.1));
-        }
-    }
-    let _c = Cleanup(&n, node_id);
+    let _c = common::EngineCleanup::new(&n);
 
     // The image's check applies: starting until /tmp/ok exists.
     let checked = unique_name("img");

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use common::{Leave, POLL, T, process_node};
 use swarmd_testkit::{
-    Daemon, Executor, cleanup_engine_containers, engine_docker, require_engine, unique_loopback,
-    unique_name, wait_for, wait_until,
+    Daemon, Executor, engine_docker, require_engine, unique_loopback, unique_name, wait_for,
+    wait_until,
 };
 
 /// Where the executors put a task's files (the default root).
@@ -423,19 +423,7 @@ fn docker_container_reads_its_secret_and_config() {
     require_engine!();
     let n = common::daemon(Executor::Docker, &unique_name("dsec"));
     n.docker(&["swarm", "init"]).ok();
-    let node_id = n
-        .docker(&["info", "--format", "{{.Swarm.NodeID}}"])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    struct Cleanup<'a>(&'a Daemon, String);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.docker(&["swarm", "leave", "--force"]);
-            cleanup_engine_containers(&format!("com.docker.swarm.node.id={}", self.1));
-        }
-    }
-    let _c = Cleanup(&n, node_id);
+    let _c = common::EngineCleanup::new(&n);
     create_secret(&n, &["api_key"], b"s3cr3t-docker");
     create_config(&n, &["nginx.conf"], b"worker_processes 1;");
     let svc = unique_name("dsecsvc");

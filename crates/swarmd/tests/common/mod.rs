@@ -34,6 +34,36 @@ impl Drop for Leave<'_> {
     }
 }
 
+/// For docker-executor tests: leaves the swarm and removes the node's containers from the
+/// shared engine when the test ends, even on panic.
+pub struct EngineCleanup<'a> {
+    node: &'a Daemon,
+    /// The node's swarm ID: its containers carry it as `com.docker.swarm.node.id`.
+    pub node_id: String,
+}
+
+impl<'a> EngineCleanup<'a> {
+    /// Call once the node is in a swarm (its node ID is read from `docker info`).
+    pub fn new(node: &'a Daemon) -> Self {
+        let node_id = node
+            .docker(&["info", "--format", "{{.Swarm.NodeID}}"])
+            .ok()
+            .stdout_trimmed()
+            .to_string();
+        EngineCleanup { node, node_id }
+    }
+}
+
+impl Drop for EngineCleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.node.docker(&["swarm", "leave", "--force"]);
+        swarmd_testkit::cleanup_engine_containers(&format!(
+            "com.docker.swarm.node.id={}",
+            self.node_id
+        ));
+    }
+}
+
 /// `service ls`'s REPLICAS column for one service, e.g. "2/3".
 pub fn replicas(n: &Daemon, service: &str) -> String {
     n.docker(&[
