@@ -56,6 +56,16 @@ pub enum BackendError {
 
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// Raft's view of the managers, for `ManagerStatus` in `node ls` / `node inspect`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RaftView {
+    /// The Raft leader's node ID, if known.
+    pub leader: Option<String>,
+    /// Node IDs of the managers this manager's Raft cannot reach. `None` when it cannot tell
+    /// (it is not the leader): reachability then follows the node's heartbeat.
+    pub unreachable: Option<std::collections::HashSet<String>>,
+}
+
 /// What `/info` and `/_ping` need to know about this node's swarm membership.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SwarmStatus {
@@ -192,8 +202,8 @@ pub trait Backend: Send + Sync + 'static {
 
     // --- nodes
     async fn nodes(&self) -> BackendResult<Vec<Node>>;
-    /// Raft leadership for `ManagerStatus.Leader`: the leader's node ID, if known.
-    async fn leader_node_id(&self) -> BackendResult<Option<String>>;
+    /// Raft's view of the managers, for `ManagerStatus`.
+    async fn raft_view(&self) -> BackendResult<RaftView>;
     async fn node_update(&self, id: &str, version: u64, spec: NodeSpec) -> BackendResult<()>;
     async fn node_remove(&self, id: &str, force: bool) -> BackendResult<()>;
 

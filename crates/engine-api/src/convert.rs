@@ -15,7 +15,7 @@ use swarmd_types::models::{
 };
 use swarmd_types::{Cluster, Node, NodeState, RootCa, Service, Task};
 
-use crate::backend::{DaemonInfo, SwarmStatus};
+use crate::backend::{DaemonInfo, RaftView, SwarmStatus};
 use crate::spec;
 use crate::version::{API_VERSION, MIN_API_VERSION};
 
@@ -44,9 +44,10 @@ fn node_state(s: NodeState) -> models::NodeState {
     }
 }
 
-/// A node as `GET /nodes` shows it. `leader` is the Raft leader's node ID; `tls` the
-/// cluster's TLS info (Docker repeats it per node).
-pub fn node_to_docker(node: &Node, leader: Option<&str>, tls: Option<&TlsInfo>) -> models::Node {
+/// A node as `GET /nodes` shows it. `raft` gives the leader and, on the leader, which
+/// managers Raft cannot reach; `tls` is the cluster's TLS info (Docker repeats it per node).
+pub fn node_to_docker(node: &Node, raft: &RaftView, tls: Option<&TlsInfo>) -> models::Node {
+    let leader = raft.leader.as_deref();
     let d = &node.description;
     models::Node {
         id: Some(node.id.clone()),
@@ -80,13 +81,25 @@ pub fn node_to_docker(node: &Node, leader: Option<&str>, tls: Option<&TlsInfo>) 
         manager_status: node.manager.as_ref().map(|m| ManagerStatus {
             // Go's `Leader bool json:",omitempty"`: only the leader carries it.
             leader: (leader == Some(node.id.as_str())).then_some(true),
-            reachability: Some(if node.status.state == NodeState::Ready {
+            reachability: Some(if manager_reachable(node, raft) {
                 Reachability::REACHABLE
             } else {
                 Reachability::UNREACHABLE
             }),
             addr: Some(m.addr.clone()),
         }),
+    }
+}
+
+/// A manager is reachable if it leads, else as the leader's Raft sees it, else (on a
+/// follower, which cannot tell) if its node is up.
+fn manager_reachable(node: &Node, raft: &RaftView) -> bool {
+    if raft.leader.as_deref() == Some(node.id.as_str()) {
+        return true;
+    }
+    match &raft.unreachable {
+        Some(set) => !set.contains(&node.id),
+        None => node.status.state == NodeState::Ready,
     }
 }
 
@@ -519,7 +532,11 @@ mod tests {
     #[test]
     fn node_shape() {
         let n = sample_node("n1", "host1", true);
-        let v = serde_json::to_value(node_to_docker(&n, Some("n1"), None)).unwrap();
+        let raft = RaftView {
+            leader: Some("n1".into()),
+            unreachable: None,
+        };
+        let v = serde_json::to_value(node_to_docker(&n, &raft, None)).unwrap();
         assert_eq!(v["ID"], "n1");
         assert_eq!(v["Version"]["Index"], 3);
         assert_eq!(v["CreatedAt"], "2025-01-02T03:04:05.123456789Z");
@@ -535,13 +552,45 @@ mod tests {
         assert_eq!(v["ManagerStatus"]["Addr"], "127.0.0.2:2377");
 
         let w = sample_node("n2", "host2", false);
-        let v = serde_json::to_value(node_to_docker(&w, Some("n1"), None)).unwrap();
+        let v = serde_json::to_value(node_to_docker(&w, &raft, None)).unwrap();
         assert!(v.get("ManagerStatus").is_none());
         let mut m = sample_node("n3", "host3", true);
         m.meta.created_at.clear();
-        let v = serde_json::to_value(node_to_docker(&m, Some("n1"), None)).unwrap();
+        let v = serde_json::to_value(node_to_docker(&m, &raft, None)).unwrap();
         assert!(v["ManagerStatus"].get("Leader").is_none());
         assert!(v.get("CreatedAt").is_none(), "empty timestamps are omitted");
+    }
+
+    #[test]
+    fn manager_reachability_follows_the_leaders_raft_view() {
+        let mut m = sample_node("n3", "host3", true);
+        let reach = |m: &Node, raft: &RaftView| {
+            serde_json::to_value(node_to_docker(m, raft, None)).unwrap()["ManagerStatus"]
+                ["Reachability"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        // On the leader, Raft decides, whatever the node's heartbeat says.
+        let cut = RaftView {
+            leader: Some("n1".into()),
+            unreachable: Some(["n3".to_string()].into()),
+        };
+        assert_eq!(reach(&m, &cut), "unreachable");
+        let fine = RaftView {
+            leader: Some("n1".into()),
+            unreachable: Some(Default::default()),
+        };
+        m.status.state = NodeState::Down;
+        assert_eq!(reach(&m, &fine), "reachable");
+        // On a follower, the node's state stands in.
+        let follower = RaftView {
+            leader: Some("n1".into()),
+            unreachable: None,
+        };
+        assert_eq!(reach(&m, &follower), "unreachable");
+        m.status.state = NodeState::Ready;
+        assert_eq!(reach(&m, &follower), "reachable");
     }
 
     pub(crate) fn sample_service(id: &str, name: &str, replicas: i64) -> Service {

@@ -1,7 +1,7 @@
 //! [`RaftNode`]: the manager's handle on Raft — open, initialize, propose, read barrier,
 //! leadership, shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -390,6 +390,25 @@ impl RaftNode {
             .map(|n| n.addr.clone())
             .unwrap_or_default();
         Some((id, addr))
+    }
+
+    /// On the leader: the members whose last acknowledged heartbeat or replication is older
+    /// than `stale`, or who never acknowledged one. `None` on other nodes: a follower only
+    /// hears from the leader, so it cannot tell whether its peers are reachable.
+    ///
+    /// This is what `node ls` shows as a manager's reachability (swarmkit's member status
+    /// comes from its Raft transport too, not from the node's agent heartbeat).
+    pub fn unreachable_peers(&self, stale: std::time::Duration) -> Option<BTreeSet<NodeId>> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let heartbeat = m.heartbeat.as_ref()?;
+        Some(
+            heartbeat
+                .iter()
+                .filter(|(id, _)| **id != self.node_id)
+                .filter(|(_, acked)| acked.as_ref().is_none_or(|t| t.elapsed() > stale))
+                .map(|(id, _)| *id)
+                .collect(),
+        )
     }
 
     /// This node's Raft id.

@@ -589,3 +589,53 @@ async fn five_managers_survive_two_failures_not_three() {
     c.assert_one_leader_per_term();
     c.shutdown().await;
 }
+
+/// The leader tells which managers it cannot reach (what `node ls` shows as a manager's
+/// reachability); a follower cannot tell and says so.
+#[tokio::test(start_paused = true)]
+async fn the_leader_reports_stopped_members_unreachable_and_followers_do_not_guess() {
+    init_tracing();
+    let mut c = Cluster::new(3).await;
+    let stale = Duration::from_secs(2);
+    let leader = c.wait_leader().await;
+    let f = *c.ids().iter().find(|id| **id != leader).unwrap();
+    c.wait_until("every member acknowledged", || {
+        c.node(leader)
+            .unreachable_peers(stale)
+            .is_some_and(|s| s.is_empty())
+    })
+    .await;
+    let other = *c
+        .ids()
+        .iter()
+        .find(|id| **id != leader && **id != f)
+        .unwrap();
+    assert_eq!(c.node(other).unreachable_peers(stale), None);
+
+    c.stop(f).await;
+    let t0 = Instant::now();
+    c.wait_until("the stopped member is unreachable", || {
+        c.node(leader)
+            .unreachable_peers(stale)
+            .is_some_and(|s| s.contains(&f))
+    })
+    .await;
+    assert!(
+        t0.elapsed() >= stale,
+        "not before it has been silent for {stale:?}"
+    );
+    assert_eq!(
+        c.node(leader).unreachable_peers(stale),
+        Some([f].into()),
+        "only the stopped member"
+    );
+
+    c.start(f).await;
+    c.wait_until("back and reachable", || {
+        c.node(leader)
+            .unreachable_peers(stale)
+            .is_some_and(|s| s.is_empty())
+    })
+    .await;
+    c.shutdown().await;
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use swarmd_engine_api::backend::{
     Backend, BackendError, BackendResult, DaemonInfo, LocalEngine, LogLine, LogOptions, LogStream,
-    LogStreamKind, ObjectSpec, ServiceUpdateOptions, SwarmStatus, SwarmUpdateFlags,
+    LogStreamKind, ObjectSpec, RaftView, ServiceUpdateOptions, SwarmStatus, SwarmUpdateFlags,
 };
 use swarmd_manager::ControlError;
 use swarmd_types::dispatcher::DispatcherApi;
@@ -21,6 +21,10 @@ use swarmd_types::{Cluster, Config, Node, Role, Secret, Service, Task};
 use crate::node::{
     Active, ExecChoice, InitError, JoinFailure, LeaveError, ManagerParts, SwarmNode,
 };
+
+/// How long the leader may go without a manager's heartbeat acknowledgement before `node ls`
+/// shows that manager unreachable (Raft heartbeats every 100 ms; elections after 300–600 ms).
+const MANAGER_UNREACHABLE_AFTER: Duration = Duration::from_secs(2);
 
 /// The backend: a handle on the node.
 pub struct NodeBackend {
@@ -288,17 +292,22 @@ impl Backend for NodeBackend {
         Ok(m.store.view(|t| t.nodes.values().cloned().collect()))
     }
 
-    async fn leader_node_id(&self) -> BackendResult<Option<String>> {
+    async fn raft_view(&self) -> BackendResult<RaftView> {
         let a = self.active()?;
         let m = mgr_of(&a)?;
-        let Some((leader, _)) = m.raft.leader() else {
-            return Ok(None);
-        };
+        let leader = m.raft.leader().map(|(id, _)| id);
+        let unreachable = m.raft.unreachable_peers(MANAGER_UNREACHABLE_AFTER);
         Ok(m.store.view(|t| {
-            t.nodes
-                .values()
-                .find(|n| n.manager.as_ref().is_some_and(|i| i.raft_id == leader))
-                .map(|n| n.id.clone())
+            let node_of = |raft_id: u64| {
+                t.nodes
+                    .values()
+                    .find(|n| n.manager.as_ref().is_some_and(|i| i.raft_id == raft_id))
+                    .map(|n| n.id.clone())
+            };
+            RaftView {
+                leader: leader.and_then(node_of),
+                unreachable: unreachable.map(|ids| ids.into_iter().filter_map(node_of).collect()),
+            }
         }))
     }
 

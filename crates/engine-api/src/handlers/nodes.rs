@@ -70,14 +70,14 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Respo
     let filters = parse_filters(q.get("filters").unwrap_or(""))?;
     let status = require_manager(&st)?;
     let nodes = filter_nodes(st.backend.nodes().await?, &filters)?;
-    let leader = st.backend.leader_node_id().await?;
+    let raft = st.backend.raft_view().await?;
     let tls = status
         .cluster
         .as_ref()
         .map(|c| convert::tls_info(&c.root_ca));
     let out: Vec<_> = nodes
         .iter()
-        .map(|n| convert::node_to_docker(n, leader.as_deref(), tls.as_ref()))
+        .map(|n| convert::node_to_docker(n, &raft, tls.as_ref()))
         .collect();
     Ok(json_ok(&out))
 }
@@ -86,16 +86,12 @@ pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
     let status = require_manager(&st)?;
     let nodes = st.backend.nodes().await?;
     let node = resolve_node(&id, &nodes, Some(&status.node_id))?;
-    let leader = st.backend.leader_node_id().await?;
+    let raft = st.backend.raft_view().await?;
     let tls = status
         .cluster
         .as_ref()
         .map(|c| convert::tls_info(&c.root_ca));
-    Ok(json_ok(&convert::node_to_docker(
-        node,
-        leader.as_deref(),
-        tls.as_ref(),
-    )))
+    Ok(json_ok(&convert::node_to_docker(node, &raft, tls.as_ref())))
 }
 
 pub async fn update(

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use swarmd_engine_api::{
     Backend, BackendError, BackendResult, DaemonInfo, LocalEngine, LogLine, LogOptions, LogStream,
-    LogStreamKind, ServiceUpdateOptions, SwarmStatus, SwarmUpdateFlags,
+    LogStreamKind, RaftView, ServiceUpdateOptions, SwarmStatus, SwarmUpdateFlags,
 };
 use swarmd_types::models::{
     ContainerSummary, ContainerSummaryStateEnum, LocalNodeState, NodeSpec, ServiceSpec,
@@ -293,8 +293,11 @@ impl Backend for FakeBackend {
         Ok(self.with(|st| st.nodes.clone()))
     }
 
-    async fn leader_node_id(&self) -> BackendResult<Option<String>> {
-        Ok(Some(NODE_ID.into()))
+    async fn raft_view(&self) -> BackendResult<RaftView> {
+        Ok(RaftView {
+            leader: Some(NODE_ID.into()),
+            unreachable: Some(Default::default()),
+        })
     }
 
     async fn node_update(&self, id: &str, version: u64, spec: NodeSpec) -> BackendResult<()> {
