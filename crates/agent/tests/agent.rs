@@ -577,3 +577,134 @@ async fn docker_executor_runs_and_removes_containers() {
     .await;
     node.stop().await;
 }
+
+/// The docker executor puts a task on its overlay networks: the engine bridge of each overlay
+/// (shared by every node on the engine), the allocated address, the aliases, and the gateway
+/// as DNS server. Skipped without an engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_executor_attaches_tasks_to_overlay_networks() {
+    use swarmd_agent::exec::TaskRuntime;
+    use swarmd_agent::exec::overlay::{OverlayAttachment, engine_network_name};
+
+    let node_id = format!("agent-test-{}", swarmd_types::ids::new_id());
+    let Ok(Ok(exec)) = tokio::time::timeout(
+        Duration::from_secs(5),
+        DockerExecutor::connect(DEFAULT_SOCKET, node_id.clone()),
+    )
+    .await
+    else {
+        eprintln!("SKIPPED docker_executor_attaches_tasks_to_overlay_networks: no Docker Engine");
+        return;
+    };
+    let docker = exec.client().clone();
+    if docker.inspect_image("busybox:latest").await.is_err() {
+        eprintln!("SKIPPED: image busybox:latest is not loaded (run scripts/ci-setup.sh)");
+        return;
+    }
+    // A subnet of 10.250.0.0/16 no other test uses, picked from the node ID.
+    let third = 1 + (node_id.bytes().map(u32::from).sum::<u32>() % 250);
+    let net = |name: &str, id: String, third: u32, host: u32, aliases: &[&str]| {
+        OverlayAttachment {
+            network_id: id,
+            network_name: name.into(),
+            subnet: format!("10.250.{third}.0/24"),
+            gateway: format!("10.250.{third}.1"),
+            address: format!("10.250.{third}.{host}"),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        }
+    };
+    let front_id = swarmd_types::ids::new_id();
+    let back_id = swarmd_types::ids::new_id();
+    let back_third = (third % 250) + 1;
+
+    /// Removes the test's containers and engine networks, even when the test fails.
+    struct Cleanup(bollard::Docker, Vec<String>, Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let (docker, containers, networks) = (self.0.clone(), self.1.clone(), self.2.clone());
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    for c in containers {
+                        let _ = docker
+                            .remove_container(
+                                &c,
+                                Some(bollard::query_parameters::RemoveContainerOptions {
+                                    force: true,
+                                    ..Default::default()
+                                }),
+                            )
+                            .await;
+                    }
+                    for n in networks {
+                        let _ = docker.remove_network(&n).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    let server_id = swarmd_types::ids::new_id();
+    let mut server = task(&server_id, "busybox:latest", &["sleep", "60"]);
+    server.node_id = node_id.clone();
+    let mut srt = TaskRuntime::from_task(&server, "127.0.0.1");
+    let front = net("front", front_id.clone(), third, 10, &["web"]);
+    let back = net("back", back_id.clone(), back_third, 20, &[]);
+    srt.networks = vec![front.clone(), back.clone()];
+
+    let client_id = swarmd_types::ids::new_id();
+    let probe = format!(
+        "ping -c1 -W3 web && ping -c1 -W3 10.250.{third}.10 && grep -q 'nameserver' /etc/resolv.conf"
+    );
+    let mut client = task(&client_id, "busybox:latest", &["sh", "-c", &probe]);
+    client.node_id = node_id.clone();
+    let mut crt = TaskRuntime::from_task(&client, "127.0.0.1");
+    crt.networks = vec![net("front", front_id.clone(), third, 11, &[])];
+
+    let _cleanup = Cleanup(
+        docker.clone(),
+        vec![srt.container_name.clone(), crt.container_name.clone()],
+        vec![engine_network_name(&front), engine_network_name(&back)],
+    );
+
+    let s = exec.controller(&srt);
+    s.prepare().await.unwrap();
+    s.start().await.unwrap();
+    let ins = docker
+        .inspect_container(&srt.container_name, None)
+        .await
+        .unwrap();
+    let nets = ins.network_settings.unwrap().networks.unwrap();
+    assert_eq!(
+        nets[&engine_network_name(&front)].ip_address.as_deref(),
+        Some(format!("10.250.{third}.10").as_str())
+    );
+    assert_eq!(
+        nets[&engine_network_name(&back)].ip_address.as_deref(),
+        Some(format!("10.250.{back_third}.20").as_str())
+    );
+    assert_eq!(
+        ins.host_config.unwrap().dns,
+        Some(vec![format!("10.250.{third}.1")]),
+        "the gateway (the node's DNS server) resolves for the container"
+    );
+
+    // A second task on the same overlay reaches the first by alias and by address.
+    let c = exec.controller(&crt);
+    c.prepare().await.unwrap();
+    c.start().await.unwrap();
+    let exit = tokio::time::timeout(DEADLINE, c.wait())
+        .await
+        .expect("the probe ends")
+        .unwrap();
+    assert_eq!(exit.code, 0, "probe failed: {exit:?}");
+
+    // The engine network is shared: preparing again (another node on this engine) is fine.
+    swarmd_agent::exec::overlay::ensure_network(&docker, &front)
+        .await
+        .unwrap();
+}

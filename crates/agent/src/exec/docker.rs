@@ -23,7 +23,7 @@ use bollard::query_parameters::{
 };
 use bollard_stubs::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    HealthStatusEnum, HostConfig, Mount, MountType, PortBinding, RestartPolicy,
+    HealthStatusEnum, HostConfig, Mount, MountType, NetworkingConfig, PortBinding, RestartPolicy,
     RestartPolicyNameEnum,
 };
 use bytes::Bytes;
@@ -35,7 +35,7 @@ use crate::health::Health;
 use super::{
     BoundPort, Controller, ExecError, Executor, ExitStatus, LABEL_NODE_ID, LABEL_TASK_ID, LogEntry,
     LogOptions, LogStream, LogStreamBox, Protocol, RuntimeStatus, TaskRuntime, entry_matches,
-    files, unix_seconds,
+    files, overlay, unix_seconds,
 };
 
 /// The engine's default socket.
@@ -299,6 +299,9 @@ impl DockerController {
             .map(|p| port_key(p.target, p.protocol))
             .collect();
         let dns = spec.dns_config.as_ref();
+        // On overlay networks the node's DNS server (at the gateway) resolves service names,
+        // unless the service names its own servers.
+        let overlay_dns = self.rt.networks.first().map(|a| vec![a.gateway.clone()]);
         let host_config = HostConfig {
             nano_cpus: limits.as_ref().and_then(|l| l.nano_cpus).filter(|n| *n > 0),
             memory: limits
@@ -317,7 +320,8 @@ impl DockerController {
             ulimits: spec.ulimits.clone().filter(|u| !u.is_empty()),
             group_add: non_empty(&spec.groups),
             extra_hosts: spec.hosts.as_ref().map(|h| extra_hosts(h)),
-            dns: dns.and_then(|d| non_empty(&d.nameservers)),
+            dns: dns.and_then(|d| non_empty(&d.nameservers)).or(overlay_dns),
+            network_mode: self.rt.networks.first().map(overlay::engine_network_name),
             dns_search: dns.and_then(|d| non_empty(&d.search)),
             dns_options: dns.and_then(|d| non_empty(&d.options)),
             // Restarts are the orchestrator's business, never the engine's.
@@ -344,6 +348,12 @@ impl DockerController {
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             healthcheck: spec.health_check.clone(),
             host_config: Some(host_config),
+            networking_config: self.rt.networks.first().map(|a| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    overlay::engine_network_name(a),
+                    overlay::endpoint_settings(a),
+                )])),
+            }),
             ..Default::default()
         }
     }
@@ -490,6 +500,11 @@ impl DockerController {
             return Ok(());
         }
         let id = ins.id.unwrap_or_default();
+        // Networks after the first join before the start (idempotent, so a retried start
+        // after a failed connect finishes the job).
+        if let Some(rest) = self.rt.networks.get(1..) {
+            overlay::connect_rest(&self.docker, &id, rest).await?;
+        }
         match self
             .docker
             .start_container(&id, None::<StartContainerOptions>)
@@ -655,6 +670,9 @@ impl Controller for DockerController {
             return Err(ExecError::InvalidSpec("no image given".into()));
         }
         self.ensure_image(&image).await?;
+        for a in &self.rt.networks {
+            overlay::ensure_network(&self.docker, a).await?;
+        }
         let (secrets, configs) =
             files::write(&self.rt.task_id, &self.rt.files, files::Layout::Indexed)?;
         let mut mounts = Self::file_mounts(&secrets);

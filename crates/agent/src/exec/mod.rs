@@ -28,6 +28,7 @@ pub mod docker;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod files;
+pub mod overlay;
 pub mod process;
 
 /// Label carrying the service ID on every task container (Docker's own key).
@@ -208,6 +209,9 @@ pub struct TaskRuntime {
     /// Secret and config files, resolved by the worker from what the dispatcher delivered
     /// (empty for runtimes built only to find an existing task).
     pub files: files::TaskFiles,
+    /// Overlay networks the task is attached to, with its address on each (docker
+    /// executor; the first one is the container's network at create time).
+    pub networks: Vec<overlay::OverlayAttachment>,
 }
 
 impl TaskRuntime {
@@ -257,6 +261,7 @@ impl TaskRuntime {
             ports,
             node_addr: node_addr.to_string(),
             files: Default::default(),
+            networks: Vec::new(),
         }
     }
 
