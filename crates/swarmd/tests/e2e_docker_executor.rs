@@ -73,6 +73,21 @@ fn service_runs_as_engine_containers() {
     for c in &names {
         assert!(ps.stdout.contains(c.as_str()), "{}", ps.stdout);
     }
+    // ... and docker info counts the engine's containers (at least these two running).
+    let running: i64 = n
+        .docker(&["info", "--format", "{{.ContainersRunning}}"])
+        .ok()
+        .stdout_trimmed()
+        .parse()
+        .expect("a number");
+    assert!(running >= 2, "ContainersRunning = {running}");
+    let images: i64 = n
+        .docker(&["info", "--format", "{{.Images}}"])
+        .ok()
+        .stdout_trimmed()
+        .parse()
+        .expect("a number");
+    assert!(images >= 1, "Images = {images}");
     // The published target port is bound to an ephemeral host port on the node address.
     let task = n
         .docker(&[

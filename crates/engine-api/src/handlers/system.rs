@@ -59,10 +59,41 @@ pub async fn info(State(st): State<AppState>) -> Response {
     let daemon = st.backend.daemon_info();
     let status = st.backend.swarm_status();
     let mut info = convert::system_info(&daemon, &status, swarmd_types::timefmt::now());
-    if matches!(st.backend.local_engine(), LocalEngine::Processes) {
-        info.warnings
-            .get_or_insert_with(Vec::new)
-            .push("WARNING: no Docker Engine: tasks run as host processes".into());
+    match st.backend.local_engine() {
+        LocalEngine::Processes => {
+            info.warnings
+                .get_or_insert_with(Vec::new)
+                .push("WARNING: no Docker Engine: tasks run as host processes".into());
+        }
+        LocalEngine::Docker { socket_path } => {
+            // `docker ps` shows the engine's containers, so `docker info` counts them too.
+            if let Some(engine) = engine_info(&st, &socket_path).await {
+                let count = |k: &str| engine.get(k).and_then(serde_json::Value::as_i64);
+                info.containers = count("Containers").or(info.containers);
+                info.containers_running = count("ContainersRunning").or(info.containers_running);
+                info.containers_paused = count("ContainersPaused").or(info.containers_paused);
+                info.containers_stopped = count("ContainersStopped").or(info.containers_stopped);
+                info.images = count("Images").or(info.images);
+            }
+        }
     }
     json_ok(&info)
+}
+
+/// The engine's own `/info`, or `None` if it does not answer within a second (`docker info`
+/// then shows swarmd's counts rather than hang).
+async fn engine_info(st: &AppState, socket: &str) -> Option<serde_json::Value> {
+    let req = axum::http::Request::get("/info").body(Body::empty()).ok()?;
+    let version = crate::version::RequestVersion { prefix: None };
+    let resp = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        st.proxy.forward(socket, req, &version),
+    )
+    .await
+    .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.ok()?;
+    serde_json::from_slice(&body).ok()
 }
