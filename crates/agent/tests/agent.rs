@@ -603,15 +603,13 @@ async fn docker_executor_attaches_tasks_to_overlay_networks() {
     }
     // A subnet of 10.250.0.0/16 no other test uses, picked from the node ID.
     let third = 1 + (node_id.bytes().map(u32::from).sum::<u32>() % 250);
-    let net = |name: &str, id: String, third: u32, host: u32, aliases: &[&str]| {
-        OverlayAttachment {
-            network_id: id,
-            network_name: name.into(),
-            subnet: format!("10.250.{third}.0/24"),
-            gateway: format!("10.250.{third}.1"),
-            address: format!("10.250.{third}.{host}"),
-            aliases: aliases.iter().map(|a| a.to_string()).collect(),
-        }
+    let net = |name: &str, id: String, third: u32, host: u32, aliases: &[&str]| OverlayAttachment {
+        network_id: id,
+        network_name: name.into(),
+        subnet: format!("10.250.{third}.0/24"),
+        gateway: format!("10.250.{third}.1"),
+        address: format!("10.250.{third}.{host}"),
+        aliases: aliases.iter().map(|a| a.to_string()).collect(),
     };
     let front_id = swarmd_types::ids::new_id();
     let back_id = swarmd_types::ids::new_id();
