@@ -137,6 +137,9 @@ struct Inner {
     config: AgentConfig,
     executor: Arc<dyn Executor>,
     registry: Registry,
+    /// The node as it last described itself to the dispatcher (hostname, platform): the
+    /// worker expands service templates (`{{.Node.Hostname}}`) with it.
+    description: watch::Sender<Option<NodeDescription>>,
 }
 
 /// How a session ended.
@@ -157,6 +160,7 @@ impl Agent {
                 config,
                 executor,
                 registry: Registry::default(),
+                description: watch::Sender::new(None),
             }),
         })
     }
@@ -233,6 +237,7 @@ impl Agent {
                 node_addr: cfg.node_addr.clone(),
                 db,
                 registry: self.inner.registry.clone(),
+                node: self.inner.description.subscribe(),
                 assignments: assign_rx,
                 reports: report_tx,
                 cancel: inner_cancel.clone(),
@@ -318,7 +323,10 @@ impl Agent {
         let description = tokio::select! {
             _ = cancel.cancelled() => return SessionEnd::Cancelled,
             d = self.describe() => match d {
-                Ok(d) => d,
+                Ok(d) => {
+                    self.inner.description.send_replace(Some(d.clone()));
+                    d
+                }
                 Err(e) => return SessionEnd::Broken(format!("describing the node: {e}")),
             },
         };

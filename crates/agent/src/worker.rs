@@ -11,16 +11,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bollard_stubs::models::TaskState;
-use swarmd_types::Task;
 use swarmd_types::dispatcher::{
     Assignment, AssignmentAction, AssignmentsKind, AssignmentsMessage, TaskStatusUpdate,
 };
+use swarmd_types::{NodeDescription, Task};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::TaskDb;
 use crate::exec::files::Dependencies;
+use crate::exec::template::TemplateContext;
 use crate::exec::{Executor, TaskRuntime};
 use crate::runner::{self, RunnerCtx, RunnerExit};
 use crate::{AgentError, Registry};
@@ -145,6 +146,8 @@ pub(crate) struct WorkerDeps {
     pub node_addr: String,
     pub db: TaskDb,
     pub registry: Registry,
+    /// The node's description, for templates.
+    pub node: watch::Receiver<Option<NodeDescription>>,
     pub assignments: mpsc::Receiver<AssignmentsMessage>,
     pub reports: mpsc::UnboundedSender<TaskStatusUpdate>,
     pub cancel: CancellationToken,
@@ -155,6 +158,7 @@ struct Worker {
     node_addr: String,
     db: TaskDb,
     registry: Registry,
+    node: watch::Receiver<Option<NodeDescription>>,
     reports: mpsc::UnboundedSender<TaskStatusUpdate>,
     cancel: CancellationToken,
     tasks: HashMap<String, Handle>,
@@ -178,6 +182,7 @@ pub(crate) async fn run(deps: WorkerDeps) -> Result<(), AgentError> {
         node_addr: deps.node_addr,
         db: deps.db,
         registry: deps.registry,
+        node: deps.node,
         reports: deps.reports,
         cancel: deps.cancel,
         tasks: HashMap::new(),
@@ -242,7 +247,14 @@ impl Worker {
             return;
         }
         let mut rt = TaskRuntime::from_task(&task, &self.node_addr);
-        rt.files = self.deps.resolve(&rt.spec);
+        let templates = TemplateContext::new(&task, self.node.borrow().as_ref());
+        // Templates in the spec and in templated secrets/configs; a failure fails the task
+        // when it is prepared (as Docker's "failed to expand" does).
+        let spec_error = templates.expand_spec(&mut rt.spec).err();
+        rt.files = self.deps.resolve(&rt.spec, &templates);
+        if let Some(e) = spec_error {
+            rt.files.error.get_or_insert(e);
+        }
         let ctlr = self.executor.controller(&rt);
         if !silent {
             crate::registry_insert(&self.registry, &id, ctlr.clone());
@@ -667,6 +679,7 @@ mod tests {
             node_addr: "127.0.0.1".into(),
             db: db.clone(),
             registry: Registry::default(),
+            node: watch::channel(None).1,
             assignments: assign_rx,
             reports: report_tx,
             cancel: cancel.clone(),

@@ -588,3 +588,107 @@ fn secrets_reach_only_nodes_that_run_a_referencing_task() {
     // Never in a log, at debug level, on either node.
     assert!(!m.log().contains(&value) && !w.log().contains(&value));
 }
+
+/// Docker's templates: a config created with `--template-driver golang` is expanded on the
+/// node with the task's context, its environment and its other files; `--env` and
+/// `--hostname` templates are expanded too. A template that cannot expand fails the task.
+#[test]
+fn templated_configs_and_spec_fields_expand_on_the_node() {
+    let n = common::process_node("tmpl");
+    n.docker(&["swarm", "init"]).ok();
+    let _l = common::Leave(&n);
+    let hostname = n.hostname().expect("hostname").to_string();
+    create_secret(&n, &["tmpl_pw"], b"s3cr3t-tmpl");
+    create_config(
+        &n,
+        &["--template-driver", "golang", "tmpl.conf"],
+        b"svc={{.Service.Name}} slot={{.Task.Slot}} host={{.Node.Hostname}} mode={{env \"MODE\"}} pw={{secret \"tmpl_pw\"}}",
+    );
+    let svc = unique_name("tmpl");
+    n.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &svc,
+        "--env",
+        "MODE=blue",
+        "--env",
+        "WHO={{.Service.Name}}.{{.Task.Slot}}",
+        "--secret",
+        "tmpl_pw",
+        "--config",
+        "source=tmpl.conf,target=app.conf",
+        "busybox",
+        "sh",
+        "-c",
+        "echo who=$WHO; cat $SWARMD_CONFIGS_DIR/app.conf; echo; exec sleep 300",
+    ])
+    .ok();
+    let want_conf = format!("svc={svc} slot=1 host={hostname} mode=blue pw=s3cr3t-tmpl");
+    let want_who = format!("who={svc}.1");
+    wait_for(
+        T,
+        POLL,
+        "the expanded config and env in the task's output",
+        || {
+            let logs = n.docker(&["service", "logs", "--raw", &svc]).stdout;
+            if logs.contains(&want_conf) && logs.contains(&want_who) {
+                Ok(())
+            } else {
+                Err(logs)
+            }
+        },
+    );
+    // The config object itself keeps the template.
+    let data = n
+        .docker(&[
+            "config",
+            "inspect",
+            "--format",
+            "{{json .Spec.Data}}",
+            "tmpl.conf",
+        ])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    assert!(!data.contains("blue"), "{data}");
+
+    // A template naming a file the task does not have: the task fails with the reason.
+    create_config(
+        &n,
+        &["--template-driver", "golang", "broken.conf"],
+        b"{{secret \"nosuch\"}}",
+    );
+    let broken = unique_name("tmplbad");
+    n.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &broken,
+        "--config",
+        "broken.conf",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .ok();
+    wait_for(T, POLL, "the task to fail with the expansion error", || {
+        let err = n
+            .docker(&[
+                "service",
+                "ps",
+                "--no-trunc",
+                "--format",
+                "{{.Error}}",
+                &broken,
+            ])
+            .stdout;
+        if err.contains("secret target nosuch not found") {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    });
+}

@@ -17,6 +17,7 @@ use swarmd_types::dispatcher::Assignment;
 use swarmd_types::{Config, Secret};
 
 use super::ExecError;
+use super::template::{PayloadFiles, TemplateContext};
 
 /// Where task directories live unless `SWARMD_SECRETS_ROOT` says otherwise (it must be a
 /// tmpfs: the point is that the plaintext never touches a disk).
@@ -73,11 +74,17 @@ pub struct TaskFiles {
     /// before the session delivered its secrets). A task that must be prepared with
     /// missing files fails, as swarmkit's "secret not found" does.
     pub missing: Vec<String>,
+    /// A template that failed to expand (in the spec or in a templated secret/config):
+    /// preparing the task fails with it.
+    pub error: Option<String>,
 }
 
 impl TaskFiles {
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty() && self.configs.is_empty() && self.missing.is_empty()
+        self.secrets.is_empty()
+            && self.configs.is_empty()
+            && self.missing.is_empty()
+            && self.error.is_none()
     }
 }
 
@@ -129,9 +136,17 @@ impl Dependencies {
         self.len() == 0
     }
 
-    /// The files of a task's container spec.
-    pub fn resolve(&self, spec: &TaskSpecContainerSpec) -> TaskFiles {
+    /// The files of a task's container spec; the data of templated secrets and configs
+    /// (`--template-driver golang`) is expanded with `templates`.
+    pub fn resolve(&self, spec: &TaskSpecContainerSpec, templates: &TemplateContext) -> TaskFiles {
         let mut out = TaskFiles::default();
+        // Indexes into out.secrets / out.configs of the templated ones.
+        let mut templated_secrets = Vec::new();
+        let mut templated_configs = Vec::new();
+        let mut payload = PayloadFiles {
+            env: spec.env.clone().unwrap_or_default(),
+            ..Default::default()
+        };
         for r in spec.secrets.iter().flatten() {
             let name = r.secret_name.clone().unwrap_or_default();
             let id = r.secret_id.as_deref().unwrap_or("");
@@ -141,6 +156,10 @@ impl Dependencies {
             };
             let f = r.file.clone().unwrap_or_default();
             let target = f.name.unwrap_or_else(|| name.clone());
+            if s.templating.is_some() {
+                templated_secrets.push(out.secrets.len());
+            }
+            payload.secrets.insert(target.clone(), s.data.clone());
             out.secrets.push(TaskFile {
                 target: absolute(SECRETS_MOUNT, &target),
                 uid: parse_id(f.uid.as_deref()),
@@ -160,6 +179,10 @@ impl Dependencies {
                 continue;
             };
             let target = f.name.unwrap_or_else(|| name.clone());
+            if c.templating.is_some() {
+                templated_configs.push(out.configs.len());
+            }
+            payload.configs.insert(target.clone(), c.data.clone());
             out.configs.push(TaskFile {
                 target: absolute("/", &target),
                 uid: parse_id(f.uid.as_deref()),
@@ -169,7 +192,42 @@ impl Dependencies {
                 name,
             });
         }
+        if !templated_secrets.is_empty() || !templated_configs.is_empty() {
+            expand_templated(
+                &mut out,
+                payload,
+                templates,
+                &templated_secrets,
+                &templated_configs,
+            );
+        }
         out
+    }
+}
+
+/// Expands the templated files of `out` in place. Templates see the task's other files as
+/// delivered (unexpanded), by the target the spec gives them, like swarmkit's getters.
+fn expand_templated(
+    out: &mut TaskFiles,
+    payload: PayloadFiles,
+    templates: &TemplateContext,
+    secrets: &[usize],
+    configs: &[usize],
+) {
+    for (kind, list, idx) in [
+        ("secret", &mut out.secrets, secrets),
+        ("config", &mut out.configs, configs),
+    ] {
+        for &i in idx {
+            let f = &mut list[i];
+            match templates.expand_payload(&f.data, payload.clone()) {
+                Ok(data) => f.data = data,
+                Err(e) => {
+                    out.error
+                        .get_or_insert(format!("expanding templated {kind} {}: {e}", f.name));
+                }
+            }
+        }
     }
 }
 
@@ -216,6 +274,9 @@ pub fn write<'a>(
     files: &'a TaskFiles,
     layout: Layout,
 ) -> Result<(Written<'a>, Written<'a>), ExecError> {
+    if let Some(e) = &files.error {
+        return Err(ExecError::InvalidSpec(e.clone()));
+    }
     if let Some(first) = files.missing.first() {
         return Err(ExecError::InvalidSpec(format!(
             "{first} is not available on this node"
@@ -366,17 +427,61 @@ mod tests {
         }
     }
 
+    fn no_templates() -> TemplateContext {
+        TemplateContext::new(&swarmd_types::Task::default(), None)
+    }
+
+    #[test]
+    fn templated_files_are_expanded_and_bad_ones_fail_the_task() {
+        let mut d = deps();
+        d.apply(
+            false,
+            &Assignment::Config(Config {
+                id: "c1".into(),
+                name: "conf".into(),
+                data: b"svc={{.Service.Name}} pw={{secret \"db_pw\"}} mode={{env \"MODE\"}}"
+                    .to_vec(),
+                templating: Some("golang".into()),
+                ..Default::default()
+            }),
+        );
+        let task = swarmd_types::Task {
+            service_name: "web".into(),
+            ..Default::default()
+        };
+        let ctx = TemplateContext::new(&task, None);
+        let mut sp = spec(Some("db_pw"));
+        sp.env = Some(vec!["MODE=blue".into()]);
+        let f = d.resolve(&sp, &ctx);
+        assert_eq!(f.error, None);
+        assert_eq!(f.configs[0].data, b"svc=web pw=hunter2 mode=blue".to_vec());
+        // The secret itself is not templated: its data stays as delivered.
+        assert_eq!(f.secrets[0].data, b"hunter2".to_vec());
+
+        // A reference to a file the task does not have: the task cannot be prepared.
+        let f = d.resolve(&spec(Some("other_target")), &ctx);
+        let err = f.error.clone().expect("expansion fails");
+        assert!(
+            err.contains("templated config conf") && err.contains("secret target db_pw not found"),
+            "{err}"
+        );
+        assert!(matches!(
+            write("t-templ", &f, Layout::Indexed),
+            Err(ExecError::InvalidSpec(_))
+        ));
+    }
+
     #[test]
     fn resolves_targets_like_docker() {
-        let f = deps().resolve(&spec(Some("db_pw")));
+        let f = deps().resolve(&spec(Some("db_pw")), &no_templates());
         assert_eq!(f.secrets[0].target, "/run/secrets/db_pw");
         assert_eq!((f.secrets[0].uid, f.secrets[0].mode), (1000, 0o400));
         assert_eq!(f.configs[0].target, "/etc/app.conf");
         assert_eq!(f.configs[0].mode, 0o444);
         assert!(f.missing.is_empty());
-        let f = deps().resolve(&spec(Some("/abs/pw")));
+        let f = deps().resolve(&spec(Some("/abs/pw")), &no_templates());
         assert_eq!(f.secrets[0].target, "/abs/pw");
-        let f = deps().resolve(&spec(None));
+        let f = deps().resolve(&spec(None), &no_templates());
         assert_eq!(f.secrets[0].target, "/run/secrets/pw");
     }
 
@@ -391,7 +496,7 @@ mod tests {
             }),
         );
         assert!(!d.has_secret("s1"));
-        let f = d.resolve(&spec(None));
+        let f = d.resolve(&spec(None), &no_templates());
         assert_eq!(f.missing, vec!["secret pw".to_string()]);
     }
 
@@ -411,7 +516,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_data() {
-        let f = deps().resolve(&spec(None));
+        let f = deps().resolve(&spec(None), &no_templates());
         let s = format!("{f:?}");
         // b"hunter2" as `Vec<u8>`'s Debug would print it.
         assert!(

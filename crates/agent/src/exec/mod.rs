@@ -30,6 +30,7 @@ pub(crate) mod fake;
 pub mod files;
 pub mod overlay;
 pub mod process;
+pub mod template;
 
 /// Label carrying the service ID on every task container (Docker's own key).
 pub const LABEL_SERVICE_ID: &str = "com.docker.swarm.service.id";
