@@ -6,7 +6,7 @@
 mod common;
 
 use common::{POLL, T, process_node, replicas};
-use swarmd_testkit::{Daemon, wait_until};
+use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name, wait_until};
 
 const MSG_LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.";
 
@@ -45,7 +45,13 @@ fn unlock(n: &Daemon, key: &str) -> swarmd_testkit::CmdOutput {
 
 #[test]
 fn autolock_locks_a_restarted_manager_until_it_is_unlocked() {
-    let mut n = process_node("lock");
+    let mut n = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
+        .node_addr(unique_loopback())
+        .executor(Executor::Process)
+        .hostname(unique_name("lock"))
+        .log_level("debug")
+        .start()
+        .expect("swarmd starts");
     let init = n.docker(&["swarm", "init", "--autolock"]).ok();
     assert!(init.stdout.contains("SWMKEY-1-"), "{}", init.stdout);
     let key = unlock_key(&n);
@@ -74,6 +80,9 @@ fn autolock_locks_a_restarted_manager_until_it_is_unlocked() {
     wait_until(T, POLL, "service running", || replicas(&n, "web") == "1/1");
 
     restart_locked(&mut n);
+    // The unlock key is on no disk of the node.
+    let found = common::grep_tree(n.data_root(), &key);
+    assert!(found.is_empty(), "unlock key in {found:?}");
     // A key that does not parse, then a well-formed wrong one.
     let out = unlock(&n, "not-a-key").fail();
     assert!(out.stderr.contains("invalid key string"), "{}", out.stderr);
@@ -138,6 +147,11 @@ fn autolock_locks_a_restarted_manager_until_it_is_unlocked() {
     unlock(&n, &key3).ok();
     assert_eq!(node_state(&n), "active");
     n.docker(&["swarm", "leave", "--force"]).ok();
+    // No unlock key ever reached the log, at debug level, nor the data root.
+    let log = n.log();
+    for k in [&key, &rotated, &key3] {
+        assert!(!log.contains(k.as_str()), "unlock key in the log");
+    }
 }
 
 #[test]

@@ -601,28 +601,6 @@ fn secrets_reach_only_nodes_that_run_a_referencing_task() {
     assert!(!m.log().contains(&value) && !w.log().contains(&value));
 }
 
-/// Whether `value` is in any file under `dir` (`grep -r`, binary files as text, devices,
-/// FIFOs and sockets skipped). Returns the matching files.
-fn grep_tree(dir: &std::path::Path, value: &str) -> Vec<String> {
-    let out = std::process::Command::new("grep")
-        .args(["-r", "-l", "-F", "-a", "-D", "skip", "--", value])
-        .arg(dir)
-        .output()
-        .expect("grep runs");
-    match out.status.code() {
-        Some(0) => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect(),
-        Some(1) => vec![],
-        _ => panic!(
-            "grep failed on {}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
-}
-
 /// Encryption at rest, end to end: a secret used by a task on each of two nodes (manager
 /// and worker, docker executor) is in no file under either data root, after a clean stop
 /// (SIGTERM) and after a crash (kill -9, so whatever redb had written is on disk), and in
@@ -735,8 +713,13 @@ fn no_secret_plaintext_under_any_data_root_or_in_any_log() {
     }
 
     let check = |when: &str, nodes: [&Daemon; 2]| {
-        for n in nodes {
-            let found = grep_tree(n.data_root(), &value);
+        for (n, id) in nodes.into_iter().zip(&ids) {
+            // Control: the search does see the data root (the node ID is in its state file).
+            assert!(
+                !common::grep_tree(n.data_root(), id).is_empty(),
+                "{when}: grep sees nothing"
+            );
+            let found = common::grep_tree(n.data_root(), &value);
             assert!(found.is_empty(), "{when}: plaintext secret in {found:?}");
             assert!(!n.log().contains(&value), "{when}: secret in a log");
         }
