@@ -434,7 +434,8 @@ impl SwarmNode {
         spec: swarmd_types::models::SwarmSpec,
     ) -> Result<String, InitError> {
         let _g = self.lifecycle.lock().await;
-        if self.active().is_some() {
+        // A locked member is still one: `init`/`join` would wipe its state.
+        if self.active().is_some() || self.locked().is_some() {
             return Err(InitError::AlreadyInSwarm);
         }
         swarmd_manager::control::validate_swarm_spec(&spec)
@@ -558,7 +559,7 @@ impl SwarmNode {
         advertise_addr: String,
     ) -> Result<(), JoinFailure> {
         let _g = self.lifecycle.lock().await;
-        if self.active().is_some() {
+        if self.active().is_some() || self.locked().is_some() {
             return Err(JoinFailure::AlreadyInSwarm);
         }
         let granted = cluster::request_certificate(token, remote, &advertise_addr)

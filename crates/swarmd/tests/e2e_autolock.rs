@@ -159,6 +159,14 @@ fn a_locked_node_can_leave_only_with_force() {
     let mut n = process_node("lockleave");
     n.docker(&["swarm", "init", "--autolock"]).ok();
     restart_locked(&mut n);
+    // Still a member: a new swarm over it is refused, its state kept.
+    let out = n.docker(&["swarm", "init"]).fail();
+    assert!(
+        out.stderr.contains("already part of a swarm"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(node_state(&n), "locked");
     let out = n.docker(&["swarm", "leave"]).fail();
     assert!(out.stderr.contains("--force"), "{}", out.stderr);
     n.docker(&["swarm", "leave", "--force"]).ok();
