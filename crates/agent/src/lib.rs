@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bollard_stubs::models::ContainerSummary;
 use futures::StreamExt;
+pub use swarmd_crypto::DataKey;
 use swarmd_types::NodeDescription;
 use swarmd_types::dispatcher::{
     AssignmentsMessage, DispatchError, DispatchStream, DispatcherApi, LogSubscription, PublishLogs,
@@ -86,6 +87,8 @@ pub struct AgentConfig {
     /// Reconnect backoff bounds.
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// The node's data key: the local task db is sealed with it (encryption at rest).
+    pub data_key: DataKey,
 }
 
 impl AgentConfig {
@@ -95,8 +98,10 @@ impl AgentConfig {
         node_id: impl Into<String>,
         node_addr: impl Into<String>,
         state_dir: impl Into<PathBuf>,
+        data_key: DataKey,
     ) -> Self {
         AgentConfig {
+            data_key,
             node_id: node_id.into(),
             hostname: None,
             node_addr: node_addr.into(),
@@ -223,7 +228,7 @@ impl Agent {
         cancel: CancellationToken,
     ) -> Result<(), AgentError> {
         let cfg = &self.inner.config;
-        let db = db::TaskDb::open(&cfg.state_dir.join("agent.redb")).await?;
+        let db = db::TaskDb::open(&cfg.state_dir.join("agent.redb"), cfg.data_key.clone()).await?;
         let inner_cancel = cancel.child_token();
         let (assign_tx, assign_rx) = mpsc::channel::<AssignmentsMessage>(16);
         let (report_tx, report_rx) = mpsc::unbounded_channel();

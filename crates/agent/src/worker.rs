@@ -670,7 +670,9 @@ mod tests {
     async fn worker_runs_and_withdraws_tasks() {
         let dir = tempfile::tempdir().unwrap();
         let exec = Arc::new(FakeExecutor::default());
-        let db = TaskDb::open(&dir.path().join("db")).await.unwrap();
+        let db = TaskDb::open(&dir.path().join("db"), swarmd_crypto::DataKey::generate())
+            .await
+            .unwrap();
         let (assign_tx, assign_rx) = mpsc::channel(4);
         let (report_tx, mut report_rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use futures::channel::mpsc as fmpsc;
 use swarmd_agent::exec::docker::{DEFAULT_SOCKET, DockerExecutor};
 use swarmd_agent::exec::process::ProcessExecutor;
-use swarmd_agent::{Agent, AgentConfig, Executor, LogOptions};
+use swarmd_agent::{Agent, AgentConfig, DataKey, Executor, LogOptions};
 use swarmd_types::dispatcher::{
     Assignment, AssignmentAction, AssignmentChange, AssignmentsKind, AssignmentsMessage,
     DispatchError, DispatchStream, DispatcherApi, SessionMessage, SessionRequest, TaskStatusUpdate,
@@ -314,7 +314,7 @@ fn start_agent(
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let mut config = AgentConfig::new(NODE, "127.0.0.1", state_dir);
+    let mut config = AgentConfig::new(NODE, "127.0.0.1", state_dir, DataKey::from_bytes([9; 32]));
     config.hostname = Some("agent-test-host".into());
     let agent = Agent::new(config, executor).expect("agent");
     let cancel = CancellationToken::new();
@@ -497,7 +497,12 @@ async fn docker_executor_runs_and_removes_containers() {
     m.node_id = node_id.clone();
     dispatcher.assign(m);
 
-    let mut config = AgentConfig::new(node_id.clone(), "127.0.0.1", dir.path());
+    let mut config = AgentConfig::new(
+        node_id.clone(),
+        "127.0.0.1",
+        dir.path(),
+        DataKey::generate(),
+    );
     config.hostname = Some("agent-docker-test".into());
     let agent = Agent::new(config, Arc::new(exec)).unwrap();
     let cancel = CancellationToken::new();

@@ -785,8 +785,13 @@ mod tests {
             default_addr_pool: vec!["10.0.0.0/8".into()],
             subnet_size: 24,
             data_path_port: 4789,
+            unlock_key: "SWMKEY-1-neverinspected".into(),
         };
         let v = serde_json::to_value(cluster_to_swarm(&c)).unwrap();
+        assert!(
+            !v.to_string().contains("neverinspected"),
+            "unlock key shown"
+        );
         assert_eq!(v["ID"], "c1");
         assert_eq!(v["JoinTokens"]["Worker"], "SWMTKN-1-w");
         assert_eq!(v["TLSInfo"]["TrustRoot"], "not a cert");

@@ -28,4 +28,5 @@ pub use node::{
     DEFAULT_CATCH_UP_TIMEOUT, DEFAULT_KEEP_LOGS_AFTER_SNAPSHOT, DEFAULT_PROPOSE_TIMEOUT,
     DEFAULT_SNAPSHOT_EVERY, Raft, RaftConfig, RaftError, RaftNode,
 };
+pub use swarmd_crypto::DataKey;
 pub use types::{Member, NodeId, Request, Response, SnapshotData, TypeConfig};

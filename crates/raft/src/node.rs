@@ -13,6 +13,7 @@ use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, ForwardToLeader, InitializeError, LinearizableReadError};
 use openraft::{RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
+use swarmd_crypto::DataKey;
 use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -40,6 +41,9 @@ pub const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct RaftConfig {
     /// Directory holding `raft.redb`; created if missing.
     pub dir: PathBuf,
+    /// This manager's data encryption key: every record of `raft.redb` is sealed with it.
+    /// Losing it loses the replica (the manager then has to rejoin).
+    pub data_key: DataKey,
     /// This manager's Raft id; must be stable across restarts.
     pub node_id: NodeId,
     /// This manager's cluster address, recorded in the membership.
@@ -76,9 +80,15 @@ impl RaftConfig {
     /// → first write is about `election_timeout_max` + `[election_timeout_min,
     /// election_timeout_max)`: 3–4 s with these defaults (measured in
     /// `tests/in_process.rs` at 1.5–1.9 s with 0.5–1 s elections).
-    pub fn new(dir: impl Into<PathBuf>, node_id: NodeId, addr: impl Into<String>) -> Self {
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        data_key: DataKey,
+        node_id: NodeId,
+        addr: impl Into<String>,
+    ) -> Self {
         RaftConfig {
             dir: dir.into(),
+            data_key,
             node_id,
             addr: addr.into(),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
@@ -247,9 +257,10 @@ impl RaftNode {
         let path = dir.join(DB_FILE);
         let opened = {
             let path = path.clone();
+            let key = config.data_key.clone();
             tokio::task::spawn_blocking(move || {
                 std::fs::create_dir_all(&dir)?;
-                let db = Db::open(&path)?;
+                let db = Db::open(&path, key)?;
                 if let Err(e) = db.verify() {
                     db.close();
                     return Err(e);
@@ -883,22 +894,23 @@ mod tests {
         assert!(quorum_lost(3, Some(ms(4_001)), after));
     }
 
-    /// A record altered with valid redb page checksums (so only our record checksum can
-    /// notice) makes `open` fail with `Corrupt` and leaves the store untouched.
+    /// A record altered with valid redb page checksums (so only the record's authentication
+    /// tag can notice) makes `open` fail with `Corrupt` and leaves the store untouched; the
+    /// service's ID is nowhere in the file in plaintext.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn open_rejects_an_entry_that_fails_its_checksum() {
+    async fn open_rejects_an_entry_that_fails_authentication() {
         use crate::storage::{LOG, durable_write, redb_err};
         use redb::ReadableTable;
         use swarmd_store::StoreAction;
 
         let dir = tempfile::tempdir().unwrap();
-        let cfg = RaftConfig::new(dir.path(), 1, "127.0.0.1:2377");
+        let cfg = RaftConfig::new(dir.path(), DataKey::generate(), 1, "127.0.0.1:2377");
         let node = RaftNode::open(cfg.clone(), Arc::new(MemoryStore::new()))
             .await
             .unwrap();
         node.initialize_single().await.unwrap();
         let svc = swarmd_types::Service {
-            id: "s1".into(),
+            id: "plaintext-service-id-4f1c".into(),
             ..Default::default()
         };
         let index = node
@@ -909,18 +921,32 @@ mod tests {
             .await
             .unwrap();
         node.shutdown().await;
+        let file = std::fs::read(cfg.dir.join(DB_FILE)).unwrap();
+        assert!(
+            !file
+                .windows(b"plaintext-service-id-4f1c".len())
+                .any(|w| w == b"plaintext-service-id-4f1c"),
+            "plaintext in raft.redb"
+        );
 
-        let db = Db::open(&cfg.dir.join(DB_FILE)).unwrap();
+        // With another key, the log is refused as a whole.
+        let other = RaftConfig {
+            data_key: DataKey::generate(),
+            ..cfg.clone()
+        };
+        let err = RaftNode::open(other, Arc::new(MemoryStore::new()))
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, RaftError::Corrupt { .. }), "{err}");
+
+        let db = Db::open(&cfg.dir.join(DB_FILE), cfg.data_key.clone()).unwrap();
         db.with(|db| {
             let txn = durable_write(db)?;
             {
                 let mut t = txn.open_table(LOG).map_err(redb_err)?;
                 let mut rec = t.get(index).map_err(redb_err)?.unwrap().value().to_vec();
-                let pos = rec
-                    .windows(4)
-                    .position(|w| w == b"\"s1\"")
-                    .expect("service id in the entry");
-                rec[pos + 2] = b'2';
+                let mid = rec.len() / 2;
+                rec[mid] ^= 0x01;
                 t.insert(index, rec.as_slice()).map_err(redb_err)?;
             }
             txn.commit().map_err(redb_err)
@@ -931,7 +957,7 @@ mod tests {
         let mem = Arc::new(MemoryStore::new());
         let err = RaftNode::open(cfg, mem.clone()).await.unwrap_err();
         assert!(
-            matches!(&err, RaftError::Corrupt { .. }) && err.to_string().contains("checksum"),
+            matches!(&err, RaftError::Corrupt { .. }) && err.to_string().contains("authentication"),
             "{err}"
         );
         assert_eq!(mem.applied_index(), 0);
@@ -939,11 +965,11 @@ mod tests {
 
     #[test]
     fn config_is_validated() {
-        let mut c = RaftConfig::new("/tmp/x", 1, "127.0.0.1:2377");
+        let mut c = RaftConfig::new("/tmp/x", DataKey::generate(), 1, "127.0.0.1:2377");
         assert!(c.to_openraft().is_ok());
         c.election_timeout_min = c.heartbeat_interval;
         assert!(matches!(c.to_openraft(), Err(RaftError::Config(_))));
-        let mut c = RaftConfig::new("/tmp/x", 1, "a");
+        let mut c = RaftConfig::new("/tmp/x", DataKey::generate(), 1, "a");
         c.snapshot_every = 0;
         assert!(matches!(c.to_openraft(), Err(RaftError::Config(_))));
     }

@@ -17,7 +17,9 @@ use openraft::{EntryPayload, OptionalSend};
 use redb::{ReadableDatabase, ReadableTable};
 use swarmd_store::MemoryStore;
 
-use crate::codec;
+use swarmd_crypto::DataKey;
+
+use crate::codec::{self, Slot};
 use crate::storage::{Db, KEY_SNAP_DATA, KEY_SNAP_META, SNAPSHOT, durable_write, redb_err};
 use crate::types::{C, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
 
@@ -56,18 +58,24 @@ fn index_of(log_id: &Option<LogId>) -> u64 {
 /// Writes `meta` + `data` as the current snapshot in one durable transaction, unless the
 /// stored one is already at least as new (a restart re-installs the stored snapshot; there is
 /// nothing to write then). Blocking.
-fn persist_snapshot(db: &redb::Database, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
+fn persist_snapshot(
+    db: &redb::Database,
+    key: &DataKey,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> io::Result<bool> {
     let txn = durable_write(db)?;
     {
         let mut t = txn.open_table(SNAPSHOT).map_err(redb_err)?;
         if let Some(v) = t.get(KEY_SNAP_META).map_err(redb_err)? {
-            let stored: SnapshotMeta = codec::decode(v.value(), &"snapshot meta")?;
+            let stored: SnapshotMeta =
+                codec::decode(key, Slot::Snapshot(KEY_SNAP_META), v.value())?;
             if stored.last_log_id >= meta.last_log_id {
                 return Ok(false);
             }
         }
-        let meta_rec = codec::encode(meta)?;
-        let data_rec = codec::frame(data);
+        let meta_rec = codec::encode(key, Slot::Snapshot(KEY_SNAP_META), meta)?;
+        let data_rec = codec::seal(key, Slot::Snapshot(KEY_SNAP_DATA), data);
         t.insert(KEY_SNAP_META, meta_rec.as_slice())
             .map_err(redb_err)?;
         t.insert(KEY_SNAP_DATA, data_rec.as_slice())
@@ -88,11 +96,12 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
         let snap = std::mem::take(&mut self.snapshot);
         let index = snap.index;
         let meta2 = meta.clone();
+        let key = self.db.key.clone();
         let data = self
             .db
             .run(move |db| {
                 let data = serde_json::to_vec(&snap).map_err(io::Error::other)?;
-                persist_snapshot(db, &meta2, &data)?;
+                persist_snapshot(db, &key, &meta2, &data)?;
                 Ok(data)
             })
             .await?;
@@ -181,6 +190,7 @@ impl RaftStateMachine<C> for StateMachine {
         let want = index_of(&meta.last_log_id);
         let store = self.store.clone();
         let meta2 = meta.clone();
+        let key = self.db.key.clone();
         self.db
             .run(move |db| {
                 let snap: swarmd_store::Snapshot = serde_json::from_slice(&snapshot)
@@ -191,7 +201,7 @@ impl RaftStateMachine<C> for StateMachine {
                         snap.index
                     )));
                 }
-                persist_snapshot(db, &meta2, &snapshot)?;
+                persist_snapshot(db, &key, &meta2, &snapshot)?;
                 store.restore(snap);
                 Ok(())
             })
@@ -203,16 +213,21 @@ impl RaftStateMachine<C> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let key = self.db.key.clone();
         self.db
-            .run(|db| {
+            .run(move |db| {
                 let txn = db.begin_read().map_err(redb_err)?;
                 let t = txn.open_table(SNAPSHOT).map_err(redb_err)?;
                 let meta = match t.get(KEY_SNAP_META).map_err(redb_err)? {
-                    Some(v) => codec::decode::<SnapshotMeta>(v.value(), &"snapshot meta")?,
+                    Some(v) => codec::decode::<SnapshotMeta>(
+                        &key,
+                        Slot::Snapshot(KEY_SNAP_META),
+                        v.value(),
+                    )?,
                     None => return Ok(None),
                 };
                 let data = match t.get(KEY_SNAP_DATA).map_err(redb_err)? {
-                    Some(v) => codec::unframe(v.value(), &"snapshot data")?.to_vec(),
+                    Some(v) => codec::open(&key, Slot::Snapshot(KEY_SNAP_DATA), v.value())?,
                     None => return Err(codec::corrupt("snapshot data is missing".into())),
                 };
                 Ok(Some(Snapshot {

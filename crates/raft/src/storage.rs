@@ -1,6 +1,7 @@
 //! Raft log storage over one redb database, `<dir>/raft.redb`.
 //!
-//! Tables (every value framed with a format byte and a CRC-32C, verified on every read):
+//! Tables (every value sealed with the manager's data key, XChaCha20-Poly1305, and
+//! authenticated on every read; see [`crate::codec`]):
 //! - `raft_log`: log index -> entry (JSON of the openraft entry);
 //! - `raft_meta`: `vote`, `committed`, `last_purged`;
 //! - `raft_snapshot`: `meta`, `data` of the current snapshot (written by the state machine).
@@ -31,7 +32,9 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 
-use crate::codec;
+use swarmd_crypto::DataKey;
+
+use crate::codec::{self, Slot};
 use crate::types::{C, Entry, LogId, Vote};
 
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
@@ -64,6 +67,8 @@ pub(crate) fn redb_err(e: impl Into<redb::Error>) -> io::Error {
 /// closed, every operation fails with an error instead of touching the file.
 pub(crate) struct Db {
     path: PathBuf,
+    /// The data encryption key every record is sealed with.
+    pub(crate) key: DataKey,
     db: RwLock<Option<Database>>,
 }
 
@@ -72,7 +77,7 @@ impl Db {
     ///
     /// The integrity check on open verifies every page checksum, so a file altered outside
     /// redb is an error here (a plain redb open trusts the file and may panic later).
-    pub(crate) fn open(path: &Path) -> io::Result<Db> {
+    pub(crate) fn open(path: &Path, key: DataKey) -> io::Result<Db> {
         let db = Database::builder()
             .set_check_integrity_on_open(true)
             .create(path)
@@ -86,6 +91,7 @@ impl Db {
         txn.commit().map_err(redb_err)?;
         Ok(Db {
             path: path.to_path_buf(),
+            key,
             db: RwLock::new(Some(db)),
         })
     }
@@ -129,7 +135,7 @@ impl Db {
         }
     }
 
-    /// Verifies the checksum of every record (log entries, metadata, snapshot). Blocking.
+    /// Authenticates every record (log entries, metadata, snapshot). Blocking.
     ///
     /// Run at open so that corruption anywhere in the file is reported before Raft starts,
     /// not when (or if) openraft happens to read the damaged record.
@@ -138,12 +144,12 @@ impl Db {
             let txn = db.begin_read().map_err(redb_err)?;
             let log = txn.open_table(LOG).map_err(redb_err)?;
             let mut prev: Option<u64> = None;
-            // Checksums and key continuity only: decoding is left to the reads that need the
-            // entries, so a long log of big batches does not make every start slow.
+            // Authentication and key continuity only: decoding is left to the reads that need
+            // the entries, so a long log of big batches does not make every start slow.
             for item in log.iter().map_err(redb_err)? {
                 let (k, v) = item.map_err(redb_err)?;
                 let index = k.value();
-                codec::unframe(v.value(), &format_args!("raft log entry {index}"))?;
+                codec::open(&self.key, Slot::Log(index), v.value())?;
                 if let Some(p) = prev
                     && index != p + 1
                 {
@@ -154,13 +160,13 @@ impl Db {
                 prev = Some(index);
             }
             let meta = txn.open_table(META).map_err(redb_err)?;
-            let _: Option<Vote> = read_meta(&meta, KEY_VOTE)?;
-            let _: Option<Option<LogId>> = read_meta(&meta, KEY_COMMITTED)?;
-            let _: Option<LogId> = read_meta(&meta, KEY_PURGED)?;
+            let _: Option<Vote> = read_meta(&self.key, &meta, KEY_VOTE)?;
+            let _: Option<Option<LogId>> = read_meta(&self.key, &meta, KEY_COMMITTED)?;
+            let _: Option<LogId> = read_meta(&self.key, &meta, KEY_PURGED)?;
             let snap = txn.open_table(SNAPSHOT).map_err(redb_err)?;
             for key in [KEY_SNAP_META, KEY_SNAP_DATA] {
                 if let Some(v) = snap.get(key).map_err(redb_err)? {
-                    codec::unframe(v.value(), &format_args!("snapshot {key}"))?;
+                    codec::open(&self.key, Slot::Snapshot(key), v.value())?;
                 }
             }
             Ok(())
@@ -177,8 +183,8 @@ pub(crate) fn durable_write(db: &Database) -> io::Result<WriteTransaction> {
     Ok(txn)
 }
 
-fn decode_entry(index: u64, record: &[u8]) -> io::Result<Entry> {
-    let entry: Entry = codec::decode(record, &format_args!("raft log entry {index}"))?;
+fn decode_entry(key: &DataKey, index: u64, record: &[u8]) -> io::Result<Entry> {
+    let entry: Entry = codec::decode(key, Slot::Log(index), record)?;
     if entry.log_id.index != index {
         return Err(codec::corrupt(format!(
             "raft log entry stored at {index} claims index {}",
@@ -189,19 +195,24 @@ fn decode_entry(index: u64, record: &[u8]) -> io::Result<Entry> {
 }
 
 fn read_meta<T: serde::de::DeserializeOwned>(
+    data_key: &DataKey,
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
 ) -> io::Result<Option<T>> {
     match table.get(key).map_err(redb_err)? {
-        Some(v) => codec::decode(v.value(), &format_args!("raft meta {key}")).map(Some),
+        Some(v) => codec::decode(data_key, Slot::Meta(key), v.value()).map(Some),
         None => Ok(None),
     }
 }
 
-fn read_meta_db<T: serde::de::DeserializeOwned>(db: &Database, key: &str) -> io::Result<Option<T>> {
+fn read_meta_db<T: serde::de::DeserializeOwned>(
+    data_key: &DataKey,
+    db: &Database,
+    key: &str,
+) -> io::Result<Option<T>> {
     let txn = db.begin_read().map_err(redb_err)?;
     let table = txn.open_table(META).map_err(redb_err)?;
-    read_meta(&table, key)
+    read_meta(data_key, &table, key)
 }
 
 fn bounds(range: &impl RangeBounds<u64>) -> (Bound<u64>, Bound<u64>) {
@@ -209,13 +220,17 @@ fn bounds(range: &impl RangeBounds<u64>) -> (Bound<u64>, Bound<u64>) {
 }
 
 /// Reads entries in `range`, verifying each record and that the result has no hole.
-fn read_entries(db: &Database, range: (Bound<u64>, Bound<u64>)) -> io::Result<Vec<Entry>> {
+fn read_entries(
+    key: &DataKey,
+    db: &Database,
+    range: (Bound<u64>, Bound<u64>),
+) -> io::Result<Vec<Entry>> {
     let txn = db.begin_read().map_err(redb_err)?;
     let table = txn.open_table(LOG).map_err(redb_err)?;
     let mut out: Vec<Entry> = Vec::new();
     for item in table.range(range).map_err(redb_err)? {
         let (k, v) = item.map_err(redb_err)?;
-        let entry = decode_entry(k.value(), v.value())?;
+        let entry = decode_entry(key, k.value(), v.value())?;
         if let Some(last) = out.last()
             && entry.log_id.index != last.log_id.index + 1
         {
@@ -251,11 +266,15 @@ impl RaftLogReader<C> for LogReader {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let range = bounds(&range);
-        self.db.run(move |db| read_entries(db, range)).await
+        let key = self.db.key.clone();
+        self.db.run(move |db| read_entries(&key, db, range)).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.db.run(|db| read_meta_db(db, KEY_VOTE)).await
+        let key = self.db.key.clone();
+        self.db
+            .run(move |db| read_meta_db(&key, db, KEY_VOTE))
+            .await
     }
 }
 
@@ -265,11 +284,15 @@ impl RaftLogReader<C> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
         let range = bounds(&range);
-        self.db.run(move |db| read_entries(db, range)).await
+        let key = self.db.key.clone();
+        self.db.run(move |db| read_entries(&key, db, range)).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.db.run(|db| read_meta_db(db, KEY_VOTE)).await
+        let key = self.db.key.clone();
+        self.db
+            .run(move |db| read_meta_db(&key, db, KEY_VOTE))
+            .await
     }
 }
 
@@ -277,13 +300,14 @@ impl RaftLogStorage<C> for LogStore {
     type LogReader = LogReader;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        let key = self.db.key.clone();
         self.db
-            .run(|db| {
-                let last_purged: Option<LogId> = read_meta_db(db, KEY_PURGED)?;
+            .run(move |db| {
+                let last_purged: Option<LogId> = read_meta_db(&key, db, KEY_PURGED)?;
                 let txn = db.begin_read().map_err(redb_err)?;
                 let table = txn.open_table(LOG).map_err(redb_err)?;
                 let last = match table.last().map_err(redb_err)? {
-                    Some((k, v)) => Some(decode_entry(k.value(), v.value())?.log_id),
+                    Some((k, v)) => Some(decode_entry(&key, k.value(), v.value())?.log_id),
                     None => None,
                 };
                 Ok(LogState {
@@ -301,7 +325,7 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        let record = codec::encode(vote)?;
+        let record = codec::encode(&self.db.key, Slot::Meta(KEY_VOTE), vote)?;
         tracing::debug!(%vote, "raft: saving vote");
         self.db
             .run(move |db| {
@@ -322,7 +346,7 @@ impl RaftLogStorage<C> for LogStore {
     /// durable log either way, and [`crate::RaftNode::open`] waits for recovery, in which
     /// the leader commits them again — and it saves an fsync on every write.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        let record = codec::encode(&committed)?;
+        let record = codec::encode(&self.db.key, Slot::Meta(KEY_COMMITTED), &committed)?;
         self.db
             .run(move |db| {
                 let mut txn = db.begin_write().map_err(redb_err)?;
@@ -338,8 +362,9 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        let key = self.db.key.clone();
         self.db
-            .run(|db| Ok(read_meta_db::<Option<LogId>>(db, KEY_COMMITTED)?.flatten()))
+            .run(move |db| Ok(read_meta_db::<Option<LogId>>(&key, db, KEY_COMMITTED)?.flatten()))
             .await
     }
 
@@ -357,7 +382,11 @@ impl RaftLogStorage<C> for LogStore {
     {
         let mut records = Vec::new();
         for entry in entries {
-            records.push((entry.log_id.index, codec::encode(&entry)?));
+            let index = entry.log_id.index;
+            records.push((
+                index,
+                codec::encode(&self.db.key, Slot::Log(index), &entry)?,
+            ));
         }
         let (first, last) = match (records.first(), records.last()) {
             (Some(f), Some(l)) => (f.0, l.0),
@@ -410,7 +439,7 @@ impl RaftLogStorage<C> for LogStore {
     /// Deletes entries up to `log_id` and records it as the last purged id, atomically.
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let upto = log_id.index;
-        let record = codec::encode(&log_id)?;
+        let record = codec::encode(&self.db.key, Slot::Meta(KEY_PURGED), &log_id)?;
         tracing::debug!(upto, "raft: purging log");
         self.db
             .run(move |db| {
@@ -447,8 +476,13 @@ mod tests {
         openraft::LogId::new(leader, index)
     }
 
+    /// A fixed key: the tests reopen the same file.
+    fn key() -> DataKey {
+        DataKey::from_bytes([7; 32])
+    }
+
     fn open(dir: &Path) -> (Arc<Db>, LogStore) {
-        let db = Arc::new(Db::open(&dir.join(DB_FILE)).unwrap());
+        let db = Arc::new(Db::open(&dir.join(DB_FILE), key()).unwrap());
         (db.clone(), LogStore::new(db))
     }
 
@@ -503,7 +537,7 @@ mod tests {
         store.append(entries, IOFlushed::noop()).await.unwrap();
 
         // Flip one payload byte of entry 2, keeping redb's own page checksums valid: only
-        // our record checksum can notice.
+        // the record's authentication tag can notice.
         db.with(|db| {
             let txn = durable_write(db)?;
             {
@@ -519,7 +553,7 @@ mod tests {
 
         let err = store.try_get_log_entries(1..=3).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
-        assert!(err.to_string().contains("checksum"), "{err}");
+        assert!(err.to_string().contains("authentication"), "{err}");
         // Entries around it are still readable one by one.
         assert_eq!(store.try_get_log_entries(3..4).await.unwrap().len(), 1);
         assert_eq!(db.verify().unwrap_err().kind(), io::ErrorKind::InvalidData);

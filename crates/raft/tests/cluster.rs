@@ -14,7 +14,7 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use swarmd_raft::{MANAGER_SERVER_NAME, NetworkConfig, RaftConfig, RaftNode};
+use swarmd_raft::{DataKey, MANAGER_SERVER_NAME, NetworkConfig, RaftConfig, RaftNode};
 use swarmd_rpc::{Authorizer, PeerInfo, RpcKind, RpcServer, ServerOptions, Services, Status};
 use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer, StoreAction};
 use swarmd_types::models::ServiceSpec;
@@ -121,8 +121,13 @@ impl Manager {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (server_tls, client_tls) = pki.manager(id);
-        let mut cfg = RaftConfig::new(dir.path(), id, addr.to_string())
-            .with_network(NetworkConfig::new(client_tls));
+        let mut cfg = RaftConfig::new(
+            dir.path(),
+            DataKey::from_bytes([id as u8; 32]),
+            id,
+            addr.to_string(),
+        )
+        .with_network(NetworkConfig::new(client_tls));
         cfg.heartbeat_interval = Duration::from_millis(100);
         cfg.election_timeout_min = Duration::from_millis(600);
         cfg.election_timeout_max = Duration::from_millis(1200);

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarmd_raft::{RaftConfig, RaftError, RaftNode};
+use swarmd_raft::{DataKey, RaftConfig, RaftError, RaftNode};
 use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer, Store, StoreAction, StoreError};
 use swarmd_types::models::ServiceSpec;
 use swarmd_types::{Kind, Service, Task, timefmt};
@@ -24,7 +24,7 @@ fn init_tracing() {
 }
 
 fn config(dir: &Path) -> RaftConfig {
-    RaftConfig::new(dir, 1, "127.0.0.1:2377")
+    RaftConfig::new(dir, DataKey::from_bytes([1; 32]), 1, "127.0.0.1:2377")
 }
 
 fn service(id: &str, name: &str) -> Service {
@@ -294,18 +294,15 @@ async fn a_corrupted_file_fails_to_open_instead_of_serving_bad_data() {
 
     let path = dir.path().join(swarmd_raft::storage::DB_FILE);
     let mut bytes = std::fs::read(&path).unwrap();
-    let mut flipped = 0;
-    let mut i = 0;
-    while let Some(pos) = bytes[i..]
-        .windows(marker.len())
-        .position(|w| w == marker.as_bytes())
-    {
-        let at = i + pos + 2;
-        bytes[at] ^= 0x20; // 'c' -> 'C': still valid JSON, different data.
-        flipped += 1;
-        i = at + 1;
+    // Encryption at rest: the service's name is nowhere in the file.
+    assert!(
+        !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+        "plaintext in the raft file"
+    );
+    // Flip one bit in every page after the header: whichever pages hold data now fail.
+    for at in (4096 + 100..bytes.len()).step_by(4096) {
+        bytes[at] ^= 0x20;
     }
-    assert!(flipped > 0, "marker not found in the raft file");
     std::fs::write(&path, &bytes).unwrap();
 
     let mem2 = Arc::new(MemoryStore::new());

@@ -19,7 +19,7 @@ use swarmd_types::models::{
 use swarmd_types::{Cluster, Config, Node, Role, Secret, Service, Task};
 
 use crate::node::{
-    Active, ExecChoice, InitError, JoinFailure, LeaveError, ManagerParts, SwarmNode,
+    Active, ExecChoice, InitError, JoinFailure, LeaveError, ManagerParts, SwarmNode, UnlockError,
 };
 
 /// How long the leader may go without a manager's heartbeat acknowledgement before `node ls`
@@ -90,6 +90,20 @@ impl Backend for NodeBackend {
 
     fn swarm_status(&self) -> SwarmStatus {
         let addr = self.node.args.node_addr.to_string();
+        if let Some(state) = self.node.locked() {
+            // Locked: nothing runs, nothing of the swarm can be read until `swarm unlock`.
+            return SwarmStatus {
+                local_node_state: LocalNodeState::LOCKED,
+                node_id: state.node_id,
+                node_addr: addr,
+                control_available: false,
+                error: String::new(),
+                remote_managers: vec![],
+                nodes: 0,
+                managers: 0,
+                cluster: None,
+            };
+        }
         match self.node.active() {
             None => SwarmStatus {
                 local_node_state: LocalNodeState::INACTIVE,
@@ -271,19 +285,36 @@ impl Backend for NodeBackend {
                 spec,
                 flags.rotate_worker_token,
                 flags.rotate_manager_token,
+                flags.rotate_manager_unlock_key,
             )
             .await
-            .map_err(control_err)
+            .map_err(control_err)?;
+        // This manager's keys follow at once (the CLI prints the key next); the others'
+        // reconcilers follow the replicated change.
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || node.reconcile_seal())
+            .await
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
+        Ok(())
     }
 
-    async fn swarm_unlock(&self, _key: String) -> BackendResult<()> {
-        self.active()?;
-        Err(BackendError::InvalidArgument("swarm is not locked".into()))
+    async fn swarm_unlock(&self, key: String) -> BackendResult<()> {
+        self.node.unlock(&key).await.map_err(|e| match e {
+            UnlockError::NotLocked => BackendError::Conflict(e.to_string()),
+            UnlockError::Invalid(m) => BackendError::InvalidArgument(m),
+            UnlockError::WrongKey => BackendError::Unauthorized(e.to_string()),
+            UnlockError::Other(m) => BackendError::Internal(m),
+        })
     }
 
+    /// The swarm's unlock key, or "" without autolock (the CLI then says "no unlock key is
+    /// set"), as Docker answers.
     async fn swarm_unlock_key(&self) -> BackendResult<String> {
-        self.active()?;
-        Ok(String::new())
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        Ok(m.store
+            .view(|t| t.cluster().map(|c| c.unlock_key.clone()))
+            .unwrap_or_default())
     }
 
     async fn nodes(&self) -> BackendResult<Vec<Node>> {

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::OpenOptionsExt;
+use swarmd_crypto::{DataKey, UnlockKey};
 use swarmd_manager::ca::{self as ca_signer, CaError};
 use swarmd_raft::RaftNode;
 use swarmd_rpc::{
@@ -19,45 +23,176 @@ use tokio_util::sync::CancellationToken;
 
 use crate::raft_glue::manager_client_options as client_options;
 
-/// This node's key, certificate and the swarm's root, kept under `swarm/certs/`.
+/// This node's key, certificate, the swarm's root and the node's data key, kept under
+/// `swarm/certs/`.
+///
+/// The secrets (TLS private key and data key) live together in `node.keys`, as swarmkit keeps
+/// its Raft DEK in the TLS key's PEM headers: in the clear (mode 0600) while autolock is off;
+/// sealed with the unlock key (XChaCha20-Poly1305) while it is on, so that without the key,
+/// which is never written to disk, a stopped manager's data cannot be read.
 #[derive(Debug, Clone)]
 pub struct NodeCerts {
     pub key_pem: String,
     pub cert_pem: String,
     pub root_pem: String,
+    /// Seals this node's Raft log (managers) and agent database (every node).
+    pub dek: DataKey,
 }
 
 fn certs_dir(swarm_dir: &Path) -> PathBuf {
     swarm_dir.join("certs")
 }
 
+/// File holding the node's secrets, see [`NodeCerts`].
+const KEYS_FILE: &str = "node.keys";
+/// Where swarmd kept the TLS key (alone, in the clear) before encryption at rest.
+const LEGACY_KEY_FILE: &str = "node.key";
+/// Associated data of the sealed secrets: a sealed blob is only ever read as this file.
+const KEYS_AAD: &[u8] = b"swarmd/certs/node.keys/v1";
+
+/// The node's secrets as they are in memory.
+#[derive(Serialize, Deserialize)]
+struct NodeSecrets {
+    tls_key_pem: String,
+    dek: String,
+}
+
+/// `node.keys` on disk.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "storage", rename_all = "snake_case")]
+enum KeysFile {
+    /// Autolock off: readable by root only.
+    Plain(NodeSecrets),
+    /// Autolock on: base64 of the secrets' JSON sealed by the unlock key.
+    Sealed { sealed: String },
+}
+
+/// Why the node's secrets could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// Sealed and no unlock key given: the node is locked.
+    #[error("the node's keys are sealed by the swarm's unlock key")]
+    Locked,
+    /// Sealed and the given key does not open them.
+    #[error("swarm could not be unlocked: invalid key provided")]
+    WrongKey,
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+/// Writes the secrets as `node.keys` would hold them: sealed by `lock` if given. Pure.
+fn keys_file(secrets: &NodeSecrets, lock: Option<&UnlockKey>) -> anyhow::Result<Vec<u8>> {
+    let file = match lock {
+        None => KeysFile::Plain(NodeSecrets {
+            tls_key_pem: secrets.tls_key_pem.clone(),
+            dek: secrets.dek.clone(),
+        }),
+        Some(k) => {
+            let json = zeroize::Zeroizing::new(serde_json::to_vec(secrets)?);
+            KeysFile::Sealed {
+                sealed: base64::engine::general_purpose::STANDARD
+                    .encode(k.kek().seal(KEYS_AAD, &json)),
+            }
+        }
+    };
+    Ok(serde_json::to_vec(&file)?)
+}
+
+/// Reads `node.keys`, opening it with `lock` if it is sealed. Pure.
+fn open_keys_file(bytes: &[u8], lock: Option<&UnlockKey>) -> Result<NodeSecrets, KeysError> {
+    let file: KeysFile = serde_json::from_slice(bytes)
+        .map_err(|e| anyhow::anyhow!("unreadable {KEYS_FILE}: {e}"))?;
+    match file {
+        KeysFile::Plain(s) => Ok(s),
+        KeysFile::Sealed { sealed } => {
+            let Some(k) = lock else {
+                return Err(KeysError::Locked);
+            };
+            let sealed = base64::engine::general_purpose::STANDARD
+                .decode(sealed)
+                .map_err(|e| anyhow::anyhow!("unreadable {KEYS_FILE}: {e}"))?;
+            let json = zeroize::Zeroizing::new(
+                k.kek()
+                    .open(KEYS_AAD, &sealed)
+                    .map_err(|_| KeysError::WrongKey)?,
+            );
+            Ok(serde_json::from_slice(&json)
+                .map_err(|e| anyhow::anyhow!("unreadable sealed {KEYS_FILE}: {e}"))?)
+        }
+    }
+}
+
+/// Whether this node's secrets are sealed (autolock): it starts locked.
+pub fn keys_are_sealed(swarm_dir: &Path) -> bool {
+    std::fs::read(certs_dir(swarm_dir).join(KEYS_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<KeysFile>(&b).ok())
+        .is_some_and(|f| matches!(f, KeysFile::Sealed { .. }))
+}
+
 impl NodeCerts {
-    pub fn load(swarm_dir: &Path) -> anyhow::Result<NodeCerts> {
+    /// Reads the certificates and the secrets, unsealing them with `lock` when autolocked.
+    ///
+    /// A data root from before encryption at rest has only `node.key`: its key is kept and
+    /// a new data key made (a manager's plaintext Raft log is then refused by Raft itself).
+    pub fn load(swarm_dir: &Path, lock: Option<&UnlockKey>) -> Result<NodeCerts, KeysError> {
         let d = certs_dir(swarm_dir);
         let read = |f: &str| {
             std::fs::read_to_string(d.join(f))
                 .with_context(|| format!("reading {}", d.join(f).display()))
         };
+        let secrets = match std::fs::read(d.join(KEYS_FILE)) {
+            Ok(bytes) => open_keys_file(&bytes, lock)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => NodeSecrets {
+                tls_key_pem: read(LEGACY_KEY_FILE)?,
+                dek: DataKey::generate().to_base64(),
+            },
+            Err(e) => return Err(anyhow::anyhow!("reading {KEYS_FILE}: {e}").into()),
+        };
         Ok(NodeCerts {
-            key_pem: read("node.key")?,
+            dek: DataKey::from_base64(&secrets.dek)
+                .map_err(|e| anyhow::anyhow!("{KEYS_FILE}: {e}"))?,
+            key_pem: secrets.tls_key_pem,
             cert_pem: read("node.crt")?,
             root_pem: read("ca.crt")?,
         })
     }
 
-    /// Writes the files (the key readable by root only).
-    pub fn save(&self, swarm_dir: &Path) -> anyhow::Result<()> {
+    /// Writes the files (the secrets readable by root only, sealed by `lock` if given),
+    /// each replaced atomically.
+    pub fn save(&self, swarm_dir: &Path, lock: Option<&UnlockKey>) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let d = certs_dir(swarm_dir);
         std::fs::create_dir_all(&d)?;
+        let secrets = NodeSecrets {
+            tls_key_pem: self.key_pem.clone(),
+            dek: self.dek.to_base64(),
+        };
+        let keys = keys_file(&secrets, lock)?;
         for (name, body, mode) in [
-            ("node.key", &self.key_pem, 0o600),
-            ("node.crt", &self.cert_pem, 0o644),
-            ("ca.crt", &self.root_pem, 0o644),
+            (KEYS_FILE, keys.as_slice(), 0o600),
+            ("node.crt", self.cert_pem.as_bytes(), 0o644),
+            ("ca.crt", self.root_pem.as_bytes(), 0o644),
         ] {
             let path = d.join(name);
-            std::fs::write(&path, body)?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+            let tmp = d.join(format!(".{name}.tmp"));
+            {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(mode)
+                    .open(&tmp)?;
+                f.write_all(body)?;
+                f.sync_all()?;
+            }
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        match std::fs::remove_file(d.join(LEGACY_KEY_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
         }
         Ok(())
     }
@@ -271,6 +406,8 @@ pub async fn request_certificate(
             key_pem: key.key_pem,
             cert_pem: issued.cert_pem,
             root_pem: issued.root_ca_pem,
+            // A new member: a new data key for its local state.
+            dek: DataKey::generate(),
         },
         node_id: issued.node_id,
         role: issued.role,
@@ -313,6 +450,8 @@ pub async fn renew_certificate(
                         key_pem: key.key_pem,
                         cert_pem: issued.cert_pem,
                         root_pem: issued.root_ca_pem,
+                        // The data already on disk stays sealed with the same key.
+                        dek: current.dek.clone(),
                     },
                     node_id: issued.node_id,
                     role: issued.role,
@@ -338,4 +477,88 @@ fn rpc_message(e: &RpcError) -> String {
         RpcError::Internal(m) => ("Internal", m),
     };
     format!("rpc error: code = {code} desc = {desc}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certs() -> NodeCerts {
+        NodeCerts {
+            key_pem: "-----BEGIN PRIVATE KEY-----\nzzsecretkeyzz\n-----END PRIVATE KEY-----\n"
+                .into(),
+            cert_pem: "cert".into(),
+            root_pem: "root".into(),
+            dek: DataKey::generate(),
+        }
+    }
+
+    fn on_disk(dir: &Path) -> Vec<u8> {
+        std::fs::read(certs_dir(dir).join(KEYS_FILE)).unwrap()
+    }
+
+    #[test]
+    fn plain_keys_round_trip_and_sealed_keys_need_the_unlock_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = certs();
+        c.save(dir.path(), None).unwrap();
+        assert!(!keys_are_sealed(dir.path()));
+        let back = NodeCerts::load(dir.path(), None).unwrap();
+        assert_eq!(
+            (back.key_pem.as_str(), &back.dek),
+            (c.key_pem.as_str(), &c.dek)
+        );
+
+        let key = UnlockKey::generate();
+        c.save(dir.path(), Some(&key)).unwrap();
+        assert!(keys_are_sealed(dir.path()));
+        let bytes = on_disk(dir.path());
+        assert!(!bytes.windows(13).any(|w| w == b"zzsecretkeyzz"));
+        assert!(
+            !bytes
+                .windows(43)
+                .any(|w| *w == c.dek.to_base64().as_bytes()[..43])
+        );
+        assert!(matches!(
+            NodeCerts::load(dir.path(), None),
+            Err(KeysError::Locked)
+        ));
+        assert!(matches!(
+            NodeCerts::load(dir.path(), Some(&UnlockKey::generate())),
+            Err(KeysError::WrongKey)
+        ));
+        let back = NodeCerts::load(dir.path(), Some(&key)).unwrap();
+        assert_eq!(
+            (back.key_pem.as_str(), &back.dek),
+            (c.key_pem.as_str(), &c.dek)
+        );
+
+        // A tampered sealed file is refused, not read.
+        let mut file: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let sealed = file["sealed"].as_str().unwrap().to_string();
+        let mut raw = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .unwrap();
+        raw[40] ^= 1;
+        file["sealed"] = base64::engine::general_purpose::STANDARD.encode(raw).into();
+        assert!(matches!(
+            open_keys_file(&serde_json::to_vec(&file).unwrap(), Some(&key)),
+            Err(KeysError::WrongKey)
+        ));
+    }
+
+    #[test]
+    fn a_legacy_key_file_is_read_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = certs_dir(dir.path());
+        std::fs::create_dir_all(&d).unwrap();
+        for (f, body) in [("node.key", "k"), ("node.crt", "c"), ("ca.crt", "r")] {
+            std::fs::write(d.join(f), body).unwrap();
+        }
+        let c = NodeCerts::load(dir.path(), None).unwrap();
+        assert_eq!(c.key_pem, "k");
+        c.save(dir.path(), None).unwrap();
+        assert!(!d.join("node.key").exists());
+        assert_eq!(NodeCerts::load(dir.path(), None).unwrap().dek, c.dek);
+    }
 }

@@ -1,6 +1,7 @@
 //! swarmd: one node of a swarm. Starts the Docker Engine API server and, once the node is
 //! part of a swarm, the manager (Raft, reconcilers, dispatcher) and the agent.
 
+mod autolock;
 mod backend;
 mod cli;
 mod cluster;

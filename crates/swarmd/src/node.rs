@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use swarmd_agent::exec::docker::DockerExecutor;
 use swarmd_agent::exec::process::ProcessExecutor;
 use swarmd_agent::{Agent, AgentConfig, Executor};
+use swarmd_crypto::UnlockKey;
 use swarmd_manager::{Control, InitParams, Manager};
 use swarmd_raft::{NetworkConfig, RaftConfig, RaftNode};
 use swarmd_store::{Batch, MemoryStore, Store, StoreAction, Tables};
@@ -22,6 +23,7 @@ use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::autolock::{SealState, desired_seal, keep_keys_sealed};
 use crate::cli::{Args, ExecutorKind};
 use crate::cluster::{self, NodeCerts};
 use crate::follow::{FollowingDispatcher, LocalManager};
@@ -103,6 +105,12 @@ pub struct SwarmNode {
     /// The process executor for `docker ps` before and after init (process mode only).
     pub process_exec: Option<Arc<ProcessExecutor>>,
     active: RwLock<Option<Arc<Active>>>,
+    /// A member whose keys are sealed by the unlock key and that has not been unlocked since
+    /// it started (`docker info`: "locked"): its state, waiting for `swarm unlock`.
+    locked: RwLock<Option<NodeState>>,
+    /// The unlock key `swarm/certs/node.keys` is sealed with right now (`None`: in the
+    /// clear). Held while the file is rewritten, so renewals and re-sealing never race.
+    seal: SealState,
     /// Serializes init/join/leave/start and role changes.
     lifecycle: Mutex<()>,
     /// Itself, for the tasks that change this node's role.
@@ -138,6 +146,8 @@ impl SwarmNode {
             hostname,
             process_exec,
             active: RwLock::new(None),
+            locked: RwLock::new(None),
+            seal: SealState::default(),
             lifecycle: Mutex::new(()),
             me: me.clone(),
         });
@@ -146,11 +156,63 @@ impl SwarmNode {
             let state: NodeState = serde_json::from_slice(&std::fs::read(&state_file)?)
                 .with_context(|| format!("reading {}", state_file.display()))?;
             let _g = node.lifecycle.lock().await;
-            let active = node.activate(state, RaftStart::Existing).await?;
-            *node.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
-            tracing::info!("rejoined the swarm from local state");
+            if cluster::keys_are_sealed(&swarm_dir(&node.args.data_root)) {
+                tracing::warn!(
+                    node.id = %state.node_id,
+                    "swarm is locked: its keys are sealed by the unlock key; run \"docker swarm unlock\""
+                );
+                *node.locked.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+            } else {
+                let active = node.activate(state, RaftStart::Existing).await?;
+                *node.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
+                tracing::info!("rejoined the swarm from local state");
+            }
         }
         Ok(node)
+    }
+
+    /// The state of a member that waits for `swarm unlock`, if this node is locked.
+    pub fn locked(&self) -> Option<NodeState> {
+        self.locked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// `swarm unlock`: opens the node's keys with `key` and starts the membership.
+    pub async fn unlock(&self, key: &str) -> Result<(), UnlockError> {
+        let _g = self.lifecycle.lock().await;
+        let Some(state) = self.locked() else {
+            return Err(UnlockError::NotLocked);
+        };
+        let key = UnlockKey::parse(key).map_err(|e| UnlockError::Invalid(e.to_string()))?;
+        let dir = swarm_dir(&self.args.data_root);
+        match cluster::NodeCerts::load(&dir, Some(&key)) {
+            Ok(_) => {}
+            Err(cluster::KeysError::WrongKey) => return Err(UnlockError::WrongKey),
+            Err(e) => return Err(UnlockError::Other(e.to_string())),
+        }
+        self.seal.set(Some(key));
+        let active = self
+            .activate(state, RaftStart::Existing)
+            .await
+            .map_err(|e| UnlockError::Other(format!("{e:#}")))?;
+        *self.locked.write().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
+        tracing::info!("swarm unlocked");
+        Ok(())
+    }
+
+    /// Seals (or unseals) this node's keys as the swarm's autolock setting asks now. Called
+    /// right after `swarm init`/`swarm update` so the answer reflects it; the
+    /// [`keep_keys_sealed`] reconciler does the same for every other change.
+    pub fn reconcile_seal(&self) {
+        let Some(a) = self.active() else { return };
+        let desired = a.mgr.as_ref().and_then(|m| desired_seal(&m.store));
+        let dir = swarm_dir(&self.args.data_root);
+        if let Err(e) = self.seal.apply(&dir, desired) {
+            tracing::error!(error = %format!("{e:#}"), "could not re-seal the node's keys");
+        }
     }
 
     /// The running membership, if any.
@@ -178,24 +240,26 @@ impl SwarmNode {
     /// cluster port; for every node the agent. `init` creates the cluster.
     async fn activate(&self, state: NodeState, start: RaftStart) -> anyhow::Result<Arc<Active>> {
         let dir = swarm_dir(&self.args.data_root);
+        // A new swarm's CA and this manager's certificate come first: every TLS config
+        // (Raft's transport among them) presents it.
+        let new_ca = match &start {
+            RaftStart::Init { cert_expiry } => {
+                self.seal.set(None);
+                Some(first_manager_certs(&dir, &state, *cert_expiry)?)
+            }
+            _ => None,
+        };
+        let certs = self.seal.load(&dir)?;
+
         let executor = self.make_executor(&state.node_id).await?;
         let mut cfg = AgentConfig::new(
             state.node_id.clone(),
             self.args.node_addr.to_string(),
             dir.join("agent"),
+            certs.dek.clone(),
         );
         cfg.hostname = Some(self.hostname.clone());
         let agent = Agent::new(cfg, executor)?;
-
-        // A new swarm's CA and this manager's certificate come first: every TLS config
-        // (Raft's transport among them) presents it.
-        let new_ca = match &start {
-            RaftStart::Init { cert_expiry } => {
-                Some(first_manager_certs(&dir, &state, *cert_expiry)?)
-            }
-            _ => None,
-        };
-        let certs = NodeCerts::load(&dir)?;
         let live = swarmd_pki::LiveCert::new(&certs.cert_pem, &certs.key_pem, &certs.root_pem)?;
         let tls = swarmd_pki::live_client_config(&live, &certs.root_pem)?;
 
@@ -234,9 +298,16 @@ impl SwarmNode {
         ));
         agent_tracker.spawn(renew_certificates(
             dir.clone(),
+            self.seal.clone(),
             live,
             follow.clone(),
             state.clone(),
+            agent_cancel.clone(),
+        ));
+        agent_tracker.spawn(keep_keys_sealed(
+            dir.clone(),
+            self.seal.clone(),
+            mgr.as_ref().map(|m| m.store.clone()),
             agent_cancel.clone(),
         ));
         agent_tracker.close();
@@ -265,7 +336,7 @@ impl SwarmNode {
         let mem = Arc::new(MemoryStore::new());
         let raft = Arc::new(
             RaftNode::open(
-                raft_config(&dir, state).with_network(NetworkConfig::new(tls.clone())),
+                raft_config(&dir, state, certs).with_network(NetworkConfig::new(tls.clone())),
                 mem.clone(),
             )
             .await?,
@@ -363,7 +434,8 @@ impl SwarmNode {
         spec: swarmd_types::models::SwarmSpec,
     ) -> Result<String, InitError> {
         let _g = self.lifecycle.lock().await;
-        if self.active().is_some() {
+        // A locked member is still one: `init`/`join` would wipe its state.
+        if self.active().is_some() || self.locked().is_some() {
             return Err(InitError::AlreadyInSwarm);
         }
         swarmd_manager::control::validate_swarm_spec(&spec)
@@ -406,7 +478,7 @@ impl SwarmNode {
             let merged = merge_spec(current, spec);
             if let Err(e) = m
                 .control()
-                .update_swarm(version, merged, false, false)
+                .update_swarm(version, merged, false, false, false)
                 .await
             {
                 tracing::warn!(error = %e, "could not apply the init spec");
@@ -414,6 +486,8 @@ impl SwarmNode {
         }
         write_state(&dir, &state).map_err(|e| InitError::Other(e.to_string()))?;
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
+        // `swarm init --autolock`: sealed before the CLI asks for the key.
+        self.reconcile_seal();
         tracing::info!(node.id = %state.node_id, "swarm initialized");
         Ok(state.node_id)
     }
@@ -485,7 +559,7 @@ impl SwarmNode {
         advertise_addr: String,
     ) -> Result<(), JoinFailure> {
         let _g = self.lifecycle.lock().await;
-        if self.active().is_some() {
+        if self.active().is_some() || self.locked().is_some() {
             return Err(JoinFailure::AlreadyInSwarm);
         }
         let granted = cluster::request_certificate(token, remote, &advertise_addr)
@@ -504,7 +578,8 @@ impl SwarmNode {
         };
         let started = async {
             std::fs::create_dir_all(&dir)?;
-            granted.certs.save(&dir)?;
+            self.seal.set(None);
+            self.seal.save(&dir, &granted.certs)?;
             let active = self.activate(state.clone(), RaftStart::Existing).await?;
             write_state(&dir, &state)?;
             anyhow::Ok(active)
@@ -560,7 +635,7 @@ impl SwarmNode {
             let mut tries = 0;
             loop {
                 tries += 1;
-                let certs = match NodeCerts::load(&dir) {
+                let certs = match self.seal.load(&dir) {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!(error = %e, "role change: no certificate");
@@ -595,7 +670,7 @@ impl SwarmNode {
             ..active.state.clone()
         };
         let restarted = async {
-            granted.certs.save(&dir)?;
+            self.seal.save(&dir, &granted.certs)?;
             write_state(&dir, &state)?;
             self.activate(state.clone(), RaftStart::Existing).await
         }
@@ -616,6 +691,18 @@ impl SwarmNode {
     /// swarm's state.
     pub async fn leave(&self, force: bool) -> Result<(), LeaveError> {
         let _g = self.lifecycle.lock().await;
+        if self.locked().is_some() {
+            if !force {
+                return Err(LeaveError::Manager(
+                    "Swarm is encrypted and locked. Please unlock it first or use `--force` to ignore this message.".into(),
+                ));
+            }
+            *self.locked.write().unwrap_or_else(|e| e.into_inner()) = None;
+            self.seal.set(None);
+            let _ = std::fs::remove_dir_all(swarm_dir(&self.args.data_root));
+            tracing::info!("left the swarm (it was locked)");
+            return Ok(());
+        }
         let Some(active) = self.active() else {
             return Err(LeaveError::NotInSwarm);
         };
@@ -636,6 +723,7 @@ impl SwarmNode {
         let executor = active.agent.executor().clone();
         remove_all_tasks(executor.as_ref()).await;
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.seal.set(None);
         let _ = std::fs::remove_dir_all(swarm_dir(&self.args.data_root));
         tracing::info!("left the swarm");
         Ok(())
@@ -679,9 +767,10 @@ const RAFT_HEARTBEAT: Duration = Duration::from_millis(100);
 const RAFT_ELECTION: (Duration, Duration) =
     (Duration::from_millis(300), Duration::from_millis(600));
 
-fn raft_config(dir: &Path, state: &NodeState) -> RaftConfig {
+fn raft_config(dir: &Path, state: &NodeState, certs: &NodeCerts) -> RaftConfig {
     let mut c = RaftConfig::new(
         dir.join("raft"),
+        certs.dek.clone(),
         state.raft_id,
         state.advertise_addr.clone(),
     );
@@ -711,8 +800,9 @@ fn first_manager_certs(
         key_pem: key.key_pem,
         cert_pem,
         root_pem: ca.cert_pem.clone(),
+        dek: swarmd_crypto::DataKey::generate(),
     }
-    .save(dir)?;
+    .save(dir, None)?;
     Ok((ca, cluster_id))
 }
 
@@ -722,6 +812,7 @@ fn first_manager_certs(
 /// [`watch_role`], which restarts the node in it.
 async fn renew_certificates(
     dir: PathBuf,
+    seal: SealState,
     live: swarmd_pki::LiveCert,
     follow: Arc<FollowingDispatcher>,
     state: NodeState,
@@ -729,7 +820,7 @@ async fn renew_certificates(
 ) {
     let mut retry = Duration::from_secs(1);
     loop {
-        let certs = match NodeCerts::load(&dir) {
+        let certs = match seal.load(&dir) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "certificate renewal: no certificate");
@@ -757,7 +848,7 @@ async fn renew_certificates(
         }
         match cluster::renew_certificate(&certs, &managers, &state.advertise_addr).await {
             Ok(g) if g.role == state.role => {
-                let swapped = g.certs.save(&dir).and_then(|_| {
+                let swapped = seal.save(&dir, &g.certs).and_then(|_| {
                     Ok(live.replace(&g.certs.cert_pem, &g.certs.key_pem, &g.certs.root_pem)?)
                 });
                 match swapped {
@@ -991,6 +1082,21 @@ pub enum JoinFailure {
     /// Joined, but Raft has not taken this manager in yet; it goes on in the background.
     #[error("{0}")]
     StillJoining(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why `swarm unlock` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UnlockError {
+    #[error("swarm is not locked")]
+    NotLocked,
+    /// The key does not parse (Docker: "invalid key string").
+    #[error("{0}")]
+    Invalid(String),
+    /// Docker's 401.
+    #[error("swarm could not be unlocked: invalid key provided")]
+    WrongKey,
     #[error("{0}")]
     Other(String),
 }

@@ -67,6 +67,13 @@ pub struct Cluster {
     pub default_addr_pool: Vec<String>,
     pub subnet_size: u32,
     pub data_path_port: u32,
+    /// The autolock key (`SWMKEY-1-...`) while `spec.encryption_config.auto_lock_managers`
+    /// is on, empty otherwise. Written by the API (`swarm update --autolock`, `swarm
+    /// unlock-key --rotate`); every manager wraps its own data key with it. It lives only
+    /// in the replicated store, which is encrypted at rest, and is never shown by `swarm
+    /// inspect`.
+    #[serde(default)]
+    pub unlock_key: String,
 }
 
 /// The swarm's root certificate authority.

@@ -5,6 +5,7 @@
 //! cluster) and of service endpoints (published ports are allocated with the spec, so a
 //! conflict is refused at the API like Docker does).
 
+pub mod autolock;
 mod names;
 pub(crate) mod ports;
 mod secrets;
@@ -228,6 +229,7 @@ impl Control {
             } else {
                 p.data_path_port
             },
+            unlock_key: autolock::next_unlock_key(autolock::autolock_enabled(&p.spec), "", false),
         };
         let node = Node {
             id: p.node_id.clone(),
@@ -263,13 +265,15 @@ impl Control {
         Ok(p.node_id)
     }
 
-    /// `swarm update`: a new spec and/or rotated join tokens.
+    /// `swarm update`: a new spec and/or rotated join tokens or unlock key. Turning
+    /// autolock on creates the unlock key, turning it off drops it.
     pub async fn update_swarm(
         &self,
         version: u64,
         spec: SwarmSpec,
         rotate_worker: bool,
         rotate_manager: bool,
+        rotate_unlock: bool,
     ) -> ControlResult<()> {
         validate_swarm_spec(&spec)?;
         self.store
@@ -294,6 +298,11 @@ impl Control {
                     c.join_tokens.manager = swarmd_pki::generate_join_token(&c.root_ca.digest)
                         .map_err(|e| ControlError::Internal(e.to_string()))?;
                 }
+                c.unlock_key = autolock::next_unlock_key(
+                    autolock::autolock_enabled(&c.spec),
+                    &c.unlock_key,
+                    rotate_unlock,
+                );
                 tx.update(c);
                 Ok(())
             })

@@ -17,7 +17,7 @@ use std::time::Duration;
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 use swarmd_raft::testing::Router;
-use swarmd_raft::{NetworkFactory, NodeId, RaftConfig, RaftNode};
+use swarmd_raft::{DataKey, NetworkFactory, NodeId, RaftConfig, RaftNode};
 use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer, StoreAction, StoreError};
 use swarmd_types::models::ServiceSpec;
 use swarmd_types::{Service, Task};
@@ -146,7 +146,12 @@ impl Cluster {
     }
 
     pub fn config(&self, id: NodeId) -> RaftConfig {
-        let mut cfg = RaftConfig::new(self.slots[&id].dir.path(), id, addr(id));
+        let mut cfg = RaftConfig::new(
+            self.slots[&id].dir.path(),
+            DataKey::from_bytes([id as u8; 32]),
+            id,
+            addr(id),
+        );
         cfg.heartbeat_interval = HEARTBEAT;
         cfg.election_timeout_min = ELECTION_MIN;
         cfg.election_timeout_max = ELECTION_MAX;

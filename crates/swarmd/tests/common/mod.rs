@@ -116,3 +116,25 @@ pub fn service_field(n: &Daemon, service: &str, format: &str) -> String {
         .stdout_trimmed()
         .to_string()
 }
+
+/// Whether `value` is in any file under `dir` (`grep -r`, binary files as text, devices,
+/// FIFOs and sockets skipped). Returns the matching files.
+pub fn grep_tree(dir: &std::path::Path, value: &str) -> Vec<String> {
+    let out = std::process::Command::new("grep")
+        .args(["-r", "-l", "-F", "-a", "-D", "skip", "--", value])
+        .arg(dir)
+        .output()
+        .expect("grep runs");
+    match out.status.code() {
+        Some(0) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        Some(1) => vec![],
+        _ => panic!(
+            "grep failed on {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
