@@ -7,6 +7,7 @@
 //! the gRPC service of the multi-node build wraps the same object.
 
 mod assignments;
+pub mod ingress;
 pub mod logs;
 
 use std::collections::HashMap;
@@ -18,12 +19,13 @@ use futures::StreamExt;
 use swarmd_store::{ProposeError, Store};
 use swarmd_types::dispatcher::{
     AssignmentsMessage, BrokerSubscription, DispatchError, DispatchStream, DispatcherApi,
-    LogSubscription, PublishLogs, PublishedLine, SessionMessage, SessionRequest, TaskStatusUpdate,
+    IngressTable, LogSubscription, PublishLogs, PublishedLine, SessionMessage, SessionRequest,
+    TaskStatusUpdate,
 };
 use swarmd_types::{Node, NodeState, Role, ids};
 
 use crate::membership::RaftMembership;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -89,6 +91,8 @@ pub struct Dispatcher {
     /// Where the leader is, for refusing sessions with a hint.
     raft: Arc<dyn RaftMembership>,
     logs: logs::LogBroker,
+    /// The routing mesh's table as of the last store change, shared by every session.
+    ingress: watch::Sender<Arc<IngressTable>>,
 }
 
 fn unavailable(e: ProposeError) -> DispatchError {
@@ -116,6 +120,7 @@ impl Dispatcher {
             lead_since: Mutex::new(Instant::now()),
             raft,
             logs: logs::LogBroker::default(),
+            ingress: watch::channel(Arc::new(IngressTable::default())).0,
         })
     }
 
@@ -194,6 +199,33 @@ impl Dispatcher {
         let me = self.clone();
         self.tracker
             .spawn(async move { me.heartbeat_monitor().await });
+        let me = self.clone();
+        self.tracker
+            .spawn(async move { me.ingress_tracker().await });
+    }
+
+    /// Keeps the ingress table current: recomputed from the store after every change
+    /// (once for all sessions), published only when it differs.
+    async fn ingress_tracker(&self) {
+        let mut events = self.store.memory().watch();
+        loop {
+            let table = self.store.view(|t| ingress::table(t));
+            self.ingress.send_if_modified(|cur| {
+                if **cur == table {
+                    return false;
+                }
+                *cur = Arc::new(table);
+                true
+            });
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                ev = events.recv() => {
+                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Stops background work and closes every session.
@@ -373,17 +405,22 @@ impl DispatcherApi for Dispatcher {
         tracing::info!(node = %req.node_id, session = %session_id, "agent session opened");
         // Subscribe before reading the first state, so no change falls in between.
         let events = self.store.memory().watch();
+        // The shared table (not one computed here), so a session never steps back to an
+        // older table than the one it was given.
+        let mut ingress_rx = self.ingress.subscribe();
+        let table = (**ingress_rx.borrow_and_update()).clone();
         let msg = SessionMessage {
             session_id,
             node,
             managers: self.manager_addrs(),
             heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
+            ingress: Some(table),
         };
         let guard = DisconnectGuard {
             sessions: self.sessions.clone(),
             session_id: msg.session_id.clone(),
         };
-        let updates = session_updates(self.store.clone(), events, msg.clone(), closed);
+        let updates = session_updates(self.store.clone(), events, ingress_rx, msg.clone(), closed);
         Ok(futures::stream::once(async move { Ok(msg) })
             .chain(updates)
             .map(move |m| {
@@ -472,17 +509,19 @@ fn manager_addrs(nodes: &std::collections::BTreeMap<String, Node>) -> Vec<String
         .collect()
 }
 
-/// The rest of a session stream: a new message whenever the node's role or spec, or the
-/// manager set, changes (a promoted node learns it here), until the session closes.
+/// The rest of a session stream: a new message whenever the node's role or spec, the
+/// manager set (a promoted node learns it here) or the ingress table changes, until the
+/// session closes.
 fn session_updates(
     store: Store,
     events: tokio::sync::broadcast::Receiver<Arc<swarmd_store::EventBatch>>,
+    ingress: watch::Receiver<Arc<IngressTable>>,
     first: SessionMessage,
     closed: CancellationToken,
 ) -> DispatchStream<SessionMessage> {
     futures::stream::unfold(
-        (store, events, first, closed, false),
-        |(store, mut events, mut last, closed, ended)| async move {
+        (store, (events, ingress), first, closed, false),
+        |(store, (mut events, mut ingress), mut last, closed, ended)| async move {
             if ended {
                 return None;
             }
@@ -494,6 +533,13 @@ fn session_updates(
                             return None;
                         }
                     }
+                    r = ingress.changed() => if r.is_err() { return None },
+                }
+                let table = ingress.borrow_and_update().clone();
+                if last.ingress.as_ref() != Some(&*table) {
+                    last.ingress = Some((*table).clone());
+                    let msg = last.clone();
+                    return Some((Ok(msg), (store, (events, ingress), last, closed, false)));
                 }
                 let next = store.view(|t| {
                     t.nodes
@@ -504,7 +550,7 @@ fn session_updates(
                     let id = last.node.id.clone();
                     return Some((
                         Err(DispatchError::NodeRemoved(id)),
-                        (store, events, last, closed, true),
+                        (store, (events, ingress), last, closed, true),
                     ));
                 };
                 let changed = node.role != last.node.role
@@ -514,7 +560,7 @@ fn session_updates(
                     last.node = node;
                     last.managers = managers;
                     let msg = last.clone();
-                    return Some((Ok(msg), (store, events, last, closed, false)));
+                    return Some((Ok(msg), (store, (events, ingress), last, closed, false)));
                 }
             }
         },
