@@ -697,6 +697,93 @@ mod tests {
         d.stop().await;
     }
 
+    /// Every session carries the ingress table, and a change in the running tasks reaches
+    /// it as a new message (here: a node with no task of the service).
+    #[tokio::test]
+    async fn sessions_carry_the_ingress_table_and_its_changes() {
+        use swarmd_types::models::{
+            EndpointPortConfig, EndpointPortConfigProtocolEnum as Proto,
+            EndpointPortConfigPublishModeEnum as Mode, PortStatus, TaskState,
+        };
+        use swarmd_types::{Service, Task};
+        let (store, d) = setup(&["n1", "n2"]).await;
+        let port = |published: i64, mode: Mode| EndpointPortConfig {
+            protocol: Some(Proto::TCP),
+            published_port: Some(published),
+            target_port: Some(80),
+            publish_mode: Some(mode),
+            ..Default::default()
+        };
+        let mut svc = Service {
+            id: "web".into(),
+            ..Default::default()
+        };
+        svc.endpoint.ports = vec![port(8080, Mode::INGRESS)];
+        let mut task = Task {
+            id: "t1".into(),
+            service_id: "web".into(),
+            node_id: "n1".into(),
+            desired_state: TaskState::RUNNING,
+            ..Default::default()
+        };
+        task.status.state = TaskState::RUNNING;
+        task.status.ports = Some(PortStatus {
+            ports: Some(vec![port(40001, Mode::HOST)]),
+        });
+        store
+            .update(|t, tx| {
+                let mut n = t.nodes["n1"].clone();
+                n.status.state = NodeState::Ready;
+                n.status.addr = "127.0.0.2".into();
+                tx.update(n);
+                tx.create(svc.clone());
+                tx.create(task.clone());
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .unwrap();
+        d.set_leading(true);
+        let backends = |m: &SessionMessage| -> Vec<String> {
+            let t = m.ingress.as_ref().expect("a table");
+            assert!(t.ports.len() <= 1);
+            t.ports
+                .iter()
+                .flat_map(|p| p.backends.iter().map(|b| b.addr.clone()))
+                .collect()
+        };
+        let mut s = d.session(req("n2")).await.unwrap();
+        let mut msg = s.next().await.unwrap().unwrap();
+        // The shared table follows the store asynchronously: wait for it.
+        while backends(&msg).is_empty() {
+            msg = s.next().await.unwrap().unwrap();
+        }
+        assert_eq!(backends(&msg), ["127.0.0.2:40001"]);
+        store
+            .update(|t, tx| {
+                let mut t1 = t.tasks["t1"].clone();
+                t1.desired_state = TaskState::SHUTDOWN;
+                tx.update(t1);
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(10), s.next())
+            .await
+            .expect("a new message")
+            .unwrap()
+            .unwrap();
+        assert!(
+            backends(&msg).is_empty(),
+            "no backend once the task is to stop"
+        );
+        assert_eq!(
+            msg.ingress.unwrap().ports.len(),
+            1,
+            "the port stays published"
+        );
+        d.stop().await;
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_node_that_reconnects_in_time_stays_ready() {
         let (store, d) = setup(&["n1"]).await;
