@@ -157,6 +157,7 @@ impl DispatcherApi for FakeDispatcher {
             },
             managers: vec![],
             heartbeat_period_ms: 200,
+            ingress: None,
         };
         Ok(futures::stream::once(async move { Ok(first) })
             .chain(futures::stream::pending())

@@ -296,6 +296,12 @@ impl SwarmNode {
             state.role,
             agent_cancel.clone(),
         ));
+        // The routing mesh follows the ingress table the sessions bring (every node, tasks
+        // or not); it keeps forwarding to the last known tasks while no session is open.
+        let mesh = swarmd_mesh::Mesh::new(self.args.node_addr, agent_cancel.clone());
+        agent_tracker.spawn(mesh.run(follow.latest(), |m: &Option<SessionMessage>| {
+            m.as_ref().and_then(|m| m.ingress.clone())
+        }));
         agent_tracker.spawn(renew_certificates(
             dir.clone(),
             self.seal.clone(),

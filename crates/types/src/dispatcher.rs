@@ -31,6 +31,57 @@ pub struct SessionMessage {
     /// Cluster addresses of the managers, for reconnecting elsewhere.
     pub managers: Vec<String>,
     pub heartbeat_period_ms: u64,
+    /// The routing mesh's table (published ingress ports and their backends), the same
+    /// for every node. `None` from dispatchers that keep no table (tests, older managers):
+    /// the node then leaves its mesh as it is.
+    #[serde(default)]
+    pub ingress: Option<IngressTable>,
+}
+
+/// Transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum IngressProtocol {
+    Tcp,
+    Udp,
+}
+
+impl IngressProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngressProtocol::Tcp => "tcp",
+            IngressProtocol::Udp => "udp",
+        }
+    }
+}
+
+/// Where the mesh may send a connection: a running task's target port as bound on its
+/// node (the node's data-plane address and the host port the executor reported).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IngressBackend {
+    pub task_id: String,
+    /// `ip:port`.
+    pub addr: String,
+}
+
+/// One published ingress port: every node listens on it and forwards to the backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressPort {
+    pub protocol: IngressProtocol,
+    pub published_port: u16,
+    pub target_port: u16,
+    pub service_id: String,
+    pub service_name: String,
+    /// Running tasks only, sorted by task ID; empty when none runs (connections are then
+    /// refused at once).
+    pub backends: Vec<IngressBackend>,
+}
+
+/// The routing mesh's whole table, derived from the store by the leader's dispatcher and
+/// sent to every node on its session whenever it changes (level-triggered: each message
+/// is complete, sorted by protocol and published port).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressTable {
+    pub ports: Vec<IngressPort>,
 }
 
 /// Whether an assignment is (re)sent or withdrawn.

@@ -7,6 +7,7 @@
 //! the gRPC service of the multi-node build wraps the same object.
 
 mod assignments;
+pub mod ingress;
 pub mod logs;
 
 use std::collections::HashMap;
@@ -18,12 +19,13 @@ use futures::StreamExt;
 use swarmd_store::{ProposeError, Store};
 use swarmd_types::dispatcher::{
     AssignmentsMessage, BrokerSubscription, DispatchError, DispatchStream, DispatcherApi,
-    LogSubscription, PublishLogs, PublishedLine, SessionMessage, SessionRequest, TaskStatusUpdate,
+    IngressTable, LogSubscription, PublishLogs, PublishedLine, SessionMessage, SessionRequest,
+    TaskStatusUpdate,
 };
 use swarmd_types::{Node, NodeState, Role, ids};
 
 use crate::membership::RaftMembership;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -89,6 +91,8 @@ pub struct Dispatcher {
     /// Where the leader is, for refusing sessions with a hint.
     raft: Arc<dyn RaftMembership>,
     logs: logs::LogBroker,
+    /// The routing mesh's table as of the last store change, shared by every session.
+    ingress: watch::Sender<Arc<IngressTable>>,
 }
 
 fn unavailable(e: ProposeError) -> DispatchError {
@@ -116,6 +120,7 @@ impl Dispatcher {
             lead_since: Mutex::new(Instant::now()),
             raft,
             logs: logs::LogBroker::default(),
+            ingress: watch::channel(Arc::new(IngressTable::default())).0,
         })
     }
 
@@ -194,6 +199,33 @@ impl Dispatcher {
         let me = self.clone();
         self.tracker
             .spawn(async move { me.heartbeat_monitor().await });
+        let me = self.clone();
+        self.tracker
+            .spawn(async move { me.ingress_tracker().await });
+    }
+
+    /// Keeps the ingress table current: recomputed from the store after every change
+    /// (once for all sessions), published only when it differs.
+    async fn ingress_tracker(&self) {
+        let mut events = self.store.memory().watch();
+        loop {
+            let table = self.store.view(|t| ingress::table(t));
+            self.ingress.send_if_modified(|cur| {
+                if **cur == table {
+                    return false;
+                }
+                *cur = Arc::new(table);
+                true
+            });
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                ev = events.recv() => {
+                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Stops background work and closes every session.
@@ -373,17 +405,22 @@ impl DispatcherApi for Dispatcher {
         tracing::info!(node = %req.node_id, session = %session_id, "agent session opened");
         // Subscribe before reading the first state, so no change falls in between.
         let events = self.store.memory().watch();
+        // The shared table (not one computed here), so a session never steps back to an
+        // older table than the one it was given.
+        let mut ingress_rx = self.ingress.subscribe();
+        let table = (**ingress_rx.borrow_and_update()).clone();
         let msg = SessionMessage {
             session_id,
             node,
             managers: self.manager_addrs(),
             heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
+            ingress: Some(table),
         };
         let guard = DisconnectGuard {
             sessions: self.sessions.clone(),
             session_id: msg.session_id.clone(),
         };
-        let updates = session_updates(self.store.clone(), events, msg.clone(), closed);
+        let updates = session_updates(self.store.clone(), events, ingress_rx, msg.clone(), closed);
         Ok(futures::stream::once(async move { Ok(msg) })
             .chain(updates)
             .map(move |m| {
@@ -472,17 +509,19 @@ fn manager_addrs(nodes: &std::collections::BTreeMap<String, Node>) -> Vec<String
         .collect()
 }
 
-/// The rest of a session stream: a new message whenever the node's role or spec, or the
-/// manager set, changes (a promoted node learns it here), until the session closes.
+/// The rest of a session stream: a new message whenever the node's role or spec, the
+/// manager set (a promoted node learns it here) or the ingress table changes, until the
+/// session closes.
 fn session_updates(
     store: Store,
     events: tokio::sync::broadcast::Receiver<Arc<swarmd_store::EventBatch>>,
+    ingress: watch::Receiver<Arc<IngressTable>>,
     first: SessionMessage,
     closed: CancellationToken,
 ) -> DispatchStream<SessionMessage> {
     futures::stream::unfold(
-        (store, events, first, closed, false),
-        |(store, mut events, mut last, closed, ended)| async move {
+        (store, (events, ingress), first, closed, false),
+        |(store, (mut events, mut ingress), mut last, closed, ended)| async move {
             if ended {
                 return None;
             }
@@ -494,6 +533,13 @@ fn session_updates(
                             return None;
                         }
                     }
+                    r = ingress.changed() => if r.is_err() { return None },
+                }
+                let table = ingress.borrow_and_update().clone();
+                if last.ingress.as_ref() != Some(&*table) {
+                    last.ingress = Some((*table).clone());
+                    let msg = last.clone();
+                    return Some((Ok(msg), (store, (events, ingress), last, closed, false)));
                 }
                 let next = store.view(|t| {
                     t.nodes
@@ -504,7 +550,7 @@ fn session_updates(
                     let id = last.node.id.clone();
                     return Some((
                         Err(DispatchError::NodeRemoved(id)),
-                        (store, events, last, closed, true),
+                        (store, (events, ingress), last, closed, true),
                     ));
                 };
                 let changed = node.role != last.node.role
@@ -514,7 +560,7 @@ fn session_updates(
                     last.node = node;
                     last.managers = managers;
                     let msg = last.clone();
-                    return Some((Ok(msg), (store, events, last, closed, false)));
+                    return Some((Ok(msg), (store, (events, ingress), last, closed, false)));
                 }
             }
         },
@@ -648,6 +694,93 @@ mod tests {
             "after three periods"
         );
         drop(silent);
+        d.stop().await;
+    }
+
+    /// Every session carries the ingress table, and a change in the running tasks reaches
+    /// it as a new message (here: a node with no task of the service).
+    #[tokio::test]
+    async fn sessions_carry_the_ingress_table_and_its_changes() {
+        use swarmd_types::models::{
+            EndpointPortConfig, EndpointPortConfigProtocolEnum as Proto,
+            EndpointPortConfigPublishModeEnum as Mode, PortStatus, TaskState,
+        };
+        use swarmd_types::{Service, Task};
+        let (store, d) = setup(&["n1", "n2"]).await;
+        let port = |published: i64, mode: Mode| EndpointPortConfig {
+            protocol: Some(Proto::TCP),
+            published_port: Some(published),
+            target_port: Some(80),
+            publish_mode: Some(mode),
+            ..Default::default()
+        };
+        let mut svc = Service {
+            id: "web".into(),
+            ..Default::default()
+        };
+        svc.endpoint.ports = vec![port(8080, Mode::INGRESS)];
+        let mut task = Task {
+            id: "t1".into(),
+            service_id: "web".into(),
+            node_id: "n1".into(),
+            desired_state: TaskState::RUNNING,
+            ..Default::default()
+        };
+        task.status.state = TaskState::RUNNING;
+        task.status.ports = Some(PortStatus {
+            ports: Some(vec![port(40001, Mode::HOST)]),
+        });
+        store
+            .update(|t, tx| {
+                let mut n = t.nodes["n1"].clone();
+                n.status.state = NodeState::Ready;
+                n.status.addr = "127.0.0.2".into();
+                tx.update(n);
+                tx.create(svc.clone());
+                tx.create(task.clone());
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .unwrap();
+        d.set_leading(true);
+        let backends = |m: &SessionMessage| -> Vec<String> {
+            let t = m.ingress.as_ref().expect("a table");
+            assert!(t.ports.len() <= 1);
+            t.ports
+                .iter()
+                .flat_map(|p| p.backends.iter().map(|b| b.addr.clone()))
+                .collect()
+        };
+        let mut s = d.session(req("n2")).await.unwrap();
+        let mut msg = s.next().await.unwrap().unwrap();
+        // The shared table follows the store asynchronously: wait for it.
+        while backends(&msg).is_empty() {
+            msg = s.next().await.unwrap().unwrap();
+        }
+        assert_eq!(backends(&msg), ["127.0.0.2:40001"]);
+        store
+            .update(|t, tx| {
+                let mut t1 = t.tasks["t1"].clone();
+                t1.desired_state = TaskState::SHUTDOWN;
+                tx.update(t1);
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(10), s.next())
+            .await
+            .expect("a new message")
+            .unwrap()
+            .unwrap();
+        assert!(
+            backends(&msg).is_empty(),
+            "no backend once the task is to stop"
+        );
+        assert_eq!(
+            msg.ingress.unwrap().ports.len(),
+            1,
+            "the port stays published"
+        );
         d.stop().await;
     }
 
