@@ -43,6 +43,10 @@ pub enum BackendError {
     /// 503: no leader / no quorum / shutting down; the message says which.
     #[error("{0}")]
     Unavailable(String),
+    /// 403: Docker's "not allowed" errors (e.g. "bridge is a pre-defined network and
+    /// cannot be created").
+    #[error("{0}")]
+    Forbidden(String),
     /// 401, e.g. "swarm could not be unlocked: invalid key provided".
     #[error("{0}")]
     Unauthorized(String),

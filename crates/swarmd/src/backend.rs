@@ -35,6 +35,7 @@ fn control_err(e: ControlError) -> BackendError {
         ControlError::Conflict(m) => BackendError::Conflict(m),
         ControlError::Unavailable(m) => BackendError::Unavailable(m),
         ControlError::Internal(m) => BackendError::Internal(m),
+        ControlError::Forbidden(m) => BackendError::Forbidden(m),
     }
 }
 
