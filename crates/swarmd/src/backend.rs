@@ -414,6 +414,31 @@ impl Backend for NodeBackend {
         m.control().remove_config(id).await.map_err(control_err)
     }
 
+    async fn networks(&self) -> BackendResult<Vec<swarmd_types::Network>> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        Ok(m.store.view(|t| t.networks.values().cloned().collect()))
+    }
+
+    async fn network_create(
+        &self,
+        spec: swarmd_types::Network,
+        local_subnets: Vec<String>,
+    ) -> BackendResult<String> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        m.control()
+            .create_network(spec, local_subnets)
+            .await
+            .map_err(control_err)
+    }
+
+    async fn network_remove(&self, id: &str) -> BackendResult<()> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        m.control().remove_network(id).await.map_err(control_err)
+    }
+
     async fn tasks(&self) -> BackendResult<Vec<Task>> {
         let a = self.active()?;
         let m = mgr_of(&a)?;
