@@ -12,7 +12,7 @@ use swarmd_types::models::{
     ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmInitRequest, SwarmJoinRequest,
     SwarmSpec,
 };
-use swarmd_types::{Cluster, Config, Node, Secret, Service, Task};
+use swarmd_types::{Cluster, Config, Network, Node, Secret, Service, Task};
 
 /// Errors a backend call can end with. Mapped to HTTP status codes and Docker's message
 /// texts in one place (`error.rs`).
@@ -43,6 +43,10 @@ pub enum BackendError {
     /// 503: no leader / no quorum / shutting down; the message says which.
     #[error("{0}")]
     Unavailable(String),
+    /// 403: Docker's "not allowed" errors (e.g. "bridge is a pre-defined network and
+    /// cannot be created").
+    #[error("{0}")]
+    Forbidden(String),
     /// 401, e.g. "swarm could not be unlocked: invalid key provided".
     #[error("{0}")]
     Unauthorized(String),
@@ -257,6 +261,27 @@ pub trait Backend: Send + Sync + 'static {
     }
     async fn config_remove(&self, _id: &str) -> BackendResult<()> {
         Err(not_supported())
+    }
+
+    // --- swarm networks. Defaults: none (test fakes), and 501 for writes.
+    async fn networks(&self) -> BackendResult<Vec<Network>> {
+        Ok(Vec::new())
+    }
+    /// `network create -d overlay`: `spec` carries the request (subnet empty = allocate);
+    /// allocated subnets avoid `local_subnets` (the engine's networks). Returns the ID.
+    async fn network_create(
+        &self,
+        _spec: Network,
+        _local_subnets: Vec<String>,
+    ) -> BackendResult<String> {
+        Err(BackendError::NotImplemented(
+            "swarm networks are not supported by this backend".into(),
+        ))
+    }
+    async fn network_remove(&self, _id: &str) -> BackendResult<()> {
+        Err(BackendError::NotImplemented(
+            "swarm networks are not supported by this backend".into(),
+        ))
     }
 
     // --- tasks

@@ -13,7 +13,7 @@ use swarmd_types::models::{
     ServiceEndpointVirtualIps, ServiceJobStatus, ServiceServiceStatus, SwarmInfo, SystemInfo,
     SystemVersion, SystemVersionComponents, SystemVersionPlatform, TaskState, TlsInfo,
 };
-use swarmd_types::{Cluster, Node, NodeState, RootCa, Service, Task};
+use swarmd_types::{Cluster, Network, Node, NodeState, RootCa, Service, Task};
 
 use crate::backend::{DaemonInfo, RaftView, SwarmStatus};
 use crate::spec;
@@ -260,6 +260,68 @@ pub fn task_to_docker(t: &Task) -> models::Task {
         }),
         desired_state: Some(t.desired_state),
         job_iteration: t.job_iteration.and_then(version),
+    }
+}
+
+/// Docker's task object with `NetworksAttachments`, which bollard-stubs' `Task` lacks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DockerTask {
+    #[serde(flatten)]
+    pub task: models::Task,
+    #[serde(rename = "NetworksAttachments", skip_serializing_if = "Vec::is_empty")]
+    pub networks_attachments: Vec<serde_json::Value>,
+}
+
+/// A swarm network as the swarm API (`swarm.Network`) shows it inside a task.
+pub fn swarm_network(n: &Network) -> serde_json::Value {
+    let ipam = serde_json::json!({
+        "Driver": {"Name": if n.ipam_driver.is_empty() { "default" } else { &n.ipam_driver }},
+        "Configs": [{"Subnet": n.subnet, "Gateway": n.gateway}],
+    });
+    let mut spec = serde_json::json!({
+        "Name": n.name,
+        "Labels": n.labels,
+        "DriverConfiguration": {"Name": n.driver},
+        "Scope": "swarm",
+        "IPAMOptions": ipam,
+    });
+    if let Some(o) = spec.as_object_mut() {
+        for (k, v) in [
+            ("Ingress", n.ingress),
+            ("Attachable", n.attachable),
+            ("Internal", n.internal),
+        ] {
+            if v {
+                o.insert(k.into(), v.into());
+            }
+        }
+    }
+    serde_json::json!({
+        "ID": n.id,
+        "Version": {"Index": n.meta.version},
+        "CreatedAt": opt_time(&n.meta.created_at),
+        "UpdatedAt": opt_time(&n.meta.updated_at),
+        "Spec": spec,
+        "DriverState": {"Name": n.driver, "Options": n.options},
+        "IPAMOptions": ipam,
+    })
+}
+
+/// A task with its network attachments (`networks` are the swarm's networks).
+pub fn task_with_networks(t: &Task, networks: &[Network]) -> DockerTask {
+    DockerTask {
+        task: task_to_docker(t),
+        networks_attachments: t
+            .networks
+            .iter()
+            .filter_map(|a| {
+                let n = networks.iter().find(|n| n.id == a.network_id)?;
+                Some(serde_json::json!({
+                    "Network": swarm_network(n),
+                    "Addresses": a.addresses,
+                }))
+            })
+            .collect(),
     }
 }
 
@@ -646,6 +708,7 @@ mod tests {
             },
             endpoint_ports: Vec::new(),
             job_iteration: None,
+            networks: Vec::new(),
         }
     }
 

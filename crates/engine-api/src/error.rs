@@ -98,6 +98,7 @@ impl From<BackendError> for ApiError {
             BackendError::Conflict(m) => ApiError::conflict(m),
             BackendError::InvalidArgument(m) => ApiError::bad_request(m),
             BackendError::Unavailable(m) => ApiError::unavailable(m),
+            BackendError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             BackendError::Unauthorized(m) => ApiError::new(StatusCode::UNAUTHORIZED, m),
             BackendError::NotImplemented(m) => ApiError::not_implemented(m),
             BackendError::Internal(m) => ApiError::internal(m),

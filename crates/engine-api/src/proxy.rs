@@ -73,6 +73,44 @@ impl EngineProxy {
         }
     }
 
+    /// One buffered call to the engine (for answers the API merges or inspects, such as
+    /// `network ls`): the status and the whole body.
+    pub async fn call(
+        &self,
+        socket: &str,
+        method: axum::http::Method,
+        path_and_query: &str,
+        body: bytes::Bytes,
+        version: &RequestVersion,
+    ) -> Result<(StatusCode, bytes::Bytes), ApiError> {
+        let mut builder = Request::builder().method(method).uri(path_and_query);
+        if !body.is_empty()
+            && let Some(h) = builder.headers_mut()
+        {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        let req = builder
+            .body(Body::from(body))
+            .map_err(|e| ApiError::internal(format!("building engine request: {e}")))?;
+        let resp = self.try_forward(socket, req, version).await?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("error reading the Docker Engine's answer: {e}"),
+                )
+            })?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
     async fn try_forward(
         &self,
         socket: &str,

@@ -23,7 +23,7 @@ use tower::ServiceExt;
 use crate::backend::Backend;
 use crate::convert::SERVER_VERSION;
 use crate::error::ApiError;
-use crate::handlers::{local, nodes, secrets, services, swarm, system, tasks};
+use crate::handlers::{local, networks, nodes, secrets, services, swarm, system, tasks};
 use crate::proxy::EngineProxy;
 use crate::version::{API_VERSION, RequestVersion, check_version, split_version_prefix};
 
@@ -84,8 +84,15 @@ fn routes(state: AppState) -> Router {
         .route("/exec/{*rest}", local.clone())
         .route("/volumes", local.clone())
         .route("/volumes/{*rest}", local.clone())
-        .route("/networks", local.clone())
-        .route("/networks/{*rest}", local.clone())
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", local.clone())
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/connect", local.clone())
+        .route("/networks/{id}/disconnect", local.clone())
         .route("/plugins", local.clone())
         .route("/plugins/{*rest}", local.clone())
         .route("/distribution/{*rest}", local.clone())

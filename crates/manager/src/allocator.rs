@@ -1,6 +1,15 @@
 //! The allocator: moves new tasks to PENDING once their service's resources are
 //! allocated. Published ports are allocated with the service spec by the control API
 //! (so conflicts are refused at create time, as Docker does); the task gets a copy.
+//! Each task gets an address on every network its service joins ([`plan_attachments`]);
+//! the address is free again once the task is terminal or removed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use swarmd_store::Tables;
+use swarmd_types::{NetworkAttachment, Task};
+
+use crate::control::networks::{service_networks, take_address, used_addresses};
 
 use swarmd_store::{ProposeError, Store};
 use swarmd_types::models::TaskState;
@@ -12,6 +21,7 @@ pub async fn allocate(store: &Store) -> Result<usize, ProposeError> {
     store
         .update(|tables, tx| {
             let mut n = 0;
+            let mut used = BTreeMap::new();
             for t in tables.tasks.values() {
                 // Job tasks are desired COMPLETE; anything past that is being stopped.
                 if t.status.state != TaskState::NEW || t.desired_state > TaskState::COMPLETE {
@@ -20,7 +30,12 @@ pub async fn allocate(store: &Store) -> Result<usize, ProposeError> {
                 let Some(service) = tables.services.get(&t.service_id) else {
                     continue;
                 };
+                let Some(networks) = plan_attachments(tables, t, &mut used) else {
+                    tracing::warn!(task = %t.id, "no free address on a network of the task; it stays NEW");
+                    continue;
+                };
                 let mut t = t.clone();
+                t.networks = networks;
                 t.endpoint_ports = service.endpoint.ports.clone();
                 t.status.state = TaskState::PENDING;
                 t.status.message = "pending task scheduling".into();
@@ -31,4 +46,125 @@ pub async fn allocate(store: &Store) -> Result<usize, ProposeError> {
             Ok::<_, ProposeError>(n)
         })
         .await
+}
+
+/// Addresses handed out during one allocation pass, per network ID (filled lazily from the
+/// store, then kept up to date as tasks take addresses).
+pub type UsedAddresses = BTreeMap<String, BTreeSet<u32>>;
+
+/// The attachments of a task leaving NEW: one address on each network of its service
+/// (`None` when a network has no free address). A task that has them already keeps them.
+pub fn plan_attachments(
+    tables: &Tables,
+    task: &Task,
+    used: &mut UsedAddresses,
+) -> Option<Vec<NetworkAttachment>> {
+    if !task.networks.is_empty() {
+        return Some(task.networks.clone());
+    }
+    let service = tables.services.get(&task.service_id)?;
+    let mut out = Vec::new();
+    for (net, aliases) in service_networks(tables, &service.spec) {
+        let taken = used
+            .entry(net.id.clone())
+            .or_insert_with(|| used_addresses(tables, net));
+        let addr = take_address(net, taken)?;
+        out.push(NetworkAttachment {
+            network_id: net.id.clone(),
+            addresses: vec![addr],
+            aliases,
+        });
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::networks::ingress_network;
+    use proptest::prelude::*;
+    use swarmd_types::models::{EndpointPortConfig, EndpointSpec, ServiceSpec};
+    use swarmd_types::{Service, ServiceEndpoint, VirtualIp};
+
+    fn tables_with_service(tasks: usize) -> Tables {
+        let mut t = Tables::default();
+        let mut ingress = ingress_network(&[], 24);
+        ingress.subnet = "10.0.0.0/26".into();
+        t.networks.insert(ingress.id.clone(), ingress.clone());
+        let spec = ServiceSpec {
+            endpoint_spec: Some(EndpointSpec {
+                ports: Some(vec![EndpointPortConfig {
+                    target_port: Some(80),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        t.services.insert(
+            "s".into(),
+            Service {
+                id: "s".into(),
+                spec,
+                endpoint: ServiceEndpoint {
+                    virtual_ips: vec![VirtualIp {
+                        network_id: ingress.id.clone(),
+                        addr: "10.0.0.2/26".into(),
+                    }],
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        for i in 0..tasks {
+            t.tasks.insert(
+                format!("t{i:03}"),
+                Task {
+                    id: format!("t{i:03}"),
+                    service_id: "s".into(),
+                    ..Default::default()
+                },
+            );
+        }
+        t
+    }
+
+    #[test]
+    fn tasks_get_addresses_after_gateway_and_vip() {
+        let t = tables_with_service(2);
+        let mut used = UsedAddresses::new();
+        let a = plan_attachments(&t, &t.tasks["t000"], &mut used).unwrap();
+        let b = plan_attachments(&t, &t.tasks["t001"], &mut used).unwrap();
+        assert_eq!(a[0].addresses, vec!["10.0.0.3/26"]);
+        assert_eq!(b[0].addresses, vec!["10.0.0.4/26"]);
+    }
+
+    proptest! {
+        /// However many tasks ask (some already holding an address), no address is given to
+        /// two tasks, the gateway and the VIP are never given, and a full subnet says so.
+        #[test]
+        fn no_address_is_handed_out_twice(n in 1usize..80, held in 0usize..10) {
+            let mut t = tables_with_service(n);
+            let mut used = UsedAddresses::new();
+            // Some tasks were allocated in an earlier pass.
+            let ids: Vec<String> = t.tasks.keys().take(held).cloned().collect();
+            for id in &ids {
+                let att = plan_attachments(&t, &t.tasks[id], &mut used).unwrap();
+                t.tasks.get_mut(id).unwrap().networks = att;
+            }
+            let mut used = UsedAddresses::new();
+            let mut seen = BTreeSet::new();
+            for task in t.tasks.values() {
+                match plan_attachments(&t, task, &mut used) {
+                    Some(att) => {
+                        let a = att[0].addresses[0].clone();
+                        prop_assert!(a != "10.0.0.1/26" && a != "10.0.0.2/26");
+                        prop_assert!(seen.insert(a.clone()), "{} twice", a);
+                    }
+                    // 64 addresses - network, broadcast, gateway, VIP = 60.
+                    None => prop_assert!(seen.len() == 60),
+                }
+            }
+        }
+    }
 }

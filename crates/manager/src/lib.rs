@@ -9,6 +9,7 @@ pub mod allocator;
 pub mod ca;
 pub mod control;
 pub mod dispatcher;
+pub mod ipam;
 pub mod membership;
 pub mod orchestrator;
 pub mod reconcile;

@@ -39,6 +39,7 @@ fn control_err(e: ControlError) -> BackendError {
         ControlError::Conflict(m) => BackendError::Conflict(m),
         ControlError::Unavailable(m) => BackendError::Unavailable(m),
         ControlError::Internal(m) => BackendError::Internal(m),
+        ControlError::Forbidden(m) => BackendError::Forbidden(m),
     }
 }
 
@@ -451,6 +452,31 @@ impl Backend for NodeBackend {
         let a = self.active()?;
         let m = mgr_of(&a)?;
         m.control().remove_config(id).await.map_err(control_err)
+    }
+
+    async fn networks(&self) -> BackendResult<Vec<swarmd_types::Network>> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        Ok(m.store.view(|t| t.networks.values().cloned().collect()))
+    }
+
+    async fn network_create(
+        &self,
+        spec: swarmd_types::Network,
+        local_subnets: Vec<String>,
+    ) -> BackendResult<String> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        m.control()
+            .create_network(spec, local_subnets)
+            .await
+            .map_err(control_err)
+    }
+
+    async fn network_remove(&self, id: &str) -> BackendResult<()> {
+        let a = self.active()?;
+        let m = mgr_of(&a)?;
+        m.control().remove_network(id).await.map_err(control_err)
     }
 
     async fn tasks(&self) -> BackendResult<Vec<Task>> {

@@ -247,6 +247,21 @@ pub struct Task {
     pub endpoint_ports: Vec<EndpointPortConfig>,
     /// Job iteration the task belongs to (jobs only).
     pub job_iteration: Option<u64>,
+    /// The task's address on each network it joins (its service's networks, and ingress
+    /// when the service publishes ingress ports). Written by the allocator before the task
+    /// leaves NEW; the addresses are free again once the task is terminal or removed.
+    #[serde(default)]
+    pub networks: Vec<NetworkAttachment>,
+}
+
+/// A task's place on one network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAttachment {
+    pub network_id: String,
+    /// CIDR notation, e.g. `10.0.1.3/24` (as Docker shows `NetworksAttachments`).
+    pub addresses: Vec<String>,
+    /// The aliases the service spec gives on this network (for DNS later).
+    pub aliases: Vec<String>,
 }
 
 impl Task {
@@ -299,7 +314,9 @@ impl Default for TaskStatus {
     }
 }
 
-/// A network object (overlay networks; `ingress`).
+/// A swarm-scope network (overlay networks; `ingress`). Written by the API (`network
+/// create`); the subnet and gateway are allocated with it (control's IPAM), so that an
+/// overlapping subnet is refused at once.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Network {
     pub id: String,
@@ -310,9 +327,22 @@ pub struct Network {
     pub attachable: bool,
     pub ingress: bool,
     pub internal: bool,
+    /// IPv4 subnet in CIDR notation (`10.0.1.0/24`): given with `--subnet` or allocated
+    /// from the cluster's default address pool.
     pub subnet: String,
+    /// Gateway address (no prefix length): `--gateway`, or the subnet's first address.
     pub gateway: String,
+    /// `--ip-range`: task and VIP addresses come from this part of the subnet.
+    #[serde(default)]
+    pub ip_range: String,
+    /// Driver options; the VXLAN ID is recorded here as Docker does
+    /// (`com.docker.network.driver.overlay.vxlanid_list`).
     pub options: HashMap<String, String>,
+    /// IPAM driver name (`default`) and its options, as given.
+    #[serde(default)]
+    pub ipam_driver: String,
+    #[serde(default)]
+    pub ipam_options: HashMap<String, String>,
 }
 
 /// A secret. The data is kept in the store (encrypted at rest later) and never returned by

@@ -2,6 +2,7 @@
 //! resolution and conversion live in their own modules so these stay thin.
 
 pub mod local;
+pub mod networks;
 pub mod nodes;
 pub mod secrets;
 pub mod services;

@@ -7,7 +7,7 @@ use swarmd_types::Service;
 use swarmd_types::models::{ServiceSpec, ServiceUpdateResponse};
 
 use super::{empty_ok, json_ok, json_response, require_manager};
-use crate::backend::ServiceUpdateOptions;
+use crate::backend::{BackendError, ServiceUpdateOptions};
 use crate::convert;
 use crate::decode::JsonBody;
 use crate::error::{ApiError, ApiResult};
@@ -94,13 +94,31 @@ pub async fn inspect(
     )))
 }
 
+/// A backend error as the daemon reports it: a network the swarm does not know but the
+/// engine does is a local network, which services cannot use (the daemon's 403).
+async fn explain(st: &AppState, version: &RequestVersion, e: BackendError) -> ApiError {
+    if let BackendError::NotFound {
+        kind: "network",
+        id,
+    } = &e
+        && let Some(err) = super::networks::non_swarm_network_error(st, id, version).await
+    {
+        return err;
+    }
+    e.into()
+}
+
 pub async fn create(
     State(st): State<AppState>,
+    Extension(version): Extension<RequestVersion>,
     JsonBody(mut spec): JsonBody<ServiceSpec>,
 ) -> ApiResult<Response> {
     spec::normalize_service_spec(&mut spec);
     require_manager(&st)?;
-    let (id, warnings) = st.backend.service_create(spec).await?;
+    let (id, warnings) = match st.backend.service_create(spec).await {
+        Ok(r) => r,
+        Err(e) => return Err(explain(&st, &version, e).await),
+    };
     // The daemon writes `"Warnings": null` when there are none.
     let warnings = (!warnings.is_empty()).then_some(warnings);
     Ok(json_response(
@@ -111,6 +129,7 @@ pub async fn create(
 
 pub async fn update(
     State(st): State<AppState>,
+    Extension(req_version): Extension<RequestVersion>,
     Path(id): Path<String>,
     q: QueryParams,
     JsonBody(mut spec): JsonBody<ServiceSpec>,
@@ -134,7 +153,7 @@ pub async fn update(
     require_manager(&st)?;
     let services = visible_services(&st).await?;
     let svc = resolve_service(&id, &services)?;
-    let warnings = st
+    let warnings = match st
         .backend
         .service_update(
             &svc.id,
@@ -145,7 +164,11 @@ pub async fn update(
                 registry_auth_from,
             },
         )
-        .await?;
+        .await
+    {
+        Ok(w) => w,
+        Err(e) => return Err(explain(&st, &req_version, e).await),
+    };
     Ok(json_ok(&ServiceUpdateResponse {
         warnings: Some(warnings),
     }))

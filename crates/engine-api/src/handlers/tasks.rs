@@ -104,7 +104,11 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Respo
         Vec::new()
     };
     let tasks = filter_tasks(tasks, &filters, &services, &nodes, Some(&status.node_id))?;
-    let out: Vec<_> = tasks.iter().map(convert::task_to_docker).collect();
+    let networks = st.backend.networks().await?;
+    let out: Vec<_> = tasks
+        .iter()
+        .map(|t| convert::task_with_networks(t, &networks))
+        .collect();
     Ok(json_ok(&out))
 }
 
@@ -112,7 +116,8 @@ pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
     require_manager(&st)?;
     let tasks = st.backend.tasks().await?;
     let task = resolve_task(&id, &tasks)?;
-    Ok(json_ok(&convert::task_to_docker(task)))
+    let networks = st.backend.networks().await?;
+    Ok(json_ok(&convert::task_with_networks(task, &networks)))
 }
 
 pub async fn logs(

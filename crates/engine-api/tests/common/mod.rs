@@ -111,6 +111,7 @@ impl State {
                 },
                 endpoint_ports: Vec::new(),
                 job_iteration: None,
+                networks: Vec::new(),
             });
         }
     }

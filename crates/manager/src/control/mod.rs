@@ -7,6 +7,7 @@
 
 pub mod autolock;
 mod names;
+pub mod networks;
 pub(crate) mod ports;
 mod secrets;
 mod validate;
@@ -38,6 +39,9 @@ pub enum ControlError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// Docker's "not allowed" errors (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl From<ProposeError> for ControlError {
@@ -252,6 +256,8 @@ impl Control {
             }),
             role: Role::Manager,
         };
+        // Docker makes the routing mesh's `ingress` network with the swarm.
+        let ingress = networks::ingress_network(&cluster.default_addr_pool, cluster.subnet_size);
         self.store
             .update(|t, tx| {
                 if t.cluster().is_some() {
@@ -259,6 +265,7 @@ impl Control {
                 }
                 tx.create(cluster.clone());
                 tx.create(node.clone());
+                tx.create(ingress.clone());
                 Ok(())
             })
             .await?;
@@ -325,7 +332,10 @@ impl Control {
                     )));
                 }
                 secrets::check_references(t, &spec)?;
+                let mut spec = spec.clone();
+                networks::resolve_service_networks(t, &mut spec)?;
                 let ports = ports::allocate(t, &id, spec.endpoint_spec.as_ref()).map_err(invalid)?;
+                let virtual_ips = networks::allocate_vips(t, &id, &spec)?;
                 tx.create(Service {
                     id: id.clone(),
                     meta: Default::default(),
@@ -335,7 +345,7 @@ impl Control {
                     endpoint: ServiceEndpoint {
                         spec: spec.endpoint_spec.clone(),
                         ports,
-                        virtual_ips: vec![],
+                        virtual_ips,
                     },
                     update_status: None,
                     job_iteration: 0,
@@ -392,7 +402,9 @@ impl Control {
                     return Err(invalid("service mode change is not allowed"));
                 }
                 secrets::check_references(t, &spec)?;
+                networks::resolve_service_networks(t, &mut spec)?;
                 let ports = ports::allocate(t, id, spec.endpoint_spec.as_ref()).map_err(invalid)?;
+                let virtual_ips = networks::allocate_vips(t, id, &spec)?;
                 let mut svc = cur.clone();
                 let redeploy = spec.task_template != cur.spec.task_template
                     || ports != cur.endpoint.ports;
@@ -417,7 +429,7 @@ impl Control {
                 svc.endpoint = ServiceEndpoint {
                     spec: svc.spec.endpoint_spec.clone(),
                     ports,
-                    virtual_ips: cur.endpoint.virtual_ips.clone(),
+                    virtual_ips,
                 };
                 tx.update(svc);
                 Ok(())

@@ -115,6 +115,7 @@ pub fn new_task(
         },
         endpoint_ports: service.endpoint.ports.clone(),
         job_iteration: None,
+        networks: Vec::new(),
     }
 }
 
