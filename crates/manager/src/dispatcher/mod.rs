@@ -89,6 +89,8 @@ pub struct Dispatcher {
     /// Where the leader is, for refusing sessions with a hint.
     raft: Arc<dyn RaftMembership>,
     logs: logs::LogBroker,
+    /// Each store batch summarized once for all sessions' streams.
+    batches: Arc<assignments::BatchIndex>,
 }
 
 fn unavailable(e: ProposeError) -> DispatchError {
@@ -116,6 +118,7 @@ impl Dispatcher {
             lead_since: Mutex::new(Instant::now()),
             raft,
             logs: logs::LogBroker::default(),
+            batches: Arc::default(),
         })
     }
 
@@ -383,7 +386,13 @@ impl DispatcherApi for Dispatcher {
             sessions: self.sessions.clone(),
             session_id: msg.session_id.clone(),
         };
-        let updates = session_updates(self.store.clone(), events, msg.clone(), closed);
+        let updates = session_updates(
+            self.store.clone(),
+            events,
+            msg.clone(),
+            closed,
+            self.batches.clone(),
+        );
         Ok(futures::stream::once(async move { Ok(msg) })
             .chain(updates)
             .map(move |m| {
@@ -415,6 +424,7 @@ impl DispatcherApi for Dispatcher {
             node_id,
             closed,
             &self.tracker,
+            self.batches.clone(),
         ))
     }
 
@@ -473,48 +483,55 @@ fn manager_addrs(nodes: &std::collections::BTreeMap<String, Node>) -> Vec<String
 }
 
 /// The rest of a session stream: a new message whenever the node's role or spec, or the
-/// manager set, changes (a promoted node learns it here), until the session closes.
+/// manager set, changes (a promoted node learns it here), until the session closes. Only
+/// batches that touch a node are looked at (a reading of every node per batch and session
+/// made task-only batches cost O(sessions x nodes)).
 fn session_updates(
     store: Store,
     events: tokio::sync::broadcast::Receiver<Arc<swarmd_store::EventBatch>>,
     first: SessionMessage,
     closed: CancellationToken,
+    index: Arc<assignments::BatchIndex>,
 ) -> DispatchStream<SessionMessage> {
     futures::stream::unfold(
         (store, events, first, closed, false),
-        |(store, mut events, mut last, closed, ended)| async move {
-            if ended {
-                return None;
-            }
-            loop {
-                tokio::select! {
-                    _ = closed.cancelled() => return None,
-                    ev = events.recv() => {
-                        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev {
-                            return None;
+        move |(store, mut events, mut last, closed, ended)| {
+            let index = index.clone();
+            async move {
+                if ended {
+                    return None;
+                }
+                loop {
+                    tokio::select! {
+                        _ = closed.cancelled() => return None,
+                        ev = events.recv() => match ev {
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                            Ok(b) if !index.summary(&b).nodes_changed() => continue,
+                            // A node batch, or lagged (anything may have changed): look.
+                            _ => {}
                         }
                     }
-                }
-                let next = store.view(|t| {
-                    t.nodes
-                        .get(&last.node.id)
-                        .map(|n| (n.clone(), manager_addrs(&t.nodes)))
-                });
-                let Some((node, managers)) = next else {
-                    let id = last.node.id.clone();
-                    return Some((
-                        Err(DispatchError::NodeRemoved(id)),
-                        (store, events, last, closed, true),
-                    ));
-                };
-                let changed = node.role != last.node.role
-                    || node.spec != last.node.spec
-                    || managers != last.managers;
-                if changed {
-                    last.node = node;
-                    last.managers = managers;
-                    let msg = last.clone();
-                    return Some((Ok(msg), (store, events, last, closed, false)));
+                    let next = store.view(|t| {
+                        t.nodes
+                            .get(&last.node.id)
+                            .map(|n| (n.clone(), manager_addrs(&t.nodes)))
+                    });
+                    let Some((node, managers)) = next else {
+                        let id = last.node.id.clone();
+                        return Some((
+                            Err(DispatchError::NodeRemoved(id)),
+                            (store, events, last, closed, true),
+                        ));
+                    };
+                    let changed = node.role != last.node.role
+                        || node.spec != last.node.spec
+                        || managers != last.managers;
+                    if changed {
+                        last.node = node;
+                        last.managers = managers;
+                        let msg = last.clone();
+                        return Some((Ok(msg), (store, events, last, closed, false)));
+                    }
                 }
             }
         },
