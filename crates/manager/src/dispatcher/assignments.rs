@@ -5,8 +5,8 @@
 //! that needs it is assigned and forgets it when no such task is left, so a node that
 //! runs no task referencing a secret never receives it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use swarmd_store::{EventAction, EventBatch, MemoryStore, Tables};
@@ -154,12 +154,90 @@ fn complete(
     }
 }
 
+/// What one commit changed, as every node's streams need it: its task events grouped by node
+/// (indices into the batch, in order), and whether it touched secrets/configs or nodes.
+#[derive(Debug, Default, PartialEq)]
+pub struct BatchSummary {
+    tasks_by_node: HashMap<String, Vec<usize>>,
+    deps_changed: bool,
+    nodes_changed: bool,
+}
+
+impl BatchSummary {
+    /// Summarizes one batch (a reset changes everything).
+    pub fn of(batch: &EventBatch) -> Self {
+        let mut out = BatchSummary::default();
+        match batch {
+            EventBatch::Reset { .. } => {
+                out.deps_changed = true;
+                out.nodes_changed = true;
+            }
+            EventBatch::Commit { events, .. } => {
+                for (i, ev) in events.iter().enumerate() {
+                    match &ev.object {
+                        Object::Task(t) => out
+                            .tasks_by_node
+                            .entry(t.node_id.clone())
+                            .or_default()
+                            .push(i),
+                        Object::Secret(_) | Object::Config(_) => out.deps_changed = true,
+                        Object::Node(_) => out.nodes_changed = true,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Indices of the batch's events about tasks on `node_id`.
+    pub fn tasks_of(&self, node_id: &str) -> &[usize] {
+        self.tasks_by_node.get(node_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether a node object (role, spec, the manager set) may have changed.
+    pub fn nodes_changed(&self) -> bool {
+        self.nodes_changed
+    }
+}
+
+/// Shares each batch's [`BatchSummary`] between the streams of all nodes: the first stream
+/// to take a batch builds it, the others reuse it. Without it every one of N streams scanned
+/// every event of every batch, O(nodes x events): with 1,000 nodes and a scheduler commit of
+/// 80,000 placements that is 80 million string compares per batch, which starved Raft (see
+/// BENCHMARKS.md, "Scale simulation"). Now a batch costs O(events + nodes).
+#[derive(Debug, Default)]
+pub struct BatchIndex {
+    /// The latest batches (streams run a little apart), newest last.
+    recent: Mutex<VecDeque<(Arc<EventBatch>, Arc<BatchSummary>)>>,
+}
+
+/// How many batches [`BatchIndex`] remembers.
+const RECENT_BATCHES: usize = 8;
+
+impl BatchIndex {
+    /// The summary of `batch`, built on first request.
+    pub fn summary(&self, batch: &Arc<EventBatch>) -> Arc<BatchSummary> {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, s)) = recent.iter().find(|(b, _)| Arc::ptr_eq(b, batch)) {
+            return s.clone();
+        }
+        let s = Arc::new(BatchSummary::of(batch));
+        if recent.len() == RECENT_BATCHES {
+            recent.pop_front();
+        }
+        recent.push_back((batch.clone(), s.clone()));
+        s
+    }
+}
+
 /// Streams a node's assignments until `closed` fires.
 pub fn stream(
     store: Arc<MemoryStore>,
     node_id: String,
     closed: CancellationToken,
     tracker: &TaskTracker,
+    index: Arc<BatchIndex>,
 ) -> DispatchStream<AssignmentsMessage> {
     let (tx, rx) = mpsc::channel(16);
     tracker.spawn(async move {
@@ -182,27 +260,22 @@ pub fn stream(
                         Some(store.view(|t| complete(t, &node_id, &mut sent, &mut deps)))
                     }
                     EventBatch::Commit { events, .. } => {
+                        let summary = index.summary(&b);
+                        let mine = summary.tasks_of(&node_id);
                         let mut changes = Vec::new();
                         // Recompute the dependencies only when something they derive
                         // from changed: a task of this node, a secret or a config.
-                        let deps_dirty = events.iter().any(|ev| match &ev.object {
-                            Object::Task(t) => t.node_id == node_id,
-                            Object::Secret(_) | Object::Config(_) => true,
-                            _ => false,
-                        });
+                        let deps_dirty = !mine.is_empty() || summary.deps_changed;
                         let (dep_updates, dep_removals) = if deps_dirty {
                             store.view(|t| dep_changes(t, &node_id, &mut deps))
                         } else {
                             Default::default()
                         };
                         changes.extend(dep_updates);
-                        for ev in events {
+                        for ev in mine.iter().filter_map(|&i| events.get(i)) {
                             let Object::Task(t) = &ev.object else {
                                 continue;
                             };
-                            if t.node_id != node_id {
-                                continue;
-                            }
                             match ev.action {
                                 EventAction::Removed if sent.remove(&t.id).is_some() => {
                                     changes.push(AssignmentChange {
@@ -282,6 +355,41 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn a_batch_is_summarized_by_node_once_and_shared() {
+        use swarmd_store::Event;
+        let ev = |action, object: Object| Event { action, object };
+        let batch = Arc::new(EventBatch::Commit {
+            index: 1,
+            events: vec![
+                ev(EventAction::Created, task("t1", "n1", "s").into()),
+                ev(EventAction::Created, task("t2", "n2", "s").into()),
+                ev(EventAction::Updated, task("t3", "n1", "s").into()),
+            ],
+        });
+        let index = BatchIndex::default();
+        let s = index.summary(&batch);
+        assert_eq!(s.tasks_of("n1"), &[0, 2]);
+        assert_eq!(s.tasks_of("n2"), &[1]);
+        assert!(s.tasks_of("n3").is_empty());
+        assert!(!s.deps_changed && !s.nodes_changed());
+        assert!(
+            Arc::ptr_eq(&s, &index.summary(&batch)),
+            "built once per batch"
+        );
+        let node = Arc::new(EventBatch::Commit {
+            index: 2,
+            events: vec![ev(
+                EventAction::Updated,
+                swarmd_types::Node::default().into(),
+            )],
+        });
+        assert!(index.summary(&node).nodes_changed());
+        let reset = EventBatch::Reset { index: 3 };
+        let r = BatchSummary::of(&reset);
+        assert!(r.deps_changed && r.nodes_changed());
+    }
+
     #[tokio::test]
     async fn a_node_gets_only_the_secrets_its_tasks_reference_until_they_end() {
         let mem = Arc::new(MemoryStore::new());
@@ -304,7 +412,13 @@ mod tests {
             .unwrap();
         let tracker = TaskTracker::new();
         let closed = CancellationToken::new();
-        let mut s = stream(mem.clone(), "n1".into(), closed.clone(), &tracker);
+        let mut s = stream(
+            mem.clone(),
+            "n1".into(),
+            closed.clone(),
+            &tracker,
+            Arc::default(),
+        );
         let first = s.next().await.unwrap().unwrap();
         assert_eq!(first.kind, AssignmentsKind::Complete);
         assert_eq!(

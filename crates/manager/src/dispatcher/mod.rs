@@ -93,6 +93,8 @@ pub struct Dispatcher {
     logs: logs::LogBroker,
     /// The routing mesh's table as of the last store change, shared by every session.
     ingress: watch::Sender<Arc<IngressTable>>,
+    /// Each store batch summarized once for all sessions' streams.
+    batches: Arc<assignments::BatchIndex>,
 }
 
 fn unavailable(e: ProposeError) -> DispatchError {
@@ -121,6 +123,7 @@ impl Dispatcher {
             raft,
             logs: logs::LogBroker::default(),
             ingress: watch::channel(Arc::new(IngressTable::default())).0,
+            batches: Arc::default(),
         })
     }
 
@@ -420,7 +423,14 @@ impl DispatcherApi for Dispatcher {
             sessions: self.sessions.clone(),
             session_id: msg.session_id.clone(),
         };
-        let updates = session_updates(self.store.clone(), events, ingress_rx, msg.clone(), closed);
+        let updates = session_updates(
+            self.store.clone(),
+            events,
+            ingress_rx,
+            msg.clone(),
+            closed,
+            self.batches.clone(),
+        );
         Ok(futures::stream::once(async move { Ok(msg) })
             .chain(updates)
             .map(move |m| {
@@ -452,6 +462,7 @@ impl DispatcherApi for Dispatcher {
             node_id,
             closed,
             &self.tracker,
+            self.batches.clone(),
         ))
     }
 
@@ -511,56 +522,62 @@ fn manager_addrs(nodes: &std::collections::BTreeMap<String, Node>) -> Vec<String
 
 /// The rest of a session stream: a new message whenever the node's role or spec, the
 /// manager set (a promoted node learns it here) or the ingress table changes, until the
-/// session closes.
+/// session closes. Only store batches that touch a node are looked at (reading every node
+/// per batch and session made task-only batches cost O(sessions x nodes)).
 fn session_updates(
     store: Store,
     events: tokio::sync::broadcast::Receiver<Arc<swarmd_store::EventBatch>>,
     ingress: watch::Receiver<Arc<IngressTable>>,
     first: SessionMessage,
     closed: CancellationToken,
+    index: Arc<assignments::BatchIndex>,
 ) -> DispatchStream<SessionMessage> {
     futures::stream::unfold(
         (store, (events, ingress), first, closed, false),
-        |(store, (mut events, mut ingress), mut last, closed, ended)| async move {
-            if ended {
-                return None;
-            }
-            loop {
-                tokio::select! {
-                    _ = closed.cancelled() => return None,
-                    ev = events.recv() => {
-                        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev {
-                            return None;
-                        }
+        move |(store, (mut events, mut ingress), mut last, closed, ended)| {
+            let index = index.clone();
+            async move {
+                if ended {
+                    return None;
+                }
+                loop {
+                    tokio::select! {
+                        _ = closed.cancelled() => return None,
+                        ev = events.recv() => match ev {
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                            Ok(b) if !index.summary(&b).nodes_changed() => continue,
+                            // A node batch, or lagged (anything may have changed): look.
+                            _ => {}
+                        },
+                        r = ingress.changed() => if r.is_err() { return None },
                     }
-                    r = ingress.changed() => if r.is_err() { return None },
-                }
-                let table = ingress.borrow_and_update().clone();
-                if last.ingress.as_ref() != Some(&*table) {
-                    last.ingress = Some((*table).clone());
-                    let msg = last.clone();
-                    return Some((Ok(msg), (store, (events, ingress), last, closed, false)));
-                }
-                let next = store.view(|t| {
-                    t.nodes
-                        .get(&last.node.id)
-                        .map(|n| (n.clone(), manager_addrs(&t.nodes)))
-                });
-                let Some((node, managers)) = next else {
-                    let id = last.node.id.clone();
-                    return Some((
-                        Err(DispatchError::NodeRemoved(id)),
-                        (store, (events, ingress), last, closed, true),
-                    ));
-                };
-                let changed = node.role != last.node.role
-                    || node.spec != last.node.spec
-                    || managers != last.managers;
-                if changed {
-                    last.node = node;
-                    last.managers = managers;
-                    let msg = last.clone();
-                    return Some((Ok(msg), (store, (events, ingress), last, closed, false)));
+                    let table = ingress.borrow_and_update().clone();
+                    if last.ingress.as_ref() != Some(&*table) {
+                        last.ingress = Some((*table).clone());
+                        let msg = last.clone();
+                        return Some((Ok(msg), (store, (events, ingress), last, closed, false)));
+                    }
+                    let next = store.view(|t| {
+                        t.nodes
+                            .get(&last.node.id)
+                            .map(|n| (n.clone(), manager_addrs(&t.nodes)))
+                    });
+                    let Some((node, managers)) = next else {
+                        let id = last.node.id.clone();
+                        return Some((
+                            Err(DispatchError::NodeRemoved(id)),
+                            (store, (events, ingress), last, closed, true),
+                        ));
+                    };
+                    let changed = node.role != last.node.role
+                        || node.spec != last.node.spec
+                        || managers != last.managers;
+                    if changed {
+                        last.node = node;
+                        last.managers = managers;
+                        let msg = last.clone();
+                        return Some((Ok(msg), (store, (events, ingress), last, closed, false)));
+                    }
                 }
             }
         },
