@@ -490,6 +490,12 @@ impl SwarmNode {
                 tracing::warn!(error = %e, "could not apply the init spec");
             }
         }
+        // As Docker's init waits for its node to be ready: return once this node's own
+        // session has registered it, so a `node update` right after init does not race the
+        // dispatcher's first status write ("update out of sequence").
+        if let Some(m) = active.mgr.as_ref() {
+            wait_node_ready(&m.store, &state.node_id, INIT_READY_WAIT).await;
+        }
         write_state(&dir, &state).map_err(|e| InitError::Other(e.to_string()))?;
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
         // `swarm init --autolock`: sealed before the CLI asks for the key.
@@ -1148,6 +1154,37 @@ async fn choose_executor(args: &Args) -> anyhow::Result<(ExecChoice, Option<Stri
             },
             None => Ok((ExecChoice::Process, None)),
         },
+    }
+}
+
+/// How long `swarm init` waits for the node's own session to register it.
+const INIT_READY_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until node `id` is READY in the store, or `limit` passes (then init answers anyway:
+/// the node is in the swarm, only its first status write is late).
+async fn wait_node_ready(store: &swarmd_store::Store, id: &str, limit: Duration) {
+    let ready = |t: &swarmd_store::ReadTx<'_>| {
+        t.nodes
+            .get(id)
+            .is_some_and(|n| n.status.state == swarmd_types::NodeState::Ready)
+    };
+    let (done, mut events) = store.memory().view_and_watch(ready);
+    if done {
+        return;
+    }
+    let wait = async {
+        // Every commit (or a lag) is a chance the node became ready: look again.
+        while !matches!(
+            events.recv().await,
+            Err(tokio::sync::broadcast::error::RecvError::Closed)
+        ) {
+            if store.view(ready) {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(limit, wait).await.is_err() {
+        tracing::warn!(node.id = %id, "node not ready {limit:?} after init");
     }
 }
 
