@@ -469,7 +469,10 @@ async fn run(seed: u64) -> Tally {
                 start.elapsed() < DEADLINE,
                 "no confirmed leader: {confirmed:?}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Try again once the cluster has moved (an election, a heartbeat, a commit).
+            c.changes()
+                .wait(DEADLINE.saturating_sub(start.elapsed()))
+                .await;
             continue;
         }
         let voters: BTreeSet<NodeId> = c
@@ -493,7 +496,10 @@ async fn run(seed: u64) -> Tally {
                 start.elapsed() < DEADLINE,
                 "could not add {missing} back: {e}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Try again once the cluster has moved (an election, a heartbeat, a commit).
+            c.changes()
+                .wait(DEADLINE.saturating_sub(start.elapsed()))
+                .await;
         }
     }
     acked.push(("final".into(), c.write("final").await));
