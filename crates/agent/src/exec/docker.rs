@@ -108,7 +108,8 @@ fn map_err(e: BollardError) -> ExecError {
     }
 }
 
-fn status_code(e: &BollardError) -> Option<u16> {
+/// The HTTP status of an engine refusal, if it was one.
+pub(super) fn status_code(e: &BollardError) -> Option<u16> {
     match e {
         BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,

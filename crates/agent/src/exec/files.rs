@@ -140,13 +140,12 @@ impl Dependencies {
     /// (`--template-driver golang`) is expanded with `templates`.
     pub fn resolve(&self, spec: &TaskSpecContainerSpec, templates: &TemplateContext) -> TaskFiles {
         let mut out = TaskFiles::default();
-        // Indexes into out.secrets / out.configs of the templated ones.
+        // Indexes into out.secrets / out.configs of the templated ones, and every file's
+        // target as the spec names it (what `secret "target"` looks up).
         let mut templated_secrets = Vec::new();
         let mut templated_configs = Vec::new();
-        let mut payload = PayloadFiles {
-            env: spec.env.clone().unwrap_or_default(),
-            ..Default::default()
-        };
+        let mut secret_targets = Vec::new();
+        let mut config_targets = Vec::new();
         for r in spec.secrets.iter().flatten() {
             let name = r.secret_name.clone().unwrap_or_default();
             let id = r.secret_id.as_deref().unwrap_or("");
@@ -159,7 +158,7 @@ impl Dependencies {
             if s.templating.is_some() {
                 templated_secrets.push(out.secrets.len());
             }
-            payload.secrets.insert(target.clone(), s.data.clone());
+            secret_targets.push(target.clone());
             out.secrets.push(TaskFile {
                 target: absolute(SECRETS_MOUNT, &target),
                 uid: parse_id(f.uid.as_deref()),
@@ -182,7 +181,7 @@ impl Dependencies {
             if c.templating.is_some() {
                 templated_configs.push(out.configs.len());
             }
-            payload.configs.insert(target.clone(), c.data.clone());
+            config_targets.push(target.clone());
             out.configs.push(TaskFile {
                 target: absolute("/", &target),
                 uid: parse_id(f.uid.as_deref()),
@@ -193,6 +192,18 @@ impl Dependencies {
             });
         }
         if !templated_secrets.is_empty() || !templated_configs.is_empty() {
+            // Built only when a file is templated: no extra copies of plaintext otherwise.
+            let by_target = |targets: Vec<String>, files: &[TaskFile]| {
+                targets
+                    .into_iter()
+                    .zip(files.iter().map(|f| f.data.clone()))
+                    .collect()
+            };
+            let payload = PayloadFiles {
+                env: spec.env.clone().unwrap_or_default(),
+                secrets: by_target(secret_targets, &out.secrets),
+                configs: by_target(config_targets, &out.configs),
+            };
             expand_templated(
                 &mut out,
                 payload,

@@ -20,6 +20,7 @@ use swarmd_types::models::{
 };
 
 use super::ExecError;
+use super::docker::status_code;
 
 /// The label carrying the overlay network's ID on its engine bridge network.
 pub const LABEL_NETWORK_ID: &str = "com.swarmd.network.id";
@@ -94,13 +95,6 @@ pub fn endpoint_settings(a: &OverlayAttachment) -> EndpointSettings {
         }),
         aliases: (!a.aliases.is_empty()).then(|| a.aliases.clone()),
         ..Default::default()
-    }
-}
-
-fn status_code(e: &BollardError) -> Option<u16> {
-    match e {
-        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
-        _ => None,
     }
 }
 
