@@ -20,7 +20,7 @@ set -euo pipefail
 readonly ENGINE_HOST=unix:///var/run/docker.sock
 readonly DOCKERD_LOG=${SWARMD_CI_DOCKERD_LOG:-/tmp/swarmd-ci-dockerd.log}
 readonly ENGINE_WAIT=${SWARMD_CI_ENGINE_WAIT:-60}
-readonly PACKAGES=(docker.io busybox-static iproute2 curl procps)
+readonly PACKAGES=(docker.io busybox-static iproute2 curl procps nftables util-linux)
 readonly IMAGE=busybox:latest
 readonly IMAGE_ALIASES=(alpine:latest alpine:3.10)
 # dockerd flag sets to try, in order. The defaults (overlay2, iptables-managed port publishing)

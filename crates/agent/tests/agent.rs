@@ -158,6 +158,7 @@ impl DispatcherApi for FakeDispatcher {
             managers: vec![],
             heartbeat_period_ms: 200,
             ingress: None,
+            discovery: None,
         };
         Ok(futures::stream::once(async move { Ok(first) })
             .chain(futures::stream::pending())
@@ -584,9 +585,9 @@ async fn docker_executor_runs_and_removes_containers() {
     node.stop().await;
 }
 
-/// The docker executor puts a task on its overlay networks: the engine bridge of each overlay
-/// (shared by every node on the engine), the allocated address, the aliases, and the gateway
-/// as DNS server. Skipped without an engine.
+/// The docker executor puts a task on its overlay networks (from the task's attachments, the
+/// ingress network left out): the engine bridge of each overlay (shared by every node on the
+/// engine), the allocated address, and the gateway as DNS server. Skipped without an engine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_executor_attaches_tasks_to_overlay_networks() {
     use swarmd_agent::exec::TaskRuntime;
@@ -609,13 +610,25 @@ async fn docker_executor_attaches_tasks_to_overlay_networks() {
     }
     // A subnet of 10.250.0.0/16 no other test uses, picked from the node ID.
     let third = 1 + (node_id.bytes().map(u32::from).sum::<u32>() % 250);
-    let net = |name: &str, id: String, third: u32, host: u32, aliases: &[&str]| OverlayAttachment {
+    let net = |name: &str, id: String, third: u32, host: u32| OverlayAttachment {
         network_id: id,
         network_name: name.into(),
         subnet: format!("10.250.{third}.0/24"),
         gateway: format!("10.250.{third}.1"),
         address: format!("10.250.{third}.{host}"),
-        aliases: aliases.iter().map(|a| a.to_string()).collect(),
+    };
+    // The attachment the manager's allocator writes for `a`.
+    let attachment = |a: &OverlayAttachment, ingress: bool| swarmd_types::NetworkAttachment {
+        network_id: a.network_id.clone(),
+        addresses: vec![format!("{}/24", a.address)],
+        aliases: vec!["web".into()],
+        network: Some(swarmd_types::AttachedNetwork {
+            name: a.network_name.clone(),
+            subnet: a.subnet.clone(),
+            gateway: a.gateway.clone(),
+            vxlan_id: 4097,
+            ingress,
+        }),
     };
     let front_id = swarmd_types::ids::new_id();
     let back_id = swarmd_types::ids::new_id();
@@ -655,19 +668,30 @@ async fn docker_executor_attaches_tasks_to_overlay_networks() {
     let server_id = swarmd_types::ids::new_id();
     let mut server = task(&server_id, "busybox:latest", &["sleep", "60"]);
     server.node_id = node_id.clone();
-    let mut srt = TaskRuntime::from_task(&server, "127.0.0.1");
-    let front = net("front", front_id.clone(), third, 10, &["web"]);
-    let back = net("back", back_id.clone(), back_third, 20, &[]);
-    srt.networks = vec![front.clone(), back.clone()];
+    let front = net("front", front_id.clone(), third, 10);
+    let back = net("back", back_id.clone(), back_third, 20);
+    let ingress = net("ingress", swarmd_types::ids::new_id(), 0, 30);
+    server.networks = vec![
+        attachment(&ingress, true),
+        attachment(&front, false),
+        attachment(&back, false),
+    ];
+    let srt = TaskRuntime::from_task(&server, "127.0.0.1");
+    assert_eq!(
+        srt.networks,
+        vec![front.clone(), back.clone()],
+        "the overlays in order, without ingress"
+    );
 
     let client_id = swarmd_types::ids::new_id();
-    let probe = format!(
-        "ping -c1 -W3 web && ping -c1 -W3 10.250.{third}.10 && grep -q 'nameserver' /etc/resolv.conf"
-    );
+    let probe = format!("ping -c1 -W3 10.250.{third}.10 && grep -q 'nameserver' /etc/resolv.conf");
     let mut client = task(&client_id, "busybox:latest", &["sh", "-c", &probe]);
     client.node_id = node_id.clone();
-    let mut crt = TaskRuntime::from_task(&client, "127.0.0.1");
-    crt.networks = vec![net("front", front_id.clone(), third, 11, &[])];
+    client.networks = vec![attachment(
+        &net("front", front_id.clone(), third, 11),
+        false,
+    )];
+    let crt = TaskRuntime::from_task(&client, "127.0.0.1");
 
     let _cleanup = Cleanup(
         docker.clone(),
@@ -697,7 +721,7 @@ async fn docker_executor_attaches_tasks_to_overlay_networks() {
         "the gateway (the node's DNS server) resolves for the container"
     );
 
-    // A second task on the same overlay reaches the first by alias and by address.
+    // A second task on the same overlay reaches the first by address.
     let c = exec.controller(&crt);
     c.prepare().await.unwrap();
     c.start().await.unwrap();

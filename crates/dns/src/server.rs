@@ -94,6 +94,11 @@ fn reuse_socket(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2:
     let s = socket2::Socket::new(domain, ty, None)?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
+    // A gateway address may not be up yet (its bridge appears with the network's first
+    // task on this machine): bind anyway, packets arrive once it is.
+    if addr.is_ipv4() {
+        s.set_freebind_v4(true)?;
+    }
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     Ok(s)

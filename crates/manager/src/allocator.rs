@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use swarmd_store::Tables;
 use swarmd_types::{NetworkAttachment, Task};
 
-use crate::control::networks::{service_networks, take_address, used_addresses};
+use crate::control::networks::{attached_network, service_networks, take_address, used_addresses};
 
 use swarmd_store::{ProposeError, Store};
 use swarmd_types::models::TaskState;
@@ -73,6 +73,7 @@ pub fn plan_attachments(
             network_id: net.id.clone(),
             addresses: vec![addr],
             aliases,
+            network: Some(attached_network(net)),
         });
     }
     Some(out)

@@ -32,6 +32,8 @@ use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, LinkUnspec, LinkVxlan};
 
+pub mod vip;
+
 /// The IANA VXLAN port, as Docker's overlay uses.
 pub const VXLAN_PORT: u16 = 4789;
 
@@ -54,6 +56,8 @@ pub enum NetplaneError {
     NoSuchLink(String),
     #[error("{0} exists but is not a vxlan device")]
     NotVxlan(String),
+    #[error("nftables: {0}")]
+    Nft(String),
 }
 
 fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetplaneError {

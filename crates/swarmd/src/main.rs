@@ -5,6 +5,7 @@ mod autolock;
 mod backend;
 mod cli;
 mod cluster;
+mod dataplane;
 mod follow;
 mod node;
 mod raft_glue;

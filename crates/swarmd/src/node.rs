@@ -223,16 +223,25 @@ impl SwarmNode {
             .clone()
     }
 
-    async fn make_executor(&self, node_id: &str) -> anyhow::Result<Arc<dyn Executor>> {
+    /// The node's executor and, with the docker executor, the engine client the overlay data
+    /// plane uses.
+    async fn make_executor(
+        &self,
+        node_id: &str,
+    ) -> anyhow::Result<(Arc<dyn Executor>, Option<bollard::Docker>)> {
         Ok(match &self.exec {
             ExecChoice::Docker { socket } => {
-                Arc::new(DockerExecutor::connect(socket, node_id).await?)
+                let exec = DockerExecutor::connect(socket, node_id).await?;
+                let docker = exec.client().clone();
+                (Arc::new(exec), Some(docker))
             }
-            ExecChoice::Process => self
-                .process_exec
-                .clone()
-                .map(|e| e as Arc<dyn Executor>)
-                .context("process executor missing")?,
+            ExecChoice::Process => (
+                self.process_exec
+                    .clone()
+                    .map(|e| e as Arc<dyn Executor>)
+                    .context("process executor missing")?,
+                None,
+            ),
         })
     }
 
@@ -251,7 +260,7 @@ impl SwarmNode {
         };
         let certs = self.seal.load(&dir)?;
 
-        let executor = self.make_executor(&state.node_id).await?;
+        let (executor, docker) = self.make_executor(&state.node_id).await?;
         let mut cfg = AgentConfig::new(
             state.node_id.clone(),
             self.args.node_addr.to_string(),
@@ -302,6 +311,16 @@ impl SwarmNode {
         agent_tracker.spawn(mesh.run(follow.latest(), |m: &Option<SessionMessage>| {
             m.as_ref().and_then(|m| m.ingress.clone())
         }));
+        // Overlay networks (DNS, VIPs, VXLAN) for the docker executor's containers.
+        if let Some(docker) = docker {
+            let plane = crate::dataplane::DataPlane::new(
+                state.node_id.clone(),
+                self.args.node_addr,
+                docker,
+                agent_cancel.clone(),
+            );
+            agent_tracker.spawn(plane.run(follow.latest()));
+        }
         agent_tracker.spawn(renew_certificates(
             dir.clone(),
             self.seal.clone(),

@@ -10,9 +10,9 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use common::{Leave, POLL, T, daemon};
+use common::{Leave, POLL, T, three_nodes as cluster};
 use swarmd_testkit::{
-    Daemon, Executor, cleanup_engine_containers, require_engine, unique_name, wait_for, wait_until,
+    Daemon, Executor, cleanup_engine_containers, require_engine, wait_for, wait_until,
 };
 
 /// An HTTP GET through a raw socket; the body (busybox httpd serves the task's hostname).
@@ -55,36 +55,6 @@ fn refused(ip: IpAddr, port: u16) -> bool {
         TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(5)),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
     )
-}
-
-/// Three nodes: a manager and two workers, heartbeat 1 s.
-fn cluster(executor: Executor, prefix: &str) -> Vec<Daemon> {
-    let m = daemon(executor, &unique_name(&format!("{prefix}m")));
-    m.docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
-        .ok();
-    let token = m
-        .docker(&["swarm", "join-token", "-q", "worker"])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    let addr = format!("{}:2377", m.node_addr());
-    let mut nodes = vec![m];
-    for i in 1..=2 {
-        let w = daemon(executor, &unique_name(&format!("{prefix}w{i}")));
-        w.docker(&["swarm", "join", "--token", &token, &addr]).ok();
-        nodes.push(w);
-    }
-    wait_until(T, POLL, "3 ready nodes", || {
-        nodes[0]
-            .docker(&["node", "ls", "--format", "{{.Status}}"])
-            .ok()
-            .lines()
-            .iter()
-            .filter(|s| **s == "Ready")
-            .count()
-            == 3
-    });
-    nodes
 }
 
 /// Removes the engine containers of a node when the test ends.

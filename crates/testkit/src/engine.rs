@@ -63,8 +63,10 @@ pub fn cleanup_engine_containers(label_filter: &str) -> usize {
     let mut args = vec!["rm", "-f", "-v"];
     args.extend(&ids);
     let out = engine_docker(&args);
-    // A container that vanished between `ps` and `rm` (e.g. `--rm`) is fine.
-    if !out.success() && !out.stderr.lines().all(|l| l.contains("No such container")) {
+    // A container that vanished between `ps` and `rm` (e.g. `--rm`), or that its node is
+    // removing at the same moment (a swarm leave), is fine.
+    let gone = |l: &str| l.contains("No such container") || l.contains("already in progress");
+    if !out.success() && !out.stderr.lines().all(gone) {
         panic!("{}", out.report("removing engine containers failed"));
     }
     ids.len()

@@ -36,6 +36,60 @@ pub struct SessionMessage {
     /// the node then leaves its mesh as it is.
     #[serde(default)]
     pub ingress: Option<IngressTable>,
+    /// Service discovery and VIP balancing on the overlay networks, the same for every node.
+    /// `None` from dispatchers that keep no table: the node leaves its data plane as it is.
+    #[serde(default)]
+    pub discovery: Option<DiscoveryTable>,
+}
+
+/// An overlay network as every node's data plane needs it (the ingress network is left
+/// out: the routing mesh forwards published ports itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryNetwork {
+    pub id: String,
+    pub name: String,
+    /// `10.0.1.0/24`.
+    pub subnet: String,
+    /// `10.0.1.1`: every node's bridge address on the network, where its DNS answers.
+    pub gateway: String,
+    pub vxlan_id: u32,
+}
+
+/// A running task's address on one network, and where the task runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EndpointTask {
+    pub task_id: String,
+    /// The task's address on the network, without prefix length.
+    pub addr: String,
+    pub node_id: String,
+    /// The node's data-plane address (VXLAN peers).
+    pub node_addr: String,
+}
+
+/// One service's presence on one network: the names it answers to there and where they
+/// lead.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEndpoint {
+    pub network_id: String,
+    pub service_id: String,
+    pub service_name: String,
+    /// Network aliases from the service spec: they resolve like the service name.
+    pub aliases: Vec<String>,
+    /// The service's virtual IP on the network (no prefix length); `None` in dnsrr mode,
+    /// where the name resolves to the task addresses.
+    pub vip: Option<String>,
+    /// Running tasks (desired running, on a ready node), sorted by task ID: the VIP's
+    /// backends and the `tasks.<service>` answers.
+    pub tasks: Vec<EndpointTask>,
+}
+
+/// The discovery table, derived from the store by the leader's dispatcher and sent whole on
+/// every session when it changes (level-triggered, like [`IngressTable`]). Networks are
+/// sorted by ID, endpoints by (network ID, service ID).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryTable {
+    pub networks: Vec<DiscoveryNetwork>,
+    pub endpoints: Vec<ServiceEndpoint>,
 }
 
 /// Transport protocol of a published port.

@@ -260,8 +260,27 @@ pub struct NetworkAttachment {
     pub network_id: String,
     /// CIDR notation, e.g. `10.0.1.3/24` (as Docker shows `NetworksAttachments`).
     pub addresses: Vec<String>,
-    /// The aliases the service spec gives on this network (for DNS later).
+    /// The aliases the service spec gives on this network (answered by the nodes' DNS).
     pub aliases: Vec<String>,
+    /// What the task's node needs of the network to attach the task (swarmkit embeds the
+    /// whole network object for the same reason); written with the address.
+    #[serde(default)]
+    pub network: Option<AttachedNetwork>,
+}
+
+/// The part of a network a node needs to put a task on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedNetwork {
+    pub name: String,
+    /// `10.0.1.0/24`.
+    pub subnet: String,
+    /// `10.0.1.1`: the bridge's address on every node, where the node's DNS server answers.
+    pub gateway: String,
+    /// The VXLAN network identifier linking the network's bridges across machines.
+    pub vxlan_id: u32,
+    /// The routing mesh's network: the mesh forwards published ports itself, so tasks are
+    /// not attached to it on the node.
+    pub ingress: bool,
 }
 
 impl Task {

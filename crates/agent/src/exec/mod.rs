@@ -262,7 +262,7 @@ impl TaskRuntime {
             ports,
             node_addr: node_addr.to_string(),
             files: Default::default(),
-            networks: Vec::new(),
+            networks: overlay_attachments(task),
         }
     }
 
@@ -310,6 +310,29 @@ impl TaskRuntime {
         labels.insert(LABEL_TASK.into(), String::new());
         labels
     }
+}
+
+/// The overlay networks a task's container joins: every attachment but the ingress network's
+/// (the routing mesh forwards published ports itself), in the service's order. An
+/// attachment without network details (written by an older manager) is left out.
+fn overlay_attachments(task: &Task) -> Vec<overlay::OverlayAttachment> {
+    task.networks
+        .iter()
+        .filter_map(|a| {
+            let net = a.network.as_ref().filter(|n| !n.ingress)?;
+            let addr = a.addresses.first()?;
+            Some(overlay::OverlayAttachment {
+                network_id: a.network_id.clone(),
+                network_name: net.name.clone(),
+                subnet: net.subnet.clone(),
+                gateway: net.gateway.clone(),
+                address: addr
+                    .split_once('/')
+                    .map_or(addr.as_str(), |(ip, _)| ip)
+                    .to_string(),
+            })
+        })
+        .collect()
 }
 
 /// Strips an `@digest` suffix from an image reference.

@@ -2,8 +2,11 @@
 //!
 //! The engine cannot run Docker's own overlay driver outside Docker's swarm mode, so each
 //! overlay network becomes, on each engine, a bridge network with the overlay's subnet and
-//! gateway. A task's container joins it with the address the manager allocated, its network
-//! aliases, and the gateway as its DNS server (where the node's DNS server listens). Nodes
+//! gateway. A task's container joins it with the address the manager allocated and the
+//! gateway as its DNS server (where the node's DNS server listens). The service's network
+//! aliases are not given to the engine: its embedded DNS would answer them with the
+//! addresses of this engine's containers only, where the node's DNS answers with the
+//! service's VIP, as Docker does. Nodes
 //! that share an engine (several swarmd nodes on one machine) share the bridge: its name
 //! and labels derive from the overlay network's ID alone.
 //!
@@ -38,14 +41,18 @@ pub struct OverlayAttachment {
     pub gateway: String,
     /// The task's address, without prefix length.
     pub address: String,
-    pub aliases: Vec<String>,
 }
 
 /// The engine network standing for an overlay network: `swarmd_<name>_<id prefix>`, so
 /// `docker inspect` on a container still tells which overlay it is on, and two overlays
 /// that reuse a name after a removal never share a bridge.
 pub fn engine_network_name(a: &OverlayAttachment) -> String {
-    format!("swarmd_{}_{}", a.network_name, short(&a.network_id, 12))
+    engine_network_name_of(&a.network_name, &a.network_id)
+}
+
+/// [`engine_network_name`] from the overlay network's name and ID.
+pub fn engine_network_name_of(network_name: &str, network_id: &str) -> String {
+    format!("swarmd_{network_name}_{}", short(network_id, 12))
 }
 
 /// The bridge interface of an overlay network: at most 15 bytes (IFNAMSIZ - 1).
@@ -86,14 +93,13 @@ pub fn create_request(a: &OverlayAttachment) -> NetworkCreateRequest {
     }
 }
 
-/// The container's endpoint on the network: its allocated address and aliases.
+/// The container's endpoint on the network: its allocated address.
 pub fn endpoint_settings(a: &OverlayAttachment) -> EndpointSettings {
     EndpointSettings {
         ipam_config: Some(EndpointIpamConfig {
             ipv4_address: Some(a.address.clone()),
             ..Default::default()
         }),
-        aliases: (!a.aliases.is_empty()).then(|| a.aliases.clone()),
         ..Default::default()
     }
 }
@@ -175,7 +181,6 @@ mod tests {
             subnet: "10.0.1.0/24".into(),
             gateway: "10.0.1.1".into(),
             address: "10.0.1.7".into(),
-            aliases: vec!["web".into()],
         }
     }
 
@@ -206,15 +211,12 @@ mod tests {
     }
 
     #[test]
-    fn endpoint_has_the_allocated_address_and_aliases() {
+    fn endpoint_has_the_allocated_address_and_no_engine_aliases() {
         let e = endpoint_settings(&att());
         assert_eq!(
             e.ipam_config.unwrap().ipv4_address.as_deref(),
             Some("10.0.1.7")
         );
-        assert_eq!(e.aliases, Some(vec!["web".to_string()]));
-        let mut a = att();
-        a.aliases.clear();
-        assert_eq!(endpoint_settings(&a).aliases, None);
+        assert_eq!(e.aliases, None);
     }
 }

@@ -12,7 +12,7 @@ use swarmd_store::Tables;
 use swarmd_types::models::{
     EndpointPortConfigPublishModeEnum as PubMode, EndpointSpecModeEnum, ServiceSpec,
 };
-use swarmd_types::{Kind, Network, VirtualIp, ids, is_terminal};
+use swarmd_types::{AttachedNetwork, Kind, Network, VirtualIp, ids, is_terminal};
 
 use super::{Control, ControlError, ControlResult, invalid};
 use crate::ipam::{self, Cidr};
@@ -335,6 +335,25 @@ pub fn service_networks<'a>(t: &'a Tables, spec: &ServiceSpec) -> Vec<(&'a Netwo
         }
     }
     out
+}
+
+/// The network's VXLAN ID as recorded in its driver options (0 when absent).
+pub fn vxlan_id(n: &Network) -> u32 {
+    n.options
+        .get(VXLAN_OPTION)
+        .and_then(|v| v.split(',').next()?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// What a task's node needs of `n` to attach the task to it.
+pub fn attached_network(n: &Network) -> AttachedNetwork {
+    AttachedNetwork {
+        name: n.name.clone(),
+        subnet: n.subnet.clone(),
+        gateway: n.gateway.clone(),
+        vxlan_id: vxlan_id(n),
+        ingress: n.ingress,
+    }
 }
 
 /// VIPs for a service in VIP mode: one per network it joins (ingress included); kept across

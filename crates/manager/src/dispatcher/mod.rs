@@ -7,6 +7,7 @@
 //! the gRPC service of the multi-node build wraps the same object.
 
 mod assignments;
+pub mod discovery;
 pub mod ingress;
 pub mod logs;
 
@@ -18,9 +19,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use swarmd_store::{ProposeError, Store};
 use swarmd_types::dispatcher::{
-    AssignmentsMessage, BrokerSubscription, DispatchError, DispatchStream, DispatcherApi,
-    IngressTable, LogSubscription, PublishLogs, PublishedLine, SessionMessage, SessionRequest,
-    TaskStatusUpdate,
+    AssignmentsMessage, BrokerSubscription, DiscoveryTable, DispatchError, DispatchStream,
+    DispatcherApi, IngressTable, LogSubscription, PublishLogs, PublishedLine, SessionMessage,
+    SessionRequest, TaskStatusUpdate,
 };
 use swarmd_types::{Node, NodeState, Role, ids};
 
@@ -91,10 +92,18 @@ pub struct Dispatcher {
     /// Where the leader is, for refusing sessions with a hint.
     raft: Arc<dyn RaftMembership>,
     logs: logs::LogBroker,
-    /// The routing mesh's table as of the last store change, shared by every session.
-    ingress: watch::Sender<Arc<IngressTable>>,
+    /// The data plane's tables as of the last store change, shared by every session.
+    net_tables: watch::Sender<Arc<NetTables>>,
     /// Each store batch summarized once for all sessions' streams.
     batches: Arc<assignments::BatchIndex>,
+}
+
+/// What every node's data plane follows: the routing mesh's table and the discovery table.
+/// Both are pure functions of the store, computed once per change for all sessions.
+#[derive(Debug, Default, PartialEq)]
+struct NetTables {
+    ingress: IngressTable,
+    discovery: DiscoveryTable,
 }
 
 fn unavailable(e: ProposeError) -> DispatchError {
@@ -122,7 +131,7 @@ impl Dispatcher {
             lead_since: Mutex::new(Instant::now()),
             raft,
             logs: logs::LogBroker::default(),
-            ingress: watch::channel(Arc::new(IngressTable::default())).0,
+            net_tables: watch::channel(Arc::default()).0,
             batches: Arc::default(),
         })
     }
@@ -204,16 +213,19 @@ impl Dispatcher {
             .spawn(async move { me.heartbeat_monitor().await });
         let me = self.clone();
         self.tracker
-            .spawn(async move { me.ingress_tracker().await });
+            .spawn(async move { me.net_tables_tracker().await });
     }
 
-    /// Keeps the ingress table current: recomputed from the store after every change
-    /// (once for all sessions), published only when it differs.
-    async fn ingress_tracker(&self) {
+    /// Keeps the data plane's tables current: recomputed from the store after every change
+    /// (once for all sessions), published only when they differ.
+    async fn net_tables_tracker(&self) {
         let mut events = self.store.memory().watch();
         loop {
-            let table = self.store.view(|t| ingress::table(t));
-            self.ingress.send_if_modified(|cur| {
+            let table = self.store.view(|t| NetTables {
+                ingress: ingress::table(t),
+                discovery: discovery::table(t),
+            });
+            self.net_tables.send_if_modified(|cur| {
                 if **cur == table {
                     return false;
                 }
@@ -410,14 +422,15 @@ impl DispatcherApi for Dispatcher {
         let events = self.store.memory().watch();
         // The shared table (not one computed here), so a session never steps back to an
         // older table than the one it was given.
-        let mut ingress_rx = self.ingress.subscribe();
-        let table = (**ingress_rx.borrow_and_update()).clone();
+        let mut tables_rx = self.net_tables.subscribe();
+        let tables = tables_rx.borrow_and_update().clone();
         let msg = SessionMessage {
             session_id,
             node,
             managers: self.manager_addrs(),
             heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
-            ingress: Some(table),
+            ingress: Some(tables.ingress.clone()),
+            discovery: Some(tables.discovery.clone()),
         };
         let guard = DisconnectGuard {
             sessions: self.sessions.clone(),
@@ -426,7 +439,7 @@ impl DispatcherApi for Dispatcher {
         let updates = session_updates(
             self.store.clone(),
             events,
-            ingress_rx,
+            tables_rx,
             msg.clone(),
             closed,
             self.batches.clone(),
@@ -521,13 +534,13 @@ fn manager_addrs(nodes: &std::collections::BTreeMap<String, Node>) -> Vec<String
 }
 
 /// The rest of a session stream: a new message whenever the node's role or spec, the
-/// manager set (a promoted node learns it here) or the ingress table changes, until the
+/// manager set (a promoted node learns it here) or the data plane's tables change, until the
 /// session closes. Only store batches that touch a node are looked at (reading every node
 /// per batch and session made task-only batches cost O(sessions x nodes)).
 fn session_updates(
     store: Store,
     events: tokio::sync::broadcast::Receiver<Arc<swarmd_store::EventBatch>>,
-    ingress: watch::Receiver<Arc<IngressTable>>,
+    ingress: watch::Receiver<Arc<NetTables>>,
     first: SessionMessage,
     closed: CancellationToken,
     index: Arc<assignments::BatchIndex>,
@@ -551,9 +564,16 @@ fn session_updates(
                         },
                         r = ingress.changed() => if r.is_err() { return None },
                     }
-                    let table = ingress.borrow_and_update().clone();
-                    if last.ingress.as_ref() != Some(&*table) {
-                        last.ingress = Some((*table).clone());
+                    let tables = ingress.borrow_and_update().clone();
+                    let ingress_changed = last.ingress.as_ref() != Some(&tables.ingress);
+                    let discovery_changed = last.discovery.as_ref() != Some(&tables.discovery);
+                    if ingress_changed || discovery_changed {
+                        if ingress_changed {
+                            last.ingress = Some(tables.ingress.clone());
+                        }
+                        if discovery_changed {
+                            last.discovery = Some(tables.discovery.clone());
+                        }
                         let msg = last.clone();
                         return Some((Ok(msg), (store, (events, ingress), last, closed, false)));
                     }

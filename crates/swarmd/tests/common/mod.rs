@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name};
+use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name, wait_until};
 
 /// How long a test waits for the cluster to converge.
 pub const T: Duration = Duration::from_secs(60);
@@ -137,4 +137,34 @@ pub fn grep_tree(dir: &std::path::Path, value: &str) -> Vec<String> {
             String::from_utf8_lossy(&out.stderr)
         ),
     }
+}
+
+/// Three nodes: a manager and two workers, heartbeat 1 s.
+pub fn three_nodes(executor: Executor, prefix: &str) -> Vec<Daemon> {
+    let m = daemon(executor, &unique_name(&format!("{prefix}m")));
+    m.docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
+        .ok();
+    let token = m
+        .docker(&["swarm", "join-token", "-q", "worker"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    let addr = format!("{}:2377", m.node_addr());
+    let mut nodes = vec![m];
+    for i in 1..=2 {
+        let w = daemon(executor, &unique_name(&format!("{prefix}w{i}")));
+        w.docker(&["swarm", "join", "--token", &token, &addr]).ok();
+        nodes.push(w);
+    }
+    wait_until(T, POLL, "3 ready nodes", || {
+        nodes[0]
+            .docker(&["node", "ls", "--format", "{{.Status}}"])
+            .ok()
+            .lines()
+            .iter()
+            .filter(|s| **s == "Ready")
+            .count()
+            == 3
+    });
+    nodes
 }
