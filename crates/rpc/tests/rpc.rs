@@ -215,6 +215,7 @@ impl DispatcherApi for FakeDispatcher {
             managers: vec!["127.0.0.1:2377".into()],
             heartbeat_period_ms: 5000,
             ingress: None,
+            discovery: None,
         };
         // The session stays open until the agent (or the server) goes away.
         Ok(futures::stream::iter([Ok(first)])
