@@ -177,6 +177,23 @@ mod tests {
         (a.unwrap(), b.unwrap().0)
     }
 
+    /// The bulk path depends on this: with the default 64 KiB pipe each splice moves at most
+    /// 64 KiB. Only checked where the system allows a pipe that large.
+    #[test]
+    fn pipe_is_enlarged_to_the_chunk_size_when_allowed() {
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let pipe = Pipe::new().unwrap();
+        // SAFETY: fcntl on a descriptor the pipe owns.
+        let size = unsafe { libc::fcntl(pipe.write.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        assert!(size > 0);
+        if max >= CHUNK {
+            assert_eq!(size as usize, CHUNK);
+        }
+    }
+
     /// client ⇄ [proxy_front | proxy_back] ⇄ server: bytes arrive intact both ways and a
     /// half-close reaches the other end while the reverse direction still flows.
     #[tokio::test]

@@ -4,7 +4,8 @@
 //! with `B` gets an endless stream of bytes (bulk), one that starts with `R` gets each
 //! 64-byte request echoed back (request/response). `compare` measures, in one run and
 //! interleaved, a direct address and a mesh address: bulk MB/s, requests/s over several
-//! connections, and per-request latency (p50/p99) on one connection.
+//! connections, and per-request latency (p50/p99) on one connection. `proxy` runs the
+//! mesh alone (one published TCP port to fixed backends), to profile it as its own process.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -46,14 +47,32 @@ enum Cmd {
         /// Connections for the requests/s figure.
         #[arg(long, default_value_t = 8)]
         conns: usize,
-        /// Rounds (each measures direct then mesh); the best round of each is kept.
+        /// Rounds: each measures every figure on both paths back to back, the order of
+        /// the two paths alternating from round to round; the median of each is reported.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Only the bulk figure (for profiling the bulk path).
+        #[arg(long)]
+        bulk_only: bool,
+    },
+    /// The mesh alone: listens on `--listen` and forwards to `--to` (TCP), on a
+    /// multi-threaded runtime like swarmd's.
+    Proxy {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, required = true)]
+        to: Vec<SocketAddr>,
     },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Cmd::Proxy { listen, to } = &cli.cmd {
+        return tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(proxy(*listen, to));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -67,14 +86,45 @@ fn main() -> anyhow::Result<()> {
             secs,
             conns,
             rounds,
+            bulk_only,
         } => rt.block_on(compare(
             (&direct_label, direct),
             (&mesh_label, mesh),
             Duration::from_secs(secs),
             conns,
             rounds,
+            bulk_only,
         )),
+        Cmd::Proxy { .. } => unreachable!("run above"),
     }
+}
+
+async fn proxy(listen: SocketAddr, to: &[SocketAddr]) -> anyhow::Result<()> {
+    use swarmd_types::dispatcher::{IngressBackend, IngressPort, IngressProtocol, IngressTable};
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut mesh = swarmd_mesh::Mesh::new(listen.ip(), cancel.clone());
+    mesh.apply(&IngressTable {
+        ports: vec![IngressPort {
+            protocol: IngressProtocol::Tcp,
+            published_port: listen.port(),
+            target_port: 0,
+            service_id: "bench".into(),
+            service_name: "bench".into(),
+            backends: to
+                .iter()
+                .map(|a| IngressBackend {
+                    task_id: a.to_string(),
+                    addr: a.to_string(),
+                })
+                .collect(),
+        }],
+    })
+    .await;
+    anyhow::ensure!(!mesh.ports().is_empty(), "could not listen on {listen}");
+    eprintln!("mesh on {listen} -> {to:?}");
+    tokio::signal::ctrl_c().await?;
+    cancel.cancel();
+    Ok(())
 }
 
 async fn serve(listen: Option<SocketAddr>) -> anyhow::Result<()> {
@@ -163,8 +213,7 @@ struct Figures {
     p99_ms: f64,
 }
 
-async fn measure(addr: SocketAddr, d: Duration, conns: usize) -> anyhow::Result<Figures> {
-    let mbps = bulk(addr, d).await?;
+async fn requests_per_sec(addr: SocketAddr, d: Duration, conns: usize) -> anyhow::Result<f64> {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..conns {
         set.spawn(ping_pong(addr, d));
@@ -173,27 +222,64 @@ async fn measure(addr: SocketAddr, d: Duration, conns: usize) -> anyhow::Result<
     while let Some(r) = set.join_next().await {
         requests += r??.len();
     }
-    let rps = requests as f64 / d.as_secs_f64();
-    let mut lat = ping_pong(addr, d).await?;
-    lat.sort();
-    Ok(Figures {
-        mbps,
-        rps,
-        p50_ms: pct(&lat, 0.50),
-        p99_ms: pct(&lat, 0.99),
-    })
+    Ok(requests as f64 / d.as_secs_f64())
 }
 
-/// Best of the rounds: highest throughput and rate, lowest latencies.
-fn best(all: &[Figures]) -> Figures {
-    let mut b = all[0];
-    for f in &all[1..] {
-        b.mbps = b.mbps.max(f.mbps);
-        b.rps = b.rps.max(f.rps);
-        b.p50_ms = b.p50_ms.min(f.p50_ms);
-        b.p99_ms = b.p99_ms.min(f.p99_ms);
+async fn latency(addr: SocketAddr, d: Duration) -> anyhow::Result<(f64, f64)> {
+    let mut lat = ping_pong(addr, d).await?;
+    lat.sort();
+    Ok((pct(&lat, 0.50), pct(&lat, 0.99)))
+}
+
+/// One round: each figure on both paths back to back (`first` path first), so that both
+/// see the same machine load as nearly as possible.
+async fn round(
+    paths: [SocketAddr; 2],
+    first: usize,
+    d: Duration,
+    conns: usize,
+    bulk_only: bool,
+) -> anyhow::Result<[Figures; 2]> {
+    let mut f = [Figures::default(); 2];
+    let order = [first, 1 - first];
+    for i in order {
+        f[i].mbps = bulk(paths[i], d)
+            .await
+            .with_context(|| format!("bulk {}", paths[i]))?;
     }
-    b
+    if bulk_only {
+        return Ok(f);
+    }
+    for i in order {
+        f[i].rps = requests_per_sec(paths[i], d, conns).await?;
+    }
+    for i in order {
+        (f[i].p50_ms, f[i].p99_ms) = latency(paths[i], d).await?;
+    }
+    Ok(f)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The median of each figure over the rounds.
+fn medians(all: &[Figures]) -> Figures {
+    let m = |g: fn(&Figures) -> f64| median(all.iter().map(g).collect());
+    Figures {
+        mbps: m(|f| f.mbps),
+        rps: m(|f| f.rps),
+        p50_ms: m(|f| f.p50_ms),
+        p99_ms: m(|f| f.p99_ms),
+    }
 }
 
 async fn compare(
@@ -202,14 +288,40 @@ async fn compare(
     d: Duration,
     conns: usize,
     rounds: usize,
+    bulk_only: bool,
 ) -> anyhow::Result<()> {
     let (mut ds, mut ms) = (Vec::new(), Vec::new());
-    for r in 0..rounds.max(1) {
-        ds.push(measure(direct.1, d, conns).await.context("direct")?);
-        ms.push(measure(mesh.1, d, conns).await.context("mesh")?);
-        eprintln!("round {} done", r + 1);
+    let rounds = rounds.max(1);
+    for r in 0..rounds {
+        let [a, b] = round([direct.1, mesh.1], r % 2, d, conns, bulk_only).await?;
+        eprintln!(
+            "round {}: bulk MB/s {} {:.0}, {} {:.0} ({:.2}×); req/s {:.0}, {:.0}; p99 ms {:.3}, {:.3}",
+            r + 1,
+            direct.0,
+            a.mbps,
+            mesh.0,
+            b.mbps,
+            b.mbps / a.mbps,
+            a.rps,
+            b.rps,
+            a.p99_ms,
+            b.p99_ms
+        );
+        ds.push(a);
+        ms.push(b);
     }
-    let (dd, mm) = (best(&ds), best(&ms));
+    let (dd, mm) = (medians(&ds), medians(&ms));
+    // The ratio of each round, then its median: both paths of a round saw the same load.
+    let ratio = median(ds.iter().zip(&ms).map(|(a, b)| b.mbps / a.mbps).collect());
+    let rps_ratio = median(ds.iter().zip(&ms).map(|(a, b)| b.rps / a.rps).collect());
+    if bulk_only {
+        println!("| path | bulk MB/s |\n|---|---|");
+        for (label, f) in [(direct.0, dd), (mesh.0, mm)] {
+            println!("| {label} | {:.0} |", f.mbps);
+        }
+        println!("| {} / {} | {ratio:.2}× |", mesh.0, direct.0);
+        return Ok(());
+    }
     println!("| path | bulk MB/s | requests/s ({conns} conns) | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|");
     for (label, f) in [(direct.0, dd), (mesh.0, mm)] {
@@ -219,13 +331,25 @@ async fn compare(
         );
     }
     println!(
-        "| {} / {} | {:.2}× | {:.2}× | +{:.3} ms | +{:.3} ms |",
+        "| {} / {} | {:.2}× | {:.2}× | {:+.3} ms | {:+.3} ms |",
         mesh.0,
         direct.0,
-        mm.mbps / dd.mbps,
-        mm.rps / dd.rps,
+        ratio,
+        rps_ratio,
         mm.p50_ms - dd.p50_ms,
         mm.p99_ms - dd.p99_ms
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+    }
 }
