@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{EngineCleanup, POLL, T, service_field, three_nodes};
+use common::{EngineCleanup, POLL, T, running_tasks, service_field, task_field, three_nodes};
 use swarmd_testkit::{Daemon, Executor, engine_docker, require_engine, wait_for, wait_until};
 
 const HTTPD: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www";
@@ -70,33 +70,14 @@ fn resolve(container: &str, name: &str) -> Result<BTreeSet<String>, String> {
 
 /// The addresses of `service`'s tasks on the network, from `NetworksAttachments`.
 fn task_addrs(m: &Daemon, service: &str) -> BTreeSet<String> {
-    let ids = m
-        .docker(&[
-            "service",
-            "ps",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            "desired-state=running",
-            service,
-        ])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    ids.lines()
+    running_tasks(m, service)
+        .iter()
         .map(|id| {
-            let cidr = m
-                .docker(&[
-                    "inspect",
-                    "--type",
-                    "task",
-                    "--format",
-                    "{{range .NetworksAttachments}}{{range .Addresses}}{{.}}{{end}}{{end}}",
-                    id,
-                ])
-                .ok()
-                .stdout_trimmed()
-                .to_string();
+            let cidr = task_field(
+                m,
+                id,
+                "{{range .NetworksAttachments}}{{range .Addresses}}{{.}}{{end}}{{end}}",
+            );
             cidr.split('/').next().unwrap_or_default().to_string()
         })
         .collect()

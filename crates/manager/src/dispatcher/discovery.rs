@@ -99,20 +99,9 @@ pub fn table(t: &Tables) -> DiscoveryTable {
 mod tests {
     use super::*;
     use crate::control::networks::ingress_network;
+    use crate::dispatcher::test_support::{node, store_of};
     use swarmd_types::models::{NetworkAttachmentConfig, TaskSpec};
-    use swarmd_types::{NetworkAttachment, Node, NodeStatus, Task, TaskStatus, VirtualIp};
-
-    fn node(id: &str, addr: &str, state: NodeState) -> Node {
-        Node {
-            id: id.into(),
-            status: NodeStatus {
-                state,
-                addr: addr.into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-    }
+    use swarmd_types::{NetworkAttachment, Node, Task, TaskStatus, VirtualIp};
 
     fn net(id: &str, subnet: &str) -> swarmd_types::Network {
         swarmd_types::Network {
@@ -187,25 +176,7 @@ mod tests {
         services: Vec<Service>,
         tasks: Vec<Task>,
     ) -> DiscoveryTable {
-        let mut t = Tables::default();
-        for n in networks {
-            t.networks.insert(n.id.clone(), n);
-        }
-        for n in nodes {
-            t.nodes.insert(n.id.clone(), n);
-        }
-        for s in services {
-            t.services.insert(s.id.clone(), s);
-        }
-        for task in tasks {
-            t.tasks.insert(task.id.clone(), task);
-        }
-        let mem = swarmd_store::MemoryStore::new();
-        mem.restore(swarmd_store::Snapshot {
-            index: 1,
-            tables: t,
-        });
-        mem.view(|t| table(t))
+        store_of(networks, nodes, services, tasks).view(|t| table(t))
     }
 
     const R: TaskState = TaskState::RUNNING;

@@ -93,8 +93,9 @@ pub fn table(t: &Tables) -> IngressTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatcher::test_support::{node, store_of};
     use swarmd_types::models::PortStatus;
-    use swarmd_types::{Node, NodeStatus, Service, TaskStatus};
+    use swarmd_types::{Node, Service, TaskStatus};
 
     fn ep(published: i64, target: i64, proto: Proto, mode: PubMode) -> EndpointPortConfig {
         EndpointPortConfig {
@@ -102,18 +103,6 @@ mod tests {
             published_port: Some(published),
             target_port: Some(target),
             publish_mode: Some(mode),
-            ..Default::default()
-        }
-    }
-
-    fn node(id: &str, addr: &str, state: NodeState) -> Node {
-        Node {
-            id: id.into(),
-            status: NodeStatus {
-                state,
-                addr: addr.into(),
-                ..Default::default()
-            },
             ..Default::default()
         }
     }
@@ -158,24 +147,9 @@ mod tests {
         }
     }
 
-    /// The table derived from a store holding these objects (indexes built as in Raft).
+    /// The table derived from a store holding these objects.
     fn derive(nodes: Vec<Node>, services: Vec<Service>, tasks: Vec<Task>) -> IngressTable {
-        let mut t = Tables::default();
-        for n in nodes {
-            t.nodes.insert(n.id.clone(), n);
-        }
-        for s in services {
-            t.services.insert(s.id.clone(), s);
-        }
-        for task in tasks {
-            t.tasks.insert(task.id.clone(), task);
-        }
-        let mem = swarmd_store::MemoryStore::new();
-        mem.restore(swarmd_store::Snapshot {
-            index: 1,
-            tables: t,
-        });
-        mem.view(|t| table(t))
+        store_of(vec![], nodes, services, tasks).view(|t| table(t))
     }
 
     fn addrs(p: &IngressPort) -> Vec<&str> {

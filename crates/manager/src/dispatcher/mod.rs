@@ -10,6 +10,8 @@ mod assignments;
 pub mod discovery;
 pub mod ingress;
 pub mod logs;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
