@@ -230,14 +230,19 @@ async fn orchestrate(store: &Store) -> Result<Option<std::time::Duration>, Propo
                 };
                 tasks.insert(key, c);
             }
-            let mut changes: Vec<(String, Change)> = tasks.into_iter().collect();
             let class = |c: &Change| match c {
-                Change::UpdateService(_) => 0,
+                Change::UpdateService(_) => 0u8,
                 Change::Update(_) => 1,
                 Change::Create(_) => 2,
             };
-            changes.sort_by(|a, b| (class(&a.1), &a.0).cmp(&(class(&b.1), &b.0)));
-            for (_, c) in changes {
+            // Sort the keys, not the (large) changes, then move each change out once.
+            let mut order: Vec<(u8, String)> =
+                tasks.iter().map(|(k, c)| (class(c), k.clone())).collect();
+            order.sort_unstable();
+            for (_, key) in order {
+                let Some(c) = tasks.remove(&key) else {
+                    continue;
+                };
                 match c {
                     Change::Create(t) => tx.create(t),
                     Change::Update(t) => tx.update(t),

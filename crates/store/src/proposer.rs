@@ -200,15 +200,18 @@ impl Store {
     /// already in flight finish); an entry whose outcome is unknown makes the whole
     /// `OutcomeUnknown` once the others are done, so the caller backs off instead of
     /// re-deciding against a state that may still change under it.
-    pub async fn batch(&self, mut actions: Vec<StoreAction>) -> Result<usize, ProposeError> {
+    pub async fn batch(&self, actions: Vec<StoreAction>) -> Result<usize, ProposeError> {
         use futures::StreamExt;
+        // Each action is moved once (splitting off the rest again and again would copy
+        // the remainder for every chunk).
         let mut chunks = Vec::with_capacity(actions.len().div_ceil(MAX_ACTIONS_PER_ENTRY));
-        while actions.len() > MAX_ACTIONS_PER_ENTRY {
-            let rest = actions.split_off(MAX_ACTIONS_PER_ENTRY);
-            chunks.push(std::mem::replace(&mut actions, rest));
-        }
-        if !actions.is_empty() {
-            chunks.push(actions);
+        let mut rest = actions.into_iter();
+        loop {
+            let chunk: Vec<StoreAction> = rest.by_ref().take(MAX_ACTIONS_PER_ENTRY).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
         }
         let stop = std::sync::atomic::AtomicBool::new(false);
         let stop = &stop;
@@ -438,7 +441,8 @@ mod tests {
         })
         .await
         .unwrap();
-        let ids = |it: &mut dyn Iterator<Item = &Task>| it.map(|t| t.id.clone()).collect::<Vec<_>>();
+        let ids =
+            |it: &mut dyn Iterator<Item = &Task>| it.map(|t| t.id.clone()).collect::<Vec<_>>();
         s.view(|t| {
             assert_eq!(ids(&mut t.new_tasks()), ["t3", "t1"]);
             assert_eq!(ids(&mut t.pending_tasks()), ["t2"]);
