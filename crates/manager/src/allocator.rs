@@ -15,14 +15,35 @@ use swarmd_store::{ProposeError, Store};
 use swarmd_types::models::TaskState;
 use swarmd_types::timefmt;
 
-/// One pass: every NEW task that is still wanted becomes PENDING.
-pub async fn allocate(store: &Store) -> Result<usize, ProposeError> {
+/// Most tasks one allocator pass moves on (see [`crate::scheduler::MAX_WRITES_PER_PASS`]).
+pub const MAX_WRITES_PER_PASS: usize = crate::scheduler::MAX_WRITES_PER_PASS;
+
+/// What one allocator pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Tasks moved to PENDING.
+    pub allocated: usize,
+    /// NEW tasks were left for the next pass (capped) or an entry was rejected.
+    pub again: bool,
+}
+
+/// One pass: NEW tasks that are still wanted become PENDING, oldest first, at most
+/// [`MAX_WRITES_PER_PASS`] of them (from the store's index of NEW tasks: no scan).
+pub async fn allocate(store: &Store) -> Result<Pass, ProposeError> {
+    allocate_capped(store, MAX_WRITES_PER_PASS).await
+}
+
+/// One pass moving at most `max` tasks to PENDING.
+pub async fn allocate_capped(store: &Store, max: usize) -> Result<Pass, ProposeError> {
     let now = timefmt::now();
-    store
-        .update(|tables, tx| {
+    let ((allocated, capped), rejected) = store
+        .update_chunked(|tables, tx| {
             let mut n = 0;
             let mut used = BTreeMap::new();
-            for t in tables.tasks.values() {
+            for t in tables.new_tasks() {
+                if n >= max {
+                    return Ok((n, true));
+                }
                 // Job tasks are desired COMPLETE; anything past that is being stopped.
                 if t.status.state != TaskState::NEW || t.desired_state > TaskState::COMPLETE {
                     continue;
@@ -43,9 +64,13 @@ pub async fn allocate(store: &Store) -> Result<usize, ProposeError> {
                 tx.update(t);
                 n += 1;
             }
-            Ok::<_, ProposeError>(n)
+            Ok::<_, ProposeError>((n, false))
         })
-        .await
+        .await?;
+    Ok(Pass {
+        allocated,
+        again: capped || rejected > 0,
+    })
 }
 
 /// Addresses handed out during one allocation pass, per network ID (filled lazily from the

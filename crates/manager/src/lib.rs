@@ -171,7 +171,7 @@ fn spawn_reconcilers(
             async move {
                 allocator::allocate(&s)
                     .await
-                    .map(|_| None)
+                    .map(|p| p.again.then_some(std::time::Duration::ZERO))
                     .map_err(|e| e.to_string())
             }
         },
@@ -187,7 +187,7 @@ fn spawn_reconcilers(
             async move {
                 scheduler::run_scheduler(&s)
                     .await
-                    .map(|_| None)
+                    .map(|p| p.again.then_some(std::time::Duration::ZERO))
                     .map_err(|e| e.to_string())
             }
         },
@@ -200,15 +200,25 @@ fn spawn_reconcilers(
         task_or_service_or_node,
         move || {
             let s = s.clone();
-            async move { reap(&s).await.map(|_| None).map_err(|e| e.to_string()) }
+            async move {
+                reap(&s)
+                    .await
+                    .map(|(_, rejected)| (rejected > 0).then_some(std::time::Duration::ZERO))
+                    .map_err(|e| e.to_string())
+            }
         },
     ));
 }
 
 /// One orchestrator pass over every service; returns when to wake for restart delays.
+///
+/// A plan larger than one Raft entry (100,000 new tasks for a `service create`) is
+/// committed in entries of [`swarmd_store::MAX_ACTIONS_PER_ENTRY`]; the service and task updates go
+/// before creations, so a slot never holds a new task while the shutdown of its old one waits in
+/// a later entry. If an entry is rejected the pass runs again at once.
 async fn orchestrate(store: &Store) -> Result<Option<std::time::Duration>, ProposeError> {
-    store
-        .update(|t, tx| {
+    let (wake, rejected) = store
+        .update_chunked(|t, tx| {
             let now = timefmt::parse(&timefmt::now()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
             let plan = orchestrator::reconcile_all(t, now);
             // One action per object per entry: the last decision wins.
@@ -220,24 +230,39 @@ async fn orchestrate(store: &Store) -> Result<Option<std::time::Duration>, Propo
                 };
                 tasks.insert(key, c);
             }
-            let mut changes: Vec<(String, Change)> = tasks.into_iter().collect();
-            changes.sort_by(|a, b| a.0.cmp(&b.0));
-            for (_, c) in changes {
+            let class = |c: &Change| match c {
+                Change::UpdateService(_) => 0u8,
+                Change::Update(_) => 1,
+                Change::Create(_) => 2,
+            };
+            // Sort the keys, not the (large) changes, then move each change out once.
+            let mut order: Vec<(u8, String)> =
+                tasks.iter().map(|(k, c)| (class(c), k.clone())).collect();
+            order.sort_unstable();
+            for (_, key) in order {
+                let Some(c) = tasks.remove(&key) else {
+                    continue;
+                };
                 match c {
                     Change::Create(t) => tx.create(t),
                     Change::Update(t) => tx.update(t),
                     Change::UpdateService(s) => tx.update(s),
                 }
             }
-            Ok(plan.wake_after)
+            Ok::<_, ProposeError>(plan.wake_after)
         })
-        .await
+        .await?;
+    Ok(if rejected > 0 {
+        Some(std::time::Duration::ZERO)
+    } else {
+        wake
+    })
 }
 
-/// One reaper pass.
-async fn reap(store: &Store) -> Result<usize, ProposeError> {
+/// One reaper pass: how many tasks it removed, and how many entries were rejected.
+async fn reap(store: &Store) -> Result<(usize, usize), ProposeError> {
     store
-        .update(|t, tx| {
+        .update_chunked(|t, tx| {
             let ids = orchestrator::reaper::reap(t);
             for id in &ids {
                 tx.remove(Kind::Task, id.clone());

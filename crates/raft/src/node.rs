@@ -33,6 +33,8 @@ pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 pub const DEFAULT_KEEP_LOGS_AFTER_SNAPSHOT: u64 = 500;
 /// How long a write (or read barrier) may take before the caller gets an answer anyway.
 pub const DEFAULT_PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most entries per AppendEntries RPC (see [`RaftConfig::to_openraft`]).
+pub const MAX_PAYLOAD_ENTRIES: u64 = 8;
 /// How long [`RaftNode::add_voter`] waits for a new manager to catch up by default.
 pub const DEFAULT_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -129,6 +131,10 @@ impl RaftConfig {
             replication_lag_threshold: self.snapshot_every + self.keep_logs_after_snapshot,
             // Whole-state snapshots of a big swarm take a while to ship and install.
             install_snapshot_timeout: 30_000,
+            // An entry holds up to `swarmd_store::MAX_ACTIONS_PER_ENTRY` objects (a few MB);
+            // openraft's default of 300 entries per AppendEntries would make one RPC hundreds
+            // of MB, decoded by the follower in one go while its heartbeats wait.
+            max_payload_entries: MAX_PAYLOAD_ENTRIES,
             ..Default::default()
         }
         .validate()

@@ -122,9 +122,16 @@ async fn node(args: Args, i: usize, stats: Arc<Stats>, joins: Arc<Semaphore>) {
         let end = session(&addr, &node_id, &hostname, tls.clone(), &stats, &mut sim).await;
         stats.session_errors.fetch_add(1, Ordering::Relaxed);
         match end {
+            // Straight to the leader the manager named. A manager naming itself leads in
+            // Raft but is not serving sessions yet (it is still taking over): pause first.
             DispatchError::NotLeader {
                 leader_addr: Some(l),
-            } if !l.is_empty() => hint = Some(l),
+            } if !l.is_empty() => {
+                if l == addr {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                hint = Some(l);
+            }
             DispatchError::NodeRemoved(_) => return,
             e => {
                 tracing::warn!(node = %hostname, error = %e, "session ended; reconnecting");

@@ -12,7 +12,7 @@ mod proposer;
 mod tables;
 
 pub use memory::{MemoryStore, ReadTx, Snapshot};
-pub use proposer::{LocalProposer, ProposeError, Proposer, Store, WriteTx};
+pub use proposer::{LocalProposer, MAX_ACTIONS_PER_ENTRY, ProposeError, Proposer, Store, WriteTx};
 pub use tables::Tables;
 
 use serde::{Deserialize, Serialize};

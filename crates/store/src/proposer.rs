@@ -11,8 +11,15 @@ use crate::{Batch, MemoryStore, ReadTx, StoreAction, StoreError};
 /// a concurrent writer.
 const MAX_CONFLICT_RETRIES: usize = 8;
 
-/// Most actions per Raft entry when a large change is split (`Store::batch`).
-pub const MAX_ACTIONS_PER_ENTRY: usize = 500;
+/// Most actions per Raft entry when a large change is split ([`Store::batch`],
+/// [`Store::update_chunked`]). A task is about 1-2 KB of JSON, so an entry stays within a few
+/// MB: it is written, replicated and applied well inside the proposal deadline, and a
+/// follower's heartbeats never queue behind hundreds of MB.
+pub const MAX_ACTIONS_PER_ENTRY: usize = 2000;
+
+/// Entries of one split change proposed before the first of them has committed, so Raft
+/// can append (and fsync) the next while the previous one is applied.
+const CHUNKS_IN_FLIGHT: usize = 3;
 
 /// Why a proposal failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -145,36 +152,109 @@ impl Store {
         }
     }
 
-    /// Commits many independent actions, split into entries of at most
-    /// [`MAX_ACTIONS_PER_ENTRY`]. Each entry is atomic; the whole is not. Returns how many
-    /// entries failed (the first error is returned if all failed).
-    pub async fn batch(&self, actions: Vec<StoreAction>) -> Result<usize, ProposeError> {
-        let mut failed = 0;
-        let mut first_err = None;
-        let chunks: Vec<Vec<StoreAction>> = actions
-            .chunks(MAX_ACTIONS_PER_ENTRY)
-            .map(<[StoreAction]>::to_vec)
-            .collect();
-        let n = chunks.len();
-        for chunk in chunks {
+    /// Like [`Store::update`], for changes that may be too large for one entry: when the
+    /// closure's actions fit in one entry ([`MAX_ACTIONS_PER_ENTRY`]) they commit
+    /// atomically, re-running the closure on a conflict, exactly as `update`. Larger
+    /// changes are split ([`Store::batch`]): each entry is atomic, the whole is not, and the
+    /// second value returned counts the entries the store rejected (e.g. a concurrent
+    /// writer changed one of their objects). Only for changes whose actions are independent
+    /// of each other, made by level-triggered reconcilers that run again when some failed.
+    pub async fn update_chunked<R, E, F>(&self, mut f: F) -> Result<(R, usize), E>
+    where
+        F: FnMut(&ReadTx<'_>, &mut WriteTx) -> Result<R, E>,
+        E: From<ProposeError>,
+    {
+        let mut attempt = 0;
+        loop {
+            let mut tx = WriteTx::default();
+            let r = self.mem.view(|v| f(v, &mut tx))?;
+            if tx.is_empty() {
+                return Ok((r, 0));
+            }
+            if tx.len() > MAX_ACTIONS_PER_ENTRY {
+                let failed = self.batch(tx.into_actions()).await?;
+                return Ok((r, failed));
+            }
             let batch = Batch {
-                actions: chunk,
+                actions: tx.into_actions(),
                 proposed_at: timefmt::now(),
             };
-            if let Err(e) = self.proposer.propose(batch).await {
-                failed += 1;
-                if matches!(
-                    e,
-                    ProposeError::NotLeader { .. } | ProposeError::Unavailable(_)
-                ) {
-                    return Err(e);
+            match self.proposer.propose(batch).await {
+                Ok(_) => return Ok((r, 0)),
+                Err(ProposeError::Store(StoreError::VersionConflict { .. }))
+                    if attempt + 1 < MAX_CONFLICT_RETRIES =>
+                {
+                    attempt += 1;
+                    tracing::debug!(attempt, "store update conflicted; retrying");
                 }
-                first_err.get_or_insert(e);
+                Err(e) => return Err(e.into()),
             }
         }
-        match first_err {
-            Some(e) if failed == n => Err(e),
-            _ => Ok(failed),
+    }
+
+    /// Commits many independent actions, split into entries of at most
+    /// [`MAX_ACTIONS_PER_ENTRY`], a few in flight at once (in order). Each entry is atomic;
+    /// the whole is not. Returns how many entries the store rejected.
+    ///
+    /// Errors: `NotLeader`/`Unavailable` stop at once (nothing more is proposed; entries
+    /// already in flight finish); an entry whose outcome is unknown makes the whole
+    /// `OutcomeUnknown` once the others are done, so the caller backs off instead of
+    /// re-deciding against a state that may still change under it.
+    pub async fn batch(&self, actions: Vec<StoreAction>) -> Result<usize, ProposeError> {
+        use futures::StreamExt;
+        // Each action is moved once (splitting off the rest again and again would copy
+        // the remainder for every chunk).
+        let mut chunks = Vec::with_capacity(actions.len().div_ceil(MAX_ACTIONS_PER_ENTRY));
+        let mut rest = actions.into_iter();
+        loop {
+            let chunk: Vec<StoreAction> = rest.by_ref().take(MAX_ACTIONS_PER_ENTRY).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let stop = &stop;
+        let mut results = futures::stream::iter(chunks)
+            .map(|chunk| async move {
+                if stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+                let batch = Batch {
+                    actions: chunk,
+                    proposed_at: timefmt::now(),
+                };
+                let r = self.proposer.propose(batch).await;
+                if matches!(
+                    r,
+                    Err(ProposeError::NotLeader { .. } | ProposeError::Unavailable(_))
+                ) {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                Some(r)
+            })
+            .buffered(CHUNKS_IN_FLIGHT);
+        let mut rejected = 0;
+        let mut fatal = None;
+        let mut unknown = None;
+        while let Some(r) = results.next().await {
+            match r {
+                None | Some(Ok(_)) => {}
+                Some(Err(ProposeError::Store(e))) => {
+                    rejected += 1;
+                    tracing::debug!(error = %e, "one entry of a split change was rejected");
+                }
+                Some(Err(e @ ProposeError::OutcomeUnknown(_))) => {
+                    unknown.get_or_insert(e);
+                }
+                Some(Err(e)) => {
+                    fatal.get_or_insert(e);
+                }
+            }
+        }
+        match fatal.or(unknown) {
+            Some(e) => Err(e),
+            None => Ok(rejected),
         }
     }
 
@@ -334,6 +414,135 @@ mod tests {
             EventBatch::Reset { index: 1 }
         ));
         other.view(|t| assert_eq!(t.id_by_name(Kind::Service, "web"), Some("a")));
+    }
+
+    fn waiting_task(id: &str, slot: u64, state: swarmd_types::models::TaskState) -> Task {
+        let mut t = Task {
+            id: id.into(),
+            service_id: "a".into(),
+            slot,
+            ..Default::default()
+        };
+        t.status.state = state;
+        t
+    }
+
+    #[tokio::test]
+    async fn new_and_pending_indexes_follow_status_changes_and_restore() {
+        use swarmd_types::models::TaskState;
+        let s = store();
+        s.update(|_, tx| {
+            // Created in one entry: same creation time, so slot order decides.
+            tx.create(waiting_task("t3", 1, TaskState::NEW));
+            tx.create(waiting_task("t1", 3, TaskState::NEW));
+            tx.create(waiting_task("t2", 2, TaskState::PENDING));
+            tx.create(waiting_task("t4", 4, TaskState::RUNNING));
+            Ok::<_, ProposeError>(())
+        })
+        .await
+        .unwrap();
+        let ids =
+            |it: &mut dyn Iterator<Item = &Task>| it.map(|t| t.id.clone()).collect::<Vec<_>>();
+        s.view(|t| {
+            assert_eq!(ids(&mut t.new_tasks()), ["t3", "t1"]);
+            assert_eq!(ids(&mut t.pending_tasks()), ["t2"]);
+        });
+        s.update(|t, tx| {
+            let mut a = t.tasks["t3"].clone();
+            a.status.state = TaskState::PENDING;
+            tx.update(a);
+            let mut b = t.tasks["t2"].clone();
+            b.status.state = TaskState::ASSIGNED;
+            tx.update(b);
+            tx.remove(Kind::Task, "t1");
+            Ok::<_, ProposeError>(())
+        })
+        .await
+        .unwrap();
+        s.view(|t| {
+            assert_eq!(ids(&mut t.new_tasks()), Vec::<String>::new());
+            assert_eq!(ids(&mut t.pending_tasks()), ["t3"]);
+        });
+        // An older task comes first whatever its slot.
+        s.update(|_, tx| {
+            tx.create(waiting_task("t0", 9, TaskState::PENDING));
+            Ok::<_, ProposeError>(())
+        })
+        .await
+        .unwrap();
+        s.view(|t| assert_eq!(ids(&mut t.pending_tasks()), ["t3", "t0"]));
+        let json = serde_json::to_vec(&s.memory().snapshot()).unwrap();
+        let other = MemoryStore::new();
+        other.restore(serde_json::from_slice(&json).unwrap());
+        other.view(|t| assert_eq!(ids(&mut t.pending_tasks()), ["t3", "t0"]));
+    }
+
+    /// **Fake** proposer that records the size of every entry and rejects the ones holding
+    /// a given task.
+    struct CountingProposer {
+        inner: LocalProposer,
+        sizes: std::sync::Mutex<Vec<usize>>,
+        reject: &'static str,
+    }
+
+    #[async_trait::async_trait]
+    impl Proposer for CountingProposer {
+        async fn propose(&self, batch: Batch) -> Result<u64, ProposeError> {
+            self.sizes.lock().unwrap().push(batch.actions.len());
+            if batch.actions.iter().any(|a| a.target().1 == self.reject) {
+                return Err(ProposeError::Store(StoreError::VersionConflict {
+                    kind: Kind::Task,
+                    id: self.reject.into(),
+                }));
+            }
+            self.inner.propose(batch).await
+        }
+    }
+
+    #[tokio::test]
+    async fn large_changes_commit_in_bounded_entries_and_count_rejected_ones() {
+        let mem = Arc::new(MemoryStore::new());
+        let p = Arc::new(CountingProposer {
+            inner: LocalProposer::new(mem.clone()),
+            sizes: Default::default(),
+            reject: "t02500",
+        });
+        let s = Store::new(mem.clone(), p.clone());
+        let n = 2 * MAX_ACTIONS_PER_ENTRY + 7;
+        let (made, rejected) = s
+            .update_chunked(|_, tx| {
+                for i in 0..n {
+                    tx.create(Task {
+                        id: format!("t{i:05}"),
+                        ..Default::default()
+                    });
+                }
+                Ok::<_, ProposeError>(n)
+            })
+            .await
+            .unwrap();
+        assert_eq!(made, n);
+        assert_eq!(rejected, 1, "only the entry holding t02500 is rejected");
+        assert_eq!(
+            *p.sizes.lock().unwrap(),
+            [MAX_ACTIONS_PER_ENTRY, MAX_ACTIONS_PER_ENTRY, 7]
+        );
+        s.view(|t| {
+            assert_eq!(t.tasks.len(), MAX_ACTIONS_PER_ENTRY + 7);
+            assert!(t.tasks.contains_key("t00000") && !t.tasks.contains_key("t02500"));
+        });
+
+        // A change that fits one entry stays atomic.
+        p.sizes.lock().unwrap().clear();
+        let (_, rejected) = s
+            .update_chunked(|_, tx| {
+                tx.create(service("x", "x"));
+                tx.create(service("y", "y"));
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .unwrap();
+        assert_eq!((rejected, p.sizes.lock().unwrap().clone()), (0, vec![2]));
     }
 
     /// **Fake** proposer that lands a concurrent write before the first proposal.

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
+use swarmd_types::models::TaskState;
 use swarmd_types::{Cluster, Config, Kind, Network, Node, Object, Secret, Service, Task};
 
 /// All stored objects. `BTreeMap`s keep iteration (and snapshots) in a stable order.
@@ -26,6 +27,23 @@ pub(crate) struct Indexes {
     pub tasks_by_node: HashMap<String, BTreeSet<String>>,
     /// (kind, name) -> id for kinds with unique names.
     pub names: HashMap<(Kind, String), String>,
+    /// Tasks whose status is NEW (waiting for the allocator), in [`WaitKey`] order.
+    pub new_tasks: BTreeSet<WaitKey>,
+    /// Tasks whose status is PENDING (waiting for the scheduler), in [`WaitKey`] order.
+    pub pending_tasks: BTreeSet<WaitKey>,
+}
+
+/// Order of the waiting-task indexes: oldest first, then by service, slot and ID (the order
+/// the scheduler places tasks in, so scale-ups fill slots in order).
+pub(crate) type WaitKey = (String, String, u64, String);
+
+fn wait_key(t: &Task) -> WaitKey {
+    (
+        t.meta.created_at.clone(),
+        t.service_id.clone(),
+        t.slot,
+        t.id.clone(),
+    )
 }
 
 impl Tables {
@@ -78,6 +96,23 @@ impl Tables {
             .into_iter()
             .flatten()
             .filter_map(|id| self.tasks.get(id))
+    }
+
+    /// Tasks whose status is NEW, oldest first (creation time, service, slot, ID). Indexed,
+    /// so a reconciler that handles a few of them per pass does not scan every task.
+    pub fn new_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.index
+            .new_tasks
+            .iter()
+            .filter_map(|k| self.tasks.get(&k.3))
+    }
+
+    /// Tasks whose status is PENDING, oldest first (creation time, service, slot, ID).
+    pub fn pending_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.index
+            .pending_tasks
+            .iter()
+            .filter_map(|k| self.tasks.get(&k.3))
     }
 
     /// The single cluster object, once the swarm is initialised.
@@ -140,6 +175,15 @@ impl Tables {
                     .or_default()
                     .insert(t.id.clone());
             }
+            match t.status.state {
+                TaskState::NEW => {
+                    self.index.new_tasks.insert(wait_key(t));
+                }
+                TaskState::PENDING => {
+                    self.index.pending_tasks.insert(wait_key(t));
+                }
+                _ => {}
+            }
         }
         if let Some(name) = obj.unique_name() {
             self.index
@@ -149,6 +193,21 @@ impl Tables {
     }
 
     fn unindex(&mut self, kind: Kind, id: &str) {
+        if kind == Kind::Task
+            && let Some(t) = self.tasks.get(id)
+        {
+            match t.status.state {
+                TaskState::NEW => {
+                    let key = wait_key(t);
+                    self.index.new_tasks.remove(&key);
+                }
+                TaskState::PENDING => {
+                    let key = wait_key(t);
+                    self.index.pending_tasks.remove(&key);
+                }
+                _ => {}
+            }
+        }
         let Some(old) = self.get_ref_name_and_task(kind, id) else {
             return;
         };
@@ -194,8 +253,9 @@ impl Tables {
         })
     }
 
-    /// Rebuilds the indexes from the tables (after deserializing a snapshot).
-    pub(crate) fn reindex(&mut self) {
+    /// Rebuilds the indexes from the tables: after deserializing a snapshot, or after
+    /// filling the public maps directly (tests of the components above the store).
+    pub fn reindex(&mut self) {
         self.index = Indexes::default();
         let objs: Vec<Object> = self
             .tasks

@@ -9,9 +9,9 @@
 pub mod constraint;
 mod run;
 
-pub use run::run_scheduler;
+pub use run::{MAX_WRITES_PER_PASS, Pass, run_scheduler, run_scheduler_capped};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use swarmd_store::Tables;
 use swarmd_types::models::{NodeSpecAvailabilityEnum, TaskState};
@@ -34,10 +34,59 @@ pub enum Decision {
 /// Per-node bookkeeping while deciding a batch.
 struct Candidate<'a> {
     node: &'a Node,
-    per_service: HashMap<String, u64>,
     total: u64,
     reserved_cpus: i64,
     reserved_mem: i64,
+}
+
+/// The nodes and their load as one pass sees them, updated as it places tasks.
+struct Candidates<'a> {
+    /// In node ID order (ties in ranking go to the lowest ID).
+    nodes: Vec<Candidate<'a>>,
+    /// Tasks holding each node, per service: indexed like `nodes`.
+    per_service: HashMap<&'a str, Vec<u64>>,
+}
+
+impl<'a> Candidates<'a> {
+    fn new(tables: &'a Tables) -> Self {
+        let nodes: Vec<Candidate<'a>> = tables
+            .nodes
+            .values()
+            .map(|n| Candidate {
+                node: n,
+                total: 0,
+                reserved_cpus: 0,
+                reserved_mem: 0,
+            })
+            .collect();
+        let position: HashMap<&str, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.node.id.as_str(), i))
+            .collect();
+        let mut me = Candidates {
+            nodes,
+            per_service: HashMap::new(),
+        };
+        for t in tables.tasks.values().filter(|t| holds_resources(t)) {
+            if let Some(&i) = position.get(t.node_id.as_str()) {
+                me.service_counts(&t.service_id)[i] += 1;
+                let c = &mut me.nodes[i];
+                c.total += 1;
+                let (cpu, mem) = reservations(t);
+                c.reserved_cpus += cpu;
+                c.reserved_mem += mem;
+            }
+        }
+        me
+    }
+
+    fn service_counts(&mut self, service_id: &'a str) -> &mut Vec<u64> {
+        let n = self.nodes.len();
+        self.per_service
+            .entry(service_id)
+            .or_insert_with(|| vec![0; n])
+    }
 }
 
 /// Whether a task still holds its node's resources (it is, or will be, running there).
@@ -60,52 +109,66 @@ pub fn is_schedulable(t: &Task) -> bool {
 
 /// Decides placements for every schedulable task in the snapshot.
 pub fn schedule(tables: &Tables) -> Vec<Decision> {
-    let mut candidates: BTreeMap<&str, Candidate<'_>> = tables
-        .nodes
-        .values()
-        .map(|n| {
-            (
-                n.id.as_str(),
-                Candidate {
-                    node: n,
-                    per_service: HashMap::new(),
-                    total: 0,
-                    reserved_cpus: 0,
-                    reserved_mem: 0,
-                },
-            )
-        })
-        .collect();
-    for t in tables.tasks.values().filter(|t| holds_resources(t)) {
-        if let Some(c) = candidates.get_mut(t.node_id.as_str()) {
-            *c.per_service.entry(t.service_id.clone()).or_default() += 1;
-            c.total += 1;
-            let (cpu, mem) = reservations(t);
-            c.reserved_cpus += cpu;
-            c.reserved_mem += mem;
+    schedule_capped(tables, usize::MAX, |_| true).0
+}
+
+/// Decides placements for schedulable tasks in order (oldest first, then by service and
+/// slot, from the store's index of PENDING tasks, so nothing else is scanned for them) until
+/// `max_writes` decisions that `writes` says need a store write have been made. Returns the
+/// decisions and whether tasks were left undecided.
+///
+/// A task that fits nowhere is decided like the previous one whose placement inputs
+/// (service, preset node, placement, resources) are the same, as long as nothing was placed
+/// in between: the nodes have not changed, so neither has the answer. That keeps a pass
+/// over thousands of unplaceable tasks cheap; the placeable ones behind them are reached
+/// because only writes count against the cap.
+pub fn schedule_capped(
+    tables: &Tables,
+    max_writes: usize,
+    mut writes: impl FnMut(&Decision) -> bool,
+) -> (Vec<Decision>, bool) {
+    let mut candidates = Candidates::new(tables);
+    let mut decisions = Vec::new();
+    let mut written = 0;
+    let mut unplaceable: Vec<(&Task, String)> = Vec::new();
+    for task in tables.pending_tasks().filter(|t| is_schedulable(t)) {
+        if written >= max_writes {
+            return (decisions, true);
         }
+        let known = unplaceable
+            .iter()
+            .find(|(t, _)| same_placement_inputs(t, task))
+            .map(|(_, reason)| reason.clone());
+        let d = match known {
+            Some(reason) => Decision::NoFit {
+                task_id: task.id.clone(),
+                reason,
+            },
+            None => place(task, &mut candidates),
+        };
+        match &d {
+            Decision::Assign { .. } => unplaceable.clear(),
+            Decision::NoFit { reason, .. } => {
+                if unplaceable.len() >= 16 {
+                    unplaceable.remove(0);
+                }
+                unplaceable.push((task, reason.clone()));
+            }
+        }
+        if writes(&d) {
+            written += 1;
+        }
+        decisions.push(d);
     }
+    (decisions, false)
+}
 
-    let mut pending: Vec<&Task> = tables
-        .tasks
-        .values()
-        .filter(|t| is_schedulable(t))
-        .collect();
-    // Oldest first, then by slot, so scale-ups fill in order.
-    pending.sort_by(|a, b| {
-        (a.meta.created_at.as_str(), &a.service_id, a.slot, &a.id).cmp(&(
-            b.meta.created_at.as_str(),
-            &b.service_id,
-            b.slot,
-            &b.id,
-        ))
-    });
-
-    let mut decisions = Vec::with_capacity(pending.len());
-    for task in pending {
-        decisions.push(place(task, &mut candidates));
-    }
-    decisions
+/// Whether [`place`] decides `a` and `b` from the same inputs.
+fn same_placement_inputs(a: &Task, b: &Task) -> bool {
+    a.service_id == b.service_id
+        && a.node_id == b.node_id
+        && a.spec.placement == b.spec.placement
+        && a.spec.resources == b.spec.resources
 }
 
 fn reservations(t: &Task) -> (i64, i64) {
@@ -132,7 +195,7 @@ struct Rejections {
     max_replicas: u64,
 }
 
-fn place(task: &Task, candidates: &mut BTreeMap<&str, Candidate<'_>>) -> Decision {
+fn place<'a>(task: &'a Task, candidates: &mut Candidates<'a>) -> Decision {
     let constraints = task
         .spec
         .placement
@@ -149,15 +212,17 @@ fn place(task: &Task, candidates: &mut BTreeMap<&str, Candidate<'_>>) -> Decisio
         .filter(|m| *m > 0)
         .map(|m| m as u64);
     let (cpu, mem) = reservations(task);
-    let spread = Spread::new(task, candidates);
+    candidates.service_counts(&task.service_id);
+    let counts = &candidates.per_service[task.service_id.as_str()];
+    let spread = Spread::new(task, &candidates.nodes, counts);
 
     let mut why = Rejections::default();
-    let mut best: Option<(&str, Rank)> = None;
-    for (id, c) in candidates.iter() {
-        if !task.node_id.is_empty() && *id != task.node_id {
+    let mut best: Option<(usize, Rank)> = None;
+    for (i, c) in candidates.nodes.iter().enumerate() {
+        let n = c.node;
+        if !task.node_id.is_empty() && n.id != task.node_id {
             continue;
         }
-        let n = c.node;
         let available = n.status.state == NodeState::Ready
             && matches!(
                 n.spec.availability,
@@ -176,7 +241,7 @@ fn place(task: &Task, candidates: &mut BTreeMap<&str, Candidate<'_>>) -> Decisio
             why.constraints += 1;
             continue;
         }
-        let service_count = c.per_service.get(&task.service_id).copied().unwrap_or(0);
+        let service_count = counts[i];
         if max_per_node.is_some_and(|m| service_count >= m) {
             why.max_replicas += 1;
             continue;
@@ -189,22 +254,20 @@ fn place(task: &Task, candidates: &mut BTreeMap<&str, Candidate<'_>>) -> Decisio
         }
         let rank = (spread.branch_counts(n), service_count, c.total);
         if best.as_ref().is_none_or(|(_, r)| rank < *r) {
-            best = Some((id, rank));
+            best = Some((i, rank));
         }
     }
 
     match best {
-        Some((id, _)) => {
-            let node_id = id.to_string();
-            if let Some(c) = candidates.get_mut(id) {
-                *c.per_service.entry(task.service_id.clone()).or_default() += 1;
-                c.total += 1;
-                c.reserved_cpus += cpu;
-                c.reserved_mem += mem;
-            }
+        Some((i, _)) => {
+            candidates.service_counts(&task.service_id)[i] += 1;
+            let c = &mut candidates.nodes[i];
+            c.total += 1;
+            c.reserved_cpus += cpu;
+            c.reserved_mem += mem;
             Decision::Assign {
                 task_id: task.id.clone(),
-                node_id,
+                node_id: c.node.id.clone(),
             }
         }
         None => Decision::NoFit {
@@ -225,7 +288,7 @@ struct Spread {
 }
 
 impl Spread {
-    fn new(task: &Task, candidates: &BTreeMap<&str, Candidate<'_>>) -> Self {
+    fn new(task: &Task, candidates: &[Candidate<'_>], service_counts: &[u64]) -> Self {
         let keys: Vec<String> = task
             .spec
             .placement
@@ -237,8 +300,7 @@ impl Spread {
             .collect();
         let mut counts = vec![HashMap::new(); keys.len()];
         if !keys.is_empty() {
-            for c in candidates.values() {
-                let n = c.per_service.get(&task.service_id).copied().unwrap_or(0);
+            for (c, &n) in candidates.iter().zip(service_counts) {
                 let path: Vec<Option<String>> = keys
                     .iter()
                     .map(|k| constraint::label_value(c.node, k))
@@ -347,6 +409,7 @@ mod tests {
         for k in tasks {
             t.tasks.insert(k.id.clone(), k);
         }
+        t.reindex();
         t
     }
 
@@ -540,6 +603,45 @@ mod tests {
                 reason: "no suitable node (max replicas per node limit exceed; scheduling constraints not satisfied on 1 node)".into()
             }
         );
+    }
+
+    /// A capped pass stops after `max` writes, in index order; unplaceable tasks whose
+    /// explanation is already recorded do not count, so placeable tasks behind them are
+    /// reached; the remembered explanation is the one `place` gives.
+    #[test]
+    fn capped_passes_count_writes_only_and_reuse_no_fit_answers() {
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            // Older, unplaceable (no node matches), explanation already recorded.
+            let mut t = task(&format!("a{i}"), "old", "", TaskState::PENDING);
+            t.meta.created_at = "2024-01-01T00:00:00Z".into();
+            t.spec.placement = Some(TaskSpecPlacement {
+                constraints: Some(vec!["node.id==nowhere".into()]),
+                ..Default::default()
+            });
+            t.status.err =
+                "no suitable node (scheduling constraints not satisfied on 2 nodes)".into();
+            tasks.push(t);
+        }
+        for i in 0..4 {
+            let mut t = task(&format!("b{i}"), "new", "", TaskState::PENDING);
+            t.meta.created_at = "2024-01-02T00:00:00Z".into();
+            tasks.push(t);
+        }
+        let t = tables(vec![node("n1", true), node("n2", true)], tasks);
+        let writes = |d: &Decision| match d {
+            Decision::Assign { .. } => true,
+            Decision::NoFit { task_id, reason } => t.tasks[task_id].status.err != *reason,
+        };
+        let (d, more) = schedule_capped(&t, 3, writes);
+        assert!(more);
+        assert_eq!(d.len(), 8, "5 unchanged no-fits, then 3 placements");
+        assert!(d[..5].iter().all(|d| matches!(d, Decision::NoFit { .. })));
+        assert_eq!(d[..5].to_vec(), schedule(&t)[..5].to_vec());
+        assert!(d[5..].iter().all(|d| matches!(d, Decision::Assign { .. })));
+        let (d, more) = schedule_capped(&t, 100, writes);
+        assert!(!more);
+        assert_eq!(d, schedule(&t));
     }
 
     #[test]
