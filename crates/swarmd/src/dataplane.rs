@@ -201,6 +201,14 @@ impl DataPlane {
         for (_, stop) in std::mem::take(&mut self.dns_servers) {
             stop.cancel();
         }
+        // Leaving the swarm (or stopping): unlink this machine from the others.
+        if let Some(np) = &self.netplane {
+            for name in std::mem::take(&mut self.vxlans) {
+                if let Err(e) = np.remove_link(&name).await {
+                    tracing::warn!(device = %name, error = %e, "VXLAN removal failed");
+                }
+            }
+        }
     }
 
     /// Create and start events of this node's task containers.
