@@ -123,33 +123,12 @@ impl Store {
     /// Builds a change against the current state and commits it as one entry. If a
     /// concurrent writer changed an object the closure read, the closure runs again on
     /// the new state. The closure must be free of side effects other than on `tx`.
-    pub async fn update<R, E, F>(&self, mut f: F) -> Result<R, E>
+    pub async fn update<R, E, F>(&self, f: F) -> Result<R, E>
     where
         F: FnMut(&ReadTx<'_>, &mut WriteTx) -> Result<R, E>,
         E: From<ProposeError>,
     {
-        let mut attempt = 0;
-        loop {
-            let mut tx = WriteTx::default();
-            let r = self.mem.view(|v| f(v, &mut tx))?;
-            if tx.is_empty() {
-                return Ok(r);
-            }
-            let batch = Batch {
-                actions: tx.into_actions(),
-                proposed_at: timefmt::now(),
-            };
-            match self.proposer.propose(batch).await {
-                Ok(_) => return Ok(r),
-                Err(ProposeError::Store(StoreError::VersionConflict { .. }))
-                    if attempt + 1 < MAX_CONFLICT_RETRIES =>
-                {
-                    attempt += 1;
-                    tracing::debug!(attempt, "store update conflicted; retrying");
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.update_with(f, false).await.map(|(r, _)| r)
     }
 
     /// Like [`Store::update`], for changes that may be too large for one entry: when the
@@ -159,7 +138,17 @@ impl Store {
     /// second value returned counts the entries the store rejected (e.g. a concurrent
     /// writer changed one of their objects). Only for changes whose actions are independent
     /// of each other, made by level-triggered reconcilers that run again when some failed.
-    pub async fn update_chunked<R, E, F>(&self, mut f: F) -> Result<(R, usize), E>
+    pub async fn update_chunked<R, E, F>(&self, f: F) -> Result<(R, usize), E>
+    where
+        F: FnMut(&ReadTx<'_>, &mut WriteTx) -> Result<R, E>,
+        E: From<ProposeError>,
+    {
+        self.update_with(f, true).await
+    }
+
+    /// The optimistic write loop of [`Store::update`] and [`Store::update_chunked`]
+    /// (`chunked`: a change over one entry's size is split instead of proposed whole).
+    async fn update_with<R, E, F>(&self, mut f: F, chunked: bool) -> Result<(R, usize), E>
     where
         F: FnMut(&ReadTx<'_>, &mut WriteTx) -> Result<R, E>,
         E: From<ProposeError>,
@@ -171,7 +160,7 @@ impl Store {
             if tx.is_empty() {
                 return Ok((r, 0));
             }
-            if tx.len() > MAX_ACTIONS_PER_ENTRY {
+            if chunked && tx.len() > MAX_ACTIONS_PER_ENTRY {
                 let failed = self.batch(tx.into_actions()).await?;
                 return Ok((r, failed));
             }

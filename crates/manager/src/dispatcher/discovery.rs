@@ -13,19 +13,16 @@ use swarmd_types::models::TaskState;
 use swarmd_types::{NodeState, Service};
 
 use crate::control::networks::{service_networks, vxlan_id};
+use crate::ipam::Cidr;
 
-/// `10.0.1.2/24` → `10.0.1.2`.
-fn bare(addr: &str) -> &str {
-    addr.split_once('/').map_or(addr, |(a, _)| a)
-}
-
+/// The service's VIP on the network, without prefix length.
 fn vip(svc: &Service, network_id: &str) -> Option<String> {
     svc.endpoint
         .virtual_ips
         .iter()
         .find(|v| v.network_id == network_id)
-        .map(|v| bare(&v.addr).to_string())
-        .filter(|a| !a.is_empty())
+        .and_then(|v| Cidr::parse_addr(&v.addr))
+        .map(|a| a.to_string())
 }
 
 /// The discovery table as the store has it now.
@@ -68,10 +65,10 @@ pub fn table(t: &Tables) -> DiscoveryTable {
                 .iter()
                 .filter_map(|(task, node)| {
                     let att = task.networks.iter().find(|a| a.network_id == net.id)?;
-                    let addr = att.addresses.first()?;
+                    let addr = Cidr::parse_addr(att.addresses.first()?)?;
                     Some(EndpointTask {
                         task_id: task.id.clone(),
-                        addr: bare(addr).to_string(),
+                        addr: addr.to_string(),
                         node_id: node.id.clone(),
                         node_addr: node.status.addr.clone(),
                     })
