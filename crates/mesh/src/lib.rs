@@ -7,9 +7,14 @@
 //! The node follows the ingress table the dispatcher sends on its session: [`Mesh::run`]
 //! opens listeners for new ports, swaps backend sets, and closes listeners of ports that
 //! left the table. With no running task, a TCP connection is reset at once.
+//!
+//! With [`Mesh::with_kernel_path`], ports whose tasks the kernel can reach directly are
+//! forwarded by nftables DNAT instead ([`kernel`]); the listeners stay bound as the ports'
+//! owners and serve whatever the kernel does not take.
 
 pub mod backends;
 pub mod balancer;
+pub mod kernel;
 pub mod splice;
 mod udp;
 
@@ -30,8 +35,12 @@ use backends::Backends;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often ports that could not be bound are tried again.
 const RETRY_BIND: Duration = Duration::from_secs(2);
+/// How often the kernel path looks again at what the machine has (a task's socket bound
+/// after its port entered the table, an engine's proxy restarted).
+const RECHECK_KERNEL: Duration = Duration::from_secs(5);
 
-type Key = (IngressProtocol, u16);
+/// A published port: protocol and port number.
+pub type Key = (IngressProtocol, u16);
 
 struct Listener {
     backends: Arc<Backends>,
@@ -68,6 +77,8 @@ pub struct Mesh {
     failed: BTreeMap<Key, String>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    /// nftables forwarding for the ports the kernel can take (`None`: user space only).
+    kernel: Option<kernel::KernelPath>,
 }
 
 impl Mesh {
@@ -80,7 +91,25 @@ impl Mesh {
             failed: BTreeMap::new(),
             cancel,
             tracker: TaskTracker::new(),
+            kernel: None,
         }
+    }
+
+    /// Lets nftables forward the ports it can (IPv4 node addresses only); needs `nft` and
+    /// CAP_NET_ADMIN, and falls back to user space, with a warning, without them.
+    pub fn with_kernel_path(mut self) -> Mesh {
+        match self.ip {
+            IpAddr::V4(a) => self.kernel = Some(kernel::KernelPath::new(a)),
+            IpAddr::V6(_) => {
+                tracing::info!(addr = %self.ip, "mesh kernel path is IPv4 only; user space serves")
+            }
+        }
+        self
+    }
+
+    /// The kernel path, when enabled.
+    pub fn kernel_path(&self) -> Option<&kernel::KernelPath> {
+        self.kernel.as_ref()
     }
 
     /// Ports listened on now.
@@ -155,6 +184,10 @@ impl Mesh {
                 );
             }
         }
+        if let Some(k) = self.kernel.as_mut() {
+            let held: BTreeSet<Key> = self.listeners.keys().copied().collect();
+            k.sync(table, &held).await;
+        }
     }
 
     async fn open(&self, (proto, port): Key) -> std::io::Result<Listener> {
@@ -197,17 +230,29 @@ impl Mesh {
         get: impl Fn(&T) -> Option<IngressTable>,
     ) {
         let mut table = IngressTable::default();
+        if self.kernel.is_some() {
+            kernel::KernelPath::remove_orphans().await;
+        }
         loop {
             if let Some(t) = get(&rx.borrow_and_update()) {
                 table = t;
             }
             self.apply(&table).await;
-            let retry = !self.failed.is_empty();
+            let wake = if !self.failed.is_empty() {
+                Some(RETRY_BIND)
+            } else if self.kernel.is_some() && !table.ports.is_empty() {
+                Some(RECHECK_KERNEL)
+            } else {
+                None
+            };
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
                 r = rx.changed() => if r.is_err() { self.cancel.cancelled().await; break },
-                _ = tokio::time::sleep(RETRY_BIND), if retry => {}
+                _ = tokio::time::sleep(wake.unwrap_or_default()), if wake.is_some() => {}
             }
+        }
+        if let Some(k) = self.kernel.as_mut() {
+            k.remove().await;
         }
         self.tracker.close();
         self.tracker.wait().await;

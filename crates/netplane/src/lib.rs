@@ -32,6 +32,8 @@ use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, LinkUnspec, LinkVxlan};
 
+pub mod ingress;
+pub mod nft;
 pub mod vip;
 
 /// The IANA VXLAN port, as Docker's overlay uses.

@@ -15,9 +15,6 @@
 //! the VIPs it wants, and a failed apply leaves the previous table in force).
 
 use std::net::Ipv4Addr;
-use std::process::Stdio;
-
-use tokio::io::AsyncWriteExt;
 
 use crate::NetplaneError;
 
@@ -65,29 +62,9 @@ pub fn ruleset(rules: &[VipRule]) -> String {
     )
 }
 
-/// Runs `nft -f -` with `script` in the network namespace of process `pid` (through
-/// `nsenter`, so the node's own threads never change namespace).
+/// Runs `nft -f -` with `script` in the network namespace of process `pid`.
 pub async fn apply_in_netns(pid: u32, script: &str) -> Result<(), NetplaneError> {
-    let mut child = tokio::process::Command::new("nsenter")
-        .arg(format!("--net=/proc/{pid}/ns/net"))
-        .args(["nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| NetplaneError::Nft(format!("running nsenter/nft (install nftables): {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes()).await?;
-    }
-    let out = child.wait_with_output().await?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(NetplaneError::Nft(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
-    }
+    crate::nft::run(Some(pid), script).await
 }
 
 #[cfg(test)]

@@ -49,6 +49,11 @@ pub struct Args {
     #[arg(long)]
     pub init: bool,
 
+    /// Serve published ports in user space only: no nftables rules for the routing mesh's
+    /// kernel fast path (which needs `nft` and CAP_NET_ADMIN, and falls back by itself).
+    #[arg(long)]
+    pub userland_mesh: bool,
+
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(short = 'l', long, default_value = "info")]
     pub log_level: String,

@@ -307,7 +307,12 @@ impl SwarmNode {
         ));
         // The routing mesh follows the ingress table the sessions bring (every node, tasks
         // or not); it keeps forwarding to the last known tasks while no session is open.
-        let mesh = swarmd_mesh::Mesh::new(self.args.node_addr, agent_cancel.clone());
+        // nftables forwards the ports whose tasks the kernel can reach (unless
+        // --userland-mesh); the user-space listeners serve the rest.
+        let mut mesh = swarmd_mesh::Mesh::new(self.args.node_addr, agent_cancel.clone());
+        if !self.args.userland_mesh {
+            mesh = mesh.with_kernel_path();
+        }
         agent_tracker.spawn(mesh.run(follow.latest(), |m: &Option<SessionMessage>| {
             m.as_ref().and_then(|m| m.ingress.clone())
         }));

@@ -90,6 +90,20 @@ fn both_tasks_answer_everywhere(nodes: &[Daemon], port: u16) {
     }
 }
 
+/// Whether node `n`'s kernel fast path holds a DNAT rule for `port` (its nftables table,
+/// named after its process and address: `swarmd_netplane::ingress::table_name`).
+fn kernel_rule(n: &Daemon, port: u16) -> bool {
+    let (Some(pid), IpAddr::V4(addr)) = (n.pid(), n.node_addr()) else {
+        return false;
+    };
+    let table = swarmd_netplane::ingress::table_name(pid, addr);
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "ip", &table])
+        .output()
+        .expect("nft runs");
+    String::from_utf8_lossy(&out.stdout).contains(&format!("dport {port} dnat"))
+}
+
 const HTTPD: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www";
 
 #[test]
@@ -117,6 +131,10 @@ fn ingress_port_answers_on_every_node_and_follows_the_tasks() {
     ])
     .ok();
     both_tasks_answer_everywhere(&nodes, port);
+    // The tasks' host ports are bound (the engine's proxy), so the kernel forwards them.
+    for n in &nodes {
+        wait_until(T, POLL, "kernel rule", || kernel_rule(n, port));
+    }
 
     // No running task: every node still holds the port, and connections fail at once.
     m.docker(&["service", "scale", "--detach", "web=0"]).ok();
@@ -150,6 +168,9 @@ fn ingress_port_answers_on_every_node_and_follows_the_tasks() {
     for n in &nodes {
         wait_until(T, POLL, "port released by rm", || {
             refused(n.node_addr(), port)
+        });
+        wait_until(T, POLL, "kernel rule gone with the service", || {
+            !kernel_rule(n, port)
         });
     }
 }
