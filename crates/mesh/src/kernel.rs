@@ -249,23 +249,12 @@ impl KernelPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmd_types::dispatcher::{IngressBackend, IngressPort};
+    use crate::tests::port as port_of;
+    use swarmd_types::dispatcher::IngressPort;
 
     fn port(proto: IngressProtocol, published: u16, backends: &[&str]) -> IngressPort {
-        IngressPort {
-            protocol: proto,
-            published_port: published,
-            target_port: 80,
-            service_id: "s".into(),
-            service_name: "web".into(),
-            backends: backends
-                .iter()
-                .map(|a| IngressBackend {
-                    task_id: a.to_string(),
-                    addr: a.to_string(),
-                })
-                .collect(),
-        }
+        let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.parse().unwrap()).collect();
+        port_of(proto, published, &addrs)
     }
 
     fn reach_by_ip(proto: L4, a: SocketAddrV4) -> Reach {

@@ -329,12 +329,17 @@ async fn connection(client: TcpStream, peer: SocketAddr, backends: Arc<Backends>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use swarmd_types::dispatcher::{IngressBackend, IngressPort};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn port(proto: IngressProtocol, published: u16, backends: &[SocketAddr]) -> IngressPort {
+    /// A published port of service "web" (target 80) with these running tasks.
+    pub(crate) fn port(
+        proto: IngressProtocol,
+        published: u16,
+        backends: &[SocketAddr],
+    ) -> IngressPort {
         IngressPort {
             protocol: proto,
             published_port: published,
