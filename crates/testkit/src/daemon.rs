@@ -55,6 +55,7 @@ pub struct DaemonBuilder {
     executor: Executor,
     node_addr: IpAddr,
     hostname: Option<String>,
+    netns: Option<String>,
     log_level: String,
     data_root: Option<PathBuf>,
     args: Vec<OsString>,
@@ -81,6 +82,14 @@ impl DaemonBuilder {
     /// `--hostname`, the name the node reports (otherwise all nodes share the machine's).
     pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
         self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// Runs the daemon inside the named network namespace (`/run/netns/NAME`, entered with
+    /// `nsenter --net`, which then execs swarmd: the pid stays the daemon's), e.g. a
+    /// [`crate::Machine`]'s. Its API socket is a path, so the test reaches it from anywhere.
+    pub fn netns(mut self, name: impl Into<String>) -> Self {
+        self.netns = Some(name.into());
         self
     }
 
@@ -226,6 +235,7 @@ impl Daemon {
             executor: Executor::default(),
             node_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             hostname: None,
+            netns: None,
             log_level: "debug".into(),
             data_root: None,
             args: Vec::new(),
@@ -408,7 +418,16 @@ impl Daemon {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
-        let mut cmd = Command::new(&self.cfg.bin);
+        let mut cmd = match &self.cfg.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(&self.cfg.bin);
+                c
+            }
+            None => Command::new(&self.cfg.bin),
+        };
         cmd.arg("-H")
             .arg(self.docker_host())
             .arg("--data-root")

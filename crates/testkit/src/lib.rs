@@ -11,6 +11,8 @@
 //!   converge asynchronously; fixed sleeps make tests both slow and flaky.
 //! - [`engine_available`], [`engine_docker`], [`cleanup_engine_containers`]: access to the host's
 //!   real Docker Engine, which the docker executor drives.
+//! - [`Machine`]: a second "machine" (a network namespace with its own Docker Engine, on a
+//!   veth to the host) for tests whose traffic must cross between hosts.
 //! - [`unique_name`]: collision-free names for services, secrets, networks, ...
 //!
 //! ```no_run
@@ -31,6 +33,7 @@ mod cmd;
 mod daemon;
 mod engine;
 mod http;
+mod machine;
 mod wait;
 
 pub use cmd::{CmdOutput, DEFAULT_CMD_TIMEOUT, docker_cli, run, run_with};
@@ -39,6 +42,7 @@ pub use engine::{
     ENGINE_HOST, cleanup_engine_containers, engine_available, engine_docker, engine_docker_command,
 };
 pub use http::{HttpResponse, unix_http};
+pub use machine::Machine;
 pub use wait::{wait_for, wait_for_async, wait_until, wait_until_async};
 
 use std::hash::{BuildHasher, RandomState};
