@@ -10,6 +10,8 @@
 //!   peer machine through all-zero FDB entries (head-end replication, as flannel and
 //!   `bridge fdb append` do); unicast destinations are learned. Only machines that run a task
 //!   of the network are peers.
+//! - a `bridge`-family nftables table per network ([`gwguard`]) that keeps ARP for the
+//!   gateway address (the same on every machine's bridge) off the VXLAN port.
 //! - VIPs as /32 addresses on the bridge: a container's connection to a VIP reaches the
 //!   host, where the mesh proxy listens.
 //!
@@ -32,6 +34,7 @@ use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, LinkUnspec, LinkVxlan};
 
+pub mod gwguard;
 pub mod ingress;
 pub mod nft;
 pub mod vip;

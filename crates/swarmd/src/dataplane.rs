@@ -8,7 +8,9 @@
 //!   VIPs of the services on its networks to their running tasks (crates/netplane `vip`).
 //! - **VXLAN**: each such network's bridge is linked to the machines of the other nodes
 //!   with running tasks on it (machines other than this one: nodes sharing a machine share
-//!   its engine's bridge already).
+//!   its engine's bridge already). ARP for the gateway (the same address on every
+//!   machine's bridge) is kept off the VXLAN by a bridge-family nft table per network
+//!   (crates/netplane `gwguard`), put in place before the device is linked.
 //!
 //! Level-triggered: every pass derives what should be from the table and the engine's
 //! containers and converges to it. A pass runs on a table change, on a container's create
@@ -27,7 +29,7 @@ use swarmd_agent::exec::LABEL_NODE_ID;
 use swarmd_agent::exec::overlay::{bridge_ifname, engine_network_name_of};
 use swarmd_dns::{DnsServer, DnsTable, NetworkScope, ServiceRecord, Subnet};
 use swarmd_netplane::vip::{VipRule, apply_in_netns, ruleset};
-use swarmd_netplane::{Netplane, VxlanSpec, vxlan_ifname};
+use swarmd_netplane::{Netplane, VxlanSpec, gwguard, vxlan_ifname};
 use swarmd_types::dispatcher::{DiscoveryTable, SessionMessage};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -139,6 +141,9 @@ pub struct DataPlane {
     netplane: Option<Netplane>,
     /// VXLAN devices this node made (removed when no longer needed).
     vxlans: BTreeSet<String>,
+    /// Gateway guards in force, by VXLAN device: (nft table, the script applied). A guard
+    /// goes in before its device and out after it.
+    guards: BTreeMap<String, (String, String)>,
     local: HashMap<Ipv4Addr, bool>,
     cancel: CancellationToken,
 }
@@ -167,6 +172,7 @@ impl DataPlane {
             applied: HashMap::new(),
             netplane,
             vxlans: BTreeSet::new(),
+            guards: BTreeMap::new(),
             local: HashMap::new(),
             cancel,
         }
@@ -206,6 +212,11 @@ impl DataPlane {
             for name in std::mem::take(&mut self.vxlans) {
                 if let Err(e) = np.remove_link(&name).await {
                     tracing::warn!(device = %name, error = %e, "VXLAN removal failed");
+                }
+            }
+            for (_, (table, _)) in std::mem::take(&mut self.guards) {
+                if let Err(e) = gwguard::remove(&table).await {
+                    tracing::warn!(%table, error = %e, "gateway guard removal failed");
                 }
             }
         }
@@ -408,6 +419,24 @@ impl DataPlane {
                 bridge: bridge_ifname(&n.id),
             };
             wanted.insert(spec.name.clone());
+            // The guard first: no gateway ARP may cross while the device is new.
+            let Ok(gateway) = n.gateway.parse::<Ipv4Addr>() else {
+                tracing::warn!(network = %n.id, gateway = %n.gateway, "no IPv4 gateway; not linked");
+                continue;
+            };
+            let table = gwguard::table_name(&n.id);
+            let script = gwguard::ruleset(&table, &spec.name, gateway);
+            if self.guards.get(&spec.name).map(|(_, s)| s) != Some(&script) {
+                match gwguard::apply(&script).await {
+                    Ok(()) => {
+                        self.guards.insert(spec.name.clone(), (table, script));
+                    }
+                    Err(e) => {
+                        tracing::warn!(network = %n.id, error = %e, "gateway guard not applied; not linking, next pass retries");
+                        continue;
+                    }
+                }
+            }
             let linked = match np.ensure_vxlan(&spec).await {
                 Ok(index) => np.set_flood_peers(index, &peers).await,
                 Err(e) => Err(e),
@@ -430,6 +459,21 @@ impl DataPlane {
                     self.vxlans.remove(&name);
                 }
                 Err(e) => tracing::warn!(device = %name, error = %e, "VXLAN removal failed"),
+            }
+        }
+        // A guard goes once its device is gone (never while the device still links).
+        let stale: Vec<(String, String)> = self
+            .guards
+            .iter()
+            .filter(|(dev, _)| !wanted.contains(*dev) && !self.vxlans.contains(*dev))
+            .map(|(dev, (table, _))| (dev.clone(), table.clone()))
+            .collect();
+        for (dev, table) in stale {
+            match gwguard::remove(&table).await {
+                Ok(()) => {
+                    self.guards.remove(&dev);
+                }
+                Err(e) => tracing::warn!(%table, error = %e, "gateway guard removal failed"),
             }
         }
     }
