@@ -395,6 +395,31 @@ impl DataPlane {
         }
     }
 
+    /// The gateway guard of network `network_id` on VXLAN device `device` (crates/netplane
+    /// `gwguard`), applied when it changed. On failure the device is linked anyway: without
+    /// the guard containers may use another machine's gateway (which still answers), where
+    /// not linking would cut the network in pieces. The next pass retries.
+    async fn ensure_guard(&mut self, network_id: &str, device: &str, gateway: &str) {
+        let Ok(gateway) = gateway.parse::<Ipv4Addr>() else {
+            tracing::warn!(network = %network_id, %gateway, "no IPv4 gateway to guard");
+            return;
+        };
+        let table = gwguard::table_name(network_id);
+        let script = gwguard::ruleset(&table, device, gateway);
+        if self.guards.get(device).map(|(_, s)| s) == Some(&script) {
+            return;
+        }
+        match gwguard::apply(&script).await {
+            Ok(()) => {
+                tracing::debug!(network = %network_id, %table, "gateway guard applied");
+                self.guards.insert(device.to_string(), (table, script));
+            }
+            Err(e) => {
+                tracing::warn!(network = %network_id, error = %e, "gateway guard not applied; next pass retries")
+            }
+        }
+    }
+
     /// VXLAN links from each used network's bridge to the machines of its other tasks.
     async fn reconcile_vxlan(&mut self, d: &DiscoveryTable, used: &BTreeSet<String>) {
         let Some(np) = self.netplane.clone() else {
@@ -419,24 +444,8 @@ impl DataPlane {
                 bridge: bridge_ifname(&n.id),
             };
             wanted.insert(spec.name.clone());
-            // The guard first: no gateway ARP may cross while the device is new.
-            let Ok(gateway) = n.gateway.parse::<Ipv4Addr>() else {
-                tracing::warn!(network = %n.id, gateway = %n.gateway, "no IPv4 gateway; not linked");
-                continue;
-            };
-            let table = gwguard::table_name(&n.id);
-            let script = gwguard::ruleset(&table, &spec.name, gateway);
-            if self.guards.get(&spec.name).map(|(_, s)| s) != Some(&script) {
-                match gwguard::apply(&script).await {
-                    Ok(()) => {
-                        self.guards.insert(spec.name.clone(), (table, script));
-                    }
-                    Err(e) => {
-                        tracing::warn!(network = %n.id, error = %e, "gateway guard not applied; not linking, next pass retries");
-                        continue;
-                    }
-                }
-            }
+            // The guard first, so that no gateway ARP crosses while the device is new.
+            self.ensure_guard(&n.id, &spec.name, &n.gateway).await;
             let linked = match np.ensure_vxlan(&spec).await {
                 Ok(index) => np.set_flood_peers(index, &peers).await,
                 Err(e) => Err(e),
