@@ -25,10 +25,11 @@ use swarmd_testkit::{
     Daemon, Executor, Machine, engine_docker, require_engine, unique_name, wait_for, wait_until,
 };
 
-/// Serves `/` (the task's hostname: its node's, by template) and `/big` (256 KiB).
+/// Serves `/` (the task's hostname: its node's, by template) and `/big` (256 KiB); exits
+/// at once on SIGTERM (httpd as PID 1 would ignore it and wait out every stop's grace).
 const HTTPD: &str = "mkdir -p /www && hostname > /www/index.html \
     && dd if=/dev/zero of=/www/big bs=1024 count=256 2>/dev/null \
-    && exec httpd -f -p 80 -h /www";
+    ; trap 'exit 0' TERM; httpd -f -p 80 -h /www & wait";
 const BIG: usize = 256 * 1024;
 
 /// Where a task container runs: the host's engine or machine B's.
@@ -106,7 +107,7 @@ impl Engine<'_> {
     /// segment spans).
     fn arp_answers(&self, container: &str, ip: &str) -> Result<BTreeSet<String>, String> {
         // arping exits 1 when nothing answers; that is an empty set, not an error.
-        let cmd = format!("arping -b -c 2 -w 3 -I eth0 {ip}; true");
+        let cmd = format!("arping -b -c 1 -I eth0 {ip}; true");
         let out = self.exec(container, &["sh", "-c", &cmd])?;
         Ok(out
             .lines()
@@ -145,6 +146,37 @@ fn mac_of(netns: Option<&str>, ifname: &str) -> String {
         .to_lowercase()
 }
 
+fn in_netns(netns: Option<&str>, cmd: &[&str]) -> std::process::Output {
+    let mut c = match netns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg("--");
+            c.args(cmd);
+            c
+        }
+        None => {
+            let mut c = std::process::Command::new(cmd[0]);
+            c.args(&cmd[1..]);
+            c
+        }
+    };
+    c.output().expect("runs")
+}
+
+/// Whether interface `ifname` exists in `netns` (or the host's).
+fn has_link(netns: Option<&str>, ifname: &str) -> bool {
+    in_netns(netns, &["ip", "link", "show", "dev", ifname])
+        .status
+        .success()
+}
+
+/// Whether the bridge-family nft table `table` exists in `netns` (or the host's).
+fn has_nft_table(netns: Option<&str>, table: &str) -> bool {
+    in_netns(netns, &["nft", "list", "table", "bridge", table])
+        .status
+        .success()
+}
+
 /// On the host, when the test ends (even on panic): the manager leaves the swarm, its
 /// containers go from the host's engine, then the overlay's bridge network, and whatever
 /// the manager's data plane left (its VXLAN device and gateway guard) if it could not
@@ -156,6 +188,13 @@ struct HostCleanup<'a> {
 
 impl Drop for HostCleanup<'_> {
     fn drop(&mut self) {
+        // The containers first (SIGKILL): leaving would stop each one gracefully.
+        if let Some(m) = &self.manager {
+            swarmd_testkit::cleanup_engine_containers(&format!(
+                "com.docker.swarm.node.id={}",
+                m.node_id
+            ));
+        }
         drop(self.manager.take());
         let Some(id) = &self.network_id else { return };
         let out = engine_docker(&[
@@ -182,7 +221,10 @@ impl Drop for HostCleanup<'_> {
 fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
     require_engine!();
     let started = Instant::now();
+    // Progress with the time since the start, so a slow run shows where it spent it.
+    let step = |what: &str| eprintln!("[{:>7.2?}] {what}", started.elapsed());
     let b = Machine::start("swm").expect("machine B (netns + dockerd) starts");
+    step("machine B's engine answers, image loaded");
     let manager = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
         .node_addr(b.host_addr())
         .executor(Executor::Docker)
@@ -234,6 +276,7 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
             .count()
             == 2
     });
+    step("manager on A and worker on B ready");
 
     let net = manager
         .docker(&["network", "create", "-d", "overlay", "appnet"])
@@ -269,6 +312,7 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
     let cb = wait_for(T, POLL, "api runs on machine B", || {
         eb.container_of("api", &worker_id)
     });
+    step("api runs on both machines");
     let (name_a, name_b) = (
         manager.hostname().expect("set").to_string(),
         worker.hostname().expect("set").to_string(),
@@ -374,6 +418,7 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
             BTreeSet::from([name_a.clone(), name_b.clone()]),
             "{side}"
         );
+        step(&format!("{side}: names, VIP, task addresses"));
     }
 
     // The gateway is each machine's own: the same address on both bridges, but only the
@@ -396,9 +441,21 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
             "machine {side}: the container's entry for the gateway is the local bridge"
         );
     }
-    eprintln!(
-        "cross-machine overlay checks done in {:?}",
-        started.elapsed()
-    );
+    step("the gateway answers locally only");
+
+    // Leaving the swarm unlinks a machine: its VXLAN device and gateway guard go.
+    let short: String = net.chars().take(11).collect();
+    let (vxlan, guard) = (format!("swv-{short}"), format!("swarmd_gw_{short}"));
+    for (node, netns, side) in [(&worker, Some(b.netns()), "B"), (&manager, None, "A")] {
+        node.docker(&["swarm", "leave", "--force"]).ok();
+        wait_until(T, POLL, &format!("machine {side} unlinked"), || {
+            !has_link(netns, &vxlan) && !has_nft_table(netns, &guard)
+        });
+    }
+    step("both machines unlinked after leaving");
     drop(host);
+    step("host side cleaned up");
+    drop(worker);
+    drop(b);
+    step("machine B removed");
 }
