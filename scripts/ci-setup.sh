@@ -9,7 +9,9 @@
 #   2. starts dockerd in the background if no engine answers on /var/run/docker.sock
 #      (no systemd is assumed: this may run inside a container or a bare VM);
 #   3. imports busybox:latest (also tagged alpine:latest and alpine:3.10) if missing;
-#   4. checks that a container runs and that port publishing works.
+#   4. checks that a container runs and that port publishing works;
+#   5. checks that network namespaces can be made: e2e_machines runs a second Docker Engine
+#      in one (crates/testkit Machine: ip netns, a veth, nsenter/unshare, mount, nft).
 #
 # It is idempotent and takes about a second when everything is already in place.
 # Environment knobs:
@@ -20,7 +22,8 @@ set -euo pipefail
 readonly ENGINE_HOST=unix:///var/run/docker.sock
 readonly DOCKERD_LOG=${SWARMD_CI_DOCKERD_LOG:-/tmp/swarmd-ci-dockerd.log}
 readonly ENGINE_WAIT=${SWARMD_CI_ENGINE_WAIT:-60}
-readonly PACKAGES=(docker.io busybox-static iproute2 curl procps nftables util-linux)
+# iproute2, util-linux (nsenter, unshare) and mount: the second "machine" of e2e_machines.
+readonly PACKAGES=(docker.io busybox-static iproute2 curl procps nftables util-linux mount)
 readonly IMAGE=busybox:latest
 readonly IMAGE_ALIASES=(alpine:latest alpine:3.10)
 # dockerd flag sets to try, in order. The defaults (overlay2, iptables-managed port publishing)
@@ -269,6 +272,19 @@ check_port_publishing() {
 	return "$rc"
 }
 
+# A network namespace with a veth into it, made and removed: what crates/testkit's Machine
+# needs besides the engine. A warning only: the tests that need it fail with the reason.
+check_netns() {
+	local ns="swarmd-ci-$$" ok=1
+	"${SUDO[@]}" ip netns add "$ns" 2>/dev/null || ok=0
+	if ((ok)); then
+		"${SUDO[@]}" ip link add "swci$$" type veth peer name eth0 netns "$ns" 2>/dev/null || ok=0
+		"${SUDO[@]}" ip link del "swci$$" 2>/dev/null || true
+		"${SUDO[@]}" ip netns del "$ns" 2>/dev/null || true
+	fi
+	((ok)) || log "WARNING: cannot make a network namespace with a veth here; e2e_machines will fail"
+}
+
 ensure_images_and_check() {
 	images_present || build_images
 	check_run && check_port_publishing
@@ -306,6 +322,7 @@ main() {
 		done
 		((ok)) || die "could not start a working Docker Engine; see $DOCKERD_LOG"
 	fi
+	check_netns
 	log "ready: engine $(engine version -f '{{.Server.Version}}'), images $IMAGE ${IMAGE_ALIASES[*]} ($((SECONDS - t0)) s)"
 }
 
