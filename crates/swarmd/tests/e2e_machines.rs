@@ -14,6 +14,11 @@
 //! - finds only its own machine's gateway: an ARP broadcast for the gateway address (the
 //!   same `.1` on both bridges) is answered by the local bridge alone, and the container's
 //!   neighbour entry for it stays the local bridge's MAC.
+//!
+//! Then B's node leaves the swarm: B's VXLAN device and gateway guard go with it, A unlinks
+//! itself once no task of the network runs elsewhere, and A's task finds only itself.
+//! Everything runs in about 10 s; machine B (namespace, engine, veth, cgroups) is removed on
+//! drop, also when the test fails.
 
 mod common;
 
@@ -443,16 +448,37 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
     }
     step("the gateway answers locally only");
 
-    // Leaving the swarm unlinks a machine: its VXLAN device and gateway guard go.
+    // Leaving the swarm unlinks a machine: B's VXLAN device and gateway guard go with its
+    // node. A, whose task keeps running, unlinks once no task of the network runs elsewhere
+    // (B's node is down), and its task then finds only itself by name.
     let short: String = net.chars().take(11).collect();
     let (vxlan, guard) = (format!("swv-{short}"), format!("swarmd_gw_{short}"));
-    for (node, netns, side) in [(&worker, Some(b.netns()), "B"), (&manager, None, "A")] {
-        node.docker(&["swarm", "leave", "--force"]).ok();
-        wait_until(T, POLL, &format!("machine {side} unlinked"), || {
-            !has_link(netns, &vxlan) && !has_nft_table(netns, &guard)
-        });
-    }
-    step("both machines unlinked after leaving");
+    assert!(
+        has_link(None, &vxlan) && has_nft_table(None, &guard),
+        "A is linked"
+    );
+    worker.docker(&["swarm", "leave", "--force"]).ok();
+    wait_until(T, POLL, "machine B unlinked after leaving", || {
+        !has_link(Some(b.netns()), &vxlan) && !has_nft_table(Some(b.netns()), &guard)
+    });
+    wait_until(T, POLL, "machine A unlinked with no peer left", || {
+        !has_link(None, &vxlan) && !has_nft_table(None, &guard)
+    });
+    let got = wait_for(T, POLL, "tasks.api is A's task alone", || {
+        ea.resolve(&ca, "tasks.api").and_then(|s| {
+            if s.len() == 1 {
+                Ok(s)
+            } else {
+                Err(format!("{s:?}"))
+            }
+        })
+    });
+    assert_eq!(got, BTreeSet::from([addr_a.clone()]));
+    assert_eq!(
+        ea.http_get(&ca, "api", "/").map(|b| b.trim().to_string()),
+        Ok(name_a.clone())
+    );
+    step("B unlinked on leaving, A once alone; A finds only its task");
     drop(host);
     step("host side cleaned up");
     drop(worker);
