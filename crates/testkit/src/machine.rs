@@ -29,6 +29,13 @@
 //! parallel tests do not collide. Dropping a [`Machine`] (also during a panic) kills every
 //! process of the namespace and of its containers' cgroups, removes the cgroups, the veth,
 //! the namespace and the directories.
+//!
+//! One machine at a time per host: the tests run a node on the host too, whose VXLAN
+//! device for a network gets the swarm's VNI (4097 for every swarm's first network), and
+//! the kernel allows one VXLAN device per VNI and UDP port in a network namespace ("A
+//! VXLAN device with the specified VNI already exists"). Two tests' host nodes would take
+//! turns anyway, through failed links and retries that eat their waits; an exclusive lock
+//! on a file in /tmp, held while the [`Machine`] lives, makes the turns explicit.
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::Ipv4Addr;
@@ -39,6 +46,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
@@ -53,6 +61,10 @@ use crate::http::unix_http;
 const IMAGE: &str = "busybox:latest";
 /// How long the machine's dockerd gets to answer.
 const ENGINE_START: Duration = Duration::from_secs(60);
+/// The host-wide lock of [`Machine`]s (see the module doc).
+const LOCK_FILE: &str = "/tmp/swarmd-test-machine.lock";
+/// How long a test waits for another test's machine to go.
+const LOCK_WAIT: Duration = Duration::from_secs(300);
 
 /// A network namespace with its own Docker Engine; see the module doc.
 pub struct Machine {
@@ -64,6 +76,8 @@ pub struct Machine {
     cgroup: String,
     dir: TempDir,
     dockerd: Option<Child>,
+    /// Released last, once everything is removed.
+    _turn: Flock<std::fs::File>,
 }
 
 impl Machine {
@@ -71,6 +85,7 @@ impl Machine {
     /// the test image. `prefix` starts the namespace's name and hostname. Needs root,
     /// iproute2, util-linux (nsenter, unshare) and docker.io (`scripts/ci-setup.sh`).
     pub fn start(prefix: &str) -> anyhow::Result<Machine> {
+        let turn = take_turn()?;
         let name = crate::unique_name(prefix);
         let suffix = name.rsplit('-').next().unwrap_or(&name);
         // IFNAMSIZ: at most 15 bytes.
@@ -90,6 +105,7 @@ impl Machine {
             addr,
             dir,
             dockerd: None,
+            _turn: turn,
         };
         // From here on, Drop undoes whatever was made.
         m.wire()?;
@@ -367,6 +383,29 @@ impl Drop for Machine {
         // Deleting one end of a veth deletes both; the namespace goes with its last user.
         let _ = ip(&["link", "del", &self.host_if]);
         let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// Waits (up to [`LOCK_WAIT`]) for the host-wide machine lock.
+fn take_turn() -> anyhow::Result<Flock<std::fs::File>> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_FILE)
+        .with_context(|| format!("opening {LOCK_FILE}"))?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                file = f;
+                thread::sleep(Duration::from_millis(100));
+            }
+            Err((_, e)) => {
+                bail!("locking {LOCK_FILE} (another test's machine for {LOCK_WAIT:?}?): {e}")
+            }
+        }
     }
 }
 
