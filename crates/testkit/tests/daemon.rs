@@ -208,3 +208,46 @@ fn start_fails_when_the_binary_is_missing() {
     let msg = format!("{err:#}");
     assert!(msg.contains("starting /nonexistent/swarmd"), "{msg}");
 }
+
+/// `.netns(NAME)`: the daemon runs in that network namespace (entered by nsenter, which then
+/// execs it: the pid is the daemon's), and its API socket still answers from the host.
+/// Needs root and iproute2 (every CI machine); skipped without.
+#[test]
+fn netns_runs_the_daemon_inside_the_namespace() {
+    if !nix::unistd::Uid::effective().is_root()
+        || !Command::new("ip")
+            .args(["netns", "list"])
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        eprintln!("SKIPPED: needs root and iproute2 (scripts/ci-setup.sh)");
+        return;
+    }
+    let ns = swarmd_testkit::unique_name("swtk");
+    let ip = |args: &[&str]| Command::new("ip").args(args).status().unwrap().success();
+    assert!(ip(&["netns", "add", &ns]));
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _del = Del(ns.clone());
+
+    let d = Daemon::builder(FAKE).netns(&ns).start().unwrap();
+    d.ping().unwrap();
+    let inode = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let pid = d.pid().expect("running");
+    assert_eq!(
+        inode(&format!("/proc/{pid}/ns/net")).unwrap(),
+        inode(&format!("/run/netns/{ns}")).unwrap(),
+        "the daemon's own pid is in the namespace"
+    );
+    let log = d.log();
+    assert!(
+        log.contains(&format!(
+            "start #1: nsenter --net=/run/netns/{ns} -- {FAKE} -H"
+        )),
+        "{log}"
+    );
+}
