@@ -26,7 +26,9 @@ use netlink_packet_core::{
     NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -61,6 +63,12 @@ pub enum NetplaneError {
     NoSuchLink(String),
     #[error("{0} exists but is not a vxlan device")]
     NotVxlan(String),
+    /// The kernel allows one VXLAN device per VNI and UDP port in a network namespace.
+    #[error(
+        "VNI {vni} is taken on this machine by device {holder} (a leftover of an earlier \
+         swarm, or a node of another swarm on this machine): remove it or leave that swarm"
+    )]
+    VniInUse { vni: u32, holder: String },
     #[error("nftables: {0}")]
     Nft(String),
 }
@@ -158,7 +166,8 @@ impl Netplane {
                 .map_err(nl(format!("bringing {} up", spec.name)))?;
             return Ok(index);
         }
-        self.handle
+        match self
+            .handle
             .link()
             .add(
                 LinkVxlan::new(&spec.name, spec.vni)
@@ -171,11 +180,43 @@ impl Netplane {
             )
             .execute()
             .await
-            .map_err(nl(format!("creating {}", spec.name)))?;
+        {
+            Ok(()) => {}
+            // EEXIST: not the name (looked up above) but the VNI.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -17 => {
+                let holder = self.vxlan_with_vni(spec.vni).await?;
+                return Err(match holder {
+                    Some(holder) => NetplaneError::VniInUse {
+                        vni: spec.vni,
+                        holder,
+                    },
+                    None => {
+                        nl(format!("creating {}", spec.name))(rtnetlink::Error::NetlinkError(e))
+                    }
+                });
+            }
+            Err(e) => return Err(nl(format!("creating {}", spec.name))(e)),
+        }
         tracing::info!(link = %spec.name, vni = spec.vni, local = %spec.local, bridge = %spec.bridge, "vxlan device created");
         self.link_index(&spec.name)
             .await?
             .ok_or_else(|| NetplaneError::NoSuchLink(spec.name.clone()))
+    }
+
+    /// The name of the VXLAN device with VNI `vni`, if there is one.
+    async fn vxlan_with_vni(&self, vni: u32) -> Result<Option<String>, NetplaneError> {
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl("listing links"))?;
+        Ok(links
+            .iter()
+            .find(|l| vni_of(l) == Some(vni))
+            .and_then(link_name))
     }
 
     /// Deletes the interface `name` if it exists.
@@ -354,6 +395,27 @@ fn is_vxlan(link: &LinkMessage) -> bool {
     })
 }
 
+/// The VNI of a VXLAN device.
+fn vni_of(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Data(InfoData::Vxlan(v)) => v.iter().find_map(|x| match x {
+                InfoVxlan::Id(id) => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+fn link_name(link: &LinkMessage) -> Option<String> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
 fn ipv4_of(m: &AddressMessage) -> Option<Ipv4Addr> {
     m.attributes.iter().find_map(|a| match a {
         AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
@@ -383,12 +445,78 @@ fn flood_entry(index: u32, peer: Ipv4Addr) -> NeighbourMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rtnetlink::LinkBridge;
 
     #[test]
     fn names_fit_ifnamsiz() {
         assert_eq!(vxlan_ifname("k3x9q0v2m7a1b2c3"), "swv-k3x9q0v2m7a");
         assert!(vxlan_ifname("k3x9q0v2m7a1b2c3").len() <= 15);
         assert_eq!(vxlan_ifname("ab"), "swv-ab");
+    }
+
+    #[test]
+    fn the_vni_and_name_of_a_vxlan_link() {
+        let mut l = LinkMessage::default();
+        assert_eq!(vni_of(&l), None);
+        l.attributes.push(LinkAttribute::IfName("swv-abc".into()));
+        l.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(vec![
+                InfoVxlan::Port(VXLAN_PORT),
+                InfoVxlan::Id(4097),
+            ])),
+        ]));
+        assert_eq!(vni_of(&l), Some(4097));
+        assert_eq!(link_name(&l).as_deref(), Some("swv-abc"));
+        assert!(is_vxlan(&l));
+    }
+
+    /// In a namespace of its own (root and iproute2; skipped without): a second device for
+    /// a VNI already taken is refused with the holder's name, not netlink's bare EEXIST.
+    #[test]
+    fn a_taken_vni_names_its_holder() {
+        let ip = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !nix::unistd::Uid::effective().is_root() || !ip(&["netns", "list"]) {
+            eprintln!("SKIPPED: needs root and iproute2");
+            return;
+        }
+        let ns = format!("swvni{:x}", std::process::id());
+        assert!(ip(&["netns", "add", &ns]));
+        let path = format!("/run/netns/{ns}");
+        let got = std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).expect("namespace file");
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let np = Netplane::connect().unwrap();
+                let spec = |name: &str| VxlanSpec {
+                    name: name.into(),
+                    vni: 4242,
+                    local: Ipv4Addr::new(192, 0, 2, 1),
+                    bridge: "swvnibr".into(),
+                };
+                let br = LinkBridge::new("swvnibr").build();
+                np.handle.link().add(br).execute().await.unwrap();
+                np.ensure_vxlan(&spec("swv-first")).await.unwrap();
+                np.ensure_vxlan(&spec("swv-second")).await
+            })
+        })
+        .join();
+        ip(&["netns", "del", &ns]);
+        match got.expect("namespace thread") {
+            Err(NetplaneError::VniInUse { vni, holder }) => {
+                assert_eq!((vni, holder.as_str()), (4242, "swv-first"))
+            }
+            other => panic!("expected VniInUse, got {other:?}"),
+        }
     }
 
     #[test]
