@@ -99,6 +99,65 @@ async fn nft(args: &[&str], input: Option<&str>) -> Result<(), NetplaneError> {
 mod tests {
     use super::*;
 
+    /// The script is valid for the real nft (in a namespace of its own; root, iproute2 and
+    /// nftables, skipped without), re-applying it replaces it, and removing a table twice
+    /// is fine.
+    #[test]
+    fn nft_takes_the_script_and_removal_is_idempotent() {
+        let ok = |cmd: &mut std::process::Command| cmd.status().is_ok_and(|s| s.success());
+        if !nix::unistd::Uid::effective().is_root()
+            || !ok(std::process::Command::new("ip").args(["netns", "list"]))
+            || !ok(std::process::Command::new("nft").arg("--version"))
+        {
+            eprintln!("SKIPPED: needs root, iproute2 and nftables");
+            return;
+        }
+        let ns = format!("swgw{:x}", std::process::id());
+        assert!(ok(
+            std::process::Command::new("ip").args(["netns", "add", &ns])
+        ));
+        let path = format!("/run/netns/{ns}");
+        let listed = std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).expect("namespace file");
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let table = table_name("net1");
+                let script = ruleset(&table, "swv-net1", Ipv4Addr::new(10, 0, 1, 1));
+                apply(&script).await.unwrap();
+                apply(&script).await.unwrap();
+                let out = std::process::Command::new("nft")
+                    .args(["list", "table", "bridge", &table])
+                    .output()
+                    .unwrap();
+                remove(&table).await.unwrap();
+                remove(&table).await.unwrap();
+                let gone = std::process::Command::new("nft")
+                    .args(["list", "table", "bridge", &table])
+                    .status()
+                    .unwrap();
+                (
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    gone.success(),
+                )
+            })
+        })
+        .join();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &ns])
+            .status();
+        let (listed, still_there) = listed.expect("namespace thread");
+        assert_eq!(
+            listed.matches("arp saddr ip 10.0.1.1 drop").count(),
+            4,
+            "{listed}"
+        );
+        assert!(!still_there, "removed");
+    }
+
     #[test]
     fn table_names_follow_the_network_and_are_nft_identifiers() {
         assert_eq!(table_name("k3x9q0v2m7a1b2c3"), "swarmd_gw_k3x9q0v2m7a");
