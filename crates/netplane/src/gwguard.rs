@@ -27,9 +27,6 @@
 //! machine each converge their networks' tables without replacing each other's.
 
 use std::net::Ipv4Addr;
-use std::process::Stdio;
-
-use tokio::io::AsyncWriteExt;
 
 use crate::NetplaneError;
 
@@ -61,38 +58,19 @@ pub fn ruleset(table: &str, vxlan: &str, gateway: Ipv4Addr) -> String {
     )
 }
 
-/// Applies an nft script in this process's network namespace.
+/// Applies an nft script (a [`ruleset`]) in this process's network namespace.
 pub async fn apply(script: &str) -> Result<(), NetplaneError> {
-    nft(&["-f", "-"], Some(script)).await
+    crate::nft::run(None, script).await
 }
 
 /// Deletes `table` of the bridge family; a missing table is not an error.
 pub async fn remove(table: &str) -> Result<(), NetplaneError> {
-    // Creating it first makes the delete succeed whether or not it existed.
-    let script = format!("table bridge {table}\ndelete table bridge {table}\n");
-    nft(&["-f", "-"], Some(&script)).await
-}
-
-async fn nft(args: &[&str], input: Option<&str>) -> Result<(), NetplaneError> {
-    let mut child = tokio::process::Command::new("nft")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| NetplaneError::Nft(format!("running nft (install nftables): {e}")))?;
-    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
-        stdin.write_all(input.as_bytes()).await?;
-    }
-    let out = child.wait_with_output().await?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(NetplaneError::Nft(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
-    }
+    // Declaring it first makes the delete succeed whether or not it existed.
+    crate::nft::run(
+        None,
+        &format!("table bridge {table}\ndelete table bridge {table}\n"),
+    )
+    .await
 }
 
 #[cfg(test)]
