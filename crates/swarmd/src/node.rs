@@ -1036,10 +1036,12 @@ async fn watch_role(
 }
 
 /// Shuts down and removes every task the executor holds (after leaving a swarm).
+/// Stops and removes every task of the executor, all at once: each stop may wait out a
+/// grace period, and a node leaving with many tasks should wait for one, not their sum.
 async fn remove_all_tasks(executor: &dyn Executor) {
     let ids = executor.list_tasks().await.unwrap_or_default();
-    for id in ids {
-        let rt = swarmd_agent::TaskRuntime::for_existing(&id, "127.0.0.1");
+    futures::future::join_all(ids.iter().map(|id| async move {
+        let rt = swarmd_agent::TaskRuntime::for_existing(id, "127.0.0.1");
         let c = executor.controller(&rt);
         if let Err(e) = c.shutdown(Duration::from_secs(10)).await {
             tracing::warn!(task = %id, error = %e, "stopping task on leave");
@@ -1047,7 +1049,8 @@ async fn remove_all_tasks(executor: &dyn Executor) {
         if let Err(e) = c.remove().await {
             tracing::warn!(task = %id, error = %e, "removing task on leave");
         }
-    }
+    }))
+    .await;
 }
 
 fn write_state(dir: &Path, state: &NodeState) -> std::io::Result<()> {

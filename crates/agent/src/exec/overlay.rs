@@ -29,6 +29,11 @@ use super::docker::status_code;
 pub const LABEL_NETWORK_ID: &str = "com.swarmd.network.id";
 /// The engine's bridge option naming the bridge interface.
 const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+/// The engine's option for the MTU of the network's interfaces.
+const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+/// Docker's overlay MTU: a 1500-byte link less VXLAN's 50 bytes of headers, so a full
+/// frame between machines is one packet, not two fragments.
+pub const OVERLAY_MTU: u32 = 1450;
 
 /// An overlay network the task is attached to, with the task's address on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,10 +83,10 @@ pub fn create_request(a: &OverlayAttachment) -> NetworkCreateRequest {
             }]),
             options: None,
         }),
-        options: Some(HashMap::from([(
-            BRIDGE_NAME_OPTION.to_string(),
-            bridge_ifname(&a.network_id),
-        )])),
+        options: Some(HashMap::from([
+            (BRIDGE_NAME_OPTION.to_string(), bridge_ifname(&a.network_id)),
+            (MTU_OPTION.to_string(), OVERLAY_MTU.to_string()),
+        ])),
         labels: Some(HashMap::from([
             (LABEL_NETWORK_ID.to_string(), a.network_id.clone()),
             (
@@ -200,10 +205,9 @@ mod tests {
         let cfg = &r.ipam.unwrap().config.unwrap()[0];
         assert_eq!(cfg.subnet.as_deref(), Some("10.0.1.0/24"));
         assert_eq!(cfg.gateway.as_deref(), Some("10.0.1.1"));
-        assert_eq!(
-            r.options.unwrap()[BRIDGE_NAME_OPTION],
-            "swd-k3x9q0v2m7a".to_string()
-        );
+        let options = r.options.unwrap();
+        assert_eq!(options[BRIDGE_NAME_OPTION], "swd-k3x9q0v2m7a".to_string());
+        assert_eq!(options[MTU_OPTION], "1450");
         assert_eq!(
             r.labels.unwrap()[LABEL_NETWORK_ID],
             "k3x9q0v2m7a1b2c3d4e5f6g7h".to_string()
