@@ -168,6 +168,31 @@ fn in_netns(netns: Option<&str>, cmd: &[&str]) -> std::process::Output {
     c.output().expect("runs")
 }
 
+/// The port `api` publishes through the routing mesh.
+const MESH_PORT: u16 = 18_090;
+
+/// One HTTP request from `netns` (or the host) to `addr:port`: the body's last line (the
+/// answering task's hostname), or what went wrong.
+fn mesh_get(netns: Option<&str>, addr: &str, port: u16) -> Result<String, String> {
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 3 {addr} {port}");
+    let out = in_netns(netns, &["busybox", "sh", "-c", &script]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() && text.starts_with("HTTP/1.") && text.contains(" 200 ") {
+        Ok(text
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string())
+    } else {
+        Err(format!(
+            "{addr}:{port}: exit {:?}, {text:?} {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// Whether interface `ifname` exists in `netns` (or the host's).
 fn has_link(netns: Option<&str>, ifname: &str) -> bool {
     in_netns(netns, &["ip", "link", "show", "dev", ifname])
@@ -302,6 +327,8 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
             "api",
             "--mode",
             "global",
+            "--publish",
+            &format!("{MESH_PORT}:80"),
             "--hostname",
             "{{.Node.Hostname}}",
             "busybox:latest",
@@ -337,10 +364,13 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
             .iter()
             .find(|t| task_field(&manager, t, "{{.NodeID}}") == node)
             .map(|t| {
+                // appnet's address (the task is on ingress too: api publishes a port).
                 task_field(
                     &manager,
                     t,
-                    "{{range .NetworksAttachments}}{{range .Addresses}}{{.}}{{end}}{{end}}",
+                    &format!(
+                        "{{{{range .NetworksAttachments}}}}{{{{if eq .Network.ID \"{net}\"}}}}{{{{range .Addresses}}}}{{{{.}}}}{{{{end}}}}{{{{end}}}}{{{{end}}}}"
+                    ),
                 )
             })
             .and_then(|a| a.split('/').next().map(str::to_string))
@@ -425,6 +455,42 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
         );
         step(&format!("{side}: names, VIP, task addresses"));
     }
+
+    // The routing mesh across machines: the published port answers on both machines'
+    // node addresses, to clients on either machine, from both tasks. Clients on a node's
+    // own machine go through its kernel path (a task on the other machine included);
+    // clients on the other machine through its user-space listener (forwarding is not
+    // the kernel path's business), which must reach both tasks too.
+    let mesh_addrs = [
+        (b.host_addr().to_string(), "A's address"),
+        (b.addr().to_string(), "B's address"),
+    ];
+    for (client_ns, client) in [(None, "a client on A"), (Some(b.netns()), "a client on B")] {
+        for (addr, which) in &mesh_addrs {
+            let mut seen = BTreeSet::new();
+            wait_for(
+                T,
+                POLL,
+                &format!("{client} via {which}: both tasks"),
+                || {
+                    let body = mesh_get(client_ns, addr, MESH_PORT)
+                        .map_err(|e| format!("seen {seen:?}, then {e}"))?;
+                    seen.insert(body);
+                    if seen.len() == 2 {
+                        Ok(())
+                    } else {
+                        Err(format!("seen {seen:?}"))
+                    }
+                },
+            );
+            assert_eq!(
+                seen,
+                BTreeSet::from([name_a.clone(), name_b.clone()]),
+                "{client} via {which}"
+            );
+        }
+    }
+    step("the published port answers on both machines, from both tasks");
 
     // The gateway is each machine's own: the same address on both bridges, but only the
     // local bridge answers for it, and the containers' entries for it stay local.
