@@ -170,11 +170,6 @@ impl KernelPath {
         &self.table
     }
 
-    /// The ports the kernel forwards now (for logs and tests).
-    pub fn is_active(&self) -> bool {
-        self.applied.is_some()
-    }
-
     /// Makes the kernel rules match `table` for the ports held by the mesh. On failure the
     /// table is removed, so nothing stale stays in force, and the user-space mesh serves.
     pub async fn sync(&mut self, table: &IngressTable, held: &BTreeSet<Key>) {
