@@ -123,6 +123,11 @@ impl Manager {
     }
 }
 
+/// Reaper passes start at least this far apart. Deleting history is not urgent, and a pass
+/// over a service of 100,000 tasks takes a while: while `service create` commits its tasks in
+/// 50 entries, a pass per entry was the top of the leader's profile.
+const REAPER_PACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn spawn_reconcilers(
     set: &TaskTracker,
     store: &Store,
@@ -147,6 +152,7 @@ fn spawn_reconcilers(
         "orchestrator",
         store.clone(),
         cancel.clone(),
+        std::time::Duration::ZERO,
         orchestrator::touch,
         move |scope| {
             let s = s.clone();
@@ -190,6 +196,7 @@ fn spawn_reconcilers(
         "task-reaper",
         store.clone(),
         cancel.clone(),
+        REAPER_PACE,
         orchestrator::reaper::touch,
         move |scope| {
             let s = s.clone();

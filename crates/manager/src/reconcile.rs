@@ -99,6 +99,7 @@ pub async fn run_loop<F, Fut>(
         name,
         store,
         cancel,
+        Duration::ZERO,
         move |e| if relevant(e) { Touch::All } else { Touch::None },
         move |_| step(),
     )
@@ -111,10 +112,14 @@ pub async fn run_loop<F, Fut>(
 ///
 /// A scoped pass's wake-up request only brings the next wake-up forward: the earlier wake-ups
 /// of services it did not look at still stand.
+///
+/// Passes start at least `pace` apart (events meanwhile are gathered into the next pass), for
+/// a reconciler whose work is not urgent and whose pass is costly.
 pub async fn run_scoped<C, F, Fut>(
     name: &'static str,
     store: Store,
     cancel: CancellationToken,
+    pace: Duration,
     classify: C,
     mut step: F,
 ) where
@@ -136,8 +141,11 @@ pub async fn run_scoped<C, F, Fut>(
             }
         }
     };
+    let mut not_before = Instant::now();
     loop {
-        if let Some(scope) = dirty.take() {
+        if dirty.is_some() && Instant::now() >= not_before {
+            let scope = dirty.take().unwrap_or(Scope::All);
+            not_before = Instant::now() + pace;
             let full = scope == Scope::All;
             let next = match step(scope).await {
                 Ok(w) => w.unwrap_or(RESYNC_PERIOD).min(RESYNC_PERIOD),
@@ -151,7 +159,12 @@ pub async fn run_scoped<C, F, Fut>(
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep_until(wake_at) => dirty = Some(Scope::All),
+            _ = tokio::time::sleep_until(not_before), if dirty.is_some() => {}
+            _ = tokio::time::sleep_until(wake_at) => {
+                dirty = Some(Scope::All);
+                // The pass (perhaps held back by `pace`) sets the next wake-up.
+                wake_at = Instant::now() + RESYNC_PERIOD;
+            }
             ev = rx.recv() => {
                 match ev {
                     Ok(batch) => gather(&mut dirty, &batch),
@@ -176,6 +189,71 @@ pub async fn run_scoped<C, F, Fut>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use swarmd_store::{LocalProposer, MemoryStore, ProposeError};
+    use swarmd_types::Task;
+
+    /// The first pass sees everything; a commit then yields a pass scoped to the service it
+    /// touched, and one the classifier ignores yields none.
+    #[tokio::test(start_paused = true)]
+    async fn passes_get_the_scope_their_events_touched() {
+        let mem = Arc::new(MemoryStore::new());
+        let store = Store::new(mem.clone(), Arc::new(LocalProposer::new(mem)));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        fn classify(e: &Event) -> Touch<'_> {
+            match &e.object {
+                swarmd_types::Object::Task(t) if t.service_id != "ignored" => {
+                    Touch::Service(&t.service_id)
+                }
+                _ => Touch::None,
+            }
+        }
+        let run = tokio::spawn(run_scoped(
+            "test",
+            store.clone(),
+            cancel.clone(),
+            Duration::ZERO,
+            classify,
+            move |scope| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(scope);
+                    Ok(None)
+                }
+            },
+        ));
+        assert_eq!(rx.recv().await, Some(Scope::All));
+        let create = |id: &str, service: &str| {
+            let t = Task {
+                id: id.into(),
+                service_id: service.into(),
+                ..Default::default()
+            };
+            let store = store.clone();
+            async move {
+                store
+                    .update(|_, tx| {
+                        tx.create(t.clone());
+                        Ok::<_, ProposeError>(())
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        create("t0", "ignored").await;
+        create("t1", "s").await;
+        assert_eq!(
+            rx.recv().await,
+            Some(Scope::Services(BTreeMap::from([(
+                "s".to_string(),
+                Depth::Full
+            )])))
+        );
+        cancel.cancel();
+        run.await.unwrap();
+        assert!(rx.try_recv().is_err(), "no pass for the ignored commit");
+    }
 
     #[test]
     fn scopes_merge_to_the_deepest_touch_and_all_wins() {

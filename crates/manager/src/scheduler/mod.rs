@@ -365,6 +365,10 @@ impl Spread {
 
     /// The node's branch counts, outermost preference first (compared lexicographically).
     fn branch_counts(&self, node: &Node) -> Vec<u64> {
+        // No preferences (the usual case): nothing to look up for each node.
+        if self.keys.is_empty() {
+            return Vec::new();
+        }
         let path: Vec<Option<String>> = self
             .keys
             .iter()
