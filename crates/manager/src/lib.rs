@@ -18,7 +18,7 @@ pub mod scheduler;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use swarmd_store::{Event, ProposeError, Store};
+use swarmd_store::{ProposeError, Store};
 use swarmd_types::{Kind, Object, timefmt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -123,12 +123,10 @@ impl Manager {
     }
 }
 
-fn task_or_service_or_node(e: &Event) -> bool {
-    matches!(
-        e.object.kind(),
-        Kind::Task | Kind::Service | Kind::Node | Kind::Cluster
-    )
-}
+/// Reaper passes start at least this far apart. Deleting history is not urgent, and a pass
+/// over a service of 100,000 tasks takes a while: while `service create` commits its tasks in
+/// 50 entries, a pass per entry was the top of the leader's profile.
+const REAPER_PACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn spawn_reconcilers(
     set: &TaskTracker,
@@ -150,14 +148,15 @@ fn spawn_reconcilers(
         },
     ));
     let s = store.clone();
-    set.spawn(reconcile::run_loop(
+    set.spawn(reconcile::run_scoped(
         "orchestrator",
         store.clone(),
         cancel.clone(),
-        task_or_service_or_node,
-        move || {
+        std::time::Duration::ZERO,
+        orchestrator::touch,
+        move |scope| {
             let s = s.clone();
-            async move { orchestrate(&s).await.map_err(|e| e.to_string()) }
+            async move { orchestrate(&s, scope).await.map_err(|e| e.to_string()) }
         },
     ));
     let s = store.clone();
@@ -193,15 +192,16 @@ fn spawn_reconcilers(
         },
     ));
     let s = store.clone();
-    set.spawn(reconcile::run_loop(
+    set.spawn(reconcile::run_scoped(
         "task-reaper",
         store.clone(),
         cancel.clone(),
-        task_or_service_or_node,
-        move || {
+        REAPER_PACE,
+        orchestrator::reaper::touch,
+        move |scope| {
             let s = s.clone();
             async move {
-                reap(&s)
+                reap(&s, scope)
                     .await
                     .map(|(_, rejected)| (rejected > 0).then_some(std::time::Duration::ZERO))
                     .map_err(|e| e.to_string())
@@ -210,17 +210,21 @@ fn spawn_reconcilers(
     ));
 }
 
-/// One orchestrator pass over every service; returns when to wake for restart delays.
+/// One orchestrator pass over the services in `scope`; returns when to wake for restart
+/// delays.
 ///
 /// A plan larger than one Raft entry (100,000 new tasks for a `service create`) is
 /// committed in entries of [`swarmd_store::MAX_ACTIONS_PER_ENTRY`]; the service and task updates go
 /// before creations, so a slot never holds a new task while the shutdown of its old one waits in
 /// a later entry. If an entry is rejected the pass runs again at once.
-async fn orchestrate(store: &Store) -> Result<Option<std::time::Duration>, ProposeError> {
+async fn orchestrate(
+    store: &Store,
+    scope: reconcile::Scope,
+) -> Result<Option<std::time::Duration>, ProposeError> {
     let (wake, rejected) = store
         .update_chunked(|t, tx| {
             let now = timefmt::parse(&timefmt::now()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            let plan = orchestrator::reconcile_all(t, now);
+            let plan = orchestrator::reconcile_scope(t, &scope, now);
             // One action per object per entry: the last decision wins.
             let mut tasks: HashMap<String, Change> = HashMap::new();
             for c in plan.changes {
@@ -259,11 +263,12 @@ async fn orchestrate(store: &Store) -> Result<Option<std::time::Duration>, Propo
     })
 }
 
-/// One reaper pass: how many tasks it removed, and how many entries were rejected.
-async fn reap(store: &Store) -> Result<(usize, usize), ProposeError> {
+/// One reaper pass over the tasks of the services in `scope`: how many tasks it removed, and
+/// how many entries were rejected.
+async fn reap(store: &Store, scope: reconcile::Scope) -> Result<(usize, usize), ProposeError> {
     store
         .update_chunked(|t, tx| {
-            let ids = orchestrator::reaper::reap(t);
+            let ids = orchestrator::reaper::reap_scope(t, &scope);
             for id in &ids {
                 tx.remove(Kind::Task, id.clone());
             }

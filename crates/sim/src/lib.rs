@@ -11,7 +11,7 @@
 //! This module holds the decisions, free of I/O: which statuses a node reports for its
 //! assignment set ([`SimNode::apply`]), and the counters the harness reads ([`Stats`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -25,6 +25,8 @@ use swarmd_types::{TaskStatus, timefmt};
 #[derive(Debug, Default, Clone)]
 pub struct SimNode {
     reported: HashMap<String, TaskState>,
+    /// Tasks whose RUNNING report the manager acknowledged (counted once each).
+    acked_running: HashSet<String>,
 }
 
 /// What one assignments message did to a node.
@@ -81,10 +83,18 @@ impl SimNode {
                 self.reported.remove(&task.id);
                 continue;
             }
-            let prior = self.reported.get(&task.id).copied();
-            if prior.is_none() {
+            let known = self.reported.get(&task.id).copied();
+            if known.is_none() {
                 out.new_tasks += 1;
             }
+            // A complete set says what the manager has: what it lacks (a report lost with
+            // the previous session) is reported again, as a real agent keeps its reports
+            // until they are acknowledged.
+            let prior = if msg.kind == AssignmentsKind::Complete {
+                None
+            } else {
+                known
+            };
             match next_report(task.desired_state, task.status.state, prior) {
                 Some(state) => {
                     self.reported.insert(task.id.clone(), state);
@@ -114,6 +124,18 @@ impl SimNode {
             }
         }
         out
+    }
+}
+
+impl SimNode {
+    /// Records that the manager acknowledged `running` (task IDs reported RUNNING); returns
+    /// how many of them it had not acknowledged before, so a report sent again after a
+    /// reconnect does not count twice.
+    pub fn acknowledged(&mut self, running: Vec<String>) -> u64 {
+        running
+            .into_iter()
+            .filter(|id| self.acked_running.insert(id.clone()))
+            .count() as u64
     }
 }
 
@@ -311,6 +333,35 @@ mod tests {
         assert_eq!(a.new_tasks, 0);
         assert!(a.reports.is_empty());
         assert_eq!(n.tasks(), 1);
+    }
+
+    #[test]
+    fn a_report_lost_with_its_session_is_sent_again_and_counted_once() {
+        let mut n = SimNode::default();
+        let assigned = |kind| {
+            msg(
+                kind,
+                vec![(
+                    AssignmentAction::Update,
+                    task("a", TaskState::RUNNING, TaskState::ASSIGNED),
+                )],
+            )
+        };
+        let first = n.apply(&assigned(AssignmentsKind::Complete), "t");
+        assert_eq!(first.reports.len(), 1);
+        // The report failed; the next session's complete set still says ASSIGNED.
+        let again = n.apply(&assigned(AssignmentsKind::Complete), "t2");
+        assert_eq!(again.new_tasks, 0, "not a new placement");
+        assert_eq!(again.reports.len(), 1, "reported again");
+        assert_eq!(again.reports[0].status.state, TaskState::RUNNING);
+        // An incremental echo of the same state is not reported again.
+        assert!(
+            n.apply(&assigned(AssignmentsKind::Incremental), "t3")
+                .reports
+                .is_empty()
+        );
+        assert_eq!(n.acknowledged(vec!["a".into()]), 1);
+        assert_eq!(n.acknowledged(vec!["a".into()]), 0, "counted once");
     }
 
     const STATES: [TaskState; 12] = [

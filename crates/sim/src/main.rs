@@ -16,7 +16,7 @@ use futures::StreamExt;
 use swarmd_rpc::{CaClient, ClientOptions, IssueRequest, RemoteDispatcher, RpcChannel};
 use swarmd_sim::{SimNode, Stats, now_rfc3339, unix_ms};
 use swarmd_types::NodeDescription;
-use swarmd_types::dispatcher::{DispatchError, DispatcherApi, SessionRequest};
+use swarmd_types::dispatcher::{DispatchError, DispatcherApi, SessionRequest, TaskStatusUpdate};
 use tokio::sync::Semaphore;
 
 #[derive(Debug, Clone, Parser)]
@@ -165,6 +165,13 @@ async fn join(args: &Args, i: usize) -> anyhow::Result<(String, Arc<rustls::Clie
     Ok((issued.node_id, tls))
 }
 
+/// A status report in flight: its outcome, the tasks it reports RUNNING, how many others.
+type ReportFuture<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (Result<(), DispatchError>, Vec<String>, u64)> + Send + 'a,
+    >,
+>;
+
 /// One dispatcher session on its own mTLS connection; returns why it ended.
 async fn session(
     addr: &str,
@@ -213,6 +220,22 @@ async fn session(
     // Spread the first heartbeats over the period so thousands of nodes do not beat in step.
     let jitter = Duration::from_millis(unix_ms() % period.as_millis().max(1) as u64);
     let mut beat = Box::pin(tokio::time::sleep(jitter));
+    // Status reports go out one at a time beside the heartbeats and the streams, as the
+    // real agent's reporter does: a report waiting for a slow Raft commit must not hold back
+    // the heartbeat (the session would expire) or the assignments. Reports made meanwhile
+    // queue and go together in the next one.
+    let mut queued: Vec<TaskStatusUpdate> = Vec::new();
+    let mut in_flight: Option<ReportFuture<'_>> = None;
+    let report = |reports: Vec<TaskStatusUpdate>| -> ReportFuture<'_> {
+        let running: Vec<String> = reports
+            .iter()
+            .filter(|r| r.status.state == swarmd_types::models::TaskState::RUNNING)
+            .map(|r| r.task_id.clone())
+            .collect();
+        let shutdown = (reports.len() - running.len()) as u64;
+        let (d, sid) = (&d, &sid);
+        Box::pin(async move { (d.update_task_status(sid, reports).await, running, shutdown) })
+    };
     loop {
         tokio::select! {
             _ = &mut beat => {
@@ -244,17 +267,17 @@ async fn session(
                     stats.assigned.fetch_add(applied.new_tasks, Ordering::Relaxed);
                     stats.last_assigned_ms.fetch_max(unix_ms(), Ordering::Relaxed);
                 }
-                if applied.reports.is_empty() {
-                    continue;
+                queued.extend(applied.reports);
+                if in_flight.is_none() && !queued.is_empty() {
+                    in_flight = Some(report(std::mem::take(&mut queued)));
                 }
-                let running = applied
-                    .reports
-                    .iter()
-                    .filter(|r| r.status.state == swarmd_types::models::TaskState::RUNNING)
-                    .count() as u64;
-                let shutdown = applied.reports.len() as u64 - running;
-                match d.update_task_status(&sid, applied.reports).await {
+            }
+            r = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                in_flight = None;
+                let (result, running, shutdown) = r;
+                match result {
                     Ok(()) => {
+                        let running = sim.acknowledged(running);
                         stats.running.fetch_add(running, Ordering::Relaxed);
                         stats.shutdown.fetch_add(shutdown, Ordering::Relaxed);
                         if running > 0 {
@@ -265,6 +288,9 @@ async fn session(
                         stats.report_errors.fetch_add(1, Ordering::Relaxed);
                         return e;
                     }
+                }
+                if !queued.is_empty() {
+                    in_flight = Some(report(std::mem::take(&mut queued)));
                 }
             }
         }

@@ -88,6 +88,12 @@ impl Tables {
             .filter_map(|id| self.tasks.get(id))
     }
 
+    /// The service IDs that tasks refer to (indexed: no scan of the tasks), in no order.
+    /// Includes services that no longer exist while tasks of theirs remain.
+    pub fn task_service_ids(&self) -> impl Iterator<Item = &str> {
+        self.index.tasks_by_service.keys().map(String::as_str)
+    }
+
     /// Tasks assigned to a node, in ID order.
     pub fn tasks_on_node(&self, node_id: &str) -> impl Iterator<Item = &Task> {
         self.index

@@ -5,11 +5,12 @@
 //! that needs it is assigned and forgets it when no such task is left, so a node that
 //! runs no task referencing a secret never receives it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
-use swarmd_store::{EventAction, EventBatch, MemoryStore, Tables};
+use swarmd_store::{Event, EventAction, EventBatch, MemoryStore, Tables};
 use swarmd_types::dispatcher::{
     Assignment, AssignmentAction, AssignmentChange, AssignmentsKind, AssignmentsMessage,
     DispatchStream,
@@ -17,7 +18,7 @@ use swarmd_types::dispatcher::{
 use swarmd_types::models::TaskState;
 use swarmd_types::{Kind, Object, Task, is_terminal};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -155,12 +156,11 @@ fn complete(
 }
 
 /// What one commit changed, as every node's streams need it: its task events grouped by node
-/// (indices into the batch, in order), and whether it touched secrets/configs or nodes.
+/// (indices into the batch, in order), and whether it touched secrets/configs.
 #[derive(Debug, Default, PartialEq)]
 pub struct BatchSummary {
     tasks_by_node: HashMap<String, Vec<usize>>,
     deps_changed: bool,
-    nodes_changed: bool,
 }
 
 impl BatchSummary {
@@ -168,20 +168,19 @@ impl BatchSummary {
     pub fn of(batch: &EventBatch) -> Self {
         let mut out = BatchSummary::default();
         match batch {
-            EventBatch::Reset { .. } => {
-                out.deps_changed = true;
-                out.nodes_changed = true;
-            }
+            EventBatch::Reset { .. } => out.deps_changed = true,
             EventBatch::Commit { events, .. } => {
                 for (i, ev) in events.iter().enumerate() {
                     match &ev.object {
-                        Object::Task(t) => out
-                            .tasks_by_node
-                            .entry(t.node_id.clone())
-                            .or_default()
-                            .push(i),
+                        // Not placed yet: no node's stream has it.
+                        Object::Task(t) if t.node_id.is_empty() => {}
+                        Object::Task(t) => match out.tasks_by_node.get_mut(&t.node_id) {
+                            Some(v) => v.push(i),
+                            None => {
+                                out.tasks_by_node.insert(t.node_id.clone(), vec![i]);
+                            }
+                        },
                         Object::Secret(_) | Object::Config(_) => out.deps_changed = true,
-                        Object::Node(_) => out.nodes_changed = true,
                         _ => {}
                     }
                 }
@@ -194,45 +193,155 @@ impl BatchSummary {
     pub fn tasks_of(&self, node_id: &str) -> &[usize] {
         self.tasks_by_node.get(node_id).map_or(&[], Vec::as_slice)
     }
+}
 
-    /// Whether a node object (role, spec, the manager set) may have changed.
-    pub fn nodes_changed(&self) -> bool {
-        self.nodes_changed
+/// A commit as the fanout hands it to a stream; `None` asks for the complete set (the fanout
+/// itself fell behind the store's events).
+type Item = Option<(Arc<EventBatch>, Arc<BatchSummary>)>;
+
+/// How many commits a stream may have waiting before it is treated as lagged (and resyncs
+/// from a fresh view instead).
+const STREAM_QUEUE: usize = 256;
+
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<Item>,
+    /// Set when a commit could not be queued: the stream resends the complete set.
+    lagged: Arc<AtomicBool>,
+}
+
+/// Routes each commit to the assignment streams of the nodes it touches: one task reads the
+/// store's events, summarizes each commit once ([`BatchSummary`]) and queues it only for the
+/// streams of the nodes whose tasks it changed (all streams when secrets, configs or the
+/// whole state changed). Before, each of N streams woke for every commit and looked the
+/// summary up: with 1,000 sessions and a commit every few milliseconds that was most of
+/// the leader's CPU (BENCHMARKS.md, "Scale simulation"); now a commit costs O(events) plus
+/// one wake-up per node it concerns.
+pub struct Fanout {
+    subs: Mutex<HashMap<String, Vec<Subscriber>>>,
+    next_id: AtomicU64,
+    /// Taken by [`Fanout::run`]; subscribed at construction, so no commit after it is missed.
+    events: Mutex<Option<broadcast::Receiver<Arc<EventBatch>>>>,
+}
+
+/// A stream's registration with the [`Fanout`]; unregisters on drop.
+struct Subscription {
+    fanout: Arc<Fanout>,
+    node_id: String,
+    id: u64,
+    lagged: Arc<AtomicBool>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut subs = self.fanout.lock();
+        if let Some(v) = subs.get_mut(&self.node_id) {
+            v.retain(|s| s.id != self.id);
+            if v.is_empty() {
+                subs.remove(&self.node_id);
+            }
+        }
     }
 }
 
-/// Shares each batch's [`BatchSummary`] between the streams of all nodes: the first stream
-/// to take a batch builds it, the others reuse it. Without it every one of N streams scanned
-/// every event of every batch, O(nodes x events): with 1,000 nodes and a scheduler commit of
-/// 80,000 placements that is 80 million string compares per batch, which starved Raft (see
-/// BENCHMARKS.md, "Scale simulation"). Now a batch costs O(events + nodes).
-#[derive(Debug, Default)]
-pub struct BatchIndex {
-    /// The latest batches (streams run a little apart), newest last.
-    recent: Mutex<VecDeque<(Arc<EventBatch>, Arc<BatchSummary>)>>,
+impl Fanout {
+    /// A fanout over `store`'s events from now on; [`Fanout::run`] delivers them.
+    pub fn new(store: &MemoryStore) -> Arc<Self> {
+        Arc::new(Fanout {
+            subs: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            events: Mutex::new(Some(store.watch())),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Subscriber>>> {
+        self.subs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn subscribe(self: &Arc<Self>, node_id: &str) -> (Subscription, mpsc::Receiver<Item>) {
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let lagged = Arc::new(AtomicBool::new(false));
+        self.lock()
+            .entry(node_id.to_string())
+            .or_default()
+            .push(Subscriber {
+                id,
+                tx,
+                lagged: lagged.clone(),
+            });
+        let sub = Subscription {
+            fanout: self.clone(),
+            node_id: node_id.to_string(),
+            id,
+            lagged,
+        };
+        (sub, rx)
+    }
+
+    /// Delivers commits until cancelled (or the store is gone). Runs once.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let Some(mut events) = self
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        loop {
+            let ev = tokio::select! {
+                _ = cancel.cancelled() => return,
+                ev = events.recv() => ev,
+            };
+            match ev {
+                Ok(batch) => {
+                    let summary = Arc::new(BatchSummary::of(&batch));
+                    let everyone =
+                        matches!(*batch, EventBatch::Reset { .. }) || summary.deps_changed;
+                    let subs = self.lock();
+                    let item = || Some((batch.clone(), summary.clone()));
+                    if everyone {
+                        subs.values().flatten().for_each(|s| deliver(s, item()));
+                    } else {
+                        for node in summary.tasks_by_node.keys() {
+                            for s in subs.get(node).into_iter().flatten() {
+                                deliver(s, item());
+                            }
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "assignment fanout fell behind; every stream resyncs"
+                    );
+                    for s in self.lock().values().flatten() {
+                        s.lagged.store(true, Ordering::SeqCst);
+                        deliver(s, None);
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
 }
 
-/// How many batches [`BatchIndex`] remembers. Big changes now commit as many entries in
-/// quick succession (plus the agents' status batches), and with 1,000 sessions the slowest
-/// streams run dozens of batches behind the fastest: a batch forgotten before they reach it
-/// is summarized again by each of them (the profile of 100,000 tasks on 1,000 nodes showed
-/// 40% of the leader's CPU in that with 8).
-const RECENT_BATCHES: usize = 128;
-
-impl BatchIndex {
-    /// The summary of `batch`, built on first request.
-    pub fn summary(&self, batch: &Arc<EventBatch>) -> Arc<BatchSummary> {
-        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, s)) = recent.iter().find(|(b, _)| Arc::ptr_eq(b, batch)) {
-            return s.clone();
-        }
-        let s = Arc::new(BatchSummary::of(batch));
-        if recent.len() == RECENT_BATCHES {
-            recent.pop_front();
-        }
-        recent.push_back((batch.clone(), s.clone()));
-        s
+/// Queues `item` for one stream, or marks it lagged when its queue is full.
+fn deliver(s: &Subscriber, item: Item) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(item) {
+        s.lagged.store(true, Ordering::SeqCst);
     }
+}
+
+/// The complete set as of now, and the log index it is as of.
+fn complete_now(
+    store: &MemoryStore,
+    node_id: &str,
+    sent: &mut Sent,
+    deps: &mut SentDeps,
+) -> (AssignmentsMessage, u64) {
+    store.view(|t| (complete(t, node_id, sent, deps), t.applied_index()))
 }
 
 /// Streams a node's assignments until `closed` fires.
@@ -241,77 +350,53 @@ pub fn stream(
     node_id: String,
     closed: CancellationToken,
     tracker: &TaskTracker,
-    index: Arc<BatchIndex>,
+    fanout: Arc<Fanout>,
 ) -> DispatchStream<AssignmentsMessage> {
     let (tx, rx) = mpsc::channel(16);
     tracker.spawn(async move {
         let mut sent = Sent::new();
         let mut deps = SentDeps::new();
-        let (first, mut events) =
-            store.view_and_watch(|t| complete(t, &node_id, &mut sent, &mut deps));
+        // Registered before the first view: every commit after the view is queued (those
+        // at or below the view's index are skipped).
+        let (sub, mut items) = fanout.subscribe(&node_id);
+        let (first, mut seen) = complete_now(&store, &node_id, &mut sent, &mut deps);
         if tx.send(Ok(first)).await.is_err() {
             return;
         }
         loop {
-            let batch = tokio::select! {
+            let item = tokio::select! {
                 _ = closed.cancelled() => return,
                 _ = tx.closed() => return,
-                b = events.recv() => b,
+                i = items.recv() => match i {
+                    Some(i) => i,
+                    None => return,
+                },
             };
-            let msg = match batch {
-                Ok(b) => match &*b {
+            let resync = sub.lagged.swap(false, Ordering::SeqCst);
+            let msg = match item {
+                // Fell behind: resend everything.
+                _ if resync => {
+                    let (m, at) = complete_now(&store, &node_id, &mut sent, &mut deps);
+                    seen = at;
+                    Some(m)
+                }
+                None => {
+                    let (m, at) = complete_now(&store, &node_id, &mut sent, &mut deps);
+                    seen = at;
+                    Some(m)
+                }
+                Some((b, summary)) => match &*b {
                     EventBatch::Reset { .. } => {
-                        Some(store.view(|t| complete(t, &node_id, &mut sent, &mut deps)))
+                        let (m, at) = complete_now(&store, &node_id, &mut sent, &mut deps);
+                        seen = at;
+                        Some(m)
                     }
-                    EventBatch::Commit { events, .. } => {
-                        let summary = index.summary(&b);
-                        let mine = summary.tasks_of(&node_id);
-                        let mut changes = Vec::new();
-                        // Recompute the dependencies only when something they derive
-                        // from changed: a task of this node, a secret or a config.
-                        let deps_dirty = !mine.is_empty() || summary.deps_changed;
-                        let (dep_updates, dep_removals) = if deps_dirty {
-                            store.view(|t| dep_changes(t, &node_id, &mut deps))
-                        } else {
-                            Default::default()
-                        };
-                        changes.extend(dep_updates);
-                        for ev in mine.iter().filter_map(|&i| events.get(i)) {
-                            let Object::Task(t) = &ev.object else {
-                                continue;
-                            };
-                            match ev.action {
-                                EventAction::Removed if sent.remove(&t.id).is_some() => {
-                                    changes.push(AssignmentChange {
-                                        action: AssignmentAction::Remove,
-                                        assignment: Assignment::Task(t.clone()),
-                                    });
-                                }
-                                _ if assigned_to(t, &node_id) => {
-                                    let key = (t.desired_state, t.spec_version);
-                                    if sent.get(&t.id) != Some(&key) {
-                                        sent.insert(t.id.clone(), key);
-                                        changes.push(AssignmentChange {
-                                            action: AssignmentAction::Update,
-                                            assignment: Assignment::Task(t.clone()),
-                                        });
-                                    }
-                                }
-                                _ => {}
-                            }
-                        }
-                        changes.extend(dep_removals);
-                        (!changes.is_empty()).then_some(AssignmentsMessage {
-                            kind: AssignmentsKind::Incremental,
-                            changes,
-                        })
+                    EventBatch::Commit { index, .. } if *index <= seen => None,
+                    EventBatch::Commit { index, events } => {
+                        seen = *index;
+                        incremental(&store, &node_id, events, &summary, &mut sent, &mut deps)
                     }
                 },
-                // Fell behind: resend everything.
-                Err(RecvError::Lagged(_)) => {
-                    Some(store.view(|t| complete(t, &node_id, &mut sent, &mut deps)))
-                }
-                Err(RecvError::Closed) => return,
             };
             if let Some(msg) = msg
                 && tx.send(Ok(msg)).await.is_err()
@@ -321,6 +406,66 @@ pub fn stream(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+}
+
+/// The changes one commit makes to the node's assignment set (`None`: none).
+fn incremental(
+    store: &MemoryStore,
+    node_id: &str,
+    events: &[Event],
+    summary: &BatchSummary,
+    sent: &mut Sent,
+    deps: &mut SentDeps,
+) -> Option<AssignmentsMessage> {
+    let mine = summary.tasks_of(node_id);
+    let mut changes = Vec::new();
+    // Recompute the dependencies only when something they derive from changed: a secret
+    // or a config, or a task of this node while the node holds some or the task references
+    // some (a node without secrets whose tasks reference none, the common case, skips the
+    // walk over its tasks on every status change).
+    let references = |&i: &usize| {
+        events.get(i).is_some_and(|e| match &e.object {
+            Object::Task(t) => task_dependencies(t).next().is_some(),
+            _ => false,
+        })
+    };
+    let deps_dirty = summary.deps_changed
+        || (!mine.is_empty() && (!deps.is_empty() || mine.iter().any(references)));
+    let (dep_updates, dep_removals) = if deps_dirty {
+        store.view(|t| dep_changes(t, node_id, deps))
+    } else {
+        Default::default()
+    };
+    changes.extend(dep_updates);
+    for ev in mine.iter().filter_map(|&i| events.get(i)) {
+        let Object::Task(t) = &ev.object else {
+            continue;
+        };
+        match ev.action {
+            EventAction::Removed if sent.remove(&t.id).is_some() => {
+                changes.push(AssignmentChange {
+                    action: AssignmentAction::Remove,
+                    assignment: Assignment::Task(t.clone()),
+                });
+            }
+            _ if assigned_to(t, node_id) => {
+                let key = (t.desired_state, t.spec_version);
+                if sent.get(&t.id) != Some(&key) {
+                    sent.insert(t.id.clone(), key);
+                    changes.push(AssignmentChange {
+                        action: AssignmentAction::Update,
+                        assignment: Assignment::Task(t.clone()),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    changes.extend(dep_removals);
+    (!changes.is_empty()).then_some(AssignmentsMessage {
+        kind: AssignmentsKind::Incremental,
+        changes,
+    })
 }
 
 #[cfg(test)]
@@ -360,38 +505,72 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_summarized_by_node_once_and_shared() {
+    fn a_batch_is_summarized_by_node() {
         use swarmd_store::Event;
         let ev = |action, object: Object| Event { action, object };
-        let batch = Arc::new(EventBatch::Commit {
+        let batch = EventBatch::Commit {
             index: 1,
             events: vec![
                 ev(EventAction::Created, task("t1", "n1", "s").into()),
                 ev(EventAction::Created, task("t2", "n2", "s").into()),
                 ev(EventAction::Updated, task("t3", "n1", "s").into()),
+                ev(EventAction::Created, task("t4", "", "s").into()),
             ],
-        });
-        let index = BatchIndex::default();
-        let s = index.summary(&batch);
+        };
+        let s = BatchSummary::of(&batch);
         assert_eq!(s.tasks_of("n1"), &[0, 2]);
         assert_eq!(s.tasks_of("n2"), &[1]);
         assert!(s.tasks_of("n3").is_empty());
-        assert!(!s.deps_changed && !s.nodes_changed());
-        assert!(
-            Arc::ptr_eq(&s, &index.summary(&batch)),
-            "built once per batch"
-        );
-        let node = Arc::new(EventBatch::Commit {
-            index: 2,
-            events: vec![ev(
-                EventAction::Updated,
-                swarmd_types::Node::default().into(),
-            )],
-        });
-        assert!(index.summary(&node).nodes_changed());
+        assert!(s.tasks_of("").is_empty(), "unplaced tasks concern no node");
+        assert!(!s.deps_changed);
         let reset = EventBatch::Reset { index: 3 };
-        let r = BatchSummary::of(&reset);
-        assert!(r.deps_changed && r.nodes_changed());
+        assert!(BatchSummary::of(&reset).deps_changed);
+    }
+
+    /// The fanout queues a commit only for the streams of the nodes it concerns, and a
+    /// stream whose queue overflowed resends its complete set.
+    #[tokio::test]
+    async fn the_fanout_routes_commits_by_node_and_resyncs_a_lagged_stream() {
+        let mem = Arc::new(MemoryStore::new());
+        let store = Store::new(mem.clone(), Arc::new(LocalProposer::new(mem.clone())));
+        let fanout = Fanout::new(&mem);
+        let (n1, mut rx1) = fanout.subscribe("n1");
+        let (_n2, mut rx2) = fanout.subscribe("n2");
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(fanout.clone().run(cancel.clone()));
+        let mut t = task("t1", "n1", "s");
+        t.spec = Default::default();
+        store
+            .update(|_, tx| {
+                tx.create(t.clone());
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .unwrap();
+        let (b, summary) = rx1.recv().await.unwrap().expect("a commit");
+        assert!(matches!(*b, EventBatch::Commit { .. }));
+        assert_eq!(summary.tasks_of("n1"), &[0]);
+        assert!(rx2.try_recv().is_err(), "n2 was not concerned");
+
+        // Overflow n1's queue: it is marked lagged.
+        for i in 0..STREAM_QUEUE + 1 {
+            store
+                .update(|t, tx| {
+                    let mut t1 = t.tasks["t1"].clone();
+                    t1.status.message = format!("{i}");
+                    tx.update(t1);
+                    Ok::<_, ProposeError>(())
+                })
+                .await
+                .unwrap();
+        }
+        while !n1.lagged.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        cancel.cancel();
+        run.await.unwrap();
+        drop(n1);
+        assert!(!fanout.lock().contains_key("n1"), "unsubscribed on drop");
     }
 
     #[tokio::test]
@@ -416,13 +595,9 @@ mod tests {
             .unwrap();
         let tracker = TaskTracker::new();
         let closed = CancellationToken::new();
-        let mut s = stream(
-            mem.clone(),
-            "n1".into(),
-            closed.clone(),
-            &tracker,
-            Arc::default(),
-        );
+        let fanout = Fanout::new(&mem);
+        tracker.spawn(fanout.clone().run(closed.clone()));
+        let mut s = stream(mem.clone(), "n1".into(), closed.clone(), &tracker, fanout);
         let first = s.next().await.unwrap().unwrap();
         assert_eq!(first.kind, AssignmentsKind::Complete);
         assert_eq!(

@@ -13,19 +13,20 @@ pub mod logs;
 #[cfg(test)]
 mod test_support;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use swarmd_store::{ProposeError, Store};
+use swarmd_store::{EventAction, EventBatch, ProposeError, Store};
 use swarmd_types::dispatcher::{
     AssignmentsMessage, BrokerSubscription, DiscoveryTable, DispatchError, DispatchStream,
     DispatcherApi, IngressTable, LogSubscription, PublishLogs, PublishedLine, SessionMessage,
     SessionRequest, TaskStatusUpdate,
 };
-use swarmd_types::{Node, NodeState, Role, ids};
+use swarmd_types::models::TaskState;
+use swarmd_types::{Node, NodeState, Object, Role, ids};
 
 use crate::membership::RaftMembership;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -42,6 +43,9 @@ const HEARTBEAT_GRACE: u32 = 3;
 const DISCONNECT_GRACE: u32 = 2;
 /// The heartbeat monitor looks at least this often.
 const MONITOR_TICK: Duration = Duration::from_millis(200);
+/// The data plane's tables are recomputed at most this often (each is a walk over the
+/// services' tasks; under load commits come every few milliseconds).
+const NET_TABLES_INTERVAL: Duration = Duration::from_millis(100);
 /// Most status updates folded into one Raft entry.
 const MAX_STATUS_BATCH: usize = 1000;
 /// How long the batcher waits for more updates before writing.
@@ -96,8 +100,14 @@ pub struct Dispatcher {
     logs: logs::LogBroker,
     /// The data plane's tables as of the last store change, shared by every session.
     net_tables: watch::Sender<Arc<NetTables>>,
-    /// Each store batch summarized once for all sessions' streams.
-    batches: Arc<assignments::BatchIndex>,
+    /// Routes each store commit to the assignment streams of the nodes it concerns.
+    fanout: Arc<assignments::Fanout>,
+    /// Bumped when a commit changed node objects (or the watch lagged): session streams
+    /// wait on it instead of each looking at every commit.
+    nodes_changed: watch::Sender<u64>,
+    /// The heartbeat period in nanoseconds as the monitor last read it (0: not yet), so a
+    /// heartbeat answers without taking the store's lock, which a big apply holds.
+    period_ns: AtomicU64,
 }
 
 /// What every node's data plane follows: the routing mesh's table and the discovery table.
@@ -106,6 +116,40 @@ pub struct Dispatcher {
 struct NetTables {
     ingress: IngressTable,
     discovery: DiscoveryTable,
+}
+
+/// Whether a commit can change the data plane's tables, and whether it changed a node
+/// object (sessions carry their node and the manager set).
+///
+/// The tables list tasks that are RUNNING and meant to stay so. A task event with an
+/// observed state before RUNNING and a desired state up to RUNNING (the allocator, the
+/// scheduler, an agent on the way) leaves it out before and after, as states only move
+/// forward: it is the one kind skipped, and the most frequent under load. Secrets and
+/// configs are not read.
+fn net_relevant(batch: &EventBatch) -> (bool, bool) {
+    let EventBatch::Commit { events, .. } = batch else {
+        return (true, true);
+    };
+    let (mut net, mut nodes) = (false, false);
+    for e in events {
+        match &e.object {
+            Object::Task(t) => {
+                net |= e.action == EventAction::Removed
+                    || t.status.state >= TaskState::RUNNING
+                    || t.desired_state > TaskState::RUNNING
+            }
+            Object::Secret(_) | Object::Config(_) => {}
+            Object::Node(_) => {
+                net = true;
+                nodes = true;
+            }
+            _ => net = true,
+        }
+        if net && nodes {
+            break;
+        }
+    }
+    (net, nodes)
 }
 
 fn unavailable(e: ProposeError) -> DispatchError {
@@ -122,6 +166,7 @@ impl Dispatcher {
         cancel: CancellationToken,
     ) -> Arc<Self> {
         let (status_tx, status_rx) = mpsc::channel(1024);
+        let fanout = assignments::Fanout::new(store.memory());
         Arc::new(Dispatcher {
             store,
             sessions: Arc::new(Mutex::new(HashMap::new())),
@@ -134,7 +179,9 @@ impl Dispatcher {
             raft,
             logs: logs::LogBroker::default(),
             net_tables: watch::channel(Arc::default()).0,
-            batches: Arc::default(),
+            fanout,
+            nodes_changed: watch::channel(0).0,
+            period_ns: AtomicU64::new(0),
         })
     }
 
@@ -216,29 +263,47 @@ impl Dispatcher {
         let me = self.clone();
         self.tracker
             .spawn(async move { me.net_tables_tracker().await });
+        self.tracker
+            .spawn(self.fanout.clone().run(self.cancel.clone()));
     }
 
-    /// Keeps the data plane's tables current: recomputed from the store after every change
-    /// (once for all sessions), published only when they differ.
+    /// Keeps the data plane's tables current, once for all sessions: recomputed when a commit
+    /// touched something they read (see [`net_relevant`]), at most once per
+    /// [`NET_TABLES_INTERVAL`] (commits in between are folded into the next recompute, so a
+    /// change is never lost, only delayed), and published only when they differ. Also tells
+    /// the session streams when node objects changed, so they need not each look at every
+    /// commit.
     async fn net_tables_tracker(&self) {
         let mut events = self.store.memory().watch();
+        let mut dirty = true;
+        let mut next_at = Instant::now();
         loop {
-            let table = self.store.view(|t| NetTables {
-                ingress: ingress::table(t),
-                discovery: discovery::table(t),
-            });
-            self.net_tables.send_if_modified(|cur| {
-                if **cur == table {
-                    return false;
-                }
-                *cur = Arc::new(table);
-                true
-            });
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(next_at), if dirty => {
+                    dirty = false;
+                    let table = self.store.view(|t| NetTables {
+                        ingress: ingress::table(t),
+                        discovery: discovery::table(t),
+                    });
+                    self.net_tables.send_if_modified(|cur| {
+                        if **cur == table {
+                            return false;
+                        }
+                        *cur = Arc::new(table);
+                        true
+                    });
+                    next_at = Instant::now() + NET_TABLES_INTERVAL;
+                }
                 ev = events.recv() => {
-                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev {
-                        return;
+                    let (net, nodes) = match ev {
+                        Ok(batch) => net_relevant(&batch),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => (true, true),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    };
+                    dirty |= net;
+                    if nodes {
+                        self.nodes_changed.send_modify(|g| *g += 1);
                     }
                 }
             }
@@ -319,6 +384,8 @@ impl Dispatcher {
     async fn heartbeat_monitor(&self) {
         loop {
             let period = self.heartbeat_period();
+            self.period_ns
+                .store(period.as_nanos() as u64, Ordering::Relaxed);
             let grace = period * HEARTBEAT_GRACE;
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
@@ -329,8 +396,8 @@ impl Dispatcher {
             }
             let started = *self.lead_since.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
-            let mut expired = Vec::new();
-            let live_nodes: Vec<String> = {
+            let mut expired = HashSet::new();
+            let live_nodes: HashSet<String> = {
                 let mut sessions = self.sessions();
                 sessions.retain(|_, s| {
                     let hung_up = s
@@ -338,7 +405,7 @@ impl Dispatcher {
                         .is_some_and(|d| now.duration_since(d) > period * DISCONNECT_GRACE);
                     if hung_up || now.duration_since(s.last_heartbeat) > grace {
                         s.closed.cancel();
-                        expired.push(s.node_id.clone());
+                        expired.insert(s.node_id.clone());
                         false
                     } else {
                         true
@@ -348,13 +415,20 @@ impl Dispatcher {
             };
             // Nodes marked ready that never opened a session here since we started.
             let stale_after_start = now.duration_since(started) > grace;
+            let silent = |n: &Node| {
+                n.status.state == NodeState::Ready
+                    && !live_nodes.contains(&n.id)
+                    && (expired.contains(&n.id) || stale_after_start)
+            };
+            // Looked at under the read lock first: most ticks find nothing to write.
+            if !self.store.view(|t| t.nodes.values().any(&silent)) {
+                continue;
+            }
             let res = self
                 .store
                 .update(|t, tx| {
                     for n in t.nodes.values() {
-                        let silent = !live_nodes.contains(&n.id)
-                            && (expired.contains(&n.id) || stale_after_start);
-                        if silent && n.status.state == NodeState::Ready {
+                        if silent(n) {
                             let mut n = n.clone();
                             n.status.state = NodeState::Down;
                             n.status.message = "heartbeat failure".into();
@@ -381,17 +455,22 @@ impl DispatcherApi for Dispatcher {
         let node = self
             .store
             .update(|t, tx| {
-                let Some(n) = t.nodes.get(&req.node_id) else {
+                let Some(stored) = t.nodes.get(&req.node_id) else {
                     return Ok(Err(DispatchError::NodeRemoved(req.node_id.clone())));
                 };
-                let mut n = n.clone();
+                let mut n = stored.clone();
                 n.description = req.description.clone();
                 n.status.state = NodeState::Ready;
                 n.status.message = String::new();
                 if !req.addr.is_empty() {
                     n.status.addr = req.addr.clone();
                 }
-                tx.update(n.clone());
+                // A node reconnecting as it was (after a leader change or a dropped
+                // connection) costs no Raft write: 1,000 of them at once queued behind
+                // each other and the load that made them reconnect.
+                if n != *stored {
+                    tx.update(n.clone());
+                }
                 Ok::<_, ProposeError>(Ok(n))
             })
             .await
@@ -421,7 +500,7 @@ impl DispatcherApi for Dispatcher {
         }
         tracing::info!(node = %req.node_id, session = %session_id, "agent session opened");
         // Subscribe before reading the first state, so no change falls in between.
-        let events = self.store.memory().watch();
+        let nodes_rx = self.nodes_changed.subscribe();
         // The shared table (not one computed here), so a session never steps back to an
         // older table than the one it was given.
         let mut tables_rx = self.net_tables.subscribe();
@@ -438,14 +517,7 @@ impl DispatcherApi for Dispatcher {
             sessions: self.sessions.clone(),
             session_id: msg.session_id.clone(),
         };
-        let updates = session_updates(
-            self.store.clone(),
-            events,
-            tables_rx,
-            msg.clone(),
-            closed,
-            self.batches.clone(),
-        );
+        let updates = session_updates(self.store.clone(), nodes_rx, tables_rx, msg.clone(), closed);
         Ok(futures::stream::once(async move { Ok(msg) })
             .chain(updates)
             .map(move |m| {
@@ -464,7 +536,10 @@ impl DispatcherApi for Dispatcher {
                 .ok_or(DispatchError::SessionInvalid)?;
             s.last_heartbeat = Instant::now();
         }
-        Ok(self.heartbeat_period())
+        match self.period_ns.load(Ordering::Relaxed) {
+            0 => Ok(self.heartbeat_period()),
+            ns => Ok(Duration::from_nanos(ns)),
+        }
     }
 
     async fn assignments(
@@ -477,7 +552,7 @@ impl DispatcherApi for Dispatcher {
             node_id,
             closed,
             &self.tracker,
-            self.batches.clone(),
+            self.fanout.clone(),
         ))
     }
 
@@ -537,69 +612,62 @@ fn manager_addrs(nodes: &std::collections::BTreeMap<String, Node>) -> Vec<String
 
 /// The rest of a session stream: a new message whenever the node's role or spec, the
 /// manager set (a promoted node learns it here) or the data plane's tables change, until the
-/// session closes. Only store batches that touch a node are looked at (reading every node
-/// per batch and session made task-only batches cost O(sessions x nodes)).
+/// session closes. Woken only when a commit changed node objects (`nodes`, bumped by the
+/// dispatcher's tracker) or the tables changed: 1,000 sessions each looking at every commit
+/// cost O(sessions) wake-ups per commit.
 fn session_updates(
     store: Store,
-    events: tokio::sync::broadcast::Receiver<Arc<swarmd_store::EventBatch>>,
+    nodes: watch::Receiver<u64>,
     ingress: watch::Receiver<Arc<NetTables>>,
     first: SessionMessage,
     closed: CancellationToken,
-    index: Arc<assignments::BatchIndex>,
 ) -> DispatchStream<SessionMessage> {
     futures::stream::unfold(
-        (store, (events, ingress), first, closed, false),
-        move |(store, (mut events, mut ingress), mut last, closed, ended)| {
-            let index = index.clone();
-            async move {
-                if ended {
-                    return None;
+        (store, (nodes, ingress), first, closed, false),
+        move |(store, (mut nodes, mut ingress), mut last, closed, ended)| async move {
+            if ended {
+                return None;
+            }
+            loop {
+                tokio::select! {
+                    _ = closed.cancelled() => return None,
+                    r = nodes.changed() => if r.is_err() { return None },
+                    r = ingress.changed() => if r.is_err() { return None },
                 }
-                loop {
-                    tokio::select! {
-                        _ = closed.cancelled() => return None,
-                        ev = events.recv() => match ev {
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                            Ok(b) if !index.summary(&b).nodes_changed() => continue,
-                            // A node batch, or lagged (anything may have changed): look.
-                            _ => {}
-                        },
-                        r = ingress.changed() => if r.is_err() { return None },
+                let tables = ingress.borrow_and_update().clone();
+                let ingress_changed = last.ingress.as_ref() != Some(&tables.ingress);
+                let discovery_changed = last.discovery.as_ref() != Some(&tables.discovery);
+                if ingress_changed || discovery_changed {
+                    if ingress_changed {
+                        last.ingress = Some(tables.ingress.clone());
                     }
-                    let tables = ingress.borrow_and_update().clone();
-                    let ingress_changed = last.ingress.as_ref() != Some(&tables.ingress);
-                    let discovery_changed = last.discovery.as_ref() != Some(&tables.discovery);
-                    if ingress_changed || discovery_changed {
-                        if ingress_changed {
-                            last.ingress = Some(tables.ingress.clone());
-                        }
-                        if discovery_changed {
-                            last.discovery = Some(tables.discovery.clone());
-                        }
-                        let msg = last.clone();
-                        return Some((Ok(msg), (store, (events, ingress), last, closed, false)));
+                    if discovery_changed {
+                        last.discovery = Some(tables.discovery.clone());
                     }
-                    let next = store.view(|t| {
-                        t.nodes
-                            .get(&last.node.id)
-                            .map(|n| (n.clone(), manager_addrs(&t.nodes)))
-                    });
-                    let Some((node, managers)) = next else {
-                        let id = last.node.id.clone();
-                        return Some((
-                            Err(DispatchError::NodeRemoved(id)),
-                            (store, (events, ingress), last, closed, true),
-                        ));
-                    };
-                    let changed = node.role != last.node.role
-                        || node.spec != last.node.spec
-                        || managers != last.managers;
-                    if changed {
-                        last.node = node;
-                        last.managers = managers;
-                        let msg = last.clone();
-                        return Some((Ok(msg), (store, (events, ingress), last, closed, false)));
-                    }
+                    let msg = last.clone();
+                    return Some((Ok(msg), (store, (nodes, ingress), last, closed, false)));
+                }
+                nodes.borrow_and_update();
+                let next = store.view(|t| {
+                    t.nodes
+                        .get(&last.node.id)
+                        .map(|n| (n.clone(), manager_addrs(&t.nodes)))
+                });
+                let Some((node, managers)) = next else {
+                    let id = last.node.id.clone();
+                    return Some((
+                        Err(DispatchError::NodeRemoved(id)),
+                        (store, (nodes, ingress), last, closed, true),
+                    ));
+                };
+                let changed = node.role != last.node.role
+                    || node.spec != last.node.spec
+                    || managers != last.managers;
+                if changed {
+                    last.node = node;
+                    last.managers = managers;
+                    let msg = last.clone();
+                    return Some((Ok(msg), (store, (nodes, ingress), last, closed, false)));
                 }
             }
         },

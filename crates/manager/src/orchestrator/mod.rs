@@ -14,12 +14,14 @@ pub mod update;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use swarmd_store::Tables;
+use swarmd_store::{Event, EventAction, Tables};
 use swarmd_types::models::TaskState;
-use swarmd_types::{Node, NodeState, Service, Task, TaskStatus, ids, timefmt};
+use swarmd_types::{Node, NodeState, Object, Service, Task, TaskStatus, ids, timefmt};
 use time::OffsetDateTime;
 
 pub use slots::{SlotKey, reconcile_service};
+
+use crate::reconcile::{Depth, Scope, Touch};
 
 /// A change the orchestrator wants committed. Short-lived, so the size difference between
 /// variants is not worth a box.
@@ -121,8 +123,51 @@ pub fn new_task(
 
 /// Plans for every service, plus the removal of tasks whose service is gone.
 pub fn reconcile_all(tables: &Tables, now: OffsetDateTime) -> Plan {
+    reconcile_scope(tables, &Scope::All, now)
+}
+
+/// What a store event means to the orchestrator (see [`crate::reconcile::Touch`]).
+///
+/// A task update that leaves it wanted (desired state up to RUNNING) and alive (observed
+/// state up to RUNNING) is only progress: the allocator, the scheduler and the agents moving
+/// it towards RUNNING. Replicated and global slots decide nothing from that; only a rolling
+/// update (waiting for its tasks to run) and jobs do, which [`needs_progress`] checks at pass
+/// time. Everything else about a task or service marks its service; nodes and the cluster
+/// can change any service.
+pub fn touch(e: &Event) -> Touch<'_> {
+    match &e.object {
+        Object::Task(t)
+            if e.action == EventAction::Updated
+                && t.desired_state <= TaskState::RUNNING
+                && t.status.state <= TaskState::RUNNING =>
+        {
+            Touch::Progress(&t.service_id)
+        }
+        Object::Task(t) => Touch::Service(&t.service_id),
+        Object::Service(s) => Touch::Service(&s.id),
+        Object::Node(_) | Object::Cluster(_) => Touch::All,
+        _ => Touch::None,
+    }
+}
+
+/// Whether a task's progress towards RUNNING can change the service's plan: while an update
+/// or rollback runs or is paused (it waits for its tasks to run; start-first retires an old
+/// task once its replacement runs), and for jobs (their own rules).
+pub fn needs_progress(service: &Service) -> bool {
+    use swarmd_types::models::ServiceUpdateStatusStateEnum as U;
+    let updating = service
+        .update_status
+        .as_ref()
+        .and_then(|u| u.state)
+        .is_some_and(|s| !matches!(s, U::COMPLETED | U::ROLLBACK_COMPLETED | U::EMPTY));
+    updating || jobs::job_mode(service).is_some()
+}
+
+/// Plans for the services in `scope`, plus the removal of their tasks whose service is gone.
+pub fn reconcile_scope(tables: &Tables, scope: &Scope, now: OffsetDateTime) -> Plan {
     let mut plan = Plan::default();
-    for service in tables.services.values() {
+    let mut orphans_of: Vec<&str> = Vec::new();
+    let mut one = |service: &Service| {
         let tasks: Vec<&Task> = tables.tasks_of_service(&service.id).collect();
         let mut p = match jobs::job_mode(service) {
             Some(mode) => jobs::reconcile_job(service, mode, &tasks, &tables.nodes, now),
@@ -137,13 +182,37 @@ pub fn reconcile_all(tables: &Tables, now: OffsetDateTime) -> Plan {
         if let Some(w) = p.wake_after {
             plan.wake(w);
         }
+    };
+    match scope {
+        Scope::All => {
+            for service in tables.services.values() {
+                one(service);
+            }
+            orphans_of.extend(
+                tables
+                    .task_service_ids()
+                    .filter(|id| !tables.services.contains_key(*id)),
+            );
+        }
+        Scope::Services(ids) => {
+            for (id, depth) in ids {
+                match tables.services.get(id) {
+                    None => orphans_of.push(id),
+                    Some(s) if *depth == Depth::Full || needs_progress(s) => one(s),
+                    Some(_) => {}
+                }
+            }
+        }
     }
     // Orphans: the service was removed; its tasks are shut down and reaped.
-    for t in tables.tasks.values() {
-        if !tables.services.contains_key(&t.service_id) && t.desired_state < TaskState::REMOVE {
-            let mut t = t.clone();
-            t.desired_state = TaskState::REMOVE;
-            plan.changes.push(Change::Update(t));
+    orphans_of.sort_unstable();
+    for id in orphans_of {
+        for t in tables.tasks_of_service(id) {
+            if t.desired_state < TaskState::REMOVE {
+                let mut t = t.clone();
+                t.desired_state = TaskState::REMOVE;
+                plan.changes.push(Change::Update(t));
+            }
         }
     }
     plan
@@ -169,3 +238,167 @@ fn reallocate_ports(tables: &Tables, s: &mut Service) {
 
 /// Nodes by ID, as the orchestrators take them.
 pub type Nodes = BTreeMap<String, Node>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use swarmd_types::models::{
+        ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceUpdateStatus,
+        ServiceUpdateStatusStateEnum as U, TaskSpec,
+    };
+
+    fn service(id: &str, replicas: i64) -> Service {
+        Service {
+            id: id.into(),
+            spec: ServiceSpec {
+                name: Some(id.into()),
+                mode: Some(ServiceSpecMode {
+                    replicated: Some(ServiceSpecModeReplicated {
+                        replicas: Some(replicas),
+                    }),
+                    ..Default::default()
+                }),
+                task_template: Some(TaskSpec::default()),
+                ..Default::default()
+            },
+            spec_version: 1,
+            ..Default::default()
+        }
+    }
+
+    fn task(id: &str, service: &str, slot: u64, state: TaskState) -> Task {
+        let mut t = Task {
+            id: id.into(),
+            service_id: service.into(),
+            slot,
+            spec: TaskSpec::default(),
+            spec_version: 1,
+            desired_state: TaskState::RUNNING,
+            ..Default::default()
+        };
+        t.status.state = state;
+        t
+    }
+
+    fn tables(services: Vec<Service>, tasks: Vec<Task>) -> Tables {
+        let mut t = Tables::default();
+        for s in services {
+            t.services.insert(s.id.clone(), s);
+        }
+        for k in tasks {
+            t.tasks.insert(k.id.clone(), k);
+        }
+        t.reindex();
+        t
+    }
+
+    fn now() -> OffsetDateTime {
+        timefmt::parse("2026-01-01T00:01:00Z").unwrap()
+    }
+
+    fn ev(action: EventAction, object: impl Into<Object>) -> Event {
+        Event {
+            action,
+            object: object.into(),
+        }
+    }
+
+    #[test]
+    fn progress_towards_running_is_told_apart_from_changes() {
+        use EventAction::*;
+        let assigned = task("t", "s", 1, TaskState::ASSIGNED);
+        assert_eq!(touch(&ev(Updated, assigned.clone())), Touch::Progress("s"));
+        assert_eq!(
+            touch(&ev(Updated, task("t", "s", 1, TaskState::RUNNING))),
+            Touch::Progress("s")
+        );
+        assert_eq!(touch(&ev(Created, assigned.clone())), Touch::Service("s"));
+        assert_eq!(touch(&ev(Removed, assigned.clone())), Touch::Service("s"));
+        assert_eq!(
+            touch(&ev(Updated, task("t", "s", 1, TaskState::FAILED))),
+            Touch::Service("s"),
+            "a task that died may need a replacement"
+        );
+        let mut stopping = assigned;
+        stopping.desired_state = TaskState::SHUTDOWN;
+        assert_eq!(touch(&ev(Updated, stopping)), Touch::Service("s"));
+        assert_eq!(touch(&ev(Updated, service("s", 1))), Touch::Service("s"));
+        assert_eq!(touch(&ev(Updated, Node::default())), Touch::All);
+        assert_eq!(
+            touch(&ev(Created, swarmd_types::Secret::default())),
+            Touch::None
+        );
+    }
+
+    #[test]
+    fn a_scoped_pass_reconciles_only_its_services_and_skips_mere_progress() {
+        let t = tables(
+            vec![service("a", 2), service("b", 2)],
+            vec![task("a1", "a", 1, TaskState::RUNNING)],
+        );
+        let creates = |p: &Plan| -> Vec<String> {
+            p.changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Create(t) => Some(format!("{}.{}", t.service_id, t.slot)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let scope = |d| Scope::Services(BTreeMap::from([("a".to_string(), d)]));
+        assert_eq!(
+            creates(&reconcile_scope(&t, &scope(Depth::Full), now())),
+            ["a.2"]
+        );
+        assert!(
+            reconcile_scope(&t, &scope(Depth::Progress), now())
+                .changes
+                .is_empty(),
+            "progress alone does not reconcile a service that is not updating"
+        );
+        let mut all = creates(&reconcile_scope(&t, &Scope::All, now()));
+        all.sort();
+        assert_eq!(all, ["a.2", "b.1", "b.2"]);
+
+        // While an update runs, progress is looked at.
+        let mut updating = service("a", 2);
+        updating.update_status = Some(ServiceUpdateStatus {
+            state: Some(U::UPDATING),
+            ..Default::default()
+        });
+        assert!(needs_progress(&updating));
+        assert!(!needs_progress(&service("a", 2)));
+        let t = tables(vec![updating], vec![task("a1", "a", 1, TaskState::RUNNING)]);
+        assert_eq!(
+            creates(&reconcile_scope(&t, &scope(Depth::Progress), now())),
+            ["a.2"]
+        );
+    }
+
+    #[test]
+    fn orphans_are_removed_for_the_missing_services_in_scope() {
+        let t = tables(
+            vec![],
+            vec![
+                task("x1", "gone-x", 1, TaskState::RUNNING),
+                task("y1", "gone-y", 1, TaskState::RUNNING),
+            ],
+        );
+        let removed = |p: &Plan| -> Vec<String> {
+            let mut v: Vec<String> = p
+                .changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Update(t) if t.desired_state == TaskState::REMOVE => Some(t.id.clone()),
+                    _ => None,
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let only_x = Scope::Services(BTreeMap::from([("gone-x".to_string(), Depth::Progress)]));
+        assert_eq!(removed(&reconcile_scope(&t, &only_x, now())), ["x1"]);
+        assert_eq!(removed(&reconcile_all(&t, now())), ["x1", "y1"]);
+    }
+}

@@ -7,23 +7,53 @@
 
 use std::collections::BTreeMap;
 
-use swarmd_store::Tables;
+use swarmd_store::{Event, EventAction, Tables};
 use swarmd_types::models::TaskState;
-use swarmd_types::{NodeState, Task};
+use swarmd_types::{NodeState, Object, Task};
+
+use crate::reconcile::{Scope, Touch};
 
 /// Docker's default task history retention limit.
 pub const DEFAULT_HISTORY_LIMIT: i64 = 5;
 
+/// What a store event means to the reaper (see [`crate::reconcile::Touch`]): a task that is
+/// to stop or has ended may be deletable now, and a new task can push its slot over the
+/// history limit; a task advancing towards RUNNING changes neither rule, nor does a removal.
+/// A node (down or gone) or the cluster (the limit) can change any task's fate.
+pub fn touch(e: &Event) -> Touch<'_> {
+    match &e.object {
+        Object::Task(_) if e.action == EventAction::Removed => Touch::None,
+        Object::Task(t)
+            if e.action == EventAction::Created
+                || t.desired_state > TaskState::RUNNING
+                || t.status.state > TaskState::RUNNING =>
+        {
+            Touch::Service(&t.service_id)
+        }
+        Object::Node(_) | Object::Cluster(_) => Touch::All,
+        _ => Touch::None,
+    }
+}
+
 /// IDs of tasks to delete.
 pub fn reap(tables: &Tables) -> Vec<String> {
+    reap_scope(tables, &Scope::All)
+}
+
+/// IDs of tasks to delete among the tasks of the services in `scope`.
+pub fn reap_scope(tables: &Tables, scope: &Scope) -> Vec<String> {
     let limit = tables
         .cluster()
         .and_then(|c| c.spec.orchestration.as_ref())
         .and_then(|o| o.task_history_retention_limit)
         .unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let tasks: Box<dyn Iterator<Item = &Task>> = match scope {
+        Scope::All => Box::new(tables.tasks.values()),
+        Scope::Services(ids) => Box::new(ids.keys().flat_map(|id| tables.tasks_of_service(id))),
+    };
     let mut out = Vec::new();
     let mut slots: BTreeMap<(&str, u64, &str), Vec<&Task>> = BTreeMap::new();
-    for t in tables.tasks.values() {
+    for t in tasks {
         if t.desired_state >= TaskState::REMOVE {
             let node_gone = t.node_id.is_empty()
                 || tables
@@ -100,6 +130,7 @@ mod tests {
         for k in tasks {
             t.tasks.insert(k.id.clone(), k);
         }
+        t.reindex();
         t
     }
 
@@ -126,6 +157,43 @@ mod tests {
         let mut got = reap(&tables(tasks));
         got.sort();
         assert_eq!(got, vec!["old0", "old1", "old2"]);
+    }
+
+    #[test]
+    fn only_stopping_ended_or_new_tasks_touch_the_reaper() {
+        use EventAction::*;
+        let ev = |action, t: Task| Event {
+            action,
+            object: t.into(),
+        };
+        let running = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "");
+        assert_eq!(touch(&ev(Updated, running.clone())), Touch::None);
+        assert_eq!(touch(&ev(Removed, running.clone())), Touch::None);
+        assert_eq!(touch(&ev(Created, running)), Touch::Service("s"));
+        let stopping = task("a", 1, TaskState::RUNNING, TaskState::SHUTDOWN, "");
+        assert_eq!(touch(&ev(Updated, stopping)), Touch::Service("s"));
+        let failed = task("a", 1, TaskState::FAILED, TaskState::RUNNING, "");
+        assert_eq!(touch(&ev(Updated, failed)), Touch::Service("s"));
+        let node = Event {
+            action: Updated,
+            object: Node::default().into(),
+        };
+        assert_eq!(touch(&node), Touch::All);
+    }
+
+    #[test]
+    fn a_scoped_pass_reaps_only_the_services_in_scope() {
+        let mut other = task("o", 9, TaskState::SHUTDOWN, TaskState::REMOVE, "");
+        other.service_id = "other".into();
+        let t = tables(vec![
+            task("b", 3, TaskState::SHUTDOWN, TaskState::REMOVE, ""),
+            other,
+        ]);
+        let scope = Scope::Services([("s".to_string(), crate::reconcile::Depth::Full)].into());
+        assert_eq!(reap_scope(&t, &scope), vec!["b"]);
+        let mut all = reap(&t);
+        all.sort();
+        assert_eq!(all, vec!["b", "o"]);
     }
 
     #[test]

@@ -85,13 +85,22 @@ fn label_key<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
 /// The value of a `node.labels.X` or `engine.labels.X` label on a node (placement
 /// preferences spread over these).
 pub fn label_value(node: &Node, key: &str) -> Option<String> {
+    label_ref(node, key).map(str::to_string)
+}
+
+/// [`label_value`] without the copy.
+fn label_ref<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     if let Some(label) = label_key(key, "node.labels.") {
         node.spec
             .labels
             .as_ref()
-            .and_then(|l| l.get(label).cloned())
+            .and_then(|l| l.get(label))
+            .map(String::as_str)
     } else if let Some(label) = label_key(key, "engine.labels.") {
-        node.description.engine_labels.get(label).cloned()
+        node.description
+            .engine_labels
+            .get(label)
+            .map(String::as_str)
     } else {
         None
     }
@@ -99,35 +108,35 @@ pub fn label_value(node: &Node, key: &str) -> Option<String> {
 
 impl Constraint {
     /// Whether a node satisfies the constraint. A missing label never equals anything.
+    /// Allocation-free: the scheduler asks this for every node of every distinct placement.
     pub fn matches(&self, node: &Node) -> bool {
-        let lower = self.key.to_ascii_lowercase();
-        let actual: Option<String> = match lower.as_str() {
-            "node.id" => Some(node.id.clone()),
-            "node.hostname" => Some(
-                node.spec
-                    .name
-                    .clone()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| node.description.hostname.clone()),
-            ),
-            "node.role" => Some(
-                match node.role {
-                    Role::Manager => "manager",
-                    Role::Worker => "worker",
-                }
-                .to_string(),
-            ),
-            "node.platform.os" => Some(node.description.os.clone()),
-            "node.platform.arch" => Some(node.description.architecture.clone()),
-            _ => label_value(node, &self.key),
-        };
-        // IDs, hostnames and roles compare case-insensitively, as swarmkit does.
-        let eq = match &actual {
-            Some(a) if lower.starts_with("node.labels.") || lower.starts_with("engine.labels.") => {
-                a == &self.value
+        let key = self.key.as_str();
+        let is = |k: &str| key.eq_ignore_ascii_case(k);
+        // IDs, hostnames and roles compare case-insensitively, as swarmkit does; labels
+        // exactly.
+        let eq = if is("node.id") {
+            node.id.eq_ignore_ascii_case(&self.value)
+        } else if is("node.hostname") {
+            node.spec
+                .name
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(&node.description.hostname)
+                .eq_ignore_ascii_case(&self.value)
+        } else if is("node.role") {
+            match node.role {
+                Role::Manager => "manager",
+                Role::Worker => "worker",
             }
-            Some(a) => a.eq_ignore_ascii_case(&self.value),
-            None => false,
+            .eq_ignore_ascii_case(&self.value)
+        } else if is("node.platform.os") {
+            node.description.os.eq_ignore_ascii_case(&self.value)
+        } else if is("node.platform.arch") {
+            node.description
+                .architecture
+                .eq_ignore_ascii_case(&self.value)
+        } else {
+            label_ref(node, key) == Some(self.value.as_str())
         };
         if self.equal { eq } else { !eq }
     }
