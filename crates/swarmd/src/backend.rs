@@ -23,7 +23,7 @@ use crate::node::{
 };
 
 /// How long the leader may go without a manager's heartbeat acknowledgement before `node ls`
-/// shows that manager unreachable (Raft heartbeats every 100 ms; elections after 300–600 ms).
+/// shows that manager unreachable (Raft heartbeats every 300 ms; elections after 1.2–2.4 s).
 const MANAGER_UNREACHABLE_AFTER: Duration = Duration::from_secs(2);
 
 /// The backend: a handle on the node.
