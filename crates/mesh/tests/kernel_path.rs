@@ -187,10 +187,12 @@ fn the_kernel_forwards_what_it_can_reach_and_user_space_the_rest() {
     })
     .unwrap();
     // Level-triggered: wait until the rules are in force.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let listing = String::from_utf8_lossy(
-            &ip(&[
+    swarmd_testkit::wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "the mesh's kernel rules",
+        || {
+            let out = ip(&[
                 "netns",
                 "exec",
                 &node_ns,
@@ -199,19 +201,10 @@ fn the_kernel_forwards_what_it_can_reach_and_user_space_the_rest() {
                 "table",
                 "ip",
                 &table_name,
-            ])
-            .stdout,
-        )
-        .into_owned();
-        if listing.contains("dport 18081") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rules never applied: {listing}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            ]);
+            String::from_utf8_lossy(&out.stdout).contains("dport 18081")
+        },
+    );
     assert!(
         !nft_tables(&node_ns).contains(orphan),
         "orphaned table removed"
