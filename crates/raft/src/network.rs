@@ -370,6 +370,43 @@ pub(crate) fn map_call_result(
     }
 }
 
+/// Floor of the deadline of an AppendEntries that carries entries.
+const APPEND_DEADLINE_FLOOR: Duration = Duration::from_secs(2);
+/// Bytes of entries a peer is given a second for, on top of the floor: decoding, the
+/// fsync'd append and the answer, on a loaded machine.
+const APPEND_BYTES_PER_SEC: usize = 4 << 20;
+
+/// The deadline of one AppendEntries. openraft passes its heartbeat period for every call;
+/// that is right for a heartbeat (an empty call: a late answer is as good as none, and the
+/// next heartbeat follows), but a call carrying megabytes of entries can take longer on a
+/// busy follower, and timing it out only makes the leader resend the same entries forever
+/// (three managers placing 100,000 tasks never caught up at a 100 ms heartbeat). So calls
+/// with entries get a deadline that grows with their size. Failure detection does not wait
+/// on it: heartbeats and votes keep openraft's short deadline, and a dead peer refuses the
+/// connection at once.
+fn append_deadline(openraft_ttl: Duration, entries: usize, payload_bytes: usize) -> Duration {
+    if entries == 0 {
+        return openraft_ttl;
+    }
+    let for_size = Duration::from_secs_f64(payload_bytes as f64 / APPEND_BYTES_PER_SEC as f64);
+    openraft_ttl.max(APPEND_DEADLINE_FLOOR + for_size)
+}
+
+/// Runs CPU-heavy (de)serialization of entries on tokio's blocking pool. Entries can be
+/// megabytes; done on an async worker, they held it for long enough on 2 busy cores that
+/// heartbeats and votes waiting behind them missed their deadlines and the leader lost its
+/// lease (three managers placing 100,000 tasks).
+async fn off_runtime<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, String> + Send + 'static,
+) -> Result<R, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("raft (de)serialization task failed: {e}"))?
+}
+
+/// Payloads above this are decoded off the async workers (see [`off_runtime`]).
+const DECODE_INLINE_MAX: usize = 64 << 10;
+
 fn encode<T: Serialize>(v: &T) -> Result<Bytes, String> {
     serde_json::to_vec(v)
         .map(Bytes::from)
@@ -385,9 +422,16 @@ impl RaftNetworkV2<C> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
         let a = RPCTypes::AppendEntries;
-        let payload = encode(&rpc).map_err(|e| CallError::Network(e).into_rpc(self, a))?;
+        let entries = rpc.entries.len();
+        let payload = if entries == 0 {
+            encode(&rpc)
+        } else {
+            off_runtime(move || encode(&rpc)).await
+        }
+        .map_err(|e| CallError::Network(e).into_rpc(self, a))?;
+        let ttl = append_deadline(option.hard_ttl(), entries, payload.len());
         let bytes = self
-            .call(RpcMethod::AppendEntries, option.hard_ttl(), payload)
+            .call(RpcMethod::AppendEntries, ttl, payload)
             .await
             .map_err(|e| e.into_rpc(self, a))?;
         self.decode("append_entries", &bytes)
@@ -511,7 +555,18 @@ fn split_snapshot(b: &[u8]) -> Result<(SnapshotHead, SnapshotData), RpcError> {
 #[async_trait::async_trait]
 impl RaftService for RaftRpcHandler {
     async fn append_entries(&self, _peer: PeerInfo, payload: Bytes) -> Result<Bytes, RpcError> {
-        let req: AppendEntriesRequest<C> = decode_req("append_entries", &payload)?;
+        let req: AppendEntriesRequest<C> = if payload.len() <= DECODE_INLINE_MAX {
+            decode_req("append_entries", &payload)?
+        } else {
+            off_runtime(move || {
+                decode_req("append_entries", &payload).map_err(|e| match e {
+                    RpcError::InvalidArgument(m) => m,
+                    other => other.to_string(),
+                })
+            })
+            .await
+            .map_err(RpcError::InvalidArgument)?
+        };
         let resp = self.raft.append_entries(req).await.map_err(stopped)?;
         encode_resp(&resp)
     }
@@ -550,5 +605,22 @@ impl RaftService for RaftRpcHandler {
             .await
             .map_err(stopped)?;
         encode_resp(&resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_keep_openraft_deadline_and_entries_get_time_for_their_size() {
+        let hb = Duration::from_millis(100);
+        assert_eq!(append_deadline(hb, 0, 300), hb);
+        assert_eq!(append_deadline(hb, 1, 0), APPEND_DEADLINE_FLOOR);
+        let big = append_deadline(hb, 8, 40 << 20);
+        assert_eq!(big, APPEND_DEADLINE_FLOOR + Duration::from_secs(10));
+        // A longer openraft deadline is never shortened.
+        let long = Duration::from_secs(30);
+        assert_eq!(append_deadline(long, 1, 10), long);
     }
 }

@@ -68,7 +68,17 @@ pub struct RaftConfig {
     /// Upper bound on a new manager's catch-up in [`RaftNode::add_voter`] (log replay or
     /// snapshot install) before it is made a voter.
     pub catch_up_timeout: Duration,
+    /// Run openraft's tasks (core, log and state-machine workers, heartbeats, replication,
+    /// the client side of the peer transport) on a runtime of their own, with
+    /// [`RAFT_THREADS`] threads, instead of the caller's. A leader also runs the scheduler,
+    /// the dispatcher's sessions and the API; on the caller's runtime their bursts delayed
+    /// heartbeats past their deadline and the leader lost its lease while busy. Tests on a
+    /// paused clock turn it off (their clock is the caller's runtime's).
+    pub own_runtime: bool,
 }
+
+/// Threads of a node's own Raft runtime (see [`RaftConfig::own_runtime`]).
+pub const RAFT_THREADS: usize = 2;
 
 impl RaftConfig {
     /// Defaults for everything but where and who.
@@ -101,6 +111,7 @@ impl RaftConfig {
             propose_timeout: DEFAULT_PROPOSE_TIMEOUT,
             network: None,
             catch_up_timeout: DEFAULT_CATCH_UP_TIMEOUT,
+            own_runtime: true,
         }
     }
 
@@ -213,6 +224,8 @@ pub struct RaftNode {
     /// The task feeding `leader`; taken and awaited on shutdown (no std lock across await).
     leader_task: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
+    /// The node's own runtime ([`RaftConfig::own_runtime`]); shut down after the core.
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -279,23 +292,45 @@ impl RaftNode {
         };
         let db = Arc::new(opened.map_err(|e| RaftError::from_io(path.clone(), e))?);
 
-        let raft = match Raft::new(
+        let runtime = match config.own_runtime {
+            true => match own_runtime() {
+                Ok(rt) => Some(rt),
+                Err(e) => {
+                    close_db(&db).await;
+                    return Err(RaftError::from_io(path.clone(), e));
+                }
+            },
+            false => None,
+        };
+        let start = Raft::new(
             config.node_id,
             raft_config,
             network,
             LogStore::new(db.clone()),
             StateMachine::new(store.clone(), db.clone()),
-        )
-        .await
-        {
+        );
+        // openraft spawns its tasks on the runtime it is started on.
+        let started = match &runtime {
+            Some(rt) => rt
+                .spawn(start)
+                .await
+                .unwrap_or(Err(openraft::errors::Fatal::Panicked)),
+            None => start.await,
+        };
+        let raft = match started {
             Ok(raft) => raft,
             Err(e) => {
                 close_db(&db).await;
+                if let Some(rt) = runtime {
+                    rt.shutdown_background();
+                }
                 return Err(e.into());
             }
         };
-        let (leader, leader_task) =
-            spawn_leader_watch(&raft, config.node_id, config.election_timeout_max);
+        let (leader, leader_task) = {
+            let _on_own = runtime.as_ref().map(|rt| rt.enter());
+            spawn_leader_watch(&raft, config.node_id, config.election_timeout_max)
+        };
         let node = RaftNode {
             raft,
             db,
@@ -308,6 +343,7 @@ impl RaftNode {
             leader,
             leader_task: Mutex::new(Some(leader_task)),
             closed: AtomicBool::new(false),
+            runtime: Mutex::new(runtime),
         };
         if node.is_sole_voter().await?
             && let Err(e) = node
@@ -662,7 +698,21 @@ impl RaftNode {
             }
         }
         close_db(&self.db).await;
+        self.stop_runtime();
         tracing::info!(node_id = self.node_id, "raft: shut down");
+    }
+
+    /// Stops the node's own runtime, if any, without waiting for its tasks (callable from
+    /// async code and from `Drop`).
+    fn stop_runtime(&self) {
+        let rt = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(rt) = rt {
+            rt.shutdown_background();
+        }
     }
 
     fn check_running(&self) -> Result<(), ProposeError> {
@@ -781,7 +831,10 @@ impl Drop for RaftNode {
             return;
         }
         self.db.close();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        if self.runtime.lock().map(|r| r.is_some()).unwrap_or(true) {
+            // The core and every openraft task end with the runtime.
+            self.stop_runtime();
+        } else if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let raft = self.raft.clone();
             // Detached on purpose: Drop cannot await, and the core must not run on.
             drop(rt.spawn(async move {
@@ -793,6 +846,15 @@ impl Drop for RaftNode {
             "raft: dropped without shutdown; stopping"
         );
     }
+}
+
+/// A runtime for one node's Raft ([`RaftConfig::own_runtime`]).
+fn own_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RAFT_THREADS)
+        .thread_name("raft")
+        .enable_all()
+        .build()
 }
 
 async fn close_db(db: &Arc<Db>) {

@@ -380,24 +380,26 @@ impl RaftLogStorage<C> for LogStore {
         I: IntoIterator<Item = <C as RaftTypeConfig>::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut records = Vec::new();
-        for entry in entries {
-            let index = entry.log_id.index;
-            records.push((
-                index,
-                codec::encode(&self.db.key, Slot::Log(index), &entry)?,
-            ));
-        }
-        let (first, last) = match (records.first(), records.last()) {
-            (Some(f), Some(l)) => (f.0, l.0),
+        let entries: Vec<_> = entries.into_iter().collect();
+        let (first, last) = match (entries.first(), entries.last()) {
+            (Some(f), Some(l)) => (f.log_id.index, l.log_id.index),
             _ => {
                 callback.io_completed(Ok(()));
                 return Ok(());
             }
         };
+        let key = self.db.key.clone();
         let res = self
             .db
             .run(move |db| {
+                // Encoded (JSON, then sealed) here on the blocking pool with the write: the
+                // entries can be megabytes, too much CPU for an async worker.
+                let mut records = Vec::with_capacity(entries.len());
+                for entry in &entries {
+                    let index = entry.log_id.index;
+                    records.push((index, codec::encode(&key, Slot::Log(index), entry)?));
+                }
+                drop(entries);
                 let txn = durable_write(db)?;
                 {
                     let mut t = txn.open_table(LOG).map_err(redb_err)?;

@@ -495,8 +495,11 @@ async fn a_leader_whose_removal_was_interrupted_finishes_it_instead_of_crashing(
     // The others take over with the joint membership, then hand leadership back to `l`.
     let new = c.wait_leader_among(&others).await;
     c.router.heal();
-    c.wait_until("the old leader follows", || {
-        c.node(l).metrics().current_leader == Some(new)
+    // openraft hands leadership only to a manager that has flushed the leader's whole log; an
+    // AppendEntries lost in the partition holds its replication until that call's deadline.
+    c.wait_until("the old leader follows and has caught up", || {
+        let (m, lm) = (c.node(l).metrics(), c.node(new).metrics());
+        m.current_leader == Some(new) && m.last_applied == lm.last_applied
     })
     .await;
     c.node(new)

@@ -794,18 +794,16 @@ async fn stop_manager(m: &ManagerParts) {
 }
 
 /// Raft heartbeat period on the daemon's managers. openraft also uses it as the deadline of
-/// every AppendEntries call, which carries up to 8 entries of up to 2,000 objects: at 100 ms,
-/// three managers on 2 loaded cores placing 100,000 tasks timed out every such call, resent
-/// it, and never caught up (no quorum for minutes; BENCHMARKS.md "Scale simulation").
-const RAFT_HEARTBEAT: Duration = Duration::from_millis(300);
+/// every AppendEntries; `swarmd_raft`'s transport gives calls that carry entries a deadline
+/// for their size instead, so only heartbeats and votes are held to it.
+const RAFT_HEARTBEAT: Duration = Duration::from_millis(100);
 /// Raft election timeout range: a follower that hears nothing from the leader for a random
 /// time in it stands for election. A follower also refuses to vote while it heard from a
 /// leader within the upper bound (openraft's leader lease), so a lost leader is replaced
-/// after one to two bounds: a few seconds here (swarmkit takes ~10 s on its defaults). It was
-/// 300-600 ms; a 600 ms lease ran out under load (followers busy applying big entries), the
-/// leader then stepped back and every session was dropped and reopened.
+/// after one to two bounds: under a second here (swarmkit takes ~10 s on its defaults;
+/// BENCHMARKS.md "Failover").
 const RAFT_ELECTION: (Duration, Duration) =
-    (Duration::from_millis(1200), Duration::from_millis(2400));
+    (Duration::from_millis(300), Duration::from_millis(600));
 
 fn raft_config(dir: &Path, state: &NodeState, certs: &NodeCerts) -> RaftConfig {
     let mut c = RaftConfig::new(

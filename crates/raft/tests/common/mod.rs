@@ -159,6 +159,8 @@ impl Cluster {
         cfg.catch_up_timeout = Duration::from_secs(20);
         cfg.snapshot_every = self.opts.snapshot_every;
         cfg.keep_logs_after_snapshot = self.opts.keep_logs_after_snapshot;
+        // On the test's paused clock: a runtime of its own would keep real time.
+        cfg.own_runtime = false;
         cfg
     }
 
