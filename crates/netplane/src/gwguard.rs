@@ -91,42 +91,26 @@ mod tests {
             return;
         }
         let ns = format!("swgw{:x}", std::process::id());
-        assert!(ok(
-            std::process::Command::new("ip").args(["netns", "add", &ns])
-        ));
-        let path = format!("/run/netns/{ns}");
-        let listed = std::thread::spawn(move || {
-            let f = std::fs::File::open(&path).expect("namespace file");
-            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+        let listed = crate::netns_test::run_in_netns(&ns, || async {
+            let table = table_name("net1");
+            let script = ruleset(&table, "swv-net1", Ipv4Addr::new(10, 0, 1, 1));
+            apply(&script).await.unwrap();
+            apply(&script).await.unwrap();
+            let out = std::process::Command::new("nft")
+                .args(["list", "table", "bridge", &table])
+                .output()
                 .unwrap();
-            rt.block_on(async {
-                let table = table_name("net1");
-                let script = ruleset(&table, "swv-net1", Ipv4Addr::new(10, 0, 1, 1));
-                apply(&script).await.unwrap();
-                apply(&script).await.unwrap();
-                let out = std::process::Command::new("nft")
-                    .args(["list", "table", "bridge", &table])
-                    .output()
-                    .unwrap();
-                remove(&table).await.unwrap();
-                remove(&table).await.unwrap();
-                let gone = std::process::Command::new("nft")
-                    .args(["list", "table", "bridge", &table])
-                    .status()
-                    .unwrap();
-                (
-                    String::from_utf8_lossy(&out.stdout).into_owned(),
-                    gone.success(),
-                )
-            })
-        })
-        .join();
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &ns])
-            .status();
+            remove(&table).await.unwrap();
+            remove(&table).await.unwrap();
+            let gone = std::process::Command::new("nft")
+                .args(["list", "table", "bridge", &table])
+                .status()
+                .unwrap();
+            (
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                gone.success(),
+            )
+        });
         let (listed, still_there) = listed.expect("namespace thread");
         assert_eq!(
             listed.matches("arp saddr ip 10.0.1.1 drop").count(),

@@ -442,6 +442,42 @@ fn flood_entry(index: u32, peer: Ipv4Addr) -> NeighbourMessage {
     m
 }
 
+/// Test support: running async code inside a throwaway network namespace.
+#[cfg(test)]
+pub(crate) mod netns_test {
+    use std::future::Future;
+
+    /// Runs `f` on a thread that entered a new namespace `/run/netns/<name>` (made with `ip
+    /// netns add` and deleted afterwards, also when `f` panics); `Err` is `f`'s panic.
+    pub(crate) fn run_in_netns<F, Fut, R>(name: &str, f: F) -> std::thread::Result<R>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = R>,
+        R: Send + 'static,
+    {
+        let ip = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        assert!(ip(&["netns", "add", name]), "ip netns add {name}");
+        let path = format!("/run/netns/{name}");
+        let res = std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("namespace file");
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(f())
+        })
+        .join();
+        ip(&["netns", "del", name]);
+        res
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,31 +522,19 @@ mod tests {
             return;
         }
         let ns = format!("swvni{:x}", std::process::id());
-        assert!(ip(&["netns", "add", &ns]));
-        let path = format!("/run/netns/{ns}");
-        let got = std::thread::spawn(move || {
-            let f = std::fs::File::open(&path).expect("namespace file");
-            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let np = Netplane::connect().unwrap();
-                let spec = |name: &str| VxlanSpec {
-                    name: name.into(),
-                    vni: 4242,
-                    local: Ipv4Addr::new(192, 0, 2, 1),
-                    bridge: "swvnibr".into(),
-                };
-                let br = LinkBridge::new("swvnibr").build();
-                np.handle.link().add(br).execute().await.unwrap();
-                np.ensure_vxlan(&spec("swv-first")).await.unwrap();
-                np.ensure_vxlan(&spec("swv-second")).await
-            })
-        })
-        .join();
-        ip(&["netns", "del", &ns]);
+        let got = netns_test::run_in_netns(&ns, || async {
+            let np = Netplane::connect().unwrap();
+            let spec = |name: &str| VxlanSpec {
+                name: name.into(),
+                vni: 4242,
+                local: Ipv4Addr::new(192, 0, 2, 1),
+                bridge: "swvnibr".into(),
+            };
+            let br = LinkBridge::new("swvnibr").build();
+            np.handle.link().add(br).execute().await.unwrap();
+            np.ensure_vxlan(&spec("swv-first")).await.unwrap();
+            np.ensure_vxlan(&spec("swv-second")).await
+        });
         match got.expect("namespace thread") {
             Err(NetplaneError::VniInUse { vni, holder }) => {
                 assert_eq!((vni, holder.as_str()), (4242, "swv-first"))

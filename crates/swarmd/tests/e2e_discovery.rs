@@ -8,7 +8,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{EngineCleanup, POLL, T, running_tasks, service_field, task_field, three_nodes};
+use common::{
+    EngineCleanup, POLL, T, http_body, http_get_cmd, nslookup_answers, running_tasks,
+    service_field, task_field, three_nodes,
+};
 use swarmd_testkit::{Daemon, Executor, engine_docker, require_engine, wait_for, wait_until};
 
 const HTTPD: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www";
@@ -43,29 +46,14 @@ fn exec(container: &str, cmd: &[&str]) -> Result<String, String> {
 /// `GET /` of `host` port 80 from the client container; the body (the answering task's
 /// hostname). Busybox `nc`: the static busybox's `wget` crashes in these images.
 fn http_get(container: &str, host: &str) -> Result<String, String> {
-    let cmd = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} 80");
-    let out = exec(container, &["sh", "-c", &cmd])?;
-    match out.split_once("\r\n\r\n") {
-        Some((head, body)) if head.contains(" 200 ") => Ok(body.trim().to_string()),
-        _ => Err(format!("bad answer from {host}: {out:?}")),
-    }
+    let out = exec(container, &["sh", "-c", &http_get_cmd(host, "/")])?;
+    http_body(&out, host).map(|b| b.trim().to_string())
 }
 
 /// The IPv4 addresses busybox `nslookup` gives for `name` (the server's own lines left out).
 fn resolve(container: &str, name: &str) -> Result<BTreeSet<String>, String> {
     let out = exec(container, &["nslookup", "-type=a", name])?;
-    let answers: BTreeSet<String> = out
-        .lines()
-        .skip_while(|l| !l.starts_with("Name:"))
-        .filter(|l| l.starts_with("Address"))
-        .filter_map(|l| l.split_whitespace().last())
-        .map(str::to_string)
-        .collect();
-    if answers.is_empty() {
-        Err(format!("no answer for {name}: {out}"))
-    } else {
-        Ok(answers)
-    }
+    nslookup_answers(&out, name)
 }
 
 /// The addresses of `service`'s tasks on the network, from `NetworksAttachments`.

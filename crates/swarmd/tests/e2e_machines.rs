@@ -25,7 +25,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use common::{EngineCleanup, POLL, T, running_tasks, service_field, task_field};
+use common::{
+    EngineCleanup, POLL, T, http_body, http_get_cmd, nslookup_answers, running_tasks,
+    service_field, task_field,
+};
 use swarmd_testkit::{
     Daemon, Executor, Machine, engine_docker, require_engine, unique_name, wait_for, wait_until,
 };
@@ -82,29 +85,14 @@ impl Engine<'_> {
     /// `GET path` of `host` port 80 from `container` (busybox `nc`: the static busybox's
     /// `wget` crashes in these images); the body.
     fn http_get(&self, container: &str, host: &str, path: &str) -> Result<String, String> {
-        let cmd = format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} 80");
-        let out = self.exec(container, &["sh", "-c", &cmd])?;
-        match out.split_once("\r\n\r\n") {
-            Some((head, body)) if head.contains(" 200 ") => Ok(body.to_string()),
-            _ => Err(format!("bad answer from {host}{path}: {out:?}")),
-        }
+        let out = self.exec(container, &["sh", "-c", &http_get_cmd(host, path)])?;
+        http_body(&out, &format!("{host}{path}"))
     }
 
     /// The IPv4 addresses busybox `nslookup` gives for `name`.
     fn resolve(&self, container: &str, name: &str) -> Result<BTreeSet<String>, String> {
         let out = self.exec(container, &["nslookup", "-type=a", name])?;
-        let answers: BTreeSet<String> = out
-            .lines()
-            .skip_while(|l| !l.starts_with("Name:"))
-            .filter(|l| l.starts_with("Address"))
-            .filter_map(|l| l.split_whitespace().last())
-            .map(str::to_string)
-            .collect();
-        if answers.is_empty() {
-            Err(format!("no answer for {name}: {out}"))
-        } else {
-            Ok(answers)
-        }
+        nslookup_answers(&out, name)
     }
 
     /// The MACs that answer a broadcast ARP request for `ip` from `container` (busybox

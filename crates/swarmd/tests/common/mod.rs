@@ -168,3 +168,37 @@ pub fn three_nodes(executor: Executor, prefix: &str) -> Vec<Daemon> {
     });
     nodes
 }
+
+/// The shell command that sends `GET path` to `host` port 80 with busybox `nc`, to run in a
+/// container (the static busybox's `wget` crashes in these images).
+pub fn http_get_cmd(host: &str, path: &str) -> String {
+    format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} 80")
+}
+
+/// The body of `out`, the raw answer to [`http_get_cmd`], if it is a 200.
+pub fn http_body(out: &str, what: &str) -> Result<String, String> {
+    match out.split_once("\r\n\r\n") {
+        Some((head, body)) if head.contains(" 200 ") => Ok(body.to_string()),
+        _ => Err(format!("bad answer from {what}: {out:?}")),
+    }
+}
+
+/// The IPv4 addresses in the output of busybox `nslookup -type=a name` (the server's own
+/// lines, before `Name:`, left out).
+pub fn nslookup_answers(
+    out: &str,
+    name: &str,
+) -> Result<std::collections::BTreeSet<String>, String> {
+    let answers: std::collections::BTreeSet<String> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Name:"))
+        .filter(|l| l.starts_with("Address"))
+        .filter_map(|l| l.split_whitespace().last())
+        .map(str::to_string)
+        .collect();
+    if answers.is_empty() {
+        Err(format!("no answer for {name}: {out}"))
+    } else {
+        Ok(answers)
+    }
+}
