@@ -1,6 +1,7 @@
 //! The openraft type configuration of swarmd.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use swarmd_store::{Batch, StoreError};
@@ -26,11 +27,13 @@ impl fmt::Display for Member {
 
 /// The payload of a normal Raft entry: one store [`Batch`].
 ///
-/// A newtype only because openraft wants `Display` on its payload and `Batch` lives in another
-/// crate; `serde(transparent)` keeps the stored form exactly that of `Batch`.
+/// A newtype because openraft wants `Display` on its payload and `Batch` lives in another
+/// crate; `serde(transparent)` keeps the stored form exactly that of `Batch`. Behind an `Arc`
+/// because openraft clones entries (the log store's cache of recent entries, replication),
+/// and a batch can hold thousands of objects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Request(pub Batch);
+pub struct Request(pub Arc<Batch>);
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
