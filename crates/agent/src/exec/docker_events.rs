@@ -279,6 +279,86 @@ fn format_since(nanos: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{UnixListener, UnixStream};
+
+    /// Accepts one engine connection; returns it with the request line.
+    async fn accept(l: &UnixListener) -> (BufReader<UnixStream>, String) {
+        let (conn, _) = l.accept().await.unwrap();
+        let mut conn = BufReader::new(conn);
+        let mut request = String::new();
+        conn.read_line(&mut request).await.unwrap();
+        let mut line = String::new();
+        while line != "\r\n" {
+            line.clear();
+            conn.read_line(&mut line).await.unwrap();
+        }
+        conn.get_mut()
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        (conn, request)
+    }
+
+    async fn send_event(conn: &mut BufReader<UnixStream>, json: &str) {
+        let body = format!("{json}\n");
+        let chunk = format!("{:x}\r\n{body}\r\n", body.len());
+        conn.get_mut().write_all(chunk.as_bytes()).await.unwrap();
+    }
+
+    /// Against a fake engine: a die event wakes the container's waiter with its exit code;
+    /// after the stream breaks it is reopened from the last event's time and every waiter
+    /// is woken to look again; closing the executor ends the waits.
+    #[tokio::test]
+    async fn events_wake_waiters_and_a_lost_stream_resyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("engine.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let docker =
+            Docker::connect_with_unix(sock.to_str().unwrap(), 10, bollard::API_DEFAULT_VERSION)
+                .unwrap();
+        let events = EngineEvents::new(docker, "node1".into());
+        let mut w = events.watch("c1");
+        let mut other = events.watch("c2");
+        let (mut conn, request) = accept(&listener).await;
+        assert!(request.starts_with("GET /"), "{request}");
+        assert!(request.contains("/events?since="), "{request}");
+        assert!(request.contains("node1"), "filters by node: {request}");
+
+        // An event time after the stream's start (the first `since`).
+        let t = unix_nanos(SystemTime::now()) + 3_600_000_000_123;
+        send_event(
+            &mut conn,
+            &format!(
+                r#"{{"Type":"container","Action":"die","Actor":{{"ID":"c1","Attributes":{{"exitCode":"5"}}}},"time":{},"timeNano":{t}}}"#,
+                t / 1_000_000_000
+            ),
+        )
+        .await;
+        w.changed().await.unwrap();
+        assert_eq!(w.exit_code(), Some(5));
+        assert_eq!(other.exit_code(), None);
+
+        // The stream breaks: reopened from the last event, and both waiters look again.
+        drop(conn);
+        let (_conn, request) = accept(&listener).await;
+        assert!(
+            request.contains(&format!("since={}", format_since(t))),
+            "reopened from the last event: {request}"
+        );
+        w.changed().await.unwrap();
+        other.changed().await.unwrap();
+
+        assert_eq!(events.watched(), 2);
+        drop(other);
+        assert_eq!(
+            events.watched(),
+            1,
+            "a container without waiters is forgotten"
+        );
+        events.close();
+        assert!(matches!(w.changed().await, Err(ExecError::Unavailable(_))));
+    }
 
     #[test]
     fn since_is_seconds_dot_nanos() {
