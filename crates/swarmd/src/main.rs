@@ -56,6 +56,48 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// How often the heap is checked for freed memory worth returning to the kernel.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Newly freed heap (bytes) that makes a trim worthwhile.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_FREED: usize = 1 << 20;
+
+/// Returns freed heap to the kernel after bursts. glibc gives back only free memory at the
+/// top of a heap; what a burst frees in the middle (starting a hundred tasks at once opens
+/// an engine connection each, with its buffers) stays resident for good. `malloc_trim`
+/// releases the free pages anywhere; it runs only when at least [`TRIM_FREED`] more bytes
+/// are free than right after the last trim, so a steady heap is never walked twice.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+async fn trim_heap() {
+    let free_bytes = || {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        unsafe { libc::mallinfo2() }.fordblks
+    };
+    let mut after_last = free_bytes();
+    let mut tick = tokio::time::interval(TRIM_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let free = free_bytes();
+        if free < after_last {
+            // Free memory got reused: measure new frees from here.
+            after_last = free;
+        } else if free - after_last >= TRIM_FREED {
+            let started = std::time::Instant::now();
+            // SAFETY: malloc_trim is thread-safe (it takes each arena's lock).
+            let released = unsafe { libc::malloc_trim(0) } != 0;
+            after_last = free_bytes();
+            tracing::debug!(
+                free_bytes = free,
+                released,
+                took_us = started.elapsed().as_micros() as u64,
+                "heap trimmed"
+            );
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread()
@@ -66,6 +108,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    tokio::spawn(trim_heap());
     let args = cli::Args::parse();
     init_tracing(&args.log_level);
     swarmd_pki::install_crypto_provider();
