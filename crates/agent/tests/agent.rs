@@ -585,6 +585,27 @@ async fn docker_executor_runs_and_removes_containers() {
     node.stop().await;
 }
 
+/// A docker executor for a fresh node ID, with the engine's client; `None` (the test is
+/// skipped, and says so) without an engine or without busybox:latest.
+async fn docker_executor(test: &str) -> Option<(String, DockerExecutor, bollard::Docker)> {
+    let node_id = format!("agent-test-{}", swarmd_types::ids::new_id());
+    let Ok(Ok(exec)) = tokio::time::timeout(
+        Duration::from_secs(5),
+        DockerExecutor::connect(DEFAULT_SOCKET, node_id.clone()),
+    )
+    .await
+    else {
+        eprintln!("SKIPPED {test}: no Docker Engine");
+        return None;
+    };
+    let docker = exec.client().clone();
+    if docker.inspect_image("busybox:latest").await.is_err() {
+        eprintln!("SKIPPED {test}: image busybox:latest is not loaded (run scripts/ci-setup.sh)");
+        return None;
+    }
+    Some((node_id, exec, docker))
+}
+
 /// The docker executor puts a task on its overlay networks (from the task's attachments, the
 /// ingress network left out): the engine bridge of each overlay (shared by every node on the
 /// engine), the allocated address, and the gateway as DNS server. Skipped without an engine.
@@ -593,21 +614,11 @@ async fn docker_executor_attaches_tasks_to_overlay_networks() {
     use swarmd_agent::exec::TaskRuntime;
     use swarmd_agent::exec::overlay::{OverlayAttachment, engine_network_name};
 
-    let node_id = format!("agent-test-{}", swarmd_types::ids::new_id());
-    let Ok(Ok(exec)) = tokio::time::timeout(
-        Duration::from_secs(5),
-        DockerExecutor::connect(DEFAULT_SOCKET, node_id.clone()),
-    )
-    .await
+    let Some((node_id, exec, docker)) =
+        docker_executor("docker_executor_attaches_tasks_to_overlay_networks").await
     else {
-        eprintln!("SKIPPED docker_executor_attaches_tasks_to_overlay_networks: no Docker Engine");
         return;
     };
-    let docker = exec.client().clone();
-    if docker.inspect_image("busybox:latest").await.is_err() {
-        eprintln!("SKIPPED: image busybox:latest is not loaded (run scripts/ci-setup.sh)");
-        return;
-    }
     // A subnet of 10.250.0.0/16 no other test uses, picked from the node ID.
     let third = 1 + (node_id.bytes().map(u32::from).sum::<u32>() % 250);
     let net = |name: &str, id: String, third: u32, host: u32| OverlayAttachment {
@@ -745,21 +756,10 @@ async fn docker_executor_attaches_tasks_to_overlay_networks() {
 async fn docker_wait_follows_engine_events() {
     use swarmd_agent::exec::TaskRuntime;
 
-    let node_id = format!("agent-test-{}", swarmd_types::ids::new_id());
-    let Ok(Ok(exec)) = tokio::time::timeout(
-        Duration::from_secs(5),
-        DockerExecutor::connect(DEFAULT_SOCKET, node_id.clone()),
-    )
-    .await
+    let Some((node_id, exec, docker)) = docker_executor("docker_wait_follows_engine_events").await
     else {
-        eprintln!("SKIPPED docker_wait_follows_engine_events: no Docker Engine");
         return;
     };
-    let docker = exec.client().clone();
-    if docker.inspect_image("busybox:latest").await.is_err() {
-        eprintln!("SKIPPED: image busybox:latest is not loaded (run scripts/ci-setup.sh)");
-        return;
-    }
     // The gate file makes the first container exit only once its waiter is waiting.
     let gate = tempfile::tempdir().unwrap();
     let runtime = |args: &[&str]| {
