@@ -585,6 +585,27 @@ async fn docker_executor_runs_and_removes_containers() {
     node.stop().await;
 }
 
+/// A docker executor for a fresh node ID, with the engine's client; `None` (the test is
+/// skipped, and says so) without an engine or without busybox:latest.
+async fn docker_executor(test: &str) -> Option<(String, DockerExecutor, bollard::Docker)> {
+    let node_id = format!("agent-test-{}", swarmd_types::ids::new_id());
+    let Ok(Ok(exec)) = tokio::time::timeout(
+        Duration::from_secs(5),
+        DockerExecutor::connect(DEFAULT_SOCKET, node_id.clone()),
+    )
+    .await
+    else {
+        eprintln!("SKIPPED {test}: no Docker Engine");
+        return None;
+    };
+    let docker = exec.client().clone();
+    if docker.inspect_image("busybox:latest").await.is_err() {
+        eprintln!("SKIPPED {test}: image busybox:latest is not loaded (run scripts/ci-setup.sh)");
+        return None;
+    }
+    Some((node_id, exec, docker))
+}
+
 /// The docker executor puts a task on its overlay networks (from the task's attachments, the
 /// ingress network left out): the engine bridge of each overlay (shared by every node on the
 /// engine), the allocated address, and the gateway as DNS server. Skipped without an engine.
@@ -593,21 +614,11 @@ async fn docker_executor_attaches_tasks_to_overlay_networks() {
     use swarmd_agent::exec::TaskRuntime;
     use swarmd_agent::exec::overlay::{OverlayAttachment, engine_network_name};
 
-    let node_id = format!("agent-test-{}", swarmd_types::ids::new_id());
-    let Ok(Ok(exec)) = tokio::time::timeout(
-        Duration::from_secs(5),
-        DockerExecutor::connect(DEFAULT_SOCKET, node_id.clone()),
-    )
-    .await
+    let Some((node_id, exec, docker)) =
+        docker_executor("docker_executor_attaches_tasks_to_overlay_networks").await
     else {
-        eprintln!("SKIPPED docker_executor_attaches_tasks_to_overlay_networks: no Docker Engine");
         return;
     };
-    let docker = exec.client().clone();
-    if docker.inspect_image("busybox:latest").await.is_err() {
-        eprintln!("SKIPPED: image busybox:latest is not loaded (run scripts/ci-setup.sh)");
-        return;
-    }
     // A subnet of 10.250.0.0/16 no other test uses, picked from the node ID.
     let third = 1 + (node_id.bytes().map(u32::from).sum::<u32>() % 250);
     let net = |name: &str, id: String, third: u32, host: u32| OverlayAttachment {
@@ -735,4 +746,84 @@ async fn docker_executor_attaches_tasks_to_overlay_networks() {
     swarmd_agent::exec::overlay::ensure_network(&docker, &front)
         .await
         .unwrap();
+}
+
+/// `wait` on a running container learns how it ended from the executor's engine event
+/// stream: its own exit code, SIGKILL from outside (137), and removal behind our back (the
+/// die event's code, as the container is gone by the time anyone inspects). Several
+/// waiters share the one stream. Skipped without an engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_wait_follows_engine_events() {
+    use swarmd_agent::exec::TaskRuntime;
+
+    let Some((node_id, exec, docker)) = docker_executor("docker_wait_follows_engine_events").await
+    else {
+        return;
+    };
+    // The gate file makes the first container exit only once its waiter is waiting.
+    let gate = tempfile::tempdir().unwrap();
+    let runtime = |args: &[&str]| {
+        let mut t = task(&swarmd_types::ids::new_id(), "busybox:latest", args);
+        t.node_id = node_id.clone();
+        if let Some(c) = t.spec.container_spec.as_mut() {
+            c.mounts = Some(vec![bollard_stubs::models::Mount {
+                target: Some("/gate".into()),
+                source: Some(gate.path().to_string_lossy().into_owned()),
+                typ: Some(bollard_stubs::models::MountType::BIND),
+                ..Default::default()
+            }]);
+        }
+        TaskRuntime::from_task(&t, "127.0.0.1")
+    };
+    let exits = runtime(&[
+        "sh",
+        "-c",
+        "while [ ! -e /gate/go ]; do sleep 0.1; done; exit 7",
+    ]);
+    let killed = runtime(&["sleep", "60"]);
+    let removed = runtime(&["sleep", "60"]);
+    let mut waits = Vec::new();
+    for rt in [&exits, &killed, &removed] {
+        let c = exec.controller(rt);
+        c.prepare().await.unwrap();
+        c.start().await.unwrap();
+        waits.push(tokio::spawn(async move { c.wait().await }));
+    }
+    // Act only once all three wait on the event stream, so the events decide.
+    eventually("three containers watched", || async { exec.watched() == 3 }).await;
+    std::fs::write(gate.path().join("go"), b"").unwrap();
+    docker
+        .kill_container(
+            &killed.container_name,
+            Some(bollard::query_parameters::KillContainerOptions {
+                signal: "SIGKILL".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    docker
+        .remove_container(
+            &removed.container_name,
+            Some(bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let mut codes = Vec::new();
+    for w in waits {
+        let res = tokio::time::timeout(DEADLINE, w)
+            .await
+            .expect("wait returns after the container ends")
+            .unwrap();
+        codes.push(res.map(|e| e.code));
+    }
+    for rt in [&exits, &killed] {
+        let _ = exec.controller(rt).remove().await;
+    }
+    assert_eq!(codes[0], Ok(7), "own exit code");
+    assert_eq!(codes[1], Ok(137), "SIGKILL from outside");
+    assert_eq!(codes[2], Ok(137), "removed behind our back");
+    assert_eq!(exec.watched(), 0, "waiters unsubscribe");
 }

@@ -19,7 +19,7 @@ use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
     LogsOptions as EngineLogsOptions, RemoveContainerOptions, StartContainerOptions,
-    StopContainerOptions, WaitContainerOptions,
+    StopContainerOptions,
 };
 use bollard_stubs::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
@@ -31,6 +31,8 @@ use futures::StreamExt;
 use swarmd_types::NodeDescription;
 
 use crate::health::Health;
+
+use super::docker_events::EngineEvents;
 
 use super::{
     BoundPort, Controller, ExecError, Executor, ExitStatus, LABEL_NODE_ID, LABEL_TASK_ID, LogEntry,
@@ -47,6 +49,14 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 pub struct DockerExecutor {
     docker: Docker,
     node_id: String,
+    /// The one event stream the controllers wait on (instead of a `wait` call each).
+    events: Arc<EngineEvents>,
+}
+
+impl Drop for DockerExecutor {
+    fn drop(&mut self) {
+        self.events.close();
+    }
 }
 
 impl DockerExecutor {
@@ -66,10 +76,17 @@ impl DockerExecutor {
 
     /// Uses an already connected (and version-negotiated) client.
     pub fn with_client(docker: Docker, node_id: impl Into<String>) -> Self {
+        let node_id = node_id.into();
         DockerExecutor {
+            events: EngineEvents::new(docker.clone(), node_id.clone()),
             docker,
-            node_id: node_id.into(),
+            node_id,
         }
+    }
+
+    /// How many containers have a task waiting on their events (diagnostics and tests).
+    pub fn watched(&self) -> usize {
+        self.events.watched()
     }
 
     /// The engine client, for callers that proxy other engine endpoints.
@@ -146,6 +163,7 @@ impl Executor for DockerExecutor {
     fn controller(&self, rt: &TaskRuntime) -> Arc<dyn Controller> {
         Arc::new(DockerController {
             docker: self.docker.clone(),
+            events: Arc::clone(&self.events),
             rt: rt.clone(),
             id: Mutex::new(None),
         })
@@ -168,6 +186,7 @@ impl Executor for DockerExecutor {
 /// The controller of one task run as a container.
 pub struct DockerController {
     docker: Docker,
+    events: Arc<EngineEvents>,
     rt: TaskRuntime,
     /// The container ID once found or created.
     id: Mutex<Option<String>>,
@@ -458,21 +477,15 @@ fn health_of(ins: &ContainerInspectResponse) -> Option<Health> {
     }
 }
 
-/// How often the controller reads a container's health while waiting for it to become
-/// healthy (start), and while it runs (wait: gentler on the engine, as every task with a
-/// check polls for its whole life).
-const HEALTH_POLL_START: Duration = Duration::from_millis(250);
-const HEALTH_POLL_RUNNING: Duration = Duration::from_secs(1);
-
 impl DockerController {
     /// Waits until the container is healthy (`Ok(true)`), unhealthy (`Ok(false)`), has no
-    /// health check or stopped running (`Ok(true)`: `wait` reports how it ended).
-    async fn until_health_settles(&self, want_healthy: bool) -> Result<bool, ExecError> {
-        let poll = if want_healthy {
-            HEALTH_POLL_START
-        } else {
-            HEALTH_POLL_RUNNING
+    /// health check or stopped running (`Ok(true)`: `wait` reports how it ended). Woken by
+    /// the engine's `health_status` and `die` events.
+    async fn until_healthy(&self) -> Result<bool, ExecError> {
+        let Some(id) = self.find().await? else {
+            return Ok(true);
         };
+        let mut watch = self.events.watch(&id);
         loop {
             let Some(ins) = self.inspect().await? else {
                 return Ok(true);
@@ -481,12 +494,11 @@ impl DockerController {
                 return Ok(true);
             }
             match health_of(&ins) {
-                None => return Ok(true),
+                None | Some(Health::Healthy) => return Ok(true),
                 Some(Health::Unhealthy) => return Ok(false),
-                Some(Health::Healthy) if want_healthy => return Ok(true),
-                _ => {}
+                Some(Health::Starting) => {}
             }
-            tokio::time::sleep(poll).await;
+            watch.changed().await?;
         }
     }
 }
@@ -525,55 +537,48 @@ impl DockerController {
 
 /// The engine calls behind the controller steps; the steps add the file cleanup.
 impl DockerController {
+    /// Waits for the container to stop running; its exit code. A container that turns
+    /// unhealthy meanwhile is stopped (`UnhealthyExit`). Woken by the executor's event
+    /// stream, it re-inspects the container each time (level-triggered).
     async fn wait_exit(&self) -> Result<ExitStatus, ExecError> {
-        let Some(ins) = self.inspect().await? else {
+        let Some(id) = self.find().await? else {
             return Err(ExecError::NotFound(self.rt.task_id.clone()));
         };
-        if state_status(&ins) == Some(ContainerStateStatusEnum::CREATED) {
-            return Err(ExecError::NotStarted(self.rt.task_id.clone()));
-        }
-        let id = ins.id.clone().unwrap_or_default();
-        if !is_running(&ins) {
-            let code = ins.state.and_then(|s| s.exit_code).unwrap_or(0);
-            return Ok(ExitStatus { code });
-        }
-        let mut stream = self.docker.wait_container(
-            &id,
-            Some(WaitContainerOptions {
-                condition: "not-running".into(),
-            }),
-        );
-        let next = tokio::select! {
-            n = stream.next() => n,
-            h = self.until_health_settles(false) => {
-                if matches!(h, Ok(false)) {
-                    tracing::info!(task.id = %self.rt.task_id, "container turned unhealthy; stopping it");
-                    self.shutdown(self.rt.stop_grace()).await?;
-                    let code = match stream.next().await {
-                        Some(Ok(r)) => r.status_code,
-                        Some(Err(BollardError::DockerContainerWaitError { code, .. })) => code,
-                        _ => 137,
+        // Subscribed before the first look, so an exit right after it still wakes us.
+        let mut watch = self.events.watch(&id);
+        let mut unhealthy = false;
+        loop {
+            let ins = match self.docker.inspect_container(&id, None).await {
+                Ok(ins) => ins,
+                Err(e) if status_code(&e) == Some(404) => {
+                    self.set_cached(None);
+                    // Removed right after it died: the die event has the code.
+                    return match (watch.exit_code(), unhealthy) {
+                        (Some(code), false) => Ok(ExitStatus { code }),
+                        (code, true) => Err(ExecError::UnhealthyExit(code.unwrap_or(137))),
+                        (None, false) => Err(ExecError::NotFound(self.rt.task_id.clone())),
                     };
-                    return Err(ExecError::UnhealthyExit(code));
                 }
-                stream.next().await
+                Err(e) => return Err(map_err(e)),
+            };
+            if state_status(&ins) == Some(ContainerStateStatusEnum::CREATED) && !unhealthy {
+                return Err(ExecError::NotStarted(self.rt.task_id.clone()));
             }
-        };
-        match next {
-            Some(Ok(r)) => Ok(ExitStatus {
-                code: r.status_code,
-            }),
-            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => {
-                Ok(ExitStatus { code })
+            if !is_running(&ins) {
+                let code = ins.state.and_then(|s| s.exit_code).unwrap_or(0);
+                return if unhealthy {
+                    Err(ExecError::UnhealthyExit(code))
+                } else {
+                    Ok(ExitStatus { code })
+                };
             }
-            Some(Err(e)) if status_code(&e) == Some(404) => {
-                self.set_cached(None);
-                Err(ExecError::NotFound(self.rt.task_id.clone()))
+            if !unhealthy && health_of(&ins) == Some(Health::Unhealthy) {
+                tracing::info!(task.id = %self.rt.task_id, "container turned unhealthy; stopping it");
+                unhealthy = true;
+                self.shutdown(self.rt.stop_grace()).await?;
+                continue;
             }
-            Some(Err(e)) => Err(map_err(e)),
-            None => Err(ExecError::Unavailable(
-                "docker engine closed the wait stream".into(),
-            )),
+            watch.changed().await?;
         }
     }
 
@@ -711,7 +716,7 @@ impl Controller for DockerController {
     async fn start(&self) -> Result<(), ExecError> {
         self.start_container().await?;
         // As swarmkit's controller: with a health check, started means healthy.
-        if !self.until_health_settles(true).await? {
+        if !self.until_healthy().await? {
             tracing::info!(task.id = %self.rt.task_id, "container unhealthy before it was ever healthy");
             self.shutdown(self.rt.stop_grace()).await?;
             return Err(ExecError::Unhealthy);
@@ -901,6 +906,7 @@ mod tests {
             Docker::connect_with_http("http://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION)
                 .expect("client");
         let c = DockerController {
+            events: EngineEvents::new(docker.clone(), "n1".into()),
             docker,
             rt: rt.clone(),
             id: Mutex::new(None),

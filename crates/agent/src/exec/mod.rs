@@ -25,6 +25,7 @@ use futures::stream::BoxStream;
 use swarmd_types::{NodeDescription, Task};
 
 pub mod docker;
+mod docker_events;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod files;
