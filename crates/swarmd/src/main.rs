@@ -62,6 +62,22 @@ const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Newly freed heap (bytes) that makes a trim worthwhile.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_FREED: usize = 1 << 20;
+/// Above this resident size the heap is not looked at: `mallinfo2` and `malloc_trim` walk
+/// every free chunk holding the arena's lock, and on a manager with a heap of gigabytes
+/// (100,000 tasks) that stalled allocations every second, long enough for the Raft leader to
+/// lose its lease. A heap that big is live data, not the leftovers of a burst.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_MAX_RSS: u64 = 128 << 20;
+
+/// The process's resident set in bytes (`/proc/self/statm`), if readable.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a constant of the system.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
 
 /// Returns freed heap to the kernel after bursts. glibc gives back only free memory at the
 /// top of a heap; what a burst frees in the middle (starting a hundred tasks at once opens
@@ -79,6 +95,9 @@ async fn trim_heap() {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if resident_bytes().is_none_or(|r| r > TRIM_MAX_RSS) {
+            continue;
+        }
         let free = free_bytes();
         if free < after_last {
             // Free memory got reused: measure new frees from here.
