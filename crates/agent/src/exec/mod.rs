@@ -620,7 +620,8 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
-            },
+            }
+            .into(),
             endpoint_ports: ports,
             ..Default::default()
         }
