@@ -541,3 +541,9 @@ impl From<Service> for Object {
         Object::Service(Box::new(o))
     }
 }
+
+impl From<Box<Service>> for Object {
+    fn from(o: Box<Service>) -> Object {
+        Object::Service(o)
+    }
+}

@@ -31,8 +31,9 @@ pub enum Change {
     Create(Task),
     /// A task with a new desired state (or other orchestrator-owned fields).
     Update(Task),
-    /// A service whose update status changed.
-    UpdateService(Service),
+    /// A service whose update status changed. Boxed: a service is 4 KB inline, a task
+    /// 0.5 KB, and a pass can hold 100,000 task changes.
+    UpdateService(Box<Service>),
 }
 
 /// The orchestrator's decisions for one pass.

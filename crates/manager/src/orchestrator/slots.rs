@@ -288,7 +288,7 @@ fn rolling_update(
             s.spec = prev;
             s.spec_version += 1;
         }
-        plan.changes.push(Change::UpdateService(s));
+        plan.changes.push(Change::UpdateService(Box::new(s)));
     }
     if d.rollback {
         return;
