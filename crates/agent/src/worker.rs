@@ -473,7 +473,8 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
-            },
+            }
+            .into(),
             ..Default::default()
         };
         t.status.state = TaskState::PREPARING;

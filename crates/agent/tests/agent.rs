@@ -238,7 +238,8 @@ fn task(id: &str, image: &str, command: &[&str]) -> Task {
                 ..Default::default()
             }),
             ..Default::default()
-        },
+        }
+        .into(),
         desired_state: TaskState::RUNNING,
         status: TaskStatus {
             state: TaskState::ASSIGNED,

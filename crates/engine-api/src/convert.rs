@@ -229,7 +229,7 @@ pub fn service_status(
 
 /// A task as `GET /tasks` shows it.
 pub fn task_to_docker(t: &Task) -> models::Task {
-    let mut spec = t.spec.clone();
+    let mut spec = (*t.spec).clone();
     spec::ensure_task_force_update(&mut spec);
     // The scheduler's reason for not placing a task is what Docker shows as the task's
     // error while it is pending ("no suitable node ...").
@@ -696,7 +696,7 @@ mod tests {
             service_name: svc.spec.name.clone().unwrap_or_default(),
             slot,
             node_id: node.into(),
-            spec: svc.spec.task_template.clone().unwrap_or_default(),
+            spec: svc.spec.task_template.clone().unwrap_or_default().into(),
             spec_version: svc.spec_version,
             service_labels: svc.spec.labels.clone().unwrap_or_default(),
             desired_state: TaskState::RUNNING,

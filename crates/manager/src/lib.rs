@@ -225,32 +225,40 @@ async fn orchestrate(
         .update_chunked(|t, tx| {
             let now = timefmt::parse(&timefmt::now()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
             let plan = orchestrator::reconcile_scope(t, &scope, now);
-            // One action per object per entry: the last decision wins.
-            let mut tasks: HashMap<String, Change> = HashMap::new();
-            for c in plan.changes {
-                let key = match &c {
-                    Change::Create(t) | Change::Update(t) => format!("t/{}", t.id),
-                    Change::UpdateService(s) => format!("s/{}", s.id),
-                };
-                tasks.insert(key, c);
+            // One action per object per entry: the last decision wins. Indexed by position
+            // (no copy of the changes: a pass can hold 100,000 of them).
+            let n = plan.changes.len();
+            let mut keep = vec![false; n];
+            {
+                let mut last: HashMap<(bool, &str), usize> = HashMap::with_capacity(n);
+                for (i, c) in plan.changes.iter().enumerate() {
+                    let key = match c {
+                        Change::Create(t) | Change::Update(t) => (false, t.id.as_str()),
+                        Change::UpdateService(s) => (true, s.id.as_str()),
+                    };
+                    last.insert(key, i);
+                }
+                for &i in last.values() {
+                    keep[i] = true;
+                }
             }
             let class = |c: &Change| match c {
                 Change::UpdateService(_) => 0u8,
                 Change::Update(_) => 1,
                 Change::Create(_) => 2,
             };
-            // Sort the keys, not the (large) changes, then move each change out once.
-            let mut order: Vec<(u8, String)> =
-                tasks.iter().map(|(k, c)| (class(c), k.clone())).collect();
+            let mut order: Vec<(u8, usize)> = (0..n)
+                .filter(|&i| keep[i])
+                .map(|i| (class(&plan.changes[i]), i))
+                .collect();
             order.sort_unstable();
-            for (_, key) in order {
-                let Some(c) = tasks.remove(&key) else {
-                    continue;
-                };
-                match c {
-                    Change::Create(t) => tx.create(t),
-                    Change::Update(t) => tx.update(t),
-                    Change::UpdateService(s) => tx.update(s),
+            let mut changes: Vec<Option<Change>> = plan.changes.into_iter().map(Some).collect();
+            for (_, i) in order {
+                match changes[i].take() {
+                    Some(Change::Create(t)) => tx.create(t),
+                    Some(Change::Update(t)) => tx.update(t),
+                    Some(Change::UpdateService(s)) => tx.update(s),
+                    None => {}
                 }
             }
             Ok::<_, ProposeError>(plan.wake_after)

@@ -116,6 +116,7 @@ impl MemoryStore {
             match action {
                 StoreAction::Create(obj) => {
                     let mut obj = obj.clone();
+                    inner.tables.share_spec(&mut obj);
                     let meta = obj.meta_mut();
                     meta.version = index;
                     meta.created_at = batch.proposed_at.clone();
@@ -128,6 +129,7 @@ impl MemoryStore {
                 }
                 StoreAction::Update(obj) => {
                     let mut obj = obj.clone();
+                    inner.tables.share_spec(&mut obj);
                     let created = inner
                         .tables
                         .get(obj.kind(), obj.id())

@@ -588,4 +588,94 @@ mod tests {
         assert_eq!(runs, 2);
         assert_eq!(s.view(|t| t.services["a"].spec_version), 11);
     }
+
+    /// Tasks of one service hold one copy of an equal spec (the leader's memory per task
+    /// depends on it), a changed spec stays the task's own, and a restored snapshot shares
+    /// again.
+    #[tokio::test]
+    async fn equal_task_specs_share_one_allocation() {
+        use swarmd_types::models::{TaskSpec, TaskSpecContainerSpec};
+        let spec = |image: &str| TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(image.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let task = |id: &str, service: &str, image: &str| Task {
+            id: id.into(),
+            service_id: service.into(),
+            spec: spec(image).into(),
+            ..Default::default()
+        };
+        let s = store();
+        s.update(|_, tx| {
+            tx.create(task("t1", "s1", "a"));
+            tx.create(task("t2", "s1", "a"));
+            tx.create(task("u1", "s2", "a"));
+            Ok::<_, ProposeError>(())
+        })
+        .await
+        .unwrap();
+        s.update(|_, tx| {
+            tx.create(task("t3", "s1", "a"));
+            Ok::<_, ProposeError>(())
+        })
+        .await
+        .unwrap();
+        let shared =
+            |s: &Store, a: &str, b: &str| s.view(|t| t.tasks[a].spec.ptr_eq(&t.tasks[b].spec));
+        assert!(shared(&s, "t1", "t2"), "same batch");
+        assert!(shared(&s, "t1", "t3"), "later batch");
+        assert!(!shared(&s, "t1", "u1"), "another service keeps its own");
+
+        // A status change arrives with its own (equal) copy: it shares again.
+        s.update(|t, tx| {
+            let mut t2 = t.tasks["t2"].clone();
+            t2.spec = spec("a").into();
+            t2.status.message = "moved on".into();
+            tx.update(t2);
+            Ok::<_, ProposeError>(())
+        })
+        .await
+        .unwrap();
+        assert!(shared(&s, "t1", "t2"));
+
+        // Changing one task's spec copies it: the others keep theirs.
+        s.update(|t, tx| {
+            let mut t3 = t.tasks["t3"].clone();
+            t3.spec.container_spec.as_mut().unwrap().image = Some("b".into());
+            tx.update(t3);
+            Ok::<_, ProposeError>(())
+        })
+        .await
+        .unwrap();
+        s.view(|t| {
+            assert_eq!(
+                t.tasks["t3"]
+                    .spec
+                    .container_spec
+                    .as_ref()
+                    .unwrap()
+                    .image
+                    .as_deref(),
+                Some("b")
+            );
+            for id in ["t1", "t2"] {
+                assert_eq!(t.tasks[id].spec, spec("a"), "{id} unchanged");
+            }
+        });
+
+        let json = serde_json::to_vec(&s.memory().snapshot()).unwrap();
+        let other = MemoryStore::new();
+        other.restore(serde_json::from_slice(&json).unwrap());
+        other.view(|t| {
+            assert!(
+                t.tasks["t1"].spec.ptr_eq(&t.tasks["t2"].spec),
+                "restored tasks share"
+            );
+            assert_eq!(t.tasks["t1"].spec, spec("a"));
+            assert_eq!(t.tasks_of_service("s1").count(), 3, "indexes rebuilt");
+        });
+    }
 }

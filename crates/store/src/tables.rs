@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use swarmd_types::models::TaskState;
-use swarmd_types::{Cluster, Config, Kind, Network, Node, Object, Secret, Service, Task};
+use swarmd_types::{
+    Cluster, Config, Kind, Network, Node, Object, Secret, Service, SharedSpec, Task,
+};
 
 /// All stored objects. `BTreeMap`s keep iteration (and snapshots) in a stable order.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -31,6 +33,37 @@ pub(crate) struct Indexes {
     pub new_tasks: BTreeSet<WaitKey>,
     /// Tasks whose status is PENDING (waiting for the scheduler), in [`WaitKey`] order.
     pub pending_tasks: BTreeSet<WaitKey>,
+    /// The spec of the task of each service applied last: a task arriving with an equal
+    /// spec shares its allocation (see [`Tables::share_spec`]).
+    pub specs: HashMap<String, SharedSpec>,
+}
+
+impl Indexes {
+    fn add_task(&mut self, t: &Task) {
+        self.tasks_by_service
+            .entry(t.service_id.clone())
+            .or_default()
+            .insert(t.id.clone());
+        if !t.node_id.is_empty() {
+            self.tasks_by_node
+                .entry(t.node_id.clone())
+                .or_default()
+                .insert(t.id.clone());
+        }
+        match t.status.state {
+            TaskState::NEW => {
+                self.new_tasks.insert(wait_key(t));
+            }
+            TaskState::PENDING => {
+                self.pending_tasks.insert(wait_key(t));
+            }
+            _ => {}
+        }
+    }
+
+    fn add_name(&mut self, kind: Kind, name: &str, id: &str) {
+        self.names.insert((kind, name.to_string()), id.to_string());
+    }
 }
 
 /// Order of the waiting-task indexes: oldest first, then by service, slot and ID (the order
@@ -49,9 +82,9 @@ fn wait_key(t: &Task) -> WaitKey {
 impl Tables {
     pub fn get(&self, kind: Kind, id: &str) -> Option<Object> {
         match kind {
-            Kind::Cluster => self.clusters.get(id).cloned().map(Object::Cluster),
+            Kind::Cluster => self.clusters.get(id).cloned().map(Object::from),
             Kind::Node => self.nodes.get(id).cloned().map(Object::Node),
-            Kind::Service => self.services.get(id).cloned().map(Object::Service),
+            Kind::Service => self.services.get(id).cloned().map(Object::from),
             Kind::Task => self.tasks.get(id).cloned().map(Object::Task),
             Kind::Network => self.networks.get(id).cloned().map(Object::Network),
             Kind::Secret => self.secrets.get(id).cloned().map(Object::Secret),
@@ -126,18 +159,44 @@ impl Tables {
         self.clusters.values().next()
     }
 
+    /// Makes a task about to be stored share its spec with an equal one already stored: its
+    /// own previous version's, or that of the task of its service applied last. Every task
+    /// of a service version then holds one copy of the spec instead of its own (1.4 KB
+    /// inline plus strings each). Only sharing changes, never a value, so apply stays
+    /// deterministic.
+    pub(crate) fn share_spec(&mut self, obj: &mut Object) {
+        let Object::Task(t) = obj else {
+            return;
+        };
+        if let Some(old) = self.tasks.get(&t.id)
+            && (old.spec.ptr_eq(&t.spec) || old.spec == t.spec)
+        {
+            t.spec = old.spec.clone();
+            return;
+        }
+        match self.index.specs.get(&t.service_id) {
+            Some(s) if s.ptr_eq(&t.spec) => {}
+            Some(s) if *s == t.spec => t.spec = s.clone(),
+            _ => {
+                self.index
+                    .specs
+                    .insert(t.service_id.clone(), t.spec.clone());
+            }
+        }
+    }
+
     pub(crate) fn insert(&mut self, obj: Object) {
         self.unindex(obj.kind(), obj.id());
         self.index_obj(&obj);
         match obj {
             Object::Cluster(o) => {
-                self.clusters.insert(o.id.clone(), o);
+                self.clusters.insert(o.id.clone(), *o);
             }
             Object::Node(o) => {
                 self.nodes.insert(o.id.clone(), o);
             }
             Object::Service(o) => {
-                self.services.insert(o.id.clone(), o);
+                self.services.insert(o.id.clone(), *o);
             }
             Object::Task(o) => {
                 self.tasks.insert(o.id.clone(), o);
@@ -157,9 +216,9 @@ impl Tables {
     pub(crate) fn remove(&mut self, kind: Kind, id: &str) -> Option<Object> {
         self.unindex(kind, id);
         match kind {
-            Kind::Cluster => self.clusters.remove(id).map(Object::Cluster),
+            Kind::Cluster => self.clusters.remove(id).map(Object::from),
             Kind::Node => self.nodes.remove(id).map(Object::Node),
-            Kind::Service => self.services.remove(id).map(Object::Service),
+            Kind::Service => self.services.remove(id).map(Object::from),
             Kind::Task => self.tasks.remove(id).map(Object::Task),
             Kind::Network => self.networks.remove(id).map(Object::Network),
             Kind::Secret => self.secrets.remove(id).map(Object::Secret),
@@ -169,32 +228,10 @@ impl Tables {
 
     fn index_obj(&mut self, obj: &Object) {
         if let Object::Task(t) = obj {
-            self.index
-                .tasks_by_service
-                .entry(t.service_id.clone())
-                .or_default()
-                .insert(t.id.clone());
-            if !t.node_id.is_empty() {
-                self.index
-                    .tasks_by_node
-                    .entry(t.node_id.clone())
-                    .or_default()
-                    .insert(t.id.clone());
-            }
-            match t.status.state {
-                TaskState::NEW => {
-                    self.index.new_tasks.insert(wait_key(t));
-                }
-                TaskState::PENDING => {
-                    self.index.pending_tasks.insert(wait_key(t));
-                }
-                _ => {}
-            }
+            self.index.add_task(t);
         }
         if let Some(name) = obj.unique_name() {
-            self.index
-                .names
-                .insert((obj.kind(), name.to_string()), obj.id().to_string());
+            self.index.add_name(obj.kind(), name, obj.id());
         }
     }
 
@@ -229,6 +266,7 @@ impl Tables {
                 set.remove(id);
                 if set.is_empty() {
                     self.index.tasks_by_service.remove(&service_id);
+                    self.index.specs.remove(&service_id);
                 }
             }
             if let Some(set) = self.index.tasks_by_node.get_mut(&node_id) {
@@ -263,18 +301,32 @@ impl Tables {
     /// filling the public maps directly (tests of the components above the store).
     pub fn reindex(&mut self) {
         self.index = Indexes::default();
-        let objs: Vec<Object> = self
-            .tasks
-            .values()
-            .cloned()
-            .map(Object::Task)
-            .chain(self.services.values().cloned().map(Object::Service))
-            .chain(self.networks.values().cloned().map(Object::Network))
-            .chain(self.secrets.values().cloned().map(Object::Secret))
-            .chain(self.configs.values().cloned().map(Object::Config))
-            .collect();
-        for o in &objs {
-            self.index_obj(o);
+        // Share the specs again (a deserialized snapshot holds one copy per task), and index
+        // in place: a copy of every object would double the memory of a big restore.
+        let mut specs: HashMap<String, SharedSpec> = HashMap::new();
+        for t in self.tasks.values_mut() {
+            match specs.get(&t.service_id) {
+                Some(s) if *s == t.spec => t.spec = s.clone(),
+                _ => {
+                    specs.insert(t.service_id.clone(), t.spec.clone());
+                }
+            }
+            self.index.add_task(t);
+        }
+        self.index.specs = specs;
+        for s in self.services.values() {
+            if let Some(name) = s.spec.name.as_deref() {
+                self.index.add_name(Kind::Service, name, &s.id);
+            }
+        }
+        for n in self.networks.values() {
+            self.index.add_name(Kind::Network, &n.name, &n.id);
+        }
+        for s in self.secrets.values() {
+            self.index.add_name(Kind::Secret, &s.name, &s.id);
+        }
+        for c in self.configs.values() {
+            self.index.add_name(Kind::Config, &c.name, &c.id);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Field ownership (DESIGN §2, principle 3): each field's doc comment names its one writer.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bollard_stubs::models::{
     ContainerStatus, EndpointPortConfig, EndpointSpec, NodeSpec, PortStatus, ServiceSpec,
@@ -233,8 +234,9 @@ pub struct Task {
     pub slot: u64,
     /// Written by the scheduler (replicated) or the global orchestrator.
     pub node_id: String,
-    /// Copy of the service's task template when the task was made. Written by orchestrators.
-    pub spec: TaskSpec,
+    /// The service's task template when the task was made. Written by orchestrators. Shared
+    /// between the tasks made from the same template (see [`SharedSpec`]).
+    pub spec: SharedSpec,
     /// `Service::spec_version` the task was made from.
     pub spec_version: u64,
     /// Service labels at creation, for `label=` filters.
@@ -252,6 +254,56 @@ pub struct Task {
     /// leaves NEW; the addresses are free again once the task is terminal or removed.
     #[serde(default)]
     pub networks: Vec<NetworkAttachment>,
+}
+
+/// A task's spec, shared: the tasks of one service version hold one copy between them.
+///
+/// A [`TaskSpec`] is 1.4 KB inline plus its strings; as a plain field every one of a
+/// million tasks (and every event and message carrying one) held its own copy, which made
+/// the spec most of the leader's memory per task (BENCHMARKS.md, "Scale simulation"). The
+/// store hands equal specs the same allocation when it applies them. Reads deref to the
+/// spec; a write through `DerefMut` copies it first if it is shared (copy on write), so no
+/// task's change reaches another. Serialized exactly as the spec itself.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SharedSpec(Arc<TaskSpec>);
+
+impl SharedSpec {
+    /// Whether both hold the same allocation (not merely equal specs).
+    pub fn ptr_eq(&self, other: &SharedSpec) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::ops::Deref for SharedSpec {
+    type Target = TaskSpec;
+    fn deref(&self) -> &TaskSpec {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SharedSpec {
+    fn deref_mut(&mut self) -> &mut TaskSpec {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<TaskSpec> for SharedSpec {
+    fn from(spec: TaskSpec) -> Self {
+        SharedSpec(Arc::new(spec))
+    }
+}
+
+impl PartialEq<TaskSpec> for SharedSpec {
+    fn eq(&self, other: &TaskSpec) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl std::fmt::Debug for SharedSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// A task's place on one network.
@@ -417,14 +469,14 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// Any stored object. Variants differ in size; objects are moved, not stored in bulk
-/// arrays of this enum, so boxing would only add allocations.
-#[allow(clippy::large_enum_variant)]
+/// Any stored object. The cluster and services are boxed: a service (two full specs) is
+/// 4 KB inline, and unboxed it set the size of every object in every batch and event,
+/// most of which are tasks (about 500 bytes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Object {
-    Cluster(Cluster),
+    Cluster(Box<Cluster>),
     Node(Node),
-    Service(Service),
+    Service(Box<Service>),
     Task(Task),
     Network(Network),
     Secret(Secret),
@@ -476,4 +528,22 @@ macro_rules! into_object {
         })*
     };
 }
-into_object!(Cluster, Node, Service, Task, Network, Secret, Config);
+into_object!(Node, Task, Network, Secret, Config);
+
+impl From<Cluster> for Object {
+    fn from(o: Cluster) -> Object {
+        Object::Cluster(Box::new(o))
+    }
+}
+
+impl From<Service> for Object {
+    fn from(o: Service) -> Object {
+        Object::Service(Box::new(o))
+    }
+}
+
+impl From<Box<Service>> for Object {
+    fn from(o: Box<Service>) -> Object {
+        Object::Service(o)
+    }
+}

@@ -621,7 +621,8 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
-            },
+            }
+            .into(),
             endpoint_ports: ports,
             ..Default::default()
         }

@@ -99,7 +99,7 @@ impl State {
                 service_name: svc.spec.name.clone().unwrap_or_default(),
                 slot,
                 node_id: NODE_ID.into(),
-                spec: svc.spec.task_template.clone().unwrap_or_default(),
+                spec: svc.spec.task_template.clone().unwrap_or_default().into(),
                 spec_version: svc.spec_version,
                 service_labels: svc.spec.labels.clone().unwrap_or_default(),
                 desired_state: TaskState::RUNNING,

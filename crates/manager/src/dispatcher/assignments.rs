@@ -490,7 +490,8 @@ mod tests {
                     ..Default::default()
                 }),
                 ..Default::default()
-            },
+            }
+            .into(),
             ..Default::default()
         };
         t.status.state = TaskState::ASSIGNED;

@@ -288,7 +288,7 @@ fn rolling_update(
             s.spec = prev;
             s.spec_version += 1;
         }
-        plan.changes.push(Change::UpdateService(s));
+        plan.changes.push(Change::UpdateService(Box::new(s)));
     }
     if d.rollback {
         return;
@@ -684,9 +684,9 @@ mod tests {
         });
         let mut bad = task("bad", 1, TaskState::FAILED, TaskState::RUNNING, "");
         bad.spec_version = 2;
-        bad.spec = svc.spec.task_template.clone().unwrap();
+        bad.spec = svc.spec.task_template.clone().unwrap().into();
         let mut b = task("b", 2, TaskState::RUNNING, TaskState::RUNNING, "");
-        b.spec = prev.task_template.clone().unwrap();
+        b.spec = prev.task_template.clone().unwrap().into();
         let p = reconcile_service(&svc, &[&bad, &b], &nodes(), now());
         let s = p
             .changes
@@ -800,7 +800,7 @@ mod tests {
                     t.meta.created_at = format!("2026-01-01T00:00:{secs:02}Z");
                     if *new {
                         t.spec_version = 2;
-                        t.spec = svc.spec.task_template.clone().unwrap();
+                        t.spec = svc.spec.task_template.clone().unwrap().into();
                     }
                     t
                 })

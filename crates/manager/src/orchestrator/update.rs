@@ -635,9 +635,15 @@ mod tests {
     fn dirty_compares_content() {
         let svc = service(cfg(1, 0), None);
         let mut t = task("t", 1, TaskState::RUNNING, None, 0);
-        t.spec = svc.previous_spec.clone().unwrap().task_template.unwrap();
+        t.spec = svc
+            .previous_spec
+            .clone()
+            .unwrap()
+            .task_template
+            .unwrap()
+            .into();
         assert!(is_dirty(&svc, &t));
-        t.spec = svc.spec.task_template.clone().unwrap();
+        t.spec = svc.spec.task_template.clone().unwrap().into();
         assert!(
             !is_dirty(&svc, &t),
             "same template, older version: up to date"
