@@ -48,6 +48,11 @@ const KEY_PURGED: &str = "last_purged";
 pub(crate) const KEY_SNAP_META: &str = "meta";
 pub(crate) const KEY_SNAP_DATA: &str = "data";
 
+/// redb's page cache. Its default (1 GiB) filled with log pages that are read back at most
+/// once (the newest entries are read from [`Recent`]): 4.2 KB per task, 419 MB, on a leader
+/// placing 100,000 tasks.
+const DB_CACHE_BYTES: usize = 32 << 20;
+
 /// File name of the Raft database inside the configured directory.
 pub const DB_FILE: &str = "raft.redb";
 
@@ -172,6 +177,7 @@ impl Db {
     pub(crate) fn open(path: &Path, key: DataKey) -> io::Result<Db> {
         let db = Database::builder()
             .set_check_integrity_on_open(true)
+            .set_cache_size(DB_CACHE_BYTES)
             .create(path)
             .map_err(redb_err)?;
         let txn = durable_write(&db)?;
