@@ -396,12 +396,13 @@ fn append_deadline(openraft_ttl: Duration, entries: usize, payload_bytes: usize)
 /// megabytes; done on an async worker, they held it for long enough on 2 busy cores that
 /// heartbeats and votes waiting behind them missed their deadlines and the leader lost its
 /// lease (three managers placing 100,000 tasks).
-async fn off_runtime<R: Send + 'static>(
-    f: impl FnOnce() -> Result<R, String> + Send + 'static,
-) -> Result<R, String> {
+/// `Err` only when the blocking task itself failed (panicked or was cancelled).
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| format!("raft (de)serialization task failed: {e}"))?
+        .map_err(|e| format!("raft (de)serialization task failed: {e}"))
 }
 
 /// Payloads above this are decoded off the async workers (see [`off_runtime`]).
@@ -426,7 +427,7 @@ impl RaftNetworkV2<C> for PeerClient {
         let payload = if entries == 0 {
             encode(&rpc)
         } else {
-            off_runtime(move || encode(&rpc)).await
+            off_runtime(move || encode(&rpc)).await.and_then(|r| r)
         }
         .map_err(|e| CallError::Network(e).into_rpc(self, a))?;
         let ttl = append_deadline(option.hard_ttl(), entries, payload.len());
@@ -558,14 +559,9 @@ impl RaftService for RaftRpcHandler {
         let req: AppendEntriesRequest<C> = if payload.len() <= DECODE_INLINE_MAX {
             decode_req("append_entries", &payload)?
         } else {
-            off_runtime(move || {
-                decode_req("append_entries", &payload).map_err(|e| match e {
-                    RpcError::InvalidArgument(m) => m,
-                    other => other.to_string(),
-                })
-            })
-            .await
-            .map_err(RpcError::InvalidArgument)?
+            off_runtime(move || decode_req("append_entries", &payload))
+                .await
+                .map_err(RpcError::Internal)??
         };
         let resp = self.raft.append_entries(req).await.map_err(stopped)?;
         encode_resp(&resp)
