@@ -79,14 +79,7 @@ fn certificates_renew_before_expiry_and_renewed_ones_reconnect() {
         seen_w.insert(cert_of(&w));
         seen_m.len() >= 3 && seen_w.len() >= 3
     });
-    let ready = |m: &Daemon| {
-        m.docker(&["node", "ls", "--format", "{{.Status}}"])
-            .stdout
-            .lines()
-            .filter(|l| l.trim() == "Ready")
-            .count()
-            == 2
-    };
+    let ready = |m: &Daemon| ready_nodes(m) == 2;
     assert!(ready(&m), "both nodes stayed ready through the renewals");
 
     // A restarted worker opens new connections with its renewed certificate.

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use common::{
     EngineCleanup, POLL, T, http_body, http_get_cmd, nslookup_answers, running_tasks,
-    service_field, task_field, three_nodes,
+    service_field, task_containers_args, task_field, three_nodes,
 };
 use swarmd_testkit::{Daemon, Executor, engine_docker, require_engine, wait_for, wait_until};
 
@@ -18,14 +18,8 @@ const HTTPD: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -
 
 /// The running engine container of `service` on the node `node_id`.
 fn container_of(service: &str, node_id: &str) -> Option<String> {
-    let out = engine_docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=com.docker.swarm.service.name={service}"),
-        "--filter",
-        &format!("label=com.docker.swarm.node.id={node_id}"),
-    ]);
+    let args = task_containers_args(service, node_id);
+    let out = engine_docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
     out.success()
         .then(|| out.stdout_trimmed().lines().next().map(str::to_string))
         .flatten()

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use common::{
     EngineCleanup, POLL, T, http_body, http_get_cmd, nslookup_answers, running_tasks,
-    service_field, task_field,
+    service_field, task_containers_args, task_field, wait_ready_nodes,
 };
 use swarmd_testkit::{
     Daemon, Executor, Machine, engine_docker, require_engine, unique_name, wait_for, wait_until,
@@ -57,14 +57,8 @@ impl Engine<'_> {
 
     /// The running container of `service`'s task on node `node_id`.
     fn container_of(&self, service: &str, node_id: &str) -> Result<String, String> {
-        let out = self.docker(&[
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=com.docker.swarm.service.name={service}"),
-            "--filter",
-            &format!("label=com.docker.swarm.node.id={node_id}"),
-        ]);
+        let args = task_containers_args(service, node_id);
+        let out = self.docker(&args.iter().map(String::as_str).collect::<Vec<_>>());
         out.success()
             .then(|| out.stdout_trimmed().lines().next().map(str::to_string))
             .flatten()
@@ -284,16 +278,7 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
         .ok()
         .stdout_trimmed()
         .to_string();
-    wait_until(T, POLL, "2 ready nodes", || {
-        manager
-            .docker(&["node", "ls", "--format", "{{.Status}}"])
-            .ok()
-            .lines()
-            .iter()
-            .filter(|s| **s == "Ready")
-            .count()
-            == 2
-    });
+    wait_ready_nodes(&manager, 2);
     step("manager on A and worker on B ready");
 
     let net = manager

@@ -141,15 +141,7 @@ fn placement_preference_spreads_over_zones() {
     let w2 = daemon(Executor::Process, &unique_name("pw"));
     w2.docker(&["swarm", "join", "--token", &token, &addr]).ok();
     let _l2 = Leave(&w2);
-    wait_until(T, POLL, "three ready nodes", || {
-        m.docker(&["node", "ls", "--format", "{{.Status}}"])
-            .ok()
-            .lines()
-            .iter()
-            .filter(|s| **s == "Ready")
-            .count()
-            == 3
-    });
+    wait_ready_nodes(&m, 3);
     // Zone a: the manager and w1; zone b: w2 alone.
     let id = |d: &Daemon| {
         d.docker(&["info", "--format", "{{.Swarm.NodeID}}"])

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Leave, POLL, T, process_node};
+use common::{Leave, POLL, T, process_node, ready_nodes, wait_ready_nodes};
 use swarmd_testkit::{
     Daemon, Executor, cleanup_engine_containers, engine_docker, require_engine, unique_loopback,
     unique_name, wait_for, wait_until,
@@ -525,13 +525,7 @@ fn secrets_reach_only_nodes_that_run_a_referencing_task() {
         .to_string();
     let addr = format!("{}:2377", m.node_addr());
     w.docker(&["swarm", "join", "--token", &token, &addr]).ok();
-    wait_until(T, POLL, "two ready nodes", || {
-        m.docker(&["node", "ls", "--format", "{{.Status}}"])
-            .stdout
-            .matches("Ready")
-            .count()
-            == 2
-    });
+    wait_ready_nodes(&m, 2);
 
     let value = format!("plaintext-{}", unique_name("v"));
     let sid = create_secret(&m, &["pinned"], value.as_bytes());
@@ -664,14 +658,8 @@ fn no_secret_plaintext_under_any_data_root_or_in_any_log() {
         }
     }
     let _c = Cleanup(ids.clone());
-    let ready = |m: &Daemon| {
-        m.docker(&["node", "ls", "--format", "{{.Status}}"])
-            .stdout
-            .matches("Ready")
-            .count()
-            == 2
-    };
-    wait_until(T, POLL, "two ready nodes", || ready(&m));
+    let ready = |m: &Daemon| ready_nodes(m) == 2;
+    wait_ready_nodes(&m, 2);
 
     let value = format!("atrest-{}-{}", unique_name("v"), std::process::id());
     create_secret(&m, &["atrest"], value.as_bytes());

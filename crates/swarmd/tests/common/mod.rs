@@ -156,16 +156,7 @@ pub fn three_nodes(executor: Executor, prefix: &str) -> Vec<Daemon> {
         w.docker(&["swarm", "join", "--token", &token, &addr]).ok();
         nodes.push(w);
     }
-    wait_until(T, POLL, "3 ready nodes", || {
-        nodes[0]
-            .docker(&["node", "ls", "--format", "{{.Status}}"])
-            .ok()
-            .lines()
-            .iter()
-            .filter(|s| **s == "Ready")
-            .count()
-            == 3
-    });
+    wait_ready_nodes(&nodes[0], 3);
     nodes
 }
 
@@ -201,4 +192,31 @@ pub fn nslookup_answers(
     } else {
         Ok(answers)
     }
+}
+
+/// How many nodes `m`'s `docker node ls` shows Ready.
+pub fn ready_nodes(m: &Daemon) -> usize {
+    m.docker(&["node", "ls", "--format", "{{.Status}}"])
+        .stdout
+        .lines()
+        .filter(|l| l.trim() == "Ready")
+        .count()
+}
+
+/// Waits until `m`'s `docker node ls` shows `n` nodes Ready.
+pub fn wait_ready_nodes(m: &Daemon, n: usize) {
+    wait_until(T, POLL, &format!("{n} ready nodes"), || ready_nodes(m) == n);
+}
+
+/// `docker ps` arguments listing the running containers of `service`'s tasks on node
+/// `node_id` (by the labels Docker's swarm mode gives task containers).
+pub fn task_containers_args(service: &str, node_id: &str) -> Vec<String> {
+    vec![
+        "ps".into(),
+        "-q".into(),
+        "--filter".into(),
+        format!("label=com.docker.swarm.service.name={service}"),
+        "--filter".into(),
+        format!("label=com.docker.swarm.node.id={node_id}"),
+    ]
 }
