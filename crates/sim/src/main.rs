@@ -165,12 +165,34 @@ async fn join(args: &Args, i: usize) -> anyhow::Result<(String, Arc<rustls::Clie
     Ok((issued.node_id, tls))
 }
 
-/// A status report in flight: its outcome, the tasks it reports RUNNING, how many others.
+/// A status report in flight; resolves to its outcome and the reports it carried.
 type ReportFuture<'a> = std::pin::Pin<
     Box<
-        dyn std::future::Future<Output = (Result<(), DispatchError>, Vec<String>, u64)> + Send + 'a,
+        dyn std::future::Future<Output = (Result<(), DispatchError>, Vec<TaskStatusUpdate>)>
+            + Send
+            + 'a,
     >,
 >;
+
+/// Whether a failed status report ends the session. The real agent's reporter
+/// (crates/agent/src/reporter.rs) keeps its session and retries after a backoff on anything
+/// but a rejected session; so does the simulated node. Ending the session on a slow Raft
+/// commit made every node re-open it and be sent its complete set again, under exactly the
+/// load that made the commit slow.
+fn report_error_ends_session(e: &DispatchError) -> bool {
+    matches!(
+        e,
+        DispatchError::SessionInvalid
+            | DispatchError::NodeRemoved(_)
+            | DispatchError::NotLeader { .. }
+    )
+}
+
+/// Delay before retrying a failed report: 200 ms doubling up to 5 s (the agent's
+/// reporter backs off the same way).
+fn report_retry_delay(failures: u32) -> Duration {
+    Duration::from_millis(200u64 << failures.min(5)).min(Duration::from_secs(5))
+}
 
 /// One dispatcher session on its own mTLS connection; returns why it ended.
 async fn session(
@@ -226,17 +248,20 @@ async fn session(
     // queue and go together in the next one.
     let mut queued: Vec<TaskStatusUpdate> = Vec::new();
     let mut in_flight: Option<ReportFuture<'_>> = None;
+    // After a failed report: when to send again, and how many failed in a row.
+    let mut retry: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let mut failures: u32 = 0;
     let report = |reports: Vec<TaskStatusUpdate>| -> ReportFuture<'_> {
-        let running: Vec<String> = reports
-            .iter()
-            .filter(|r| r.status.state == swarmd_types::models::TaskState::RUNNING)
-            .map(|r| r.task_id.clone())
-            .collect();
-        let shutdown = (reports.len() - running.len()) as u64;
         let (d, sid) = (&d, &sid);
-        Box::pin(async move { (d.update_task_status(sid, reports).await, running, shutdown) })
+        Box::pin(async move {
+            let r = d.update_task_status(sid, reports.clone()).await;
+            (r, reports)
+        })
     };
     loop {
+        if in_flight.is_none() && retry.is_none() && !queued.is_empty() {
+            in_flight = Some(report(std::mem::take(&mut queued)));
+        }
         tokio::select! {
             _ = &mut beat => {
                 match d.heartbeat(&sid).await {
@@ -268,15 +293,19 @@ async fn session(
                     stats.last_assigned_ms.fetch_max(unix_ms(), Ordering::Relaxed);
                 }
                 queued.extend(applied.reports);
-                if in_flight.is_none() && !queued.is_empty() {
-                    in_flight = Some(report(std::mem::take(&mut queued)));
-                }
             }
             r = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
                 in_flight = None;
-                let (result, running, shutdown) = r;
+                let (result, reports) = r;
                 match result {
                     Ok(()) => {
+                        failures = 0;
+                        let running: Vec<String> = reports
+                            .iter()
+                            .filter(|r| r.status.state == swarmd_types::models::TaskState::RUNNING)
+                            .map(|r| r.task_id.clone())
+                            .collect();
+                        let shutdown = (reports.len() - running.len()) as u64;
                         let running = sim.acknowledged(running);
                         stats.running.fetch_add(running, Ordering::Relaxed);
                         stats.shutdown.fetch_add(shutdown, Ordering::Relaxed);
@@ -286,12 +315,20 @@ async fn session(
                     }
                     Err(e) => {
                         stats.report_errors.fetch_add(1, Ordering::Relaxed);
-                        return e;
+                        if report_error_ends_session(&e) {
+                            return e;
+                        }
+                        tracing::debug!(node = %hostname, error = %e, "status report failed; will retry");
+                        // Sent again first; reports queued meanwhile follow (and win).
+                        let newer = std::mem::replace(&mut queued, reports);
+                        queued.extend(newer);
+                        retry = Some(Box::pin(tokio::time::sleep(report_retry_delay(failures))));
+                        failures += 1;
                     }
                 }
-                if !queued.is_empty() {
-                    in_flight = Some(report(std::mem::take(&mut queued)));
-                }
+            }
+            _ = async { retry.as_mut().expect("guarded").await }, if retry.is_some() => {
+                retry = None;
             }
         }
     }

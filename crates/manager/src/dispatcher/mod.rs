@@ -47,9 +47,13 @@ const MONITOR_TICK: Duration = Duration::from_millis(200);
 /// services' tasks; under load commits come every few milliseconds).
 const NET_TABLES_INTERVAL: Duration = Duration::from_millis(100);
 /// Most status updates folded into one Raft entry.
-const MAX_STATUS_BATCH: usize = 1000;
+const MAX_STATUS_BATCH: usize = swarmd_store::MAX_ACTIONS_PER_ENTRY;
 /// How long the batcher waits for more updates before writing.
 const STATUS_BATCH_WINDOW: Duration = Duration::from_millis(20);
+/// Status entries in Raft at once. One at a time capped status writes at one entry per
+/// commit latency: with a million placements queued in the log ahead of it, nodes' reports
+/// waited past their deadline (BENCHMARKS.md, "Scale simulation").
+const STATUS_WRITES_IN_FLIGHT: usize = 4;
 
 struct Session {
     node_id: String,
@@ -320,27 +324,52 @@ impl Dispatcher {
         self.tracker.wait().await;
     }
 
+    /// Folds reports into Raft entries: a batch is written once it holds
+    /// [`MAX_STATUS_BATCH`] updates or its first report has waited [`STATUS_BATCH_WINDOW`],
+    /// with up to [`STATUS_WRITES_IN_FLIGHT`] entries in Raft at once; while all are in
+    /// flight, reports gather into the next batch. Each caller is answered once its entry
+    /// committed (or failed).
     async fn status_batcher(&self, mut rx: mpsc::Receiver<StatusJob>) {
+        use futures::stream::FuturesUnordered;
+        let mut writing = FuturesUnordered::new();
+        let mut jobs: Vec<StatusJob> = Vec::new();
+        let mut count = 0usize;
+        // When the oldest gathered report's window ends.
+        let mut deadline: Option<Instant> = None;
+        let mut closed = false;
         loop {
-            let first = tokio::select! {
+            let slot_free = writing.len() < STATUS_WRITES_IN_FLIGHT;
+            let due = count >= MAX_STATUS_BATCH
+                || closed
+                || deadline.is_some_and(|d| Instant::now() >= d);
+            if slot_free && !jobs.is_empty() && due {
+                let batch = std::mem::take(&mut jobs);
+                count = 0;
+                deadline = None;
+                writing.push(async move {
+                    let result = self.write_statuses(&batch).await;
+                    for (_, _, reply) in batch {
+                        let _ = reply.send(result.clone());
+                    }
+                });
+                continue;
+            }
+            if closed && jobs.is_empty() && writing.is_empty() {
+                return;
+            }
+            let timer = deadline.filter(|_| slot_free && !jobs.is_empty());
+            tokio::select! {
                 _ = self.cancel.cancelled() => return,
-                job = rx.recv() => match job { Some(j) => j, None => return },
-            };
-            let mut jobs = vec![first];
-            let deadline = Instant::now() + STATUS_BATCH_WINDOW;
-            let mut count: usize = jobs[0].1.len();
-            while count < MAX_STATUS_BATCH {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(j)) => {
+                job = rx.recv(), if !closed && count < MAX_STATUS_BATCH => match job {
+                    Some(j) => {
                         count += j.1.len();
                         jobs.push(j);
+                        deadline.get_or_insert_with(|| Instant::now() + STATUS_BATCH_WINDOW);
                     }
-                    _ => break,
-                }
-            }
-            let result = self.write_statuses(&jobs).await;
-            for (_, _, reply) in jobs {
-                let _ = reply.send(result.clone());
+                    None => closed = true,
+                },
+                _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {}
+                Some(()) = writing.next(), if !writing.is_empty() => {}
             }
         }
     }
@@ -349,7 +378,9 @@ impl Dispatcher {
     async fn write_statuses(&self, jobs: &[StatusJob]) -> Result<(), DispatchError> {
         self.store
             .update(|t, tx| {
-                let mut latest: HashMap<&str, &TaskStatusUpdate> = HashMap::new();
+                // The last report of each task, with the task (looked up once).
+                let mut latest: HashMap<&str, (&swarmd_types::Task, &TaskStatusUpdate)> =
+                    HashMap::new();
                 for (node_id, updates, _) in jobs {
                     for u in updates {
                         let Some(task) = t.tasks.get(&u.task_id) else {
@@ -359,11 +390,10 @@ impl Dispatcher {
                             tracing::warn!(task = %u.task_id, node = %node_id, "status report for a task of another node ignored");
                             continue;
                         }
-                        latest.insert(&u.task_id, u);
+                        latest.insert(&u.task_id, (task, u));
                     }
                 }
-                for (id, u) in latest {
-                    let Some(task) = t.tasks.get(id) else { continue };
+                for (id, (task, u)) in latest {
                     if u.status.state < task.status.state {
                         tracing::debug!(task = %id, from = %task.status.state, to = %u.status.state, "backward status report ignored");
                         continue;
@@ -888,6 +918,114 @@ mod tests {
             1,
             "the port stays published"
         );
+        d.stop().await;
+    }
+
+    /// Raft with a backlog: proposals wait until the test opens the gate (unit tests only).
+    struct GatedProposer {
+        inner: LocalProposer,
+        open: watch::Sender<bool>,
+        waiting: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl swarmd_store::Proposer for GatedProposer {
+        async fn propose(&self, batch: swarmd_store::Batch) -> Result<u64, ProposeError> {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _ = self.open.subscribe().wait_for(|open| *open).await;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.inner.propose(batch).await
+        }
+    }
+
+    /// Reports keep flowing into Raft while earlier status entries wait for their commit
+    /// (several entries in flight, the rest gathered), and every caller is answered once
+    /// its entry commits.
+    #[tokio::test(start_paused = true)]
+    async fn status_writes_are_pipelined_while_raft_is_slow() {
+        use swarmd_types::Task;
+        use swarmd_types::models::TaskState;
+        let mem = Arc::new(MemoryStore::new());
+        let gate = Arc::new(GatedProposer {
+            inner: LocalProposer::new(mem.clone()),
+            open: watch::channel(true).0,
+            waiting: Default::default(),
+        });
+        let store = Store::new(mem, gate.clone());
+        let n = STATUS_WRITES_IN_FLIGHT + 2;
+        store
+            .update(|_, tx| {
+                tx.create(Cluster {
+                    id: "c".into(),
+                    ..Default::default()
+                });
+                for i in 0..n {
+                    tx.create(Node {
+                        id: format!("n{i}"),
+                        ..Default::default()
+                    });
+                    let mut t = Task {
+                        id: format!("t{i}"),
+                        node_id: format!("n{i}"),
+                        desired_state: TaskState::RUNNING,
+                        ..Default::default()
+                    };
+                    t.status.state = TaskState::ASSIGNED;
+                    tx.create(t);
+                }
+                Ok::<_, ProposeError>(())
+            })
+            .await
+            .unwrap();
+        let d = Dispatcher::new(store.clone(), Arc::new(FakeRaft), CancellationToken::new());
+        d.start();
+        d.set_leading(true);
+        let mut sessions = Vec::new();
+        for i in 0..n {
+            let mut s = d.session(req(&format!("n{i}"))).await.unwrap();
+            sessions.push((s.next().await.unwrap().unwrap().session_id, s));
+        }
+        gate.open.send_replace(false);
+        let mut calls = Vec::new();
+        for (i, (sid, _)) in sessions.iter().enumerate() {
+            let (d, sid) = (d.clone(), sid.clone());
+            calls.push(tokio::spawn(async move {
+                let mut status = swarmd_types::TaskStatus {
+                    state: TaskState::RUNNING,
+                    ..Default::default()
+                };
+                status.message = "started".into();
+                d.update_task_status(
+                    &sid,
+                    vec![TaskStatusUpdate {
+                        task_id: format!("t{i}"),
+                        status,
+                    }],
+                )
+                .await
+            }));
+            // Past the batch window: each report makes an entry of its own if it may.
+            tokio::time::sleep(STATUS_BATCH_WINDOW * 2).await;
+        }
+        assert_eq!(
+            gate.waiting.load(Ordering::SeqCst),
+            STATUS_WRITES_IN_FLIGHT,
+            "entries in flight at once; the rest wait for a slot"
+        );
+        assert!(
+            calls.iter().all(|c| !c.is_finished()),
+            "nothing committed yet"
+        );
+        gate.open.send_replace(true);
+        for c in calls {
+            c.await.unwrap().unwrap();
+        }
+        store.view(|t| {
+            for i in 0..n {
+                assert_eq!(t.tasks[&format!("t{i}")].status.state, TaskState::RUNNING);
+            }
+        });
+        drop(sessions);
         d.stop().await;
     }
 
