@@ -13,7 +13,7 @@ mod tables;
 
 pub use memory::{MemoryStore, ReadTx, Snapshot};
 pub use proposer::{LocalProposer, MAX_ACTIONS_PER_ENTRY, ProposeError, Proposer, Store, WriteTx};
-pub use tables::Tables;
+pub use tables::{NodeLoad, Tables, holds_resources, reservations};
 
 use serde::{Deserialize, Serialize};
 use swarmd_types::{Kind, Object};

@@ -116,33 +116,27 @@ impl MemoryStore {
             match action {
                 StoreAction::Create(obj) => {
                     let mut obj = obj.clone();
-                    inner.tables.share_spec(&mut obj);
                     let meta = obj.meta_mut();
                     meta.version = index;
                     meta.created_at = batch.proposed_at.clone();
                     meta.updated_at = batch.proposed_at.clone();
-                    inner.tables.insert(obj.clone());
+                    // Validated: no object with this ID exists.
+                    let object = inner.tables.insert_new(obj);
                     events.push(Event {
                         action: EventAction::Created,
-                        object: obj,
+                        object,
                     });
                 }
                 StoreAction::Update(obj) => {
                     let mut obj = obj.clone();
-                    inner.tables.share_spec(&mut obj);
-                    let created = inner
-                        .tables
-                        .get(obj.kind(), obj.id())
-                        .map(|o| o.meta().created_at.clone())
-                        .unwrap_or_default();
                     let meta = obj.meta_mut();
                     meta.version = index;
-                    meta.created_at = created;
                     meta.updated_at = batch.proposed_at.clone();
-                    inner.tables.insert(obj.clone());
+                    // Validated: the object exists at the version the update read.
+                    let object = inner.tables.update(obj);
                     events.push(Event {
                         action: EventAction::Updated,
-                        object: obj,
+                        object,
                     });
                 }
                 StoreAction::Remove { kind, id } => {
@@ -228,25 +222,26 @@ fn validate(tables: &Tables, batch: &Batch) -> Result<(), StoreError> {
                         id: id.to_string(),
                     });
                 }
-                let old_name = tables
-                    .get(kind, id)
-                    .and_then(|o| o.unique_name().map(str::to_string));
-                let new_name = obj.unique_name().map(str::to_string);
-                if old_name != new_name {
+                // Kinds without names (tasks above all) need no second lookup.
+                let old_name = match kind {
+                    Kind::Task | Kind::Node | Kind::Cluster => None,
+                    _ => tables.unique_name_of(kind, id).flatten(),
+                };
+                if old_name != obj.unique_name() {
                     if let Some(old) = old_name {
-                        released.insert((kind, old));
+                        released.insert((kind, old.to_string()));
                     }
                     check_name(tables, obj, &mut claimed, &released)?;
                 }
             }
             StoreAction::Remove { .. } => {
-                let Some(old) = tables.get(kind, id) else {
+                let Some(old_name) = tables.unique_name_of(kind, id) else {
                     return Err(StoreError::NotFound {
                         kind,
                         id: id.to_string(),
                     });
                 };
-                if let Some(name) = old.unique_name() {
+                if let Some(name) = old_name {
                     released.insert((kind, name.to_string()));
                 }
             }

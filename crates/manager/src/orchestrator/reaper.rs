@@ -5,7 +5,7 @@
 //! slot keeps at most `TaskHistoryRetentionLimit` tasks, the oldest finished ones going
 //! first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use swarmd_store::{Event, EventAction, Tables};
 use swarmd_types::models::TaskState;
@@ -41,19 +41,33 @@ pub fn reap(tables: &Tables) -> Vec<String> {
 }
 
 /// IDs of tasks to delete among the tasks of the services in `scope`.
+///
+/// Two passes: the first finds the tasks to remove and the slots holding a finished task
+/// (only those can be over the history limit, as only finished tasks are deleted); the
+/// second groups just those slots' tasks. A service of a million running tasks then costs
+/// one walk over them and no grouping: the grouping of every slot in an ordered map was
+/// most of a busy leader's CPU while such a service was being created.
 pub fn reap_scope(tables: &Tables, scope: &Scope) -> Vec<String> {
     let limit = tables
         .cluster()
         .and_then(|c| c.spec.orchestration.as_ref())
         .and_then(|o| o.task_history_retention_limit)
         .unwrap_or(DEFAULT_HISTORY_LIMIT);
-    let tasks: Box<dyn Iterator<Item = &Task>> = match scope {
-        Scope::All => Box::new(tables.tasks.values()),
-        Scope::Services(ids) => Box::new(ids.keys().flat_map(|id| tables.tasks_of_service(id))),
+    let tasks = || -> Box<dyn Iterator<Item = &Task>> {
+        match scope {
+            Scope::All => Box::new(tables.tasks.values()),
+            Scope::Services(ids) => Box::new(ids.keys().flat_map(|id| tables.tasks_of_service(id))),
+        }
     };
+    let finished =
+        |t: &Task| t.desired_state > TaskState::RUNNING && t.status.state > TaskState::RUNNING;
+    fn slot_key(t: &Task) -> (&str, u64, &str) {
+        let node_key = if t.slot == 0 { t.node_id.as_str() } else { "" };
+        (t.service_id.as_str(), t.slot, node_key)
+    }
     let mut out = Vec::new();
-    let mut slots: BTreeMap<(&str, u64, &str), Vec<&Task>> = BTreeMap::new();
-    for t in tasks {
+    let mut candidates: HashSet<(&str, u64, &str)> = HashSet::new();
+    for t in tasks() {
         if t.desired_state >= TaskState::REMOVE {
             let node_gone = t.node_id.is_empty()
                 || tables
@@ -66,34 +80,35 @@ pub fn reap_scope(tables: &Tables, scope: &Scope) -> Vec<String> {
             {
                 out.push(t.id.clone());
             }
+        } else if limit >= 0 && finished(t) {
+            candidates.insert(slot_key(t));
+        }
+    }
+    if candidates.is_empty() {
+        return out;
+    }
+    let mut slots: BTreeMap<(&str, u64, &str), Vec<&Task>> = BTreeMap::new();
+    for t in tasks() {
+        if t.desired_state >= TaskState::REMOVE {
             continue;
         }
-        let node_key = if t.slot == 0 { t.node_id.as_str() } else { "" };
-        slots
-            .entry((t.service_id.as_str(), t.slot, node_key))
-            .or_default()
-            .push(t);
-    }
-    if limit >= 0 {
-        for tasks in slots.values_mut() {
-            let limit = limit.max(1) as usize;
-            if tasks.len() <= limit {
-                continue;
-            }
-            let mut finished: Vec<&Task> = tasks
-                .iter()
-                .copied()
-                .filter(|t| {
-                    t.desired_state > TaskState::RUNNING && t.status.state > TaskState::RUNNING
-                })
-                .collect();
-            finished.sort_by(|a, b| {
-                (&a.status.timestamp, &a.meta.created_at)
-                    .cmp(&(&b.status.timestamp, &b.meta.created_at))
-            });
-            let excess = tasks.len() - limit;
-            out.extend(finished.into_iter().take(excess).map(|t| t.id.clone()));
+        let key = slot_key(t);
+        if candidates.contains(&key) {
+            slots.entry(key).or_default().push(t);
         }
+    }
+    let limit = limit.max(1) as usize;
+    for tasks in slots.values_mut() {
+        if tasks.len() <= limit {
+            continue;
+        }
+        let mut finished: Vec<&Task> = tasks.iter().copied().filter(|t| finished(t)).collect();
+        finished.sort_by(|a, b| {
+            (&a.status.timestamp, &a.meta.created_at)
+                .cmp(&(&b.status.timestamp, &b.meta.created_at))
+        });
+        let excess = tasks.len() - limit;
+        out.extend(finished.into_iter().take(excess).map(|t| t.id.clone()));
     }
     out
 }
