@@ -253,9 +253,22 @@ async fn orchestrate(
                 .collect();
             order.sort_unstable();
             let mut changes: Vec<Option<Change>> = plan.changes.into_iter().map(Some).collect();
+            // Per service: whether its new tasks wait for the allocator.
+            let mut allocating: HashMap<String, bool> = HashMap::new();
             for (_, i) in order {
                 match changes[i].take() {
-                    Some(Change::Create(t)) => tx.create(t),
+                    Some(Change::Create(mut task)) => {
+                        let needs = match allocating.get(&task.service_id) {
+                            Some(n) => *n,
+                            None => {
+                                let n = allocator::needs_allocation(t, &task.service_id);
+                                allocating.insert(task.service_id.clone(), n);
+                                n
+                            }
+                        };
+                        allocator::pending_at_creation(&mut task, needs);
+                        tx.create(task)
+                    }
                     Some(Change::Update(t)) => tx.update(t),
                     Some(Change::UpdateService(s)) => tx.update(s),
                     None => {}

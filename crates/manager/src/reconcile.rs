@@ -22,6 +22,11 @@ use tokio_util::sync::CancellationToken;
 /// How often a reconciler runs even without events.
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(30);
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// A paced reconciler (see [`run_scoped`]) spends at most about 1 / (1 + this) of its
+/// time in passes.
+const PACE_FACTOR: u32 = 4;
+/// Passes taking this long are logged (with their duration) at info level.
+const SLOW_PASS: Duration = Duration::from_millis(500);
 
 /// Result of one pass: when to run again at the latest, or an error to retry on.
 pub type StepResult = Result<Option<Duration>, String>;
@@ -113,8 +118,9 @@ pub async fn run_loop<F, Fut>(
 /// A scoped pass's wake-up request only brings the next wake-up forward: the earlier wake-ups
 /// of services it did not look at still stand.
 ///
-/// Passes start at least `pace` apart (events meanwhile are gathered into the next pass), for
-/// a reconciler whose work is not urgent and whose pass is costly.
+/// A pass starts at least `pace` (and [`PACE_FACTOR`] times the previous pass's duration)
+/// after the previous one ended (events meanwhile are gathered into the next pass), for a
+/// reconciler whose work is not urgent and whose pass is costly.
 pub async fn run_scoped<C, F, Fut>(
     name: &'static str,
     store: Store,
@@ -145,9 +151,25 @@ pub async fn run_scoped<C, F, Fut>(
     loop {
         if dirty.is_some() && Instant::now() >= not_before {
             let scope = dirty.take().unwrap_or(Scope::All);
-            not_before = Instant::now() + pace;
             let full = scope == Scope::All;
-            let next = match step(scope).await {
+            let started = Instant::now();
+            let result = step(scope).await;
+            let took = started.elapsed();
+            // A paced reconciler rests at least `pace`, and PACE_FACTOR times its last pass
+            // when that is longer: a pass over a million tasks takes most of a second, and
+            // run back to back they held a core through a large `service create`.
+            if !pace.is_zero() {
+                not_before = Instant::now() + pace.max(took * PACE_FACTOR);
+            }
+            if took >= SLOW_PASS {
+                tracing::info!(
+                    reconciler = name,
+                    full,
+                    ms = took.as_millis() as u64,
+                    "slow reconcile pass"
+                );
+            }
+            let next = match result {
                 Ok(w) => w.unwrap_or(RESYNC_PERIOD).min(RESYNC_PERIOD),
                 Err(e) => {
                     tracing::warn!(reconciler = name, error = %e, "reconcile pass failed; retrying");
