@@ -783,7 +783,7 @@ impl Proposer for RaftNode {
     async fn propose(&self, batch: Batch) -> Result<u64, ProposeError> {
         self.check_running()?;
         let actions = batch.actions.len();
-        let fut = self.raft.client_write(Request(Arc::new(batch)));
+        let fut = self.raft.client_write(Request::new(batch));
         let res = match tokio::time::timeout(self.propose_timeout, fut).await {
             Err(_) => {
                 tracing::warn!(actions, timeout = ?self.propose_timeout, "raft: proposal timed out");
