@@ -81,7 +81,14 @@ impl Indexes {
             return;
         }
         let (cpus, mem) = reservations(t);
-        let l = self.node_load.entry(t.node_id.clone()).or_default();
+        // Looked up before inserting: the hot path (a placement) finds the node.
+        if !self.node_load.contains_key(&t.node_id) {
+            self.node_load
+                .insert(t.node_id.clone(), NodeLoad::default());
+        }
+        let Some(l) = self.node_load.get_mut(&t.node_id) else {
+            return;
+        };
         l.tasks += 1;
         l.reserved_cpus += cpus;
         l.reserved_mem += mem;
@@ -356,7 +363,8 @@ impl Tables {
                     .map(|m| m.created_at.clone())
                     .unwrap_or_default();
                 other.meta_mut().created_at = created;
-                self.insert(other.clone());
+                self.unindex(other.kind(), other.id());
+                self.put(other.clone());
                 return other;
             }
         };
@@ -378,21 +386,6 @@ impl Tables {
         self.unindex(Kind::Task, &t.id);
         self.put(Object::Task(t.clone()));
         Object::Task(t)
-    }
-
-    /// Stores `obj`, replacing the object with its ID if there is one.
-    pub(crate) fn insert(&mut self, obj: Object) {
-        if let Object::Task(t) = &obj
-            && let Some(old) = self.tasks.get_mut(&t.id)
-            && old.service_id == t.service_id
-            && old.node_id == t.node_id
-        {
-            let Object::Task(t) = obj else { unreachable!() };
-            replace_in_place(&mut self.index, old, t);
-            return;
-        }
-        self.unindex(obj.kind(), obj.id());
-        self.put(obj);
     }
 
     /// Indexes and stores an object whose ID is not stored (or was just unindexed).
