@@ -448,32 +448,12 @@ async fn process_executor_readopts_after_restart() {
     second.stop().await;
 }
 
-/// The docker executor against the local engine; skipped when none answers.
+/// The docker executor against the local engine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker Engine with busybox:latest: scripts/test runs it"]
 async fn docker_executor_runs_and_removes_containers() {
-    let node_id = format!("agent-test-{}", swarmd_types::ids::new_id());
-    let exec = match tokio::time::timeout(
-        Duration::from_secs(5),
-        DockerExecutor::connect(DEFAULT_SOCKET, node_id.clone()),
-    )
-    .await
-    {
-        Ok(Ok(e)) => e,
-        other => {
-            eprintln!(
-                "SKIPPED docker_executor_runs_and_removes_containers: no Docker Engine at {DEFAULT_SOCKET} ({:?})",
-                other.map(|r| r.err())
-            );
-            return;
-        }
-    };
-    let docker = exec.client().clone();
-    if docker.inspect_image("busybox:latest").await.is_err() {
-        eprintln!(
-            "SKIPPED docker_executor_runs_and_removes_containers: image busybox:latest is not loaded (run scripts/ci-setup.sh)"
-        );
-        return;
-    }
+    let (node_id, exec, docker) =
+        docker_executor("docker_executor_runs_and_removes_containers").await;
     let dir = tempfile::tempdir().unwrap();
     let dispatcher = Arc::new(FakeDispatcher::default());
     let id = swarmd_types::ids::new_id();
@@ -586,40 +566,42 @@ async fn docker_executor_runs_and_removes_containers() {
     node.stop().await;
 }
 
-/// A docker executor for a fresh node ID, with the engine's client; `None` (the test is
-/// skipped, and says so) without an engine or without busybox:latest.
-async fn docker_executor(test: &str) -> Option<(String, DockerExecutor, bollard::Docker)> {
+/// A docker executor for a fresh node ID, with the engine's client. The tests using it are
+/// `#[ignore]`d (scripts/test runs them); asked to run without an engine or without
+/// busybox:latest, they fail and say which.
+async fn docker_executor(test: &str) -> (String, DockerExecutor, bollard::Docker) {
     let node_id = format!("agent-test-{}", swarmd_types::ids::new_id());
-    let Ok(Ok(exec)) = tokio::time::timeout(
+    let exec = match tokio::time::timeout(
         Duration::from_secs(5),
         DockerExecutor::connect(DEFAULT_SOCKET, node_id.clone()),
     )
     .await
-    else {
-        eprintln!("SKIPPED {test}: no Docker Engine");
-        return None;
+    {
+        Ok(Ok(exec)) => exec,
+        other => panic!(
+            "{test} needs a Docker Engine at {DEFAULT_SOCKET} (scripts/ci-setup.sh starts one): {:?}",
+            other.map(|r| r.err())
+        ),
     };
     let docker = exec.client().clone();
-    if docker.inspect_image("busybox:latest").await.is_err() {
-        eprintln!("SKIPPED {test}: image busybox:latest is not loaded (run scripts/ci-setup.sh)");
-        return None;
-    }
-    Some((node_id, exec, docker))
+    swarmd_testkit::require(
+        "the image busybox:latest",
+        docker.inspect_image("busybox:latest").await.is_ok(),
+    );
+    (node_id, exec, docker)
 }
 
 /// The docker executor puts a task on its overlay networks (from the task's attachments, the
 /// ingress network left out): the engine bridge of each overlay (shared by every node on the
-/// engine), the allocated address, and the gateway as DNS server. Skipped without an engine.
+/// engine), the allocated address, and the gateway as DNS server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker Engine with busybox:latest: scripts/test runs it"]
 async fn docker_executor_attaches_tasks_to_overlay_networks() {
     use swarmd_agent::exec::TaskRuntime;
     use swarmd_agent::exec::overlay::{OverlayAttachment, engine_network_name};
 
-    let Some((node_id, exec, docker)) =
-        docker_executor("docker_executor_attaches_tasks_to_overlay_networks").await
-    else {
-        return;
-    };
+    let (node_id, exec, docker) =
+        docker_executor("docker_executor_attaches_tasks_to_overlay_networks").await;
     // A subnet of 10.250.0.0/16 no other test uses, picked from the node ID.
     let third = 1 + (node_id.bytes().map(u32::from).sum::<u32>() % 250);
     let net = |name: &str, id: String, third: u32, host: u32| OverlayAttachment {
@@ -752,15 +734,13 @@ async fn docker_executor_attaches_tasks_to_overlay_networks() {
 /// `wait` on a running container learns how it ended from the executor's engine event
 /// stream: its own exit code, SIGKILL from outside (137), and removal behind our back (the
 /// die event's code, as the container is gone by the time anyone inspects). Several
-/// waiters share the one stream. Skipped without an engine.
+/// waiters share the one stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Docker Engine with busybox:latest: scripts/test runs it"]
 async fn docker_wait_follows_engine_events() {
     use swarmd_agent::exec::TaskRuntime;
 
-    let Some((node_id, exec, docker)) = docker_executor("docker_wait_follows_engine_events").await
-    else {
-        return;
-    };
+    let (node_id, exec, docker) = docker_executor("docker_wait_follows_engine_events").await;
     // The gate file makes the first container exit only once its waiter is waiting.
     let gate = tempfile::tempdir().unwrap();
     let runtime = |args: &[&str]| {

@@ -3,7 +3,7 @@
 //! a client and a third task. Each task answers with the peer address it saw, which tells
 //! who forwarded the connection: the kernel (DNAT keeps the client's address) or the
 //! user-space mesh (the task sees the mesh's own socket). Needs root, iproute2 and nftables
-//! (scripts/ci-setup.sh); skipped without.
+//! (scripts/ci-setup.sh): ignored unless asked (scripts/test runs it).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -97,18 +97,14 @@ fn nft_tables(ns: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and nftables: scripts/test runs it"]
 fn the_kernel_forwards_what_it_can_reach_and_user_space_the_rest() {
-    let nft_ok = Command::new("nft")
-        .arg("--version")
-        .status()
-        .is_ok_and(|s| s.success());
-    if !nix::unistd::Uid::effective().is_root()
-        || !ip(&["netns", "list"]).status.success()
-        || !nft_ok
-    {
-        eprintln!("SKIPPED: needs root, iproute2 and nftables (scripts/ci-setup.sh)");
-        return;
-    }
+    swarmd_testkit::require(
+        "root, iproute2 and nftables",
+        swarmd_testkit::is_root()
+            && swarmd_testkit::command_works("ip", &["netns", "list"])
+            && swarmd_testkit::command_works("nft", &["--version"]),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter("swarmd_mesh=debug")
         .with_test_writer()

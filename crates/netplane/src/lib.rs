@@ -507,20 +507,15 @@ mod tests {
         assert!(is_vxlan(&l));
     }
 
-    /// In a namespace of its own (root and iproute2; skipped without): a second device for
-    /// a VNI already taken is refused with the holder's name, not netlink's bare EEXIST.
+    /// In a namespace of its own (root and iproute2): a second device for a VNI already
+    /// taken is refused with the holder's name, not netlink's bare EEXIST.
     #[test]
+    #[ignore = "needs root and iproute2: scripts/test runs it"]
     fn a_taken_vni_names_its_holder() {
-        let ip = |args: &[&str]| {
-            std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !nix::unistd::Uid::effective().is_root() || !ip(&["netns", "list"]) {
-            eprintln!("SKIPPED: needs root and iproute2");
-            return;
-        }
+        swarmd_testkit::require(
+            "root and iproute2",
+            swarmd_testkit::is_root() && swarmd_testkit::command_works("ip", &["netns", "list"]),
+        );
         let ns = format!("swvni{:x}", std::process::id());
         let got = netns_test::run_in_netns(&ns, || async {
             let np = Netplane::connect().unwrap();

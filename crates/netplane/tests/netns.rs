@@ -1,7 +1,8 @@
 //! Two "machines" as network namespaces joined by a veth "wire", each with a bridge and a
 //! "container" namespace on it: the VXLAN devices and flood peers this crate sets up carry
 //! container-to-container traffic between the machines, and a VIP it adds to a bridge
-//! answers the containers of that machine. Needs root, iproute2 and busybox; skipped without.
+//! answers the containers of that machine. Needs root, iproute2 and busybox: ignored unless
+//! asked (scripts/test runs it).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -61,15 +62,14 @@ fn in_ns<T: Send + 'static>(
 }
 
 #[test]
+#[ignore = "needs root, iproute2 and busybox: scripts/test runs it"]
 fn vxlan_joins_bridges_across_machines_and_vips_answer_locally() {
-    let busybox = Command::new("busybox").arg("true").status();
-    if !nix::unistd::Uid::effective().is_root()
-        || !ip(&["netns", "list"]).status.success()
-        || !busybox.is_ok_and(|s| s.success())
-    {
-        eprintln!("SKIPPED: needs root, iproute2 and busybox (scripts/ci-setup.sh)");
-        return;
-    }
+    swarmd_testkit::require(
+        "root, iproute2 and busybox",
+        swarmd_testkit::is_root()
+            && swarmd_testkit::command_works("ip", &["netns", "list"])
+            && swarmd_testkit::command_works("busybox", &["true"]),
+    );
     let tag = format!("{:x}", std::process::id() & 0xffff);
     let (host_a, host_b) = (format!("swdA{tag}"), format!("swdB{tag}"));
     let (ctr_a, ctr_b) = (format!("swdCA{tag}"), format!("swdCB{tag}"));

@@ -83,6 +83,7 @@ impl Drop for EngineNetwork {
 }
 
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn tasks_find_services_by_name_and_reach_them_through_the_vip_across_nodes() {
     require_engine!();
     let nodes = three_nodes(Executor::Docker, "disc");

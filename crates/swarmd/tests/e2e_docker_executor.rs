@@ -19,6 +19,7 @@ fn node() -> Daemon {
 }
 
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn service_runs_as_engine_containers() {
     require_engine!();
     let n = node();
@@ -140,6 +141,7 @@ fn service_runs_as_engine_containers() {
 }
 
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn exit_code_is_reported_and_task_restarted() {
     require_engine!();
     let n = node();

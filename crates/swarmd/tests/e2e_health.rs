@@ -147,6 +147,7 @@ fn process_task_never_healthy_fails_after_retries() {
 }
 
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn docker_task_waits_for_health_and_unhealthy_is_replaced() {
     require_engine!();
     let n = daemon(Executor::Docker, &unique_name("hdnode"));
@@ -242,6 +243,7 @@ fn image_with_healthcheck() -> String {
 }
 
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn docker_image_healthcheck_gates_running_and_no_healthcheck_disables_it() {
     require_engine!();
     let image = image_with_healthcheck();

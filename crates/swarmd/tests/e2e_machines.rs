@@ -230,6 +230,7 @@ impl Drop for HostCleanup<'_> {
 }
 
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
     require_engine!();
     let started = Instant::now();

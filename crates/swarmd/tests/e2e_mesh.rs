@@ -107,6 +107,7 @@ fn kernel_rule(n: &Daemon, port: u16) -> bool {
 const HTTPD: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www";
 
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn ingress_port_answers_on_every_node_and_follows_the_tasks() {
     require_engine!();
     let nodes = cluster(Executor::Docker, "mesh");
@@ -176,6 +177,7 @@ fn ingress_port_answers_on_every_node_and_follows_the_tasks() {
 }
 
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn host_mode_binds_only_where_the_task_runs() {
     require_engine!();
     let nodes = cluster(Executor::Docker, "host");

@@ -329,6 +329,7 @@ fn overlay_networks_ipam_and_service_attachments() {
 }
 
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn engine_networks_are_listed_with_swarm_networks() {
     require_engine!();
     let n = common::daemon(Executor::Docker, &unique_name("dnet"));

@@ -419,6 +419,7 @@ fn secret_and_config_api_with_dockers_rules() {
 }
 
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn docker_container_reads_its_secret_and_config() {
     require_engine!();
     let n = common::daemon(Executor::Docker, &unique_name("dsec"));
@@ -600,6 +601,7 @@ fn secrets_reach_only_nodes_that_run_a_referencing_task() {
 /// (SIGTERM) and after a crash (kill -9, so whatever redb had written is on disk), and in
 /// neither daemon log at debug level.
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn no_secret_plaintext_under_any_data_root_or_in_any_log() {
     require_engine!();
     let node = |name: &str| {

@@ -77,26 +77,66 @@ pub fn unique_loopback() -> std::net::IpAddr {
     std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, a, b, c))
 }
 
-/// Returns early from the calling test (after saying why on stderr) when no Docker Engine is
-/// available; see [`engine_available`]. CI sets `SWARMD_TEST_ENGINE=1`, so there a missing
-/// engine fails the tests instead of silently skipping them.
+/// Fails the calling test, saying what is missing, when no Docker Engine is available (see
+/// [`engine_available`]).
+///
+/// Tests that need an engine (or root, nftables, a network namespace...) are marked
+/// `#[ignore = "needs ...: scripts/test runs it"]`, so a plain `cargo nextest run` on a
+/// machine without them reports them as skipped, never as passed; `scripts/test` (and so CI)
+/// runs them with `--run-ignored all`, where a missing prerequisite is a failure.
 #[macro_export]
 macro_rules! require_engine {
     () => {
-        if !$crate::engine_available() {
-            eprintln!(
-                "skipping {}: no Docker Engine at {} (run scripts/ci-setup.sh)",
-                module_path!(),
-                $crate::ENGINE_HOST
-            );
-            return;
-        }
+        assert!(
+            $crate::engine_available(),
+            "{} needs a Docker Engine at {} (scripts/ci-setup.sh starts one)",
+            module_path!(),
+            $crate::ENGINE_HOST
+        );
     };
+}
+
+/// Fails the calling test when a prerequisite it names is missing; the companion of the
+/// `#[ignore = "needs ..."]` marking described at [`require_engine!`].
+pub fn require(what: &str, present: bool) {
+    assert!(
+        present,
+        "this test needs {what} (scripts/ci-setup.sh installs it; scripts/test runs it)"
+    );
+}
+
+/// Whether this process runs as root (network namespaces, nftables, bridges need it).
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Whether `cmd args...` runs and exits 0 (e.g. `ip netns list`, `nft --version`).
+pub fn command_works(cmd: &str, args: &[&str]) -> bool {
+    std::process::Command::new(cmd)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A missing prerequisite fails the test that asked for it (never a silent pass).
+    #[test]
+    #[should_panic(expected = "this test needs nftables")]
+    fn a_missing_prerequisite_fails() {
+        require("nftables", false);
+    }
+
+    #[test]
+    fn a_present_prerequisite_lets_the_test_go_on() {
+        require("a shell", command_works("sh", &["-c", "exit 0"]));
+        assert!(!command_works("sh", &["-c", "exit 3"]));
+        assert!(!command_works("/nonexistent/swarmd-test-tool", &[]));
+    }
     use std::collections::HashSet;
 
     #[test]

@@ -57,14 +57,13 @@ fn start_waits_for_the_api_and_passes_the_standard_flags() {
 
 #[test]
 fn docker_cli_is_pointed_at_the_daemon() {
-    if Command::new(swarmd_testkit::docker_cli())
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: no docker CLI");
-        return;
-    }
+    swarmd_testkit::require(
+        "the docker CLI",
+        Command::new(swarmd_testkit::docker_cli())
+            .arg("--version")
+            .output()
+            .is_ok(),
+    );
     let d = Daemon::builder(FAKE).start().unwrap();
     // fake-swarmd answers "OK" to everything, so the CLI fails after its first requests; what
     // matters is that they reached this daemon, and that the failure report carries its log.
@@ -211,18 +210,14 @@ fn start_fails_when_the_binary_is_missing() {
 
 /// `.netns(NAME)`: the daemon runs in that network namespace (entered by nsenter, which then
 /// execs it: the pid is the daemon's), and its API socket still answers from the host.
-/// Needs root and iproute2 (every CI machine); skipped without.
+/// Needs root and iproute2 (every CI machine); ignored unless asked (scripts/test runs it).
 #[test]
+#[ignore = "needs root and iproute2: scripts/test runs it"]
 fn netns_runs_the_daemon_inside_the_namespace() {
-    if !nix::unistd::Uid::effective().is_root()
-        || !Command::new("ip")
-            .args(["netns", "list"])
-            .status()
-            .is_ok_and(|s| s.success())
-    {
-        eprintln!("SKIPPED: needs root and iproute2 (scripts/ci-setup.sh)");
-        return;
-    }
+    swarmd_testkit::require(
+        "root and iproute2",
+        swarmd_testkit::is_root() && swarmd_testkit::command_works("ip", &["netns", "list"]),
+    );
     let ns = swarmd_testkit::unique_name("swtk");
     let ip = |args: &[&str]| Command::new("ip").args(args).status().unwrap().success();
     assert!(ip(&["netns", "add", &ns]));
