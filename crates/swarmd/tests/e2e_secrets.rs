@@ -840,3 +840,45 @@ fn templated_configs_and_spec_fields_expand_on_the_node() {
         }
     });
 }
+
+/// A secrets root that is not memory-backed (`SWARMD_SECRETS_ROOT` on a disk filesystem):
+/// the task fails, its status error says why, and no secret file is written there.
+#[test]
+fn a_secrets_root_off_tmpfs_fails_the_task_with_the_reason() {
+    let disk = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a dir under target/");
+    let n = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
+        .node_addr(unique_loopback())
+        .executor(Executor::Process)
+        .hostname(unique_name("diskroot"))
+        .env("SWARMD_SECRETS_ROOT", disk.path())
+        .start()
+        .expect("swarmd starts");
+    n.docker(&["swarm", "init"]).ok();
+    let _l = Leave(&n);
+    let value = "s3cr3t-on-disk-never";
+    create_secret(&n, &["disk_pw"], value.as_bytes());
+    let svc = unique_name("diskroot");
+    n.docker(&[
+        "service", "create", "-d", "--name", &svc, "--secret", "disk_pw", "busybox", "sleep", "300",
+    ])
+    .ok();
+    wait_for(T, POLL, "the task to fail for want of a tmpfs", || {
+        let err = n
+            .docker(&[
+                "service",
+                "ps",
+                "--no-trunc",
+                "--format",
+                "{{.Error}}",
+                &svc,
+            ])
+            .stdout;
+        if err.contains("is not on a tmpfs or ramfs") && err.contains("SWARMD_SECRETS_ROOT") {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    });
+    let found = find_secret_in_tree(disk.path(), value.as_bytes());
+    assert!(found.is_empty(), "secret written to disk: {found:?}");
+}
