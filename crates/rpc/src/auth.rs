@@ -38,6 +38,29 @@ pub enum RpcKind {
 }
 
 impl RpcKind {
+    /// Every RPC, for lookups by path.
+    pub const ALL: [RpcKind; 13] = [
+        RpcKind::DispatcherSession,
+        RpcKind::DispatcherHeartbeat,
+        RpcKind::DispatcherAssignments,
+        RpcKind::DispatcherUpdateTaskStatus,
+        RpcKind::DispatcherLogSubscriptions,
+        RpcKind::DispatcherPublishLogs,
+        RpcKind::DispatcherSubscribeLogs,
+        RpcKind::RaftAppendEntries,
+        RpcKind::RaftVote,
+        RpcKind::RaftInstallSnapshot,
+        RpcKind::CaIssueNodeCertificate,
+        RpcKind::CaGetRootCa,
+        RpcKind::ControlPropose,
+    ];
+
+    /// The RPC a request path (`/swarmd.v1.Raft/Vote`) names; `None` for anything else.
+    /// The server authorizes by this before reading a request body.
+    pub fn from_path(path: &str) -> Option<RpcKind> {
+        RpcKind::ALL.into_iter().find(|rpc| rpc.path() == path)
+    }
+
     /// The gRPC method path, for logs and error messages.
     pub fn path(self) -> &'static str {
         match self {
@@ -237,6 +260,22 @@ mod tests {
             .unwrap();
         assert_eq!(info.node_id(), Some("n1"));
         assert_eq!(info.role(), Some(Role::Worker));
+    }
+
+    #[test]
+    fn every_rpc_is_found_by_its_path_and_only_the_ca_is_public() {
+        for rpc in RpcKind::ALL {
+            assert_eq!(RpcKind::from_path(rpc.path()), Some(rpc));
+            // Anonymous callers reach only the Ca service, whose messages the server caps
+            // at `ca::MAX_MESSAGE_BYTES`.
+            assert_eq!(
+                rpc.required() == Requirement::Anyone,
+                rpc.path().starts_with("/swarmd.v1.Ca/"),
+                "{rpc}"
+            );
+        }
+        assert_eq!(RpcKind::from_path("/swarmd.v1.Raft/Nope"), None);
+        assert_eq!(RpcKind::from_path("/swarmd.v1.Raft/Vote/"), None);
     }
 
     #[test]
