@@ -1,6 +1,7 @@
 //! Real gRPC over real TLS on 127.0.0.1: a throwaway CA, server and node certificates made
 //! with rcgen, servers on ephemeral ports, and the typed clients calling them.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,6 +39,35 @@ use tokio_util::sync::CancellationToken;
 
 /// Upper bound for anything a test waits for; reached only when something is broken.
 const BOUND: Duration = Duration::from_secs(20);
+
+/// The size of the largest single allocation (or reallocation) this test process has
+/// made: a server that reserved a peer's announced message size would show here.
+static LARGEST_ALLOCATION: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator, recording [`LARGEST_ALLOCATION`].
+struct Probe;
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for Probe {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LARGEST_ALLOCATION.fetch_max(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LARGEST_ALLOCATION.fetch_max(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LARGEST_ALLOCATION.fetch_max(new_size, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Probe = Probe;
 
 // --- PKI -----------------------------------------------------------------------------------
 
@@ -760,8 +790,9 @@ async fn grpc_status(resp: http::Response<Incoming>) -> Status {
 
 /// A peer that may not call raft announces a 60 MiB message (under the 64 MiB limit a
 /// manager accepts from managers) and then sends only a little of it: it is refused at
-/// once, from its certificate alone. Were the body read first, tonic would reserve the 60
-/// MiB and wait for the rest, and no answer would come.
+/// once, from its certificate alone, and the server never allocates the 60 MiB. Were the
+/// body read first, tonic would reserve the 60 MiB and wait for the rest, and no answer
+/// would come. (No other test here allocates anywhere near 60 MiB.)
 #[tokio::test]
 async fn refused_peers_get_their_answer_before_their_message_is_read() {
     let pki = Pki::new();
@@ -789,6 +820,11 @@ async fn refused_peers_get_their_answer_before_their_message_is_read() {
         let status = grpc_status(resp).await;
         assert_eq!(status.code(), want, "{path} by {who:?}: {status:?}");
     }
+    let largest = LARGEST_ALLOCATION.load(Ordering::Relaxed);
+    assert!(
+        largest < announced as usize,
+        "an allocation of {largest} bytes: the announced message was reserved"
+    );
 
     // A complete large message is refused the same way by the typed client.
     let anonymous = RaftClient::new(pki.channel(server.addr, None));
