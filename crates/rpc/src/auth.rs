@@ -262,6 +262,28 @@ mod tests {
         assert_eq!(info.role(), Some(Role::Worker));
     }
 
+    /// The gate answers a path it has no `RpcKind` for with Unimplemented, so a method
+    /// added to the proto but not here would be unreachable: every one must have a kind.
+    #[test]
+    fn every_method_of_the_proto_has_an_rpc_kind() {
+        let proto = include_str!("../../../proto/swarmd.proto");
+        let mut service = None;
+        let mut paths = Vec::new();
+        for line in proto.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("service ") {
+                service = rest.split_whitespace().next();
+            } else if let Some(rest) = line.strip_prefix("rpc ") {
+                let method = rest.split('(').next().unwrap_or_default().trim();
+                let service = service.expect("an rpc inside a service");
+                paths.push(format!("/swarmd.v1.{service}/{method}"));
+            }
+        }
+        for path in &paths {
+            assert!(RpcKind::from_path(path).is_some(), "{path} has no RpcKind");
+        }
+        assert_eq!(paths.len(), RpcKind::ALL.len(), "{paths:?}");
+    }
+
     #[test]
     fn every_rpc_is_found_by_its_path_and_only_the_ca_is_public() {
         for rpc in RpcKind::ALL {
