@@ -38,6 +38,29 @@ pub enum RpcKind {
 }
 
 impl RpcKind {
+    /// Every RPC, for lookups by path.
+    pub const ALL: [RpcKind; 13] = [
+        RpcKind::DispatcherSession,
+        RpcKind::DispatcherHeartbeat,
+        RpcKind::DispatcherAssignments,
+        RpcKind::DispatcherUpdateTaskStatus,
+        RpcKind::DispatcherLogSubscriptions,
+        RpcKind::DispatcherPublishLogs,
+        RpcKind::DispatcherSubscribeLogs,
+        RpcKind::RaftAppendEntries,
+        RpcKind::RaftVote,
+        RpcKind::RaftInstallSnapshot,
+        RpcKind::CaIssueNodeCertificate,
+        RpcKind::CaGetRootCa,
+        RpcKind::ControlPropose,
+    ];
+
+    /// The RPC a request path (`/swarmd.v1.Raft/Vote`) names; `None` for anything else.
+    /// The server authorizes by this before reading a request body.
+    pub fn from_path(path: &str) -> Option<RpcKind> {
+        RpcKind::ALL.into_iter().find(|rpc| rpc.path() == path)
+    }
+
     /// The gRPC method path, for logs and error messages.
     pub fn path(self) -> &'static str {
         match self {
@@ -237,6 +260,44 @@ mod tests {
             .unwrap();
         assert_eq!(info.node_id(), Some("n1"));
         assert_eq!(info.role(), Some(Role::Worker));
+    }
+
+    /// The gate answers a path it has no `RpcKind` for with Unimplemented, so a method
+    /// added to the proto but not here would be unreachable: every one must have a kind.
+    #[test]
+    fn every_method_of_the_proto_has_an_rpc_kind() {
+        let proto = include_str!("../../../proto/swarmd.proto");
+        let mut service = None;
+        let mut paths = Vec::new();
+        for line in proto.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("service ") {
+                service = rest.split_whitespace().next();
+            } else if let Some(rest) = line.strip_prefix("rpc ") {
+                let method = rest.split('(').next().unwrap_or_default().trim();
+                let service = service.expect("an rpc inside a service");
+                paths.push(format!("/swarmd.v1.{service}/{method}"));
+            }
+        }
+        for path in &paths {
+            assert!(RpcKind::from_path(path).is_some(), "{path} has no RpcKind");
+        }
+        assert_eq!(paths.len(), RpcKind::ALL.len(), "{paths:?}");
+    }
+
+    #[test]
+    fn every_rpc_is_found_by_its_path_and_only_the_ca_is_public() {
+        for rpc in RpcKind::ALL {
+            assert_eq!(RpcKind::from_path(rpc.path()), Some(rpc));
+            // Anonymous callers reach only the Ca service, whose messages the server caps
+            // at `ca::MAX_MESSAGE_BYTES`.
+            assert_eq!(
+                rpc.required() == Requirement::Anyone,
+                rpc.path().starts_with("/swarmd.v1.Ca/"),
+                "{rpc}"
+            );
+        }
+        assert_eq!(RpcKind::from_path("/swarmd.v1.Raft/Nope"), None);
+        assert_eq!(RpcKind::from_path("/swarmd.v1.Raft/Vote/"), None);
     }
 
     #[test]

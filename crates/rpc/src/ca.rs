@@ -17,6 +17,13 @@ use crate::pb;
 use crate::pb::ca_client::CaClient as PbCaClient;
 use crate::server::authorize;
 
+/// The largest request the Ca service decodes. Its RPCs are open to peers without a
+/// certificate, so this is what an anonymous peer can make a manager buffer per call. A
+/// request is a join token (~100 bytes), a PEM CSR (about 0.5 KiB for the P-256 keys
+/// swarmd makes, under 2 KiB even for RSA-4096), a node ID and an address: a few KiB at
+/// most, so 64 KiB leaves more than tenfold headroom and still refuses anything bulky.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// A certificate request as the CA sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueRequest {

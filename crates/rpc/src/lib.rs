@@ -12,8 +12,11 @@
 //! says why). TLS configurations come from outside (the pki crate) as
 //! `Arc<rustls::ServerConfig>` / `Arc<rustls::ClientConfig>`; the server accepts TLS itself
 //! and gives tonic finished connections, tagging each with the client's certificate chain
-//! ([`TlsPeer`]). Before any handler runs, the [`Authorizer`] turns that chain into a
-//! [`PeerInfo`] or refuses the call. Typed errors cross the wire intact (see [`error`]).
+//! ([`TlsPeer`]). Before tonic reads a request body, the [`Authorizer`] turns that chain
+//! into a [`PeerInfo`] or refuses the call (a tower layer, so a refused peer cannot make
+//! the server buffer a message); the calls open to peers without a certificate (the Ca
+//! service) accept only small messages ([`ca::MAX_MESSAGE_BYTES`]).
+//! Typed errors cross the wire intact (see [`error`]).
 //!
 //! A rustls `CryptoProvider` must be chosen before building configs; swarmd uses ring
 //! (installed at startup by the binary).
@@ -27,6 +30,7 @@ pub mod client;
 pub mod control;
 pub mod dispatcher;
 pub mod error;
+mod gate;
 pub mod raft;
 pub mod server;
 pub mod tls;

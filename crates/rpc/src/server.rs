@@ -1,4 +1,5 @@
-//! Serving the cluster port: tonic over our TLS acceptor, every RPC authorized first.
+//! Serving the cluster port: tonic over our TLS acceptor, every RPC authorized before its
+//! request is read (see [`crate::gate`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,10 +18,11 @@ use tonic::transport::Server;
 use tonic::{Request, Status};
 
 use crate::auth::{Authorizer, PeerInfo, RpcKind};
-use crate::ca::{CaServer, CaService};
+use crate::ca::{CaServer, CaService, MAX_MESSAGE_BYTES as CA_MAX_MESSAGE_BYTES};
 use crate::client::DEFAULT_MAX_MESSAGE_BYTES;
 use crate::control::ProposeServer;
 use crate::dispatcher::DispatcherServer;
+use crate::gate::{Authorized, GateLayer, check};
 use crate::pb;
 use crate::raft::{RaftServer, RaftService};
 use crate::tls::{TlsPeer, accept_tls, server_config_with_h2};
@@ -168,6 +170,8 @@ impl RpcServer {
         let server = Server::builder()
             .http2_keepalive_interval(Some(options.keepalive_interval))
             .http2_keepalive_timeout(Some(options.keepalive_timeout))
+            // Authorization before tonic reads (and sizes its buffer for) any message.
+            .layer(GateLayer::new(authorizer))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned());
         tokio::pin!(server);
@@ -229,7 +233,12 @@ fn routes(
     }
     if let Some(ca) = &services.ca {
         let svc = CaServer::new(ca.clone(), authorizer.clone());
-        routes.add_service(pb::ca_server::CaServer::new(svc));
+        // Callable without a certificate: a small cap, whatever `max` allows others.
+        routes.add_service(
+            pb::ca_server::CaServer::new(svc)
+                .max_decoding_message_size(CA_MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(max),
+        );
     }
     if let Some(proposer) = &services.proposer {
         let svc = ProposeServer::new(proposer.clone(), authorizer.clone());
@@ -242,22 +251,20 @@ fn routes(
     routes.routes()
 }
 
-/// Runs the authorizer on the certificate chain of the connection `req` came on.
+/// Who is calling `rpc`: the verdict the [`GateLayer`] reached before the body was read,
+/// or, for a handler served without the gate (a router built elsewhere), the authorizer's
+/// verdict on the certificate chain of the connection `req` came on.
 pub(crate) fn authorize<T>(
     authorizer: &dyn Authorizer,
     rpc: RpcKind,
     req: &Request<T>,
 ) -> Result<PeerInfo, Status> {
-    let peer = req.extensions().get::<TlsPeer>();
-    let certs = peer.and_then(|p| p.certs.as_deref());
-    authorizer.authorize(rpc, certs).inspect_err(|status| {
-        tracing::info!(
-            rpc = %rpc,
-            remote = ?peer.and_then(|p| p.remote_addr),
-            reason = %status.message(),
-            "rpc refused"
-        );
-    })
+    if let Some(done) = req.extensions().get::<Authorized>()
+        && done.rpc == rpc
+    {
+        return Ok(done.peer.clone());
+    }
+    check(authorizer, rpc, req.extensions().get::<TlsPeer>())
 }
 
 /// Decodes a `bytes json` payload; a bad one is the caller's fault.

@@ -1,24 +1,31 @@
 //! Real gRPC over real TLS on 127.0.0.1: a throwaway CA, server and node certificates made
 //! with rcgen, servers on ephemeral ports, and the typed clients calling them.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use swarmd_rpc::{
-    CaClient, CaService, ClientOptions, IssueRequest, IssuedCertificate, PeerIdentity, PeerInfo,
-    RaftClient, RaftService, RemoteDispatcher, RemoteProposer, RoleAuthorizer, RpcChannel,
-    RpcError, RpcServer, Services,
+    CaClient, CaService, ClientOptions, Code, IssueRequest, IssuedCertificate, PeerIdentity,
+    PeerInfo, RaftClient, RaftService, RemoteDispatcher, RemoteProposer, RoleAuthorizer,
+    RpcChannel, RpcError, RpcServer, Services, Status,
 };
 use swarmd_store::{Batch, LocalProposer, MemoryStore, ProposeError, StoreAction, StoreError};
 use swarmd_types::dispatcher::{
@@ -32,6 +39,35 @@ use tokio_util::sync::CancellationToken;
 
 /// Upper bound for anything a test waits for; reached only when something is broken.
 const BOUND: Duration = Duration::from_secs(20);
+
+/// The size of the largest single allocation (or reallocation) this test process has
+/// made: a server that reserved a peer's announced message size would show here.
+static LARGEST_ALLOCATION: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator, recording [`LARGEST_ALLOCATION`].
+struct Probe;
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for Probe {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LARGEST_ALLOCATION.fetch_max(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LARGEST_ALLOCATION.fetch_max(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LARGEST_ALLOCATION.fetch_max(new_size, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Probe = Probe;
 
 // --- PKI -----------------------------------------------------------------------------------
 
@@ -652,4 +688,212 @@ async fn shutdown_ends_open_sessions_and_returns() {
         .await
         .expect("session ends");
     assert!(!matches!(end, Some(Ok(_))), "{end:?}");
+}
+
+// --- Authorization before decoding -----------------------------------------------------------
+
+/// A raft service that only counts how often a handler reached it.
+#[derive(Default)]
+struct CountingRaft(AtomicUsize);
+
+#[async_trait::async_trait]
+impl RaftService for CountingRaft {
+    async fn append_entries(&self, _: PeerInfo, _: Bytes) -> Result<Bytes, RpcError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(Bytes::new())
+    }
+    async fn vote(&self, _: PeerInfo, _: Bytes) -> Result<Bytes, RpcError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(Bytes::new())
+    }
+    async fn install_snapshot(&self, _: PeerInfo, _: Bytes) -> Result<Bytes, RpcError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(Bytes::new())
+    }
+}
+
+/// [`FakeCa`], counting the certificate requests that reached it.
+#[derive(Default)]
+struct CountingCa(AtomicUsize);
+
+#[async_trait::async_trait]
+impl CaService for CountingCa {
+    async fn issue_node_certificate(
+        &self,
+        peer: PeerInfo,
+        req: IssueRequest,
+    ) -> Result<IssuedCertificate, RpcError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        FakeCa.issue_node_certificate(peer, req).await
+    }
+    async fn root_ca(&self, peer: PeerInfo) -> Result<String, RpcError> {
+        FakeCa.root_ca(peer).await
+    }
+}
+
+type RawBody =
+    StreamBody<Pin<Box<dyn Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static>>>;
+
+/// A bare HTTP/2 connection over TLS (with `node`'s certificate, or none), to send gRPC
+/// frames the typed clients never would: a header announcing more than ever follows.
+async fn raw_h2(
+    pki: &Pki,
+    addr: SocketAddr,
+    node: Option<&str>,
+) -> hyper::client::conn::http2::SendRequest<RawBody> {
+    let mut tls = (*pki.client_config(node)).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// A gRPC request to `path` whose body is `chunks` and then nothing more, and no end of
+/// stream: a client still "sending".
+fn hanging_request(addr: SocketAddr, path: &str, chunks: Vec<Bytes>) -> http::Request<RawBody> {
+    let frames = futures::stream::iter(chunks.into_iter().map(|c| Ok(Frame::data(c))));
+    let body: Pin<Box<dyn Stream<Item = _> + Send>> =
+        Box::pin(frames.chain(futures::stream::pending()));
+    http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(StreamBody::new(body))
+        .unwrap()
+}
+
+/// The 5-byte gRPC frame header: uncompressed, `len` bytes of message follow.
+fn frame_header(len: u32) -> Bytes {
+    let mut h = vec![0u8];
+    h.extend_from_slice(&len.to_be_bytes());
+    Bytes::from(h)
+}
+
+/// The call's gRPC status: from the headers of a trailers-only answer, else the trailers.
+async fn grpc_status(resp: http::Response<Incoming>) -> Status {
+    if let Some(status) = Status::from_header_map(resp.headers()) {
+        return status;
+    }
+    let body = tokio::time::timeout(BOUND, resp.into_body().collect())
+        .await
+        .expect("the answer ends")
+        .unwrap();
+    Status::from_header_map(body.trailers().expect("trailers")).expect("a grpc-status")
+}
+
+/// A peer that may not call raft announces a 60 MiB message (under the 64 MiB limit a
+/// manager accepts from managers) and then sends only a little of it: it is refused at
+/// once, from its certificate alone, and the server never allocates the 60 MiB. Were the
+/// body read first, tonic would reserve the 60 MiB and wait for the rest, and no answer
+/// would come. (No other test here allocates anywhere near 60 MiB.)
+#[tokio::test]
+async fn refused_peers_get_their_answer_before_their_message_is_read() {
+    let pki = Pki::new();
+    let raft = Arc::new(CountingRaft::default());
+    let services = Services::new().raft(raft.clone()).ca(Arc::new(FakeCa));
+    let server = start(&pki, services, true).await;
+    let announced = 60 * 1024 * 1024;
+    for (who, path, want) in [
+        (None, "/swarmd.v1.Raft/AppendEntries", Code::Unauthenticated),
+        (
+            None,
+            "/swarmd.v1.Raft/InstallSnapshot",
+            Code::Unauthenticated,
+        ),
+        (Some("w1"), "/swarmd.v1.Raft/Vote", Code::PermissionDenied),
+        (None, "/swarmd.v1.Raft/NoSuchMethod", Code::Unimplemented),
+    ] {
+        let mut h2 = raw_h2(&pki, server.addr, who).await;
+        let chunks = vec![frame_header(announced), Bytes::from(vec![b'x'; 16 * 1024])];
+        let call = h2.send_request(hanging_request(server.addr, path, chunks));
+        let resp = tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .unwrap_or_else(|_| panic!("{path} by {who:?}: no answer while the body is open"))
+            .unwrap();
+        let status = grpc_status(resp).await;
+        assert_eq!(status.code(), want, "{path} by {who:?}: {status:?}");
+    }
+    let largest = LARGEST_ALLOCATION.load(Ordering::Relaxed);
+    assert!(
+        largest < announced as usize,
+        "an allocation of {largest} bytes: the announced message was reserved"
+    );
+
+    // A complete large message is refused the same way by the typed client.
+    let anonymous = RaftClient::new(pki.channel(server.addr, None));
+    let err = anonymous
+        .append_entries(Bytes::from(vec![b'x'; 8 * 1024 * 1024]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RpcError::Unauthenticated(_)), "{err:?}");
+
+    assert_eq!(raft.0.load(Ordering::SeqCst), 0, "no raft handler ran");
+    // The gate lets allowed callers through, with their identity.
+    let manager = RaftClient::new(pki.channel(server.addr, Some("m1")));
+    manager.vote(Bytes::from_static(b"{}")).await.unwrap();
+    assert_eq!(raft.0.load(Ordering::SeqCst), 1);
+    server.stop().await;
+}
+
+/// The CA's RPCs are open to peers without a certificate, so they decode only small
+/// messages: a join request beyond `ca::MAX_MESSAGE_BYTES` is refused before the CA sees
+/// it; a realistic one (and a generous one) goes through.
+#[tokio::test]
+async fn oversize_join_requests_are_refused_before_the_ca_sees_them() {
+    let pki = Pki::new();
+    let ca = Arc::new(CountingCa::default());
+    let server = start(&pki, Services::new().ca(ca.clone()), true).await;
+    let joiner = CaClient::new(pki.channel(server.addr, None));
+    let request = |csr_len: usize| IssueRequest {
+        token: Some("good".into()),
+        csr_pem: "C".repeat(csr_len),
+        role_hint: Some(Role::Worker),
+        node_id: None,
+        addr: String::new(),
+    };
+
+    let limit = swarmd_rpc::ca::MAX_MESSAGE_BYTES;
+    for csr_len in [1024, limit / 2] {
+        joiner
+            .issue_node_certificate(request(csr_len))
+            .await
+            .unwrap();
+    }
+    assert_eq!(ca.0.load(Ordering::SeqCst), 2);
+
+    // (Not unwrap_err: an accepted request would print a 64 KiB certificate.)
+    let Err(err) = joiner.issue_node_certificate(request(limit + 1)).await else {
+        panic!("a request over ca::MAX_MESSAGE_BYTES reached the CA");
+    };
+    assert!(
+        matches!(&err, RpcError::InvalidArgument(m) if m.contains("message length too large")),
+        "{err:?}"
+    );
+    // On the wire it is OutOfRange, also when the message is only announced.
+    let mut h2 = raw_h2(&pki, server.addr, None).await;
+    let chunks = vec![frame_header(4 * 1024 * 1024), Bytes::from_static(b"x")];
+    let call = h2.send_request(hanging_request(
+        server.addr,
+        "/swarmd.v1.Ca/IssueNodeCertificate",
+        chunks,
+    ));
+    let resp = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("an answer while the body is open")
+        .unwrap();
+    let status = grpc_status(resp).await;
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(
+        ca.0.load(Ordering::SeqCst),
+        2,
+        "the CA saw no oversize request"
+    );
+    server.stop().await;
 }

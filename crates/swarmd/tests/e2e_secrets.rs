@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use common::{Leave, POLL, T, process_node, ready_nodes, wait_ready_nodes};
 use swarmd_testkit::{
-    Daemon, Executor, cleanup_engine_containers, engine_docker, require_engine, unique_loopback,
-    unique_name, wait_for, wait_until,
+    Daemon, Executor, cleanup_engine_containers, engine_docker, find_secret, find_secret_in_tree,
+    require_engine, unique_loopback, unique_name, wait_for, wait_until,
 };
 
 /// Where the executors put a task's files (the default root).
@@ -597,7 +597,8 @@ fn secrets_reach_only_nodes_that_run_a_referencing_task() {
 }
 
 /// Encryption at rest, end to end: a secret used by a task on each of two nodes (manager
-/// and worker, docker executor) is in no file under either data root, after a clean stop
+/// and worker, docker executor) is in no file under either data root, in no encoding
+/// (`swarmd_testkit::find_secret`: raw, hex, base64, JSON number array), after a clean stop
 /// (SIGTERM) and after a crash (kill -9, so whatever redb had written is on disk), and in
 /// neither daemon log at debug level.
 #[test]
@@ -702,16 +703,20 @@ fn no_secret_plaintext_under_any_data_root_or_in_any_log() {
         assert_eq!(read.ok().stdout, value);
     }
 
+    // The secret in any encoding a serializer could give it (raw, hex, base64, a JSON array
+    // of byte values), not only as a string: Raft records are JSON, where `Secret.data` is
+    // an array of numbers.
     let check = |when: &str, nodes: [&Daemon; 2]| {
         for (n, id) in nodes.into_iter().zip(&ids) {
             // Control: the search does see the data root (the node ID is in its state file).
             assert!(
-                !common::grep_tree(n.data_root(), id).is_empty(),
-                "{when}: grep sees nothing"
+                !find_secret_in_tree(n.data_root(), id.as_bytes()).is_empty(),
+                "{when}: the search sees nothing"
             );
-            let found = common::grep_tree(n.data_root(), &value);
+            let found = find_secret_in_tree(n.data_root(), value.as_bytes());
             assert!(found.is_empty(), "{when}: plaintext secret in {found:?}");
-            assert!(!n.log().contains(&value), "{when}: secret in a log");
+            let in_log = find_secret(n.log().as_bytes(), value.as_bytes());
+            assert_eq!(in_log, None, "{when}: secret in a log");
         }
     };
     m.sigterm().expect("manager stops");
@@ -836,4 +841,46 @@ fn templated_configs_and_spec_fields_expand_on_the_node() {
             Err(err)
         }
     });
+}
+
+/// A secrets root that is not memory-backed (`SWARMD_SECRETS_ROOT` on a disk filesystem):
+/// the task fails, its status error says why, and no secret file is written there.
+#[test]
+fn a_secrets_root_off_tmpfs_fails_the_task_with_the_reason() {
+    let disk = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("a dir under target/");
+    let n = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
+        .node_addr(unique_loopback())
+        .executor(Executor::Process)
+        .hostname(unique_name("diskroot"))
+        .env("SWARMD_SECRETS_ROOT", disk.path())
+        .start()
+        .expect("swarmd starts");
+    n.docker(&["swarm", "init"]).ok();
+    let _l = Leave(&n);
+    let value = "s3cr3t-on-disk-never";
+    create_secret(&n, &["disk_pw"], value.as_bytes());
+    let svc = unique_name("diskroot");
+    n.docker(&[
+        "service", "create", "-d", "--name", &svc, "--secret", "disk_pw", "busybox", "sleep", "300",
+    ])
+    .ok();
+    wait_for(T, POLL, "the task to fail for want of a tmpfs", || {
+        let err = n
+            .docker(&[
+                "service",
+                "ps",
+                "--no-trunc",
+                "--format",
+                "{{.Error}}",
+                &svc,
+            ])
+            .stdout;
+        if err.contains("is not on a tmpfs or ramfs") && err.contains("SWARMD_SECRETS_ROOT") {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    });
+    let found = find_secret_in_tree(disk.path(), value.as_bytes());
+    assert!(found.is_empty(), "secret written to disk: {found:?}");
 }

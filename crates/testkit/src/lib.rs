@@ -14,6 +14,8 @@
 //! - [`Machine`]: a second "machine" (a network namespace with its own Docker Engine, on a
 //!   veth to the host) for tests whose traffic must cross between hosts.
 //! - [`unique_name`]: collision-free names for services, secrets, networks, ...
+//! - [`find_secret`] / [`find_secret_in_tree`]: a secret in any encoding (raw, hex, base64,
+//!   JSON number array), for tests that prove none is left in plaintext.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -33,6 +35,7 @@ mod cmd;
 mod daemon;
 mod engine;
 mod http;
+mod leak;
 mod machine;
 mod wait;
 
@@ -42,6 +45,7 @@ pub use engine::{
     ENGINE_HOST, cleanup_engine_containers, engine_available, engine_docker, engine_docker_command,
 };
 pub use http::{HttpResponse, unix_http};
+pub use leak::{MIN_SECRET_LEN, byte_forms, find_secret, find_secret_in_tree};
 pub use machine::Machine;
 pub use wait::{wait_for, wait_for_async, wait_until, wait_until_async};
 

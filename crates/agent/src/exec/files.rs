@@ -16,11 +16,12 @@ use bollard_stubs::models::TaskSpecContainerSpec;
 use swarmd_types::dispatcher::Assignment;
 use swarmd_types::{Config, Secret};
 
-use super::ExecError;
 use super::template::{PayloadFiles, TemplateContext};
+use super::{ExecError, memfs};
 
 /// Where task directories live unless `SWARMD_SECRETS_ROOT` says otherwise (it must be a
-/// tmpfs: the point is that the plaintext never touches a disk).
+/// tmpfs or ramfs: the point is that the plaintext never touches a disk; [`write`] refuses
+/// to write a secret anywhere else).
 pub const DEFAULT_ROOT: &str = "/dev/shm/swarmd";
 
 /// Docker's in-container directory for secrets with a relative target.
@@ -294,8 +295,8 @@ pub fn write<'a>(
         )));
     }
     let (sdir, cdir) = dirs(task_id);
-    let secrets = write_set(&sdir, &files.secrets, layout, SECRETS_MOUNT)?;
-    let configs = write_set(&cdir, &files.configs, layout, "/")?;
+    let secrets = write_set(&sdir, &files.secrets, layout, SECRETS_MOUNT, true)?;
+    let configs = write_set(&cdir, &files.configs, layout, "/", false)?;
     Ok((secrets, configs))
 }
 
@@ -314,11 +315,14 @@ fn relative_name(target: &str, base: &str) -> Option<PathBuf> {
     ok.then(|| path.to_path_buf())
 }
 
+/// Writes `files` into `dir`. `memory_only` (secrets): refuse, before any file is written,
+/// unless `dir` is on a tmpfs or ramfs.
 fn write_set<'a>(
     dir: &Path,
     files: &'a [TaskFile],
     layout: Layout,
     base: &str,
+    memory_only: bool,
 ) -> Result<Written<'a>, ExecError> {
     if files.is_empty() {
         return Ok(Vec::new());
@@ -326,6 +330,9 @@ fn write_set<'a>(
     std::fs::create_dir_all(dir).map_err(|e| ExecError::io(dir.display(), e))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| ExecError::io(dir.display(), e))?;
+    if memory_only {
+        memfs::ensure_memory_backed(dir)?;
+    }
     let root = nix::unistd::geteuid().is_root();
     let mut out = Vec::new();
     for (i, f) in files.iter().enumerate() {
@@ -523,6 +530,53 @@ mod tests {
         );
         assert_eq!(relative_name("/run/secrets/../../x", SECRETS_MOUNT), None);
         assert_eq!(relative_name("/", "/"), None);
+    }
+
+    #[test]
+    fn secrets_are_written_only_to_a_memory_backed_directory() {
+        let files = [TaskFile {
+            name: "db_pw".into(),
+            target: "/run/secrets/db_pw".into(),
+            uid: 0,
+            gid: 0,
+            mode: 0o400,
+            data: b"hunter2".to_vec(),
+        }];
+        let disk = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        assert!(
+            !memfs::is_memory_backed(memfs::fs_type(disk.path()).unwrap()),
+            "the test needs the source tree on a disk filesystem"
+        );
+        let sdir = disk.path().join("secrets");
+        let err = write_set(&sdir, &files, Layout::Indexed, SECRETS_MOUNT, true).unwrap_err();
+        assert!(
+            matches!(err, ExecError::SecretsNotInMemory { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&sdir).unwrap().count(),
+            0,
+            "nothing written"
+        );
+        // Configs are not secret: they may live anywhere.
+        let cdir = disk.path().join("configs");
+        assert_eq!(
+            write_set(&cdir, &files, Layout::Indexed, "/", false)
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let written = write_set(
+            &shm.path().join("secrets"),
+            &files,
+            Layout::Indexed,
+            SECRETS_MOUNT,
+            true,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&written[0].0).unwrap(), b"hunter2");
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod docker_events;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod files;
+pub mod memfs;
 pub mod overlay;
 pub mod process;
 pub mod template;
@@ -92,6 +93,13 @@ pub enum ExecError {
     /// A local I/O failure (state dir, log files, spawning a process).
     #[error("{0}")]
     Io(String),
+    /// The task's secrets would be written to a directory that is not memory-backed, so
+    /// their plaintext would reach a disk; the task fails instead (see [`memfs`]).
+    #[error(
+        "refusing to write secrets to {dir}: it is not on a tmpfs or ramfs (filesystem type \
+         {fs_type:#x}); set SWARMD_SECRETS_ROOT to a directory on a tmpfs"
+    )]
+    SecretsNotInMemory { dir: String, fs_type: u32 },
 }
 
 impl ExecError {
