@@ -78,13 +78,33 @@ pub struct Cluster {
 }
 
 /// The swarm's root certificate authority.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// The CA's key lives here and nowhere else: never in the cluster spec (a `SigningCAKey`
+/// sent with `swarm init`/`update` is taken out of the spec before it is stored, as swarmkit
+/// does), never in an API answer, never in a log line (hence the hand-written `Debug`).
+/// The store holding it is encrypted at rest.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RootCa {
     pub cert_pem: String,
-    /// The CA's private key. Lives only in the managers' store (encrypted at rest later).
+    /// The CA's private key. Lives only in the managers' store.
     pub key_pem: String,
     /// `sha256:<hex>` digest of the DER certificate, as embedded in join tokens.
     pub digest: String,
+    /// The `CAConfig.ForceRotate` value this root answers (swarmkit's `LastForcedRotation`):
+    /// a spec whose `ForceRotate` differs asks for a new root. `None` in clusters stored
+    /// before it was recorded; the stored spec's value stands in for it then.
+    #[serde(default)]
+    pub last_forced_rotation: Option<u64>,
+}
+
+impl std::fmt::Debug for RootCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootCa")
+            .field("digest", &self.digest)
+            .field("key_pem", &"<redacted>")
+            .field("last_forced_rotation", &self.last_forced_rotation)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The current worker and manager join tokens (`SWMTKN-1-<ca digest>-<secret>`).

@@ -6,6 +6,7 @@
 //! conflict is refused at the API like Docker does).
 
 pub mod autolock;
+pub mod ca_config;
 mod names;
 pub mod networks;
 pub(crate) mod ports;
@@ -118,6 +119,14 @@ fn go_duration(d: std::time::Duration) -> String {
 /// Docker's words when a write finds no leader to take it.
 pub const NO_LEADER: &str = "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
 
+/// Root CA rotation (`swarm ca --rotate`, a new `SigningCACert`) is refused, not ignored,
+/// until swarmd implements it.
+fn rotation_unsupported() -> ControlError {
+    ControlError::InvalidArgument(
+        "rpc error: code = Unimplemented desc = root CA rotation is not supported yet".into(),
+    )
+}
+
 fn invalid(msg: impl std::fmt::Display) -> ControlError {
     ControlError::InvalidArgument(format!("rpc error: code = InvalidArgument desc = {msg}"))
 }
@@ -202,8 +211,19 @@ impl Control {
                     cert_pem: m.cert_pem,
                     key_pem: m.key_pem,
                     digest: m.digest,
+                    last_forced_rotation: None,
                 }
             }
+        };
+        let mut spec = default_swarm_spec(p.spec.clone());
+        ca_config::scrub_signing_material(&mut spec);
+        // A new swarm's root is new: a `ForceRotate` in the init spec is already answered.
+        let ca = RootCa {
+            last_forced_rotation: Some(
+                ca.last_forced_rotation
+                    .unwrap_or_else(|| ca_config::force_rotate(&spec)),
+            ),
+            ..ca
         };
         let token = |_: ()| {
             swarmd_pki::generate_join_token(&ca.digest)
@@ -212,7 +232,7 @@ impl Control {
         let cluster = Cluster {
             id: p.cluster_id.clone().unwrap_or_else(ids::new_id),
             meta: Default::default(),
-            spec: default_swarm_spec(p.spec.clone()),
+            spec,
             root_ca: ca.clone(),
             join_tokens: JoinTokens {
                 worker: token(())?,
@@ -295,8 +315,15 @@ impl Control {
                         "rpc error: code = Unknown desc = update out of sequence".into(),
                     ));
                 }
+                let last_forced = ca_config::last_forced_rotation(&c.root_ca, &c.spec);
+                match ca_config::plan_ca_change(&c.root_ca, last_forced, spec.ca_config.as_ref())? {
+                    ca_config::CaRequest::Keep => {}
+                    ca_config::CaRequest::NewRoot(_) => return Err(rotation_unsupported()),
+                }
                 let mut c = c.clone();
                 c.spec = default_swarm_spec(spec.clone());
+                ca_config::scrub_signing_material(&mut c.spec);
+                c.root_ca.last_forced_rotation = Some(ca_config::force_rotate(&c.spec));
                 if rotate_worker {
                     c.join_tokens.worker = swarmd_pki::generate_join_token(&c.root_ca.digest)
                         .map_err(|e| ControlError::Internal(e.to_string()))?;
