@@ -317,7 +317,7 @@ pub async fn serve_cluster_port(
     dispatcher: Arc<dyn DispatcherApi>,
     cancel: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let tls = swarmd_pki::live_server_config(live, &certs.root_pem)?;
+    let tls = swarmd_pki::live_server_config(live)?;
     let authorizer = Arc::new(RoleAuthorizer::new(identify(
         store.clone(),
         certs.cluster_id()?,

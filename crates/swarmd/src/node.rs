@@ -282,7 +282,7 @@ impl SwarmNode {
         cfg.hostname = Some(self.hostname.clone());
         let agent = Agent::new(cfg, executor)?;
         let live = swarmd_pki::LiveCert::new(&certs.cert_pem, &certs.key_pem, &certs.root_pem)?;
-        let tls = swarmd_pki::live_client_config(&live, &certs.root_pem)?;
+        let tls = swarmd_pki::live_client_config(&live)?;
 
         let (mgr, local) = match state.role {
             Role::Manager => {
