@@ -71,7 +71,9 @@ pub fn node_to_docker(node: &Node, raft: &RaftView, tls: Option<&TlsInfo>) -> mo
                 labels: Some(d.engine_labels.clone()),
                 plugins: Some(Vec::new()),
             }),
-            tls_info: tls.cloned(),
+            // What the CA recorded when it issued the node's certificate; the swarm's
+            // for a node not issued one since.
+            tls_info: d.tls_info.clone().or_else(|| tls.cloned()),
         }),
         status: Some(models::NodeStatus {
             state: Some(node_state(node.status.state)),
@@ -416,7 +418,7 @@ pub fn cluster_to_info(c: &Cluster) -> ClusterInfo {
         updated_at: opt_time(&c.meta.updated_at),
         spec: Some(shown_swarm_spec(&c.spec)),
         tls_info: Some(tls_info(&c.root_ca)),
-        root_rotation_in_progress: Some(false),
+        root_rotation_in_progress: Some(c.root_ca.root_rotation.is_some()),
         data_path_port: Some(c.data_path_port),
         default_addr_pool: Some(c.default_addr_pool.clone()),
         subnet_size: Some(c.subnet_size),
@@ -589,6 +591,7 @@ mod tests {
                 engine_version: "28.2.2".into(),
                 engine_labels: HashMap::new(),
                 executor: "process".into(),
+                tls_info: None,
             },
             status: swarmd_types::NodeStatus {
                 state: NodeState::Ready,

@@ -55,7 +55,10 @@ pub fn check_signing_root(cert_pem: &str, key_pem: &str) -> Result<RootCaMateria
 /// root. Appended to the certificates signed during a rotation, it lets a node that still
 /// trusts only the old root verify them; a node that trusts the new root verifies them
 /// directly.
-pub fn cross_sign(new_root: &RootCaMaterial, old_root: &RootCaMaterial) -> Result<String, PkiError> {
+pub fn cross_sign(
+    new_root: &RootCaMaterial,
+    old_root: &RootCaMaterial,
+) -> Result<String, PkiError> {
     let bad = |e: &dyn std::fmt::Display| PkiError::InvalidCertificate(e.to_string());
     let (_, x509) = x509_parser::parse_x509_certificate(&new_root.cert_der).map_err(|e| bad(&e))?;
     let mut params = rcgen::CertificateParams::default();
@@ -70,16 +73,24 @@ pub fn cross_sign(new_root: &RootCaMaterial, old_root: &RootCaMaterial) -> Resul
     params.not_after = x509.validity().not_after.to_datetime();
     // The new root's own key identifier, which the certificates it signs name as their
     // authority's.
-    if let Some(ski) = x509.iter_extensions().find_map(|e| match e.parsed_extension() {
-        x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
-        _ => None,
-    }) {
+    if let Some(ski) = x509
+        .iter_extensions()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => {
+                Some(id.0.to_vec())
+            }
+            _ => None,
+        })
+    {
         params.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(ski);
     }
     params.use_authority_key_identifier_extension = true;
-    let new_key = KeyPair::from_pem(&new_root.key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
-    let old_key = KeyPair::from_pem(&old_root.key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&old_root.cert_pem, old_key).map_err(|e| bad(&e))?;
+    let new_key =
+        KeyPair::from_pem(&new_root.key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+    let old_key =
+        KeyPair::from_pem(&old_root.key_pem).map_err(|e| PkiError::InvalidKey(e.to_string()))?;
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&old_root.cert_pem, old_key).map_err(|e| bad(&e))?;
     let cert = params.signed_by(&new_key, &issuer)?;
     Ok(cert_pem_of_der(cert.der()))
 }
@@ -98,7 +109,9 @@ fn name_of(name: &x509_parser::x509::X509Name<'_>) -> Result<rcgen::Distinguishe
             Tag::PrintableString => {
                 rcgen::DnValue::PrintableString(text.try_into().map_err(|_| unsupported())?)
             }
-            Tag::Ia5String => rcgen::DnValue::Ia5String(text.try_into().map_err(|_| unsupported())?),
+            Tag::Ia5String => {
+                rcgen::DnValue::Ia5String(text.try_into().map_err(|_| unsupported())?)
+            }
             Tag::Utf8String => rcgen::DnValue::Utf8String(text.to_string()),
             _ => return Err(unsupported()),
         };
@@ -189,8 +202,14 @@ mod tests {
         let with_cross = format!("{leaf}{cross}");
         assert!(verifies(&with_cross, &old.cert_pem));
         assert!(verifies(&with_cross, &new.cert_pem));
-        assert!(verifies(&with_cross, &format!("{}{}", old.cert_pem, new.cert_pem)));
-        assert!(!verifies(&leaf, &old.cert_pem), "the control: no bridge, no trust");
+        assert!(verifies(
+            &with_cross,
+            &format!("{}{}", old.cert_pem, new.cert_pem)
+        ));
+        assert!(
+            !verifies(&leaf, &old.cert_pem),
+            "the control: no bridge, no trust"
+        );
         assert!(verifies(&leaf, &new.cert_pem));
     }
 

@@ -356,11 +356,7 @@ async fn a_live_certificate_is_replaced_without_rebuilding_configs() {
 
     // An anonymous client is still admitted by the live server config (join path).
     let anon = bootstrap_client_config(&ca.digest).unwrap();
-    let seen = handshake(
-        live_server_config(&live_server_cert).unwrap(),
-        anon,
-    )
-    .await;
+    let seen = handshake(live_server_config(&live_server_cert).unwrap(), anon).await;
     assert!(seen.server.unwrap().is_empty());
 }
 
@@ -405,7 +401,10 @@ async fn a_root_rotation_changes_trust_in_place() {
         .replace(&m3.cert_pem, &m3.key_pem, &new.cert_pem)
         .unwrap();
     let seen = handshake(server_cfg.clone(), client_cfg.clone()).await;
-    assert!(seen.server.is_err(), "a certificate from the old root is refused");
+    assert!(
+        seen.server.is_err(),
+        "a certificate from the old root is refused"
+    );
 
     let w2 = issue(&new, "worker000000000000000001", Role::Worker);
     worker

@@ -261,7 +261,10 @@ impl CaService for CaServiceImpl {
 
     async fn root_ca(&self, _peer: PeerInfo) -> Result<String, RpcError> {
         self.store
-            .view(|t| t.cluster().map(|c| c.root_ca.cert_pem.clone()))
+            .view(|t| {
+                t.cluster()
+                    .map(|c| swarmd_manager::ca_rotation::trust_roots(&c.root_ca))
+            })
             .ok_or_else(|| RpcError::Unavailable("This node is not a swarm manager.".into()))
     }
 }

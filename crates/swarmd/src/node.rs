@@ -447,6 +447,7 @@ impl SwarmNode {
                         key_pem: ca.key_pem.clone(),
                         digest: ca.digest.clone(),
                         last_forced_rotation: Some(force_rotate),
+                        root_rotation: None,
                     }),
                     spec: Default::default(),
                     availability: None,
@@ -884,6 +885,10 @@ async fn renew_certificates(
     cancel: CancellationToken,
 ) {
     let mut retry = Duration::from_secs(1);
+    let mut latest = follow.latest();
+    // The roots a session asked for that this node last renewed for: asked again (a
+    // session from a manager that has not caught up), it waits for the next change.
+    let mut renewed_for: Option<String> = None;
     loop {
         let certs = match seal.load(&dir) {
             Ok(c) => c,
@@ -906,6 +911,10 @@ async fn renew_certificates(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+            roots = other_roots(&mut latest, &certs.root_pem, renewed_for.as_deref()) => {
+                tracing::info!("the swarm's root CA changed: renewing the certificate");
+                renewed_for = Some(roots);
+            }
         }
         let mut managers = follow.managers();
         if managers.is_empty() {
@@ -940,6 +949,31 @@ async fn renew_certificates(
             _ = tokio::time::sleep(retry) => {}
         }
         retry = (retry * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Waits until a session asks this node to trust roots other than `mine` (a root rotation
+/// started or ended) and returns them; `skip` is a request already answered. Pends forever
+/// once sessions end.
+async fn other_roots(
+    latest: &mut tokio::sync::watch::Receiver<Option<SessionMessage>>,
+    mine: &str,
+    skip: Option<&str>,
+) -> String {
+    loop {
+        let wanted = latest
+            .borrow_and_update()
+            .as_ref()
+            .and_then(|m| m.trust_roots.clone());
+        if let Some(roots) = wanted
+            && roots != mine
+            && Some(roots.as_str()) != skip
+        {
+            return roots;
+        }
+        if latest.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! End to end, with the docker CLI and the raw API: the swarm's root CA key is kept apart
 //! from the spec (never stored in it, never shown, never on disk or in a log in
-//! plaintext), and CA requests swarmd cannot honour are refused, never silently ignored.
+//! plaintext), CA requests swarmd cannot honour are refused, never silently ignored, and
+//! `docker swarm ca --rotate` rotates the root across the swarm.
 
 mod common;
 
 use common::*;
-use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name};
+use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name, wait_until};
 
 /// Every form the key's bytes could take in a file or a log: each base64 line of its PEM
 /// (a JSON string keeps them as they are) and the hex of its DER.
@@ -107,13 +108,26 @@ fn ca_requests_swarmd_cannot_honour_are_refused() {
         "{}",
         ext.report("external CA")
     );
-    let rotate = m.docker(&["swarm", "ca", "--rotate", "-d"]).fail();
+    // A certificate without its key would need an external CA to sign with it.
+    let other = swarmd_pki::generate_root_ca().unwrap();
+    let cert = m.data_root().join("other-ca.pem");
+    std::fs::write(&cert, &other.cert_pem).unwrap();
+    let no_key = m
+        .docker(&[
+            "swarm",
+            "ca",
+            "--rotate",
+            "-d",
+            "--ca-cert",
+            cert.to_str().unwrap(),
+        ])
+        .fail();
     assert!(
-        rotate
+        no_key
             .stderr
-            .contains("root CA rotation is not supported yet"),
+            .contains("there must be at least one valid, reachable external CA"),
         "{}",
-        rotate.report("rotate")
+        no_key.report("rotate to a certificate without its key")
     );
     let after = m.docker(&["swarm", "ca"]).ok().stdout_trimmed().to_string();
     assert_eq!(before, after);
@@ -123,4 +137,118 @@ fn ca_requests_swarmd_cannot_honour_are_refused() {
         swarm["Spec"]["CAConfig"].get("ExternalCAs").is_none(),
         "{swarm}"
     );
+}
+
+/// `{{json .Description.TLSInfo}}` of every node, by node ID.
+fn nodes_tls(m: &Daemon) -> Vec<(String, serde_json::Value)> {
+    let ids = m.docker(&["node", "ls", "-q"]).ok().stdout.clone();
+    ids.lines()
+        .map(|id| {
+            let out = m
+                .docker(&[
+                    "node",
+                    "inspect",
+                    "--format",
+                    "{{json .Description.TLSInfo}}",
+                    id,
+                ])
+                .ok()
+                .stdout_trimmed()
+                .to_string();
+            (id.to_string(), serde_json::from_str(&out).unwrap())
+        })
+        .collect()
+}
+
+fn cluster_tls(m: &Daemon) -> serde_json::Value {
+    let out = m
+        .docker(&["info", "--format", "{{json .Swarm.Cluster.TLSInfo}}"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `docker swarm ca --rotate` on three nodes (a manager, two workers), waiting on the CLI's
+/// own progress display: it returns once every node has a certificate from a new root and
+/// trusts it alone; `docker info` and every node's TLS info show that root; the old join
+/// token is refused and a node joins with the new one; the service's tasks ran through it.
+#[test]
+fn swarm_ca_rotate_moves_every_node_to_a_new_root() {
+    let nodes = three_nodes(Executor::Process, "rot");
+    let _leave: Vec<Leave<'_>> = nodes.iter().map(Leave).collect();
+    let m = &nodes[0];
+    let old_root = m.docker(&["swarm", "ca"]).ok().stdout_trimmed().to_string();
+    let old_token = m
+        .docker(&["swarm", "join-token", "-q", "worker"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    let svc = unique_name("through");
+    m.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &svc,
+        "--replicas",
+        "3",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    wait_until(T, POLL, "3/3 before the rotation", || {
+        replicas(m, &svc) == "3/3"
+    });
+    let tasks_before = running_tasks(m, &svc);
+
+    // The CLI waits for the rotation with its progress display, then prints the new root.
+    let rotate = m.docker(&["swarm", "ca", "--rotate"]).ok();
+    let new_root = m.docker(&["swarm", "ca"]).ok().stdout_trimmed().to_string();
+    assert_ne!(new_root, old_root, "a new root");
+    assert!(
+        rotate.stdout.trim_end().ends_with(new_root.as_str()),
+        "{}",
+        rotate.report("swarm ca --rotate")
+    );
+
+    let cluster = cluster_tls(m);
+    assert_eq!(cluster["TrustRoot"].as_str().unwrap().trim(), new_root);
+    let all = nodes_tls(m);
+    assert_eq!(all.len(), 3);
+    for (id, tls) in &all {
+        assert_eq!(tls, &cluster, "node {id} is on the new root");
+    }
+    let swarm = m.http("GET", "/v1.50/swarm", None).expect("answers");
+    let swarm: serde_json::Value = serde_json::from_slice(&swarm.body).unwrap();
+    assert_eq!(swarm["RootRotationInProgress"], false, "{swarm}");
+
+    // The join tokens carry the new root's digest: the old one is refused.
+    let new_token = m
+        .docker(&["swarm", "join-token", "-q", "worker"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    assert_ne!(new_token, old_token);
+    let addr = format!("{}:2377", m.node_addr());
+    let late = process_node("rotlate");
+    let _late = Leave(&late);
+    let refused = late
+        .docker(&["swarm", "join", "--token", &old_token, &addr])
+        .fail();
+    assert!(
+        refused
+            .stderr
+            .contains("remote CA does not match fingerprint"),
+        "{}",
+        refused.report("join with the old token")
+    );
+    late.docker(&["swarm", "join", "--token", &new_token, &addr])
+        .ok();
+    wait_ready_nodes(m, 4);
+
+    // The tasks kept running through it (none restarted).
+    assert_eq!(running_tasks(m, &svc), tasks_before);
+    assert_eq!(replicas(m, &svc), "3/3");
 }

@@ -119,14 +119,6 @@ fn go_duration(d: std::time::Duration) -> String {
 /// Docker's words when a write finds no leader to take it.
 pub const NO_LEADER: &str = "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
 
-/// Root CA rotation (`swarm ca --rotate`, a new `SigningCACert`) is refused, not ignored,
-/// until swarmd implements it.
-fn rotation_unsupported() -> ControlError {
-    ControlError::InvalidArgument(
-        "rpc error: code = Unimplemented desc = root CA rotation is not supported yet".into(),
-    )
-}
-
 fn invalid(msg: impl std::fmt::Display) -> ControlError {
     ControlError::InvalidArgument(format!("rpc error: code = InvalidArgument desc = {msg}"))
 }
@@ -212,6 +204,7 @@ impl Control {
                     key_pem: m.key_pem,
                     digest: m.digest,
                     last_forced_rotation: None,
+                    root_rotation: None,
                 }
             }
         };
@@ -316,11 +309,24 @@ impl Control {
                     ));
                 }
                 let last_forced = ca_config::last_forced_rotation(&c.root_ca, &c.spec);
-                match ca_config::plan_ca_change(&c.root_ca, last_forced, spec.ca_config.as_ref())? {
-                    ca_config::CaRequest::Keep => {}
-                    ca_config::CaRequest::NewRoot(_) => return Err(rotation_unsupported()),
-                }
+                let plan =
+                    ca_config::plan_ca_change(&c.root_ca, last_forced, spec.ca_config.as_ref())?;
                 let mut c = c.clone();
+                if let ca_config::CaRequest::NewRoot(new) = plan {
+                    // Asking again for the root a rotation already moves to changes nothing.
+                    let same = match (&new, &c.root_ca.root_rotation) {
+                        (Some(n), Some(r)) => {
+                            swarmd_pki::ca_digest_of(&r.cert_pem).is_ok_and(|d| d == n.digest)
+                        }
+                        _ => false,
+                    };
+                    if !same {
+                        let rotation = crate::ca_rotation::start(&c.root_ca, new)
+                            .map_err(|e| invalid(e.to_string()))?;
+                        tracing::info!(cluster = %c.id, "root CA rotation started");
+                        c.root_ca.root_rotation = Some(rotation);
+                    }
+                }
                 c.spec = default_swarm_spec(spec.clone());
                 ca_config::scrub_signing_material(&mut c.spec);
                 c.root_ca.last_forced_rotation = Some(ca_config::force_rotate(&c.spec));
