@@ -35,7 +35,7 @@ pub fn check_signing_root(cert_pem: &str, key_pem: &str) -> Result<RootCaMateria
             "CA certificate expires too soon".into(),
         ));
     }
-    let key = KeyPair::from_pem(key_pem)
+    let key = key_pair_of(key_pem)
         .map_err(|e| PkiError::InvalidRoot(format!("malformed private key: {e}")))?;
     if x509.public_key().raw != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice() {
         return Err(PkiError::InvalidRoot("certificate key mismatch".into()));
@@ -48,6 +48,70 @@ pub fn check_signing_root(cert_pem: &str, key_pem: &str) -> Result<RootCaMateria
         digest: digest_of_der(&der),
         cert_der: der,
     })
+}
+
+/// A root's private key in any PEM form openssl and cfssl write: PKCS#8 as is, SEC1 (`EC
+/// PRIVATE KEY`) and PKCS#1 (`RSA PRIVATE KEY`) wrapped into PKCS#8 first, since rcgen (on
+/// ring) reads PKCS#8 only. Stored afterwards as PKCS#8.
+fn key_pair_of(key_pem: &str) -> Result<KeyPair, rcgen::Error> {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject;
+    // DER: ecPublicKey with P-256, with P-384; rsaEncryption with its NULL parameters.
+    const EC_P256: &[u8] = &[
+        0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+        0x3d, 0x03, 0x01, 0x07,
+    ];
+    const EC_P384: &[u8] = &[
+        0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
+        0x22,
+    ];
+    const RSA: &[u8] = &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    let algorithms: &[&[u8]] = match PrivateKeyDer::from_pem_slice(key_pem.as_bytes()) {
+        Ok(PrivateKeyDer::Sec1(_)) => &[EC_P256, EC_P384],
+        Ok(PrivateKeyDer::Pkcs1(_)) => &[RSA],
+        _ => return KeyPair::from_pem(key_pem),
+    };
+    let inner = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
+    let mut last = rcgen::Error::CouldNotParseKeyPair;
+    for alg in algorithms {
+        let pkcs8 = der(
+            0x30,
+            &[
+                &[0x02, 0x01, 0x00][..],
+                &der(0x30, &[alg]),
+                &der(0x04, &[inner.secret_der()]),
+            ],
+        );
+        match KeyPair::try_from(pkcs8.as_slice()) {
+            Ok(k) => return Ok(k),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// One DER value: `tag`, the length of `parts` together, then `parts`.
+fn der(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
 }
 
 /// The new root's certificate signed by the old root's key (swarmkit's
@@ -211,6 +275,48 @@ mod tests {
             "the control: no bridge, no trust"
         );
         assert!(verifies(&leaf, &new.cert_pem));
+    }
+
+    /// One DER value at the start of `input`: (its content, what follows it).
+    fn take_der(input: &[u8]) -> (&[u8], &[u8]) {
+        let (len, head) = match input[1] {
+            n if n < 0x80 => (n as usize, 2),
+            n => {
+                let k = (n & 0x7f) as usize;
+                let len = input[2..2 + k]
+                    .iter()
+                    .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+                (len, 2 + k)
+            }
+        };
+        (&input[head..head + len], &input[head + len..])
+    }
+
+    /// A root key as openssl's `ecparam -genkey` writes it (SEC1, `EC PRIVATE KEY`) is
+    /// read, as swarmkit reads it, and is the same key as its PKCS#8 form.
+    #[test]
+    fn a_sec1_root_key_is_read() {
+        let root = generate_root_ca().unwrap();
+        let pkcs8 = KeyPair::from_pem(&root.key_pem).unwrap().serialize_der();
+        // PrivateKeyInfo: SEQUENCE { version, algorithm, OCTET STRING { ECPrivateKey } }.
+        let (info, _) = take_der(&pkcs8);
+        let (_, rest) = take_der(info);
+        let (_, rest) = take_der(rest);
+        let (sec1, _) = take_der(rest);
+        let sec1_pem = ::pem::encode(&::pem::Pem::new("EC PRIVATE KEY", sec1.to_vec()));
+        assert!(KeyPair::from_pem(&sec1_pem).is_err(), "rcgen alone cannot");
+        let key = key_pair_of(&sec1_pem).expect("a SEC1 P-256 key");
+        assert_eq!(
+            key.public_key_pem(),
+            KeyPair::from_pem(&root.key_pem).unwrap().public_key_pem()
+        );
+        let given = check_signing_root(&root.cert_pem, &sec1_pem).unwrap();
+        assert!(
+            given.key_pem.contains("BEGIN PRIVATE KEY"),
+            "stored as PKCS#8"
+        );
+        let relabelled = sec1_pem.replace("EC PRIVATE", "RSA PRIVATE");
+        assert!(key_pair_of(&relabelled).is_err());
     }
 
     #[test]

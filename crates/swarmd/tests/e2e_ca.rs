@@ -108,26 +108,47 @@ fn ca_requests_swarmd_cannot_honour_are_refused() {
         "{}",
         ext.report("external CA")
     );
-    // A certificate without its key would need an external CA to sign with it.
+    // A root whose key is not its certificate's: swarmkit's message.
     let other = swarmd_pki::generate_root_ca().unwrap();
+    let stranger = swarmd_pki::generate_root_ca().unwrap();
     let cert = m.data_root().join("other-ca.pem");
+    let key = m.data_root().join("stranger-ca.key");
     std::fs::write(&cert, &other.cert_pem).unwrap();
-    let no_key = m
+    std::fs::write(&key, &stranger.key_pem).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mismatch = m
         .docker(&[
             "swarm",
             "ca",
             "--rotate",
             "-d",
             "--ca-cert",
-            cert.to_str().unwrap(),
+            cert,
+            "--ca-key",
+            key,
         ])
         .fail();
     assert!(
-        no_key
-            .stderr
-            .contains("there must be at least one valid, reachable external CA"),
+        mismatch.stderr.contains("certificate key mismatch"),
         "{}",
-        no_key.report("rotate to a certificate without its key")
+        mismatch.report("rotate to a root with another key")
+    );
+    let ext = m
+        .docker(&[
+            "swarm",
+            "ca",
+            "--rotate",
+            "-d",
+            "--ca-cert",
+            cert,
+            "--external-ca",
+            "protocol=cfssl,url=https://ca.example.com",
+        ])
+        .fail();
+    assert!(
+        ext.stderr.contains("external CAs are not supported"),
+        "{}",
+        ext.report("rotate to an external CA")
     );
     let after = m.docker(&["swarm", "ca"]).ok().stdout_trimmed().to_string();
     assert_eq!(before, after);
