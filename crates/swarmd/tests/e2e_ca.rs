@@ -193,7 +193,8 @@ fn cluster_tls(m: &Daemon) -> serde_json::Value {
 /// `docker swarm ca --rotate` on three nodes (a manager, two workers), waiting on the CLI's
 /// own progress display: it returns once every node has a certificate from a new root and
 /// trusts it alone; `docker info` and every node's TLS info show that root; the old join
-/// token is refused and a node joins with the new one; the service's tasks ran through it.
+/// token is refused and a manager joins with the new one; the service's tasks ran through
+/// it. Then a rotation to a root given with `--ca-cert/--ca-key`, with two managers.
 #[test]
 fn swarm_ca_rotate_moves_every_node_to_a_new_root() {
     let nodes = three_nodes(Executor::Process, "rot");
@@ -201,7 +202,7 @@ fn swarm_ca_rotate_moves_every_node_to_a_new_root() {
     let m = &nodes[0];
     let old_root = m.docker(&["swarm", "ca"]).ok().stdout_trimmed().to_string();
     let old_token = m
-        .docker(&["swarm", "join-token", "-q", "worker"])
+        .docker(&["swarm", "join-token", "-q", "manager"])
         .ok()
         .stdout_trimmed()
         .to_string();
@@ -247,7 +248,7 @@ fn swarm_ca_rotate_moves_every_node_to_a_new_root() {
 
     // The join tokens carry the new root's digest: the old one is refused.
     let new_token = m
-        .docker(&["swarm", "join-token", "-q", "worker"])
+        .docker(&["swarm", "join-token", "-q", "manager"])
         .ok()
         .stdout_trimmed()
         .to_string();
@@ -272,4 +273,39 @@ fn swarm_ca_rotate_moves_every_node_to_a_new_root() {
     // The tasks kept running through it (none restarted).
     assert_eq!(running_tasks(m, &svc), tasks_before);
     assert_eq!(replicas(m, &svc), "3/3");
+
+    // Again, to a root the user brings, now with two managers (Raft's own connections
+    // move too): the second manager runs it.
+    let given = swarmd_pki::generate_root_ca().unwrap();
+    let (cert, key) = (
+        late.data_root().join("ca.pem"),
+        late.data_root().join("ca.key"),
+    );
+    std::fs::write(&cert, &given.cert_pem).unwrap();
+    std::fs::write(&key, &given.key_pem).unwrap();
+    late.docker(&[
+        "swarm",
+        "ca",
+        "--rotate",
+        "-q",
+        "--ca-cert",
+        cert.to_str().unwrap(),
+        "--ca-key",
+        key.to_str().unwrap(),
+    ])
+    .ok();
+    let shown = m.docker(&["swarm", "ca"]).ok().stdout_trimmed().to_string();
+    assert_eq!(
+        shown,
+        given.cert_pem.trim(),
+        "the given root is the swarm's"
+    );
+    let cluster = cluster_tls(m);
+    let all = nodes_tls(m);
+    assert_eq!(all.len(), 4);
+    for (id, tls) in &all {
+        assert_eq!(tls, &cluster, "node {id} is on the given root");
+    }
+    wait_ready_nodes(m, 4);
+    assert_eq!(running_tasks(m, &svc), tasks_before);
 }
