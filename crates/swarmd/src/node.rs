@@ -956,7 +956,7 @@ async fn renew_certificates(
 /// started or ended) and returns them; `skip` is a request already answered. Pends forever
 /// once sessions end.
 async fn other_roots(
-    latest: &mut tokio::sync::watch::Receiver<Option<SessionMessage>>,
+    latest: &mut watch::Receiver<Option<SessionMessage>>,
     mine: &str,
     skip: Option<&str>,
 ) -> String {
