@@ -309,3 +309,76 @@ fn swarm_ca_rotate_moves_every_node_to_a_new_root() {
     wait_ready_nodes(m, 4);
     assert_eq!(running_tasks(m, &svc), tasks_before);
 }
+
+/// As in swarmkit, a rotation waits for every node, a down one too: it stays in progress
+/// while a stopped worker cannot renew (the manager already has a certificate from the new
+/// root), and completes once that node is removed.
+#[test]
+fn a_rotation_waits_for_a_down_node_until_it_is_removed() {
+    let m = process_node("rotwait");
+    m.docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
+        .ok();
+    let _lm = Leave(&m);
+    let token = m
+        .docker(&["swarm", "join-token", "-q", "worker"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    let mut w = process_node("rotwaitw");
+    w.docker(&[
+        "swarm",
+        "join",
+        "--token",
+        &token,
+        &format!("{}:2377", m.node_addr()),
+    ])
+    .ok();
+    wait_ready_nodes(&m, 2);
+    let worker_id = w
+        .docker(&["info", "--format", "{{.Swarm.NodeID}}"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    let old = cluster_tls(&m);
+    w.sigterm().expect("the worker stops");
+
+    m.docker(&["swarm", "ca", "--rotate", "-d"]).ok();
+    let in_progress = |m: &Daemon| {
+        m.docker(&[
+            "info",
+            "--format",
+            "{{.Swarm.Cluster.RootRotationInProgress}}",
+        ])
+        .ok()
+        .stdout_trimmed()
+            == "true"
+    };
+    wait_until(T, POLL, "the manager renewed from the new root", || {
+        let own = m
+            .docker(&[
+                "node",
+                "inspect",
+                "self",
+                "--format",
+                "{{json .Description.TLSInfo}}",
+            ])
+            .ok()
+            .stdout_trimmed()
+            .to_string();
+        let own: serde_json::Value = serde_json::from_str(&own).unwrap();
+        own["CertIssuerPublicKey"] != old["CertIssuerPublicKey"]
+    });
+    assert!(in_progress(&m), "the stopped worker holds the rotation");
+    assert_eq!(
+        m.docker(&["swarm", "ca"]).ok().stdout_trimmed(),
+        old["TrustRoot"].as_str().unwrap().trim()
+    );
+
+    m.docker(&["node", "rm", "--force", &worker_id]).ok();
+    wait_until(T, POLL, "the rotation completes", || !in_progress(&m));
+    let now = cluster_tls(&m);
+    assert_ne!(now["TrustRoot"], old["TrustRoot"]);
+    wait_until(T, POLL, "the manager trusts the new root alone", || {
+        nodes_tls(&m)[0].1 == now
+    });
+}
