@@ -159,6 +159,7 @@ impl DispatcherApi for FakeDispatcher {
             heartbeat_period_ms: 200,
             ingress: None,
             discovery: None,
+            trust_roots: None,
         };
         Ok(futures::stream::once(async move { Ok(first) })
             .chain(futures::stream::pending())

@@ -71,7 +71,9 @@ pub fn node_to_docker(node: &Node, raft: &RaftView, tls: Option<&TlsInfo>) -> mo
                 labels: Some(d.engine_labels.clone()),
                 plugins: Some(Vec::new()),
             }),
-            tls_info: tls.cloned(),
+            // What the CA recorded when it issued the node's certificate; the swarm's
+            // for a node not issued one since.
+            tls_info: d.tls_info.clone().or_else(|| tls.cloned()),
         }),
         status: Some(models::NodeStatus {
             state: Some(node_state(node.status.state)),
@@ -395,6 +397,18 @@ pub fn cluster_to_swarm(c: &Cluster) -> models::Swarm {
     }
 }
 
+/// The swarm spec as `GET /swarm` and `/info` show it: never with the signing CA key (nor
+/// its certificate), as moby's `SwarmFromGRPC` leaves both out. Control does not store
+/// them; this keeps a read safe whatever an older store holds.
+fn shown_swarm_spec(spec: &models::SwarmSpec) -> models::SwarmSpec {
+    let mut spec = spec.clone();
+    if let Some(ca) = spec.ca_config.as_mut() {
+        ca.signing_ca_cert = None;
+        ca.signing_ca_key = None;
+    }
+    spec
+}
+
 /// `/info`'s `Swarm.Cluster`: the cluster without join tokens.
 pub fn cluster_to_info(c: &Cluster) -> ClusterInfo {
     ClusterInfo {
@@ -402,9 +416,9 @@ pub fn cluster_to_info(c: &Cluster) -> ClusterInfo {
         version: version(c.meta.version),
         created_at: opt_time(&c.meta.created_at),
         updated_at: opt_time(&c.meta.updated_at),
-        spec: Some(c.spec.clone()),
+        spec: Some(shown_swarm_spec(&c.spec)),
         tls_info: Some(tls_info(&c.root_ca)),
-        root_rotation_in_progress: Some(false),
+        root_rotation_in_progress: Some(c.root_ca.root_rotation.is_some()),
         data_path_port: Some(c.data_path_port),
         default_addr_pool: Some(c.default_addr_pool.clone()),
         subnet_size: Some(c.subnet_size),
@@ -577,6 +591,7 @@ mod tests {
                 engine_version: "28.2.2".into(),
                 engine_labels: HashMap::new(),
                 executor: "process".into(),
+                tls_info: None,
             },
             status: swarmd_types::NodeStatus {
                 state: NodeState::Ready,
@@ -818,6 +833,37 @@ mod tests {
             Some(
                 "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEVIUdlDsUT3ZiSDEme8GKG3ZK+hzjYeW4biBX1SQwEnvXvPCevL9NVZB5dvLLeTYJxHB3c+A3H/++EgkmFv4cFA=="
             )
+        );
+    }
+
+    #[test]
+    fn swarm_and_info_never_show_the_signing_ca_key() {
+        let mut c = Cluster {
+            spec: serde_json::from_value(json!({
+                "Name": "default",
+                "CAConfig": {"SigningCACert": "CERT", "SigningCAKey": "SECRET-KEY", "ForceRotate": 3}
+            }))
+            .unwrap(),
+            ..Default::default()
+        };
+        c.root_ca.key_pem = "ROOT-KEY".into();
+        for shown in [
+            serde_json::to_string(&cluster_to_swarm(&c)).unwrap(),
+            serde_json::to_string(&cluster_to_info(&c)).unwrap(),
+        ] {
+            assert!(
+                !shown.contains("SECRET-KEY") && !shown.contains("SigningCAKey"),
+                "{shown}"
+            );
+            assert!(
+                !shown.contains("ROOT-KEY") && !shown.contains("SigningCACert"),
+                "{shown}"
+            );
+            assert!(shown.contains(r#""ForceRotate":3"#), "{shown}");
+        }
+        assert!(
+            !format!("{c:?}").contains("ROOT-KEY"),
+            "the key in a Debug line"
         );
     }
 

@@ -8,11 +8,13 @@
 
 use std::time::Duration;
 
-use swarmd_pki::{RootCaMaterial, sign_node_csr, token_matches};
+use swarmd_pki::{sign_node_csr, token_matches};
 use swarmd_store::ReadTx;
 use swarmd_store::{ProposeError, Store};
-use swarmd_types::models::{NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum};
-use swarmd_types::{ManagerInfo, Node, NodeState, NodeStatus, Role, ids};
+use swarmd_types::models::{NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, TlsInfo};
+
+use crate::ca_rotation::{Signer, issued_tls_info, trust_roots};
+use swarmd_types::{ManagerInfo, Node, NodeDescription, NodeState, NodeStatus, Role, ids};
 
 /// Why a certificate was not issued.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -66,13 +68,38 @@ fn pki_role(r: Role) -> swarmd_pki::Role {
     }
 }
 
-fn ca_material(store: &Store) -> Result<(RootCaMaterial, String, Duration), CaError> {
-    let (cert, key, cluster_id, expiry) = store
+/// What a certificate is issued with: the signer (the new root's key during a rotation),
+/// the roots the node is to trust, the TLS info recorded on the node, the cluster ID and
+/// the certificates' lifetime.
+struct Material {
+    signer: Signer,
+    trust_roots: String,
+    tls_info: TlsInfo,
+    cluster_id: String,
+    expiry: Duration,
+}
+
+impl Material {
+    fn sign(&self, csr_pem: &str, node_id: &str, role: Role) -> Result<String, CaError> {
+        let cert = sign_node_csr(
+            &self.signer.ca,
+            csr_pem,
+            node_id,
+            &self.cluster_id,
+            pki_role(role),
+            self.expiry,
+        )
+        .map_err(|e| CaError::Signing(e.to_string()))?;
+        Ok(self.signer.with_chain(cert))
+    }
+}
+
+fn ca_material(store: &Store) -> Result<Material, CaError> {
+    let (root, cluster_id, expiry) = store
         .view(|t| {
             t.cluster().map(|c| {
                 (
-                    c.root_ca.cert_pem.clone(),
-                    c.root_ca.key_pem.clone(),
+                    c.root_ca.clone(),
                     c.id.clone(),
                     c.spec
                         .ca_config
@@ -85,8 +112,13 @@ fn ca_material(store: &Store) -> Result<(RootCaMaterial, String, Duration), CaEr
             })
         })
         .ok_or(CaError::NoCluster)?;
-    let ca = RootCaMaterial::from_pem(&cert, &key).map_err(|e| CaError::Signing(e.to_string()))?;
-    Ok((ca, cluster_id, expiry))
+    Ok(Material {
+        signer: Signer::of(&root).map_err(|e| CaError::Signing(e.to_string()))?,
+        trust_roots: trust_roots(&root),
+        tls_info: issued_tls_info(&root),
+        cluster_id,
+        expiry,
+    })
 }
 
 /// Signs a certificate for a node that joins with `token`. Creates the node object; a
@@ -112,10 +144,9 @@ pub async fn issue_for_join(
         })
         .ok_or(CaError::NoCluster)?
         .ok_or(CaError::InvalidToken)?;
-    let (ca, cluster_id, expiry) = ca_material(store)?;
+    let material = ca_material(store)?;
     let node_id = ids::new_id();
-    let cert_pem = sign_node_csr(&ca, csr_pem, &node_id, &cluster_id, pki_role(role), expiry)
-        .map_err(|e| CaError::Signing(e.to_string()))?;
+    let cert_pem = material.sign(csr_pem, &node_id, role)?;
     if role == Role::Manager && addr.is_empty() {
         return Err(CaError::Signing(
             "a manager must give the address its peers reach it at".into(),
@@ -133,7 +164,10 @@ pub async fn issue_for_join(
             }),
             availability: Some(NodeSpecAvailabilityEnum::ACTIVE),
         },
-        description: Default::default(),
+        description: NodeDescription {
+            tls_info: Some(material.tls_info.clone()),
+            ..Default::default()
+        },
         status: NodeStatus {
             state: NodeState::Unknown,
             message: String::new(),
@@ -157,7 +191,7 @@ pub async fn issue_for_join(
         node_id,
         role,
         cert_pem,
-        root_ca_pem: ca.cert_pem.clone(),
+        root_ca_pem: material.trust_roots,
         raft_id,
     })
 }
@@ -175,7 +209,7 @@ pub async fn issue_for_member(
     let role = store
         .view(|t| t.nodes.get(node_id).map(|n| n.role))
         .ok_or_else(|| CaError::UnknownNode(node_id.to_string()))?;
-    let (ca, cluster_id, expiry) = ca_material(store)?;
+    let material = ca_material(store)?;
     let raft_id = match role {
         Role::Worker => None,
         Role::Manager => Some(
@@ -204,15 +238,34 @@ pub async fn issue_for_member(
                 .await??,
         ),
     };
-    let cert_pem = sign_node_csr(&ca, csr_pem, node_id, &cluster_id, pki_role(role), expiry)
-        .map_err(|e| CaError::Signing(e.to_string()))?;
+    let cert_pem = material.sign(csr_pem, node_id, role)?;
+    record_tls_info(store, node_id, &material.tls_info).await?;
     Ok(Issued {
         node_id: node_id.to_string(),
         role,
         cert_pem,
-        root_ca_pem: ca.cert_pem.clone(),
+        root_ca_pem: material.trust_roots,
         raft_id,
     })
+}
+
+/// Records on the node the TLS info of the certificate just issued to it (what `node
+/// inspect` shows and what the root rotation reconciler waits on). No write when it is
+/// already there, so ordinary renewals cost nothing more.
+async fn record_tls_info(store: &Store, node_id: &str, tls: &TlsInfo) -> Result<(), CaError> {
+    store
+        .update(|t, tx| {
+            if let Some(n) = t.nodes.get(node_id)
+                && n.description.tls_info.as_ref() != Some(tls)
+            {
+                let mut n = n.clone();
+                n.description.tls_info = Some(tls.clone());
+                tx.update(n);
+            }
+            Ok::<_, ProposeError>(())
+        })
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

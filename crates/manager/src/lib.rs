@@ -7,6 +7,7 @@
 
 pub mod allocator;
 pub mod ca;
+pub mod ca_rotation;
 pub mod control;
 pub mod dispatcher;
 pub mod ipam;
@@ -145,6 +146,17 @@ fn spawn_reconcilers(
         move || {
             let (s, r, adding) = (s.clone(), r.clone(), adding.clone());
             async move { membership::reconcile(&s, &r, &adding).await }
+        },
+    ));
+    let s = store.clone();
+    set.spawn(reconcile::run_loop(
+        "root rotation",
+        store.clone(),
+        cancel.clone(),
+        |e| matches!(e.object, Object::Node(_) | Object::Cluster(_)),
+        move || {
+            let s = s.clone();
+            async move { ca_rotation::reconcile(&s).await }
         },
     ));
     let s = store.clone();

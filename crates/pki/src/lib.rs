@@ -11,6 +11,7 @@
 //! [`require_manager`]).
 
 pub mod node;
+pub mod rotation;
 pub mod tls;
 
 use std::fmt;
@@ -21,6 +22,7 @@ pub use node::{
     parse_node_identity, parse_node_identity_pem, renewal_deadline, require_manager, role_of_peer,
     sign_node_csr, sign_node_csr_at,
 };
+pub use rotation::{cert_pem_of_der, check_signing_root, cross_sign, subject_and_key};
 pub use tls::{
     LiveCert, MANAGER_SERVER_NAME, PinnedRootVerifier, bootstrap_client_config, client_config,
     install_crypto_provider, live_client_config, live_server_config, load_certs, load_private_key,
@@ -49,6 +51,9 @@ pub enum PkiError {
     InvalidCertificate(String),
     #[error("invalid private key: {0}")]
     InvalidKey(String),
+    /// A root CA given for the swarm is unusable (swarmkit's wording in the message).
+    #[error("{0}")]
+    InvalidRoot(String),
     /// The CA key is not the key of the CA certificate.
     #[error("the CA private key does not match the CA certificate")]
     CaKeyMismatch,

@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore, ServerConfig,
@@ -154,12 +155,40 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
-/// This node's certificate and key as TLS presents them, replaceable in place: configs
-/// built over it ([`live_client_config`], [`live_server_config`]) present a renewed
-/// certificate on every new connection without being rebuilt, so nothing that holds one
-/// (Raft's transport, the cluster port, the agent's channels) needs restarting.
+/// This node's certificate, key and trust roots as TLS uses them, replaceable in place:
+/// configs built over it ([`live_client_config`], [`live_server_config`]) present a renewed
+/// certificate and verify peers against the current roots on every new connection without
+/// being rebuilt, so nothing that holds one (Raft's transport, the cluster port, the
+/// agent's channels) needs restarting. A root rotation changes the roots this way: both
+/// roots while it runs, then the new one alone.
 #[derive(Debug, Clone)]
-pub struct LiveCert(Arc<RwLock<Arc<rustls::sign::CertifiedKey>>>);
+pub struct LiveCert(Arc<RwLock<Arc<Live>>>);
+
+/// What a [`LiveCert`] holds at one time.
+#[derive(Debug)]
+struct Live {
+    key: Arc<rustls::sign::CertifiedKey>,
+    servers: Arc<rustls::client::WebPkiServerVerifier>,
+    clients: Arc<dyn ClientCertVerifier>,
+}
+
+impl Live {
+    fn new(node_cert_pem: &str, node_key_pem: &str, root_ca_pem: &str) -> Result<Self, PkiError> {
+        let roots = root_store(root_ca_pem)?;
+        Ok(Live {
+            key: certified_key(node_cert_pem, node_key_pem, root_ca_pem)?,
+            servers: rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots.clone(),
+                provider(),
+            )
+            .build()
+            .map_err(|e| PkiError::Tls(rustls::Error::General(e.to_string())))?,
+            clients: WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .allow_unauthenticated()
+                .build()?,
+        })
+    }
+}
 
 impl LiveCert {
     pub fn new(
@@ -167,27 +196,32 @@ impl LiveCert {
         node_key_pem: &str,
         root_ca_pem: &str,
     ) -> Result<Self, PkiError> {
-        Ok(LiveCert(Arc::new(RwLock::new(certified_key(
+        Ok(LiveCert(Arc::new(RwLock::new(Arc::new(Live::new(
             node_cert_pem,
             node_key_pem,
             root_ca_pem,
-        )?))))
+        )?)))))
     }
 
-    /// Swaps in a renewed certificate (checked against its key first).
+    /// Swaps in a renewed certificate (checked against its key first) and the roots to
+    /// trust from now on.
     pub fn replace(
         &self,
         node_cert_pem: &str,
         node_key_pem: &str,
         root_ca_pem: &str,
     ) -> Result<(), PkiError> {
-        let key = certified_key(node_cert_pem, node_key_pem, root_ca_pem)?;
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = key;
+        let live = Arc::new(Live::new(node_cert_pem, node_key_pem, root_ca_pem)?);
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = live;
         Ok(())
     }
 
-    fn current(&self) -> Arc<rustls::sign::CertifiedKey> {
+    fn live(&self) -> Arc<Live> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn current(&self) -> Arc<rustls::sign::CertifiedKey> {
+        self.live().key.clone()
     }
 }
 
@@ -226,14 +260,126 @@ impl rustls::server::ResolvesServerCert for LiveCert {
     }
 }
 
-/// [`client_config`] presenting whatever certificate `live` holds at connection time.
-pub fn live_client_config(
-    live: &LiveCert,
-    root_ca_pem: &str,
-) -> Result<Arc<ClientConfig>, PkiError> {
+/// Verifies servers against the roots the [`LiveCert`] trusts at connection time.
+impl ServerCertVerifier for LiveCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.live().servers.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Verifies clients against the roots the [`LiveCert`] trusts at connection time; a client
+/// without a certificate (a joining node) is let through, as with
+/// [`server_config_allowing_anonymous`]. No root hints are sent: swarmd's clients always
+/// present their one certificate.
+impl ClientCertVerifier for LiveCert {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.live()
+            .clients
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// [`client_config`] presenting whatever certificate `live` holds at connection time and
+/// trusting whatever roots it holds then.
+pub fn live_client_config(live: &LiveCert) -> Result<Arc<ClientConfig>, PkiError> {
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(root_store(root_ca_pem)?)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(live.clone()))
         .with_client_cert_resolver(Arc::new(live.clone()));
     config.alpn_protocols = alpn();
     // A resumed session carries the identity of the handshake it resumes: after a renewal
@@ -243,18 +389,11 @@ pub fn live_client_config(
 }
 
 /// [`server_config_allowing_anonymous`] presenting whatever certificate `live` holds at
-/// connection time.
-pub fn live_server_config(
-    live: &LiveCert,
-    root_ca_pem: &str,
-) -> Result<Arc<ServerConfig>, PkiError> {
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(root_store(root_ca_pem)?, provider())
-            .allow_unauthenticated()
-            .build()?;
+/// connection time and trusting whatever roots it holds then.
+pub fn live_server_config(live: &LiveCert) -> Result<Arc<ServerConfig>, PkiError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(live.clone()))
         .with_cert_resolver(Arc::new(live.clone()));
     config.alpn_protocols = alpn();
     Ok(Arc::new(config))

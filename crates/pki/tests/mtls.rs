@@ -330,8 +330,8 @@ async fn a_live_certificate_is_replaced_without_rebuilding_configs() {
     let live_server_cert =
         LiveCert::new(&manager.cert_pem, &manager.key_pem, &ca.cert_pem).unwrap();
     let live = LiveCert::new(&old.cert_pem, &old.key_pem, &ca.cert_pem).unwrap();
-    let server_cfg = live_server_config(&live_server_cert, &ca.cert_pem).unwrap();
-    let client_cfg = live_client_config(&live, &ca.cert_pem).unwrap();
+    let server_cfg = live_server_config(&live_server_cert).unwrap();
+    let client_cfg = live_client_config(&live).unwrap();
 
     let seen = handshake(server_cfg.clone(), client_cfg.clone()).await;
     let before = seen.server.unwrap();
@@ -351,15 +351,64 @@ async fn a_live_certificate_is_replaced_without_rebuilding_configs() {
         live.replace(&renewed.cert_pem, &old.key_pem, &ca.cert_pem)
             .is_err()
     );
-    let seen = handshake(server_cfg, live_client_config(&live, &ca.cert_pem).unwrap()).await;
+    let seen = handshake(server_cfg, live_client_config(&live).unwrap()).await;
     assert_eq!(seen.server.unwrap()[0], after[0]);
 
     // An anonymous client is still admitted by the live server config (join path).
     let anon = bootstrap_client_config(&ca.digest).unwrap();
-    let seen = handshake(
-        live_server_config(&live_server_cert, &ca.cert_pem).unwrap(),
-        anon,
-    )
-    .await;
+    let seen = handshake(live_server_config(&live_server_cert).unwrap(), anon).await;
     assert!(seen.server.unwrap().is_empty());
+}
+
+/// A root rotation as the nodes live it, with configs built once: the manager renews first
+/// (a certificate from the new key with the cross-signed root, trusting both roots) while a
+/// worker still has its old certificate and trusts only the old root; both keep talking.
+/// After the rotation (trust: the new root alone) a certificate from the old root is
+/// refused, and the worker, renewed, talks again.
+#[tokio::test]
+async fn a_root_rotation_changes_trust_in_place() {
+    let old = generate_root_ca().unwrap();
+    let new = generate_root_ca().unwrap();
+    let cross = swarmd_pki::cross_sign(&new, &old).unwrap();
+    let both = format!("{}{}", old.cert_pem, new.cert_pem);
+    let m = issue(&old, "manager00000000000000001", Role::Manager);
+    let w = issue(&old, "worker000000000000000001", Role::Worker);
+    let manager = LiveCert::new(&m.cert_pem, &m.key_pem, &old.cert_pem).unwrap();
+    let worker = LiveCert::new(&w.cert_pem, &w.key_pem, &old.cert_pem).unwrap();
+    let (server_cfg, client_cfg) = (
+        live_server_config(&manager).unwrap(),
+        live_client_config(&worker).unwrap(),
+    );
+    let talks = |s: &Arc<ServerConfig>, c: &Arc<ClientConfig>| {
+        let (s, c) = (s.clone(), c.clone());
+        async move {
+            let seen = handshake(s, c).await;
+            seen.server.is_ok() && seen.client.is_ok()
+        }
+    };
+    assert!(talks(&server_cfg, &client_cfg).await);
+
+    // Rotation running: the manager has a certificate from the new key.
+    let m2 = issue(&new, "manager00000000000000001", Role::Manager);
+    manager
+        .replace(&format!("{}{cross}", m2.cert_pem), &m2.key_pem, &both)
+        .unwrap();
+    assert!(talks(&server_cfg, &client_cfg).await, "old trust, bridged");
+
+    // Rotation done: the manager trusts the new root alone.
+    let m3 = issue(&new, "manager00000000000000001", Role::Manager);
+    manager
+        .replace(&m3.cert_pem, &m3.key_pem, &new.cert_pem)
+        .unwrap();
+    let seen = handshake(server_cfg.clone(), client_cfg.clone()).await;
+    assert!(
+        seen.server.is_err(),
+        "a certificate from the old root is refused"
+    );
+
+    let w2 = issue(&new, "worker000000000000000001", Role::Worker);
+    worker
+        .replace(&w2.cert_pem, &w2.key_pem, &new.cert_pem)
+        .unwrap();
+    assert!(talks(&server_cfg, &client_cfg).await, "both renewed");
 }

@@ -252,6 +252,7 @@ impl DispatcherApi for FakeDispatcher {
             heartbeat_period_ms: 5000,
             ingress: None,
             discovery: None,
+            trust_roots: None,
         };
         // The session stays open until the agent (or the server) goes away.
         Ok(futures::stream::iter([Ok(first)])

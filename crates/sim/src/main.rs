@@ -219,6 +219,7 @@ async fn session(
             engine_version: "simulated".into(),
             engine_labels: Default::default(),
             executor: "simulated".into(),
+            tls_info: None,
         },
         addr: "127.0.0.1".into(),
     };

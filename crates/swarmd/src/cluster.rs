@@ -261,7 +261,10 @@ impl CaService for CaServiceImpl {
 
     async fn root_ca(&self, _peer: PeerInfo) -> Result<String, RpcError> {
         self.store
-            .view(|t| t.cluster().map(|c| c.root_ca.cert_pem.clone()))
+            .view(|t| {
+                t.cluster()
+                    .map(|c| swarmd_manager::ca_rotation::trust_roots(&c.root_ca))
+            })
             .ok_or_else(|| RpcError::Unavailable("This node is not a swarm manager.".into()))
     }
 }
@@ -317,7 +320,7 @@ pub async fn serve_cluster_port(
     dispatcher: Arc<dyn DispatcherApi>,
     cancel: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let tls = swarmd_pki::live_server_config(live, &certs.root_pem)?;
+    let tls = swarmd_pki::live_server_config(live)?;
     let authorizer = Arc::new(RoleAuthorizer::new(identify(
         store.clone(),
         certs.cluster_id()?,

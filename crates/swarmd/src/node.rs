@@ -83,8 +83,14 @@ enum RaftStart {
     /// From what is on disk (a restart, or a joining manager waiting to be added).
     Existing,
     /// `swarm init`: a new swarm with this node as its one manager; its certificate is
-    /// valid for `cert_expiry`.
-    Init { cert_expiry: Duration },
+    /// valid for `cert_expiry`. The swarm's root is `root` when the init spec gave one
+    /// (`SigningCACert` and `SigningCAKey`), a new one otherwise; it answers the spec's
+    /// `ForceRotate` value `force_rotate`.
+    Init {
+        cert_expiry: Duration,
+        root: Option<Box<swarmd_pki::RootCaMaterial>>,
+        force_rotate: u64,
+    },
     /// `swarm init --force-new-cluster`: a one-manager Raft cluster holding this state.
     ForceNew(Box<Tables>),
 }
@@ -252,9 +258,15 @@ impl SwarmNode {
         // A new swarm's CA and this manager's certificate come first: every TLS config
         // (Raft's transport among them) presents it.
         let new_ca = match &start {
-            RaftStart::Init { cert_expiry } => {
+            RaftStart::Init {
+                cert_expiry,
+                root,
+                force_rotate,
+            } => {
                 self.seal.set(None);
-                Some(first_manager_certs(&dir, &state, *cert_expiry)?)
+                let (ca, cluster_id) =
+                    first_manager_certs(&dir, &state, *cert_expiry, root.as_deref().cloned())?;
+                Some((ca, cluster_id, *force_rotate))
             }
             _ => None,
         };
@@ -270,7 +282,7 @@ impl SwarmNode {
         cfg.hostname = Some(self.hostname.clone());
         let agent = Agent::new(cfg, executor)?;
         let live = swarmd_pki::LiveCert::new(&certs.cert_pem, &certs.key_pem, &certs.root_pem)?;
-        let tls = swarmd_pki::live_client_config(&live, &certs.root_pem)?;
+        let tls = swarmd_pki::live_client_config(&live)?;
 
         let (mgr, local) = match state.role {
             Role::Manager => {
@@ -357,7 +369,7 @@ impl SwarmNode {
         state: &NodeState,
         agent: &Agent,
         start: RaftStart,
-        new_ca: Option<(swarmd_pki::RootCaMaterial, String)>,
+        new_ca: Option<(swarmd_pki::RootCaMaterial, String, u64)>,
         certs: &NodeCerts,
         live: &swarmd_pki::LiveCert,
         tls: Arc<rustls::ClientConfig>,
@@ -418,7 +430,7 @@ impl SwarmNode {
             rpc_task: std::sync::Mutex::new(Some(rpc_task)),
         };
 
-        if let Some((ca, cluster_id)) = new_ca {
+        if let Some((ca, cluster_id, force_rotate)) = new_ca {
             let description = agent.describe().await?;
             let created = parts
                 .control()
@@ -434,6 +446,8 @@ impl SwarmNode {
                         cert_pem: ca.cert_pem.clone(),
                         key_pem: ca.key_pem.clone(),
                         digest: ca.digest.clone(),
+                        last_forced_rotation: Some(force_rotate),
+                        root_rotation: None,
                     }),
                     spec: Default::default(),
                     availability: None,
@@ -470,6 +484,9 @@ impl SwarmNode {
         }
         swarmd_manager::control::validate_swarm_spec(&spec)
             .map_err(|e| InitError::Invalid(e.to_string()))?;
+        // Checked before anything is created, so a refused init leaves no swarm behind.
+        let root = init_root(&spec).map_err(|e| InitError::Invalid(e.to_string()))?;
+        let force_rotate = swarmd_manager::control::ca_config::force_rotate(&spec);
         let state = NodeState {
             node_id: ids::new_id(),
             listen_addr,
@@ -489,7 +506,14 @@ impl SwarmNode {
             .map(|e| Duration::from_nanos(e as u64))
             .unwrap_or(swarmd_manager::ca::DEFAULT_CERT_EXPIRY);
         let active = match self
-            .activate(state.clone(), RaftStart::Init { cert_expiry })
+            .activate(
+                state.clone(),
+                RaftStart::Init {
+                    cert_expiry,
+                    root: root.map(Box::new),
+                    force_rotate,
+                },
+            )
             .await
         {
             Ok(a) => a,
@@ -822,8 +846,12 @@ fn first_manager_certs(
     dir: &Path,
     state: &NodeState,
     cert_expiry: Duration,
+    root: Option<swarmd_pki::RootCaMaterial>,
 ) -> anyhow::Result<(swarmd_pki::RootCaMaterial, String)> {
-    let ca = swarmd_pki::generate_root_ca()?;
+    let ca = match root {
+        Some(ca) => ca,
+        None => swarmd_pki::generate_root_ca()?,
+    };
     let cluster_id = ids::new_id();
     let key = swarmd_pki::generate_node_key_and_csr(None)?;
     let cert_pem = swarmd_pki::sign_node_csr(
@@ -857,6 +885,10 @@ async fn renew_certificates(
     cancel: CancellationToken,
 ) {
     let mut retry = Duration::from_secs(1);
+    let mut latest = follow.latest();
+    // The roots a session asked for that this node last renewed for: asked again (a
+    // session from a manager that has not caught up), it waits for the next change.
+    let mut renewed_for: Option<String> = None;
     loop {
         let certs = match seal.load(&dir) {
             Ok(c) => c,
@@ -879,6 +911,10 @@ async fn renew_certificates(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+            roots = other_roots(&mut latest, &certs.root_pem, renewed_for.as_deref()) => {
+                tracing::info!("the swarm's root CA changed: renewing the certificate");
+                renewed_for = Some(roots);
+            }
         }
         let mut managers = follow.managers();
         if managers.is_empty() {
@@ -913,6 +949,31 @@ async fn renew_certificates(
             _ = tokio::time::sleep(retry) => {}
         }
         retry = (retry * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Waits until a session asks this node to trust roots other than `mine` (a root rotation
+/// started or ended) and returns them; `skip` is a request already answered. Pends forever
+/// once sessions end.
+async fn other_roots(
+    latest: &mut watch::Receiver<Option<SessionMessage>>,
+    mine: &str,
+    skip: Option<&str>,
+) -> String {
+    loop {
+        let wanted = latest
+            .borrow_and_update()
+            .as_ref()
+            .and_then(|m| m.trust_roots.clone());
+        if let Some(roots) = wanted
+            && roots != mine
+            && Some(roots.as_str()) != skip
+        {
+            return roots;
+        }
+        if latest.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 
@@ -1062,6 +1123,22 @@ fn write_state(dir: &Path, state: &NodeState) -> std::io::Result<()> {
     std::fs::rename(&tmp, dir.join("state.json"))
 }
 
+/// The root CA an init spec gives (`SigningCACert` and `SigningCAKey`), checked as a
+/// rotation to it would be: a new swarm takes it as its root at once. `None` when the spec
+/// gives none; external CAs and a certificate without its key are refused.
+fn init_root(
+    spec: &swarmd_types::models::SwarmSpec,
+) -> Result<Option<swarmd_pki::RootCaMaterial>, swarmd_manager::control::ControlError> {
+    use swarmd_manager::control::ca_config::{CaRequest, plan_ca_change};
+    // Against an empty root: any certificate given is a new one.
+    let none = RootCa::default();
+    let last_forced = swarmd_manager::control::ca_config::force_rotate(spec);
+    match plan_ca_change(&none, last_forced, spec.ca_config.as_ref())? {
+        CaRequest::NewRoot(root) => Ok(root),
+        CaRequest::Keep => Ok(None),
+    }
+}
+
 /// Overlays the fields a request set onto a full spec.
 fn merge_spec(
     mut base: swarmd_types::models::SwarmSpec,
@@ -1081,12 +1158,18 @@ fn merge_spec(
             .get_or_insert_with(Default::default)
             .heartbeat_period = d.heartbeat_period;
     }
-    if let Some(c) = req.ca_config
+    if let Some(c) = req.ca_config.as_ref()
         && c.node_cert_expiry.is_some()
     {
         base.ca_config
             .get_or_insert_with(Default::default)
             .node_cert_expiry = c.node_cert_expiry;
+    }
+    // The new root already answers the init spec's `ForceRotate` (see `init_root`).
+    if let Some(f) = req.ca_config.as_ref().and_then(|c| c.force_rotate) {
+        base.ca_config
+            .get_or_insert_with(Default::default)
+            .force_rotate = Some(f);
     }
     if let Some(e) = req.encryption_config {
         base.encryption_config = Some(e);

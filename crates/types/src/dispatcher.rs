@@ -40,6 +40,12 @@ pub struct SessionMessage {
     /// `None` from dispatchers that keep no table: the node leaves its data plane as it is.
     #[serde(default)]
     pub discovery: Option<DiscoveryTable>,
+    /// The roots (PEM) every node is to trust now: the root CA, and the new one too while a
+    /// root rotation runs. A node trusting others renews its certificate (and gets these
+    /// roots with it). `None` from dispatchers that do not say: the node renews on its own
+    /// schedule only.
+    #[serde(default)]
+    pub trust_roots: Option<String>,
 }
 
 /// An overlay network as every node's data plane needs it (the ingress network is left

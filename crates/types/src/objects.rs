@@ -78,13 +78,60 @@ pub struct Cluster {
 }
 
 /// The swarm's root certificate authority.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// The CA's key lives here and nowhere else: never in the cluster spec (a `SigningCAKey`
+/// sent with `swarm init`/`update` is taken out of the spec before it is stored, as swarmkit
+/// does), never in an API answer, never in a log line (hence the hand-written `Debug`).
+/// The store holding it is encrypted at rest.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RootCa {
     pub cert_pem: String,
-    /// The CA's private key. Lives only in the managers' store (encrypted at rest later).
+    /// The CA's private key. Lives only in the managers' store.
     pub key_pem: String,
     /// `sha256:<hex>` digest of the DER certificate, as embedded in join tokens.
     pub digest: String,
+    /// The `CAConfig.ForceRotate` value this root answers (swarmkit's `LastForcedRotation`):
+    /// a spec whose `ForceRotate` differs asks for a new root. `None` in clusters stored
+    /// before it was recorded; the stored spec's value stands in for it then.
+    #[serde(default)]
+    pub last_forced_rotation: Option<u64>,
+    /// A root rotation under way (swarmkit's `RootRotation`): the new root, and its
+    /// certificate cross-signed by this root. The CA signs with the new key meanwhile; the
+    /// leader's reconciler makes the new root this one once every node has a certificate
+    /// from it.
+    #[serde(default)]
+    pub root_rotation: Option<RootRotation>,
+}
+
+/// The root a rotation moves to.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RootRotation {
+    pub cert_pem: String,
+    /// The new root's private key. Lives only in the managers' store, like [`RootCa`]'s.
+    pub key_pem: String,
+    /// The new root's certificate signed by the old root's key: sent along with the
+    /// certificates signed during the rotation so nodes that trust only the old root
+    /// verify them.
+    pub cross_signed_pem: String,
+}
+
+impl std::fmt::Debug for RootRotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootRotation")
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for RootCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootCa")
+            .field("digest", &self.digest)
+            .field("key_pem", &"<redacted>")
+            .field("last_forced_rotation", &self.last_forced_rotation)
+            .field("root_rotation", &self.root_rotation)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The current worker and manager join tokens (`SWMTKN-1-<ca digest>-<secret>`).
@@ -142,6 +189,11 @@ pub struct NodeDescription {
     pub engine_labels: HashMap<String, String>,
     /// Which executor runs the node's tasks: "docker" or "process".
     pub executor: String,
+    /// The node's certificate's issuer and the roots it trusts, recorded by the CA when it
+    /// issues the certificate (a session's description leaves it as it is). `None` for a
+    /// node not issued one since this was recorded.
+    #[serde(default)]
+    pub tls_info: Option<crate::models::TlsInfo>,
 }
 
 /// Observed state of a node.

@@ -157,6 +157,7 @@ impl Executor for DockerExecutor {
             engine_version: info.server_version.unwrap_or_default(),
             engine_labels,
             executor: "docker".into(),
+            tls_info: None,
         })
     }
 

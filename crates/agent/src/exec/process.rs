@@ -170,6 +170,7 @@ impl Executor for ProcessExecutor {
             engine_version: env!("CARGO_PKG_VERSION").to_string(),
             engine_labels: HashMap::new(),
             executor: "process".to_string(),
+            tls_info: None,
         })
     }
 

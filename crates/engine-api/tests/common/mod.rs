@@ -178,6 +178,7 @@ impl FakeBackend {
                     engine_version: "swarmd-fake".into(),
                     engine_labels: HashMap::new(),
                     executor: "process".into(),
+                    tls_info: None,
                 },
                 status: NodeStatus {
                     state: NodeState::Ready,

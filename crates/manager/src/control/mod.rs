@@ -6,6 +6,7 @@
 //! conflict is refused at the API like Docker does).
 
 pub mod autolock;
+pub mod ca_config;
 mod names;
 pub mod networks;
 pub(crate) mod ports;
@@ -202,8 +203,20 @@ impl Control {
                     cert_pem: m.cert_pem,
                     key_pem: m.key_pem,
                     digest: m.digest,
+                    last_forced_rotation: None,
+                    root_rotation: None,
                 }
             }
+        };
+        let mut spec = default_swarm_spec(p.spec.clone());
+        ca_config::scrub_signing_material(&mut spec);
+        // A new swarm's root is new: a `ForceRotate` in the init spec is already answered.
+        let ca = RootCa {
+            last_forced_rotation: Some(
+                ca.last_forced_rotation
+                    .unwrap_or_else(|| ca_config::force_rotate(&spec)),
+            ),
+            ..ca
         };
         let token = |_: ()| {
             swarmd_pki::generate_join_token(&ca.digest)
@@ -212,7 +225,7 @@ impl Control {
         let cluster = Cluster {
             id: p.cluster_id.clone().unwrap_or_else(ids::new_id),
             meta: Default::default(),
-            spec: default_swarm_spec(p.spec.clone()),
+            spec,
             root_ca: ca.clone(),
             join_tokens: JoinTokens {
                 worker: token(())?,
@@ -295,8 +308,28 @@ impl Control {
                         "rpc error: code = Unknown desc = update out of sequence".into(),
                     ));
                 }
+                let last_forced = ca_config::last_forced_rotation(&c.root_ca, &c.spec);
+                let plan =
+                    ca_config::plan_ca_change(&c.root_ca, last_forced, spec.ca_config.as_ref())?;
                 let mut c = c.clone();
+                if let ca_config::CaRequest::NewRoot(new) = plan {
+                    // Asking again for the root a rotation already moves to changes nothing.
+                    let same = match (&new, &c.root_ca.root_rotation) {
+                        (Some(n), Some(r)) => {
+                            swarmd_pki::ca_digest_of(&r.cert_pem).is_ok_and(|d| d == n.digest)
+                        }
+                        _ => false,
+                    };
+                    if !same {
+                        let rotation = crate::ca_rotation::start(&c.root_ca, new)
+                            .map_err(|e| invalid(e.to_string()))?;
+                        tracing::info!(cluster = %c.id, "root CA rotation started");
+                        c.root_ca.root_rotation = Some(rotation);
+                    }
+                }
                 c.spec = default_swarm_spec(spec.clone());
+                ca_config::scrub_signing_material(&mut c.spec);
+                c.root_ca.last_forced_rotation = Some(ca_config::force_rotate(&c.spec));
                 if rotate_worker {
                     c.join_tokens.worker = swarmd_pki::generate_join_token(&c.root_ca.digest)
                         .map_err(|e| ControlError::Internal(e.to_string()))?;

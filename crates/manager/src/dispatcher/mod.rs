@@ -143,7 +143,8 @@ fn net_relevant(batch: &EventBatch) -> (bool, bool) {
                     || t.desired_state > TaskState::RUNNING
             }
             Object::Secret(_) | Object::Config(_) => {}
-            Object::Node(_) => {
+            // A root rotation changes the roots sessions carry.
+            Object::Node(_) | Object::Cluster(_) => {
                 net = true;
                 nodes = true;
             }
@@ -490,6 +491,10 @@ impl DispatcherApi for Dispatcher {
                 };
                 let mut n = stored.clone();
                 n.description = req.description.clone();
+                // The CA records the certificate's TLS info; the node does not report it.
+                if n.description.tls_info.is_none() {
+                    n.description.tls_info = stored.description.tls_info.clone();
+                }
                 n.status.state = NodeState::Ready;
                 n.status.message = String::new();
                 if !req.addr.is_empty() {
@@ -542,6 +547,10 @@ impl DispatcherApi for Dispatcher {
             heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
             ingress: Some(tables.ingress.clone()),
             discovery: Some(tables.discovery.clone()),
+            trust_roots: self.store.view(|t| {
+                t.cluster()
+                    .map(|c| crate::ca_rotation::trust_roots(&c.root_ca))
+            }),
         };
         let guard = DisconnectGuard {
             sessions: self.sessions.clone(),
@@ -679,11 +688,14 @@ fn session_updates(
                 }
                 nodes.borrow_and_update();
                 let next = store.view(|t| {
-                    t.nodes
-                        .get(&last.node.id)
-                        .map(|n| (n.clone(), manager_addrs(&t.nodes)))
+                    t.nodes.get(&last.node.id).map(|n| {
+                        let roots = t
+                            .cluster()
+                            .map(|c| crate::ca_rotation::trust_roots(&c.root_ca));
+                        (n.clone(), manager_addrs(&t.nodes), roots)
+                    })
                 });
-                let Some((node, managers)) = next else {
+                let Some((node, managers, trust_roots)) = next else {
                     let id = last.node.id.clone();
                     return Some((
                         Err(DispatchError::NodeRemoved(id)),
@@ -692,10 +704,12 @@ fn session_updates(
                 };
                 let changed = node.role != last.node.role
                     || node.spec != last.node.spec
-                    || managers != last.managers;
+                    || managers != last.managers
+                    || trust_roots != last.trust_roots;
                 if changed {
                     last.node = node;
                     last.managers = managers;
+                    last.trust_roots = trust_roots;
                     let msg = last.clone();
                     return Some((Ok(msg), (store, (nodes, ingress), last, closed, false)));
                 }
