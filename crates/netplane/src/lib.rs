@@ -6,10 +6,10 @@
 //! node's proxy can answer them:
 //!
 //! - a VXLAN device per network (`swv-<id>`, the network's VNI, the swarm's data path port
-//!   (UDP 4789 by default), from the node's data-plane address), enslaved to the bridge. Broadcasts (ARP) are replicated to every
-//!   peer machine through all-zero FDB entries (head-end replication, as flannel and
-//!   `bridge fdb append` do); unicast destinations are learned. Only machines that run a task
-//!   of the network are peers.
+//!   (UDP 4789 by default), from the node's data-plane address), enslaved to the bridge.
+//!   Broadcasts (ARP) are replicated to every peer machine through all-zero FDB entries
+//!   (head-end replication, as flannel and `bridge fdb append` do); unicast destinations
+//!   are learned. Only machines that run a task of the network are peers.
 //! - a `bridge`-family nftables table per network ([`gwguard`]) that keeps ARP for the
 //!   gateway address (the same on every machine's bridge) off the VXLAN port.
 //! - VIPs as /32 addresses on the bridge: a container's connection to a VIP reaches the
@@ -157,7 +157,12 @@ impl Netplane {
                 return Err(NetplaneError::NotVxlan(spec.name.clone()));
             }
             if port_of(link).is_some_and(|p| p != spec.port) {
-                tracing::info!(link = %spec.name, port = ?port_of(link), wanted = spec.port, "vxlan device on another port; replacing it");
+                tracing::info!(
+                    link = %spec.name,
+                    port = ?port_of(link),
+                    wanted = spec.port,
+                    "vxlan device on another port; replacing it"
+                );
                 self.remove_link(&spec.name).await?;
                 existing = None;
             }
