@@ -575,6 +575,7 @@ async fn joiner_without_certificate_reaches_the_ca_only() {
             role_hint: Some(Role::Worker),
             node_id: None,
             addr: String::new(),
+            availability: None,
         })
         .await
         .unwrap();
@@ -589,6 +590,7 @@ async fn joiner_without_certificate_reaches_the_ca_only() {
             role_hint: Some(Role::Manager),
             node_id: None,
             addr: "127.0.0.9:4242".into(),
+            availability: None,
         })
         .await
         .unwrap();
@@ -601,6 +603,7 @@ async fn joiner_without_certificate_reaches_the_ca_only() {
             role_hint: None,
             node_id: None,
             addr: String::new(),
+            availability: None,
         })
         .await
         .unwrap_err();

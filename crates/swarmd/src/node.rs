@@ -14,6 +14,7 @@ use swarmd_agent::exec::docker::DockerExecutor;
 use swarmd_agent::exec::process::ProcessExecutor;
 use swarmd_agent::{Agent, AgentConfig, Executor};
 use swarmd_crypto::UnlockKey;
+use swarmd_manager::control::swarm_options::{InitOptions, InitRequestOptions};
 use swarmd_manager::{Control, InitParams, Manager};
 use swarmd_raft::{NetworkConfig, RaftConfig, RaftNode};
 use swarmd_store::{Batch, MemoryStore, Store, StoreAction, Tables};
@@ -83,8 +84,12 @@ enum RaftStart {
     /// From what is on disk (a restart, or a joining manager waiting to be added).
     Existing,
     /// `swarm init`: a new swarm with this node as its one manager; its certificate is
-    /// valid for `cert_expiry`.
-    Init { cert_expiry: Duration },
+    /// valid for `cert_expiry`; `options` are the request's pools, data path port and
+    /// this node's availability.
+    Init {
+        cert_expiry: Duration,
+        options: InitOptions,
+    },
     /// `swarm init --force-new-cluster`: a one-manager Raft cluster holding this state.
     ForceNew(Box<Tables>),
 }
@@ -252,7 +257,7 @@ impl SwarmNode {
         // A new swarm's CA and this manager's certificate come first: every TLS config
         // (Raft's transport among them) presents it.
         let new_ca = match &start {
-            RaftStart::Init { cert_expiry } => {
+            RaftStart::Init { cert_expiry, .. } => {
                 self.seal.set(None);
                 Some(first_manager_certs(&dir, &state, *cert_expiry)?)
             }
@@ -362,6 +367,10 @@ impl SwarmNode {
         live: &swarmd_pki::LiveCert,
         tls: Arc<rustls::ClientConfig>,
     ) -> anyhow::Result<ManagerParts> {
+        let init_options = match &start {
+            RaftStart::Init { options, .. } => options.clone(),
+            _ => InitOptions::default(),
+        };
         let dir = swarm_dir(&self.args.data_root);
         let mem = Arc::new(MemoryStore::new());
         let raft = Arc::new(
@@ -410,6 +419,12 @@ impl SwarmNode {
                 return Err(e);
             }
         };
+        // Snapshots follow the spec's interval from now on (and on every change).
+        tokio::spawn(crate::raft_spec::follow_raft_spec(
+            store.clone(),
+            raft.clone(),
+            rpc_cancel.clone(),
+        ));
         let parts = ManagerParts {
             raft,
             store,
@@ -436,10 +451,10 @@ impl SwarmNode {
                         digest: ca.digest.clone(),
                     }),
                     spec: Default::default(),
-                    availability: None,
-                    default_addr_pool: vec![],
-                    subnet_size: 0,
-                    data_path_port: 0,
+                    availability: init_options.availability,
+                    default_addr_pool: init_options.default_addr_pool,
+                    subnet_size: init_options.subnet_size,
+                    data_path_port: init_options.data_path_port,
                 })
                 .await;
             if let Err(e) = created {
@@ -462,12 +477,14 @@ impl SwarmNode {
         listen_addr: String,
         advertise_addr: String,
         spec: swarmd_types::models::SwarmSpec,
+        options: InitRequestOptions,
     ) -> Result<String, InitError> {
         let _g = self.lifecycle.lock().await;
         // A locked member is still one: `init`/`join` would wipe its state.
         if self.active().is_some() || self.locked().is_some() {
             return Err(InitError::AlreadyInSwarm);
         }
+        let options = options.check().map_err(InitError::Invalid)?;
         swarmd_manager::control::validate_swarm_spec(&spec)
             .map_err(|e| InitError::Invalid(e.to_string()))?;
         let state = NodeState {
@@ -489,7 +506,13 @@ impl SwarmNode {
             .map(|e| Duration::from_nanos(e as u64))
             .unwrap_or(swarmd_manager::ca::DEFAULT_CERT_EXPIRY);
         let active = match self
-            .activate(state.clone(), RaftStart::Init { cert_expiry })
+            .activate(
+                state.clone(),
+                RaftStart::Init {
+                    cert_expiry,
+                    options,
+                },
+            )
             .await
         {
             Ok(a) => a,
@@ -593,12 +616,16 @@ impl SwarmNode {
         remote: &str,
         listen_addr: String,
         advertise_addr: String,
+        availability: Option<String>,
     ) -> Result<(), JoinFailure> {
         let _g = self.lifecycle.lock().await;
         if self.active().is_some() || self.locked().is_some() {
             return Err(JoinFailure::AlreadyInSwarm);
         }
-        let granted = cluster::request_certificate(token, remote, &advertise_addr)
+        // Checked here as moby's node runner does, before the manager is asked.
+        swarmd_manager::control::swarm_options::availability(availability.as_deref())
+            .map_err(JoinFailure::Invalid)?;
+        let granted = cluster::request_certificate(token, remote, &advertise_addr, availability)
             .await
             .map_err(JoinFailure::Join)?;
         let dir = swarm_dir(&self.args.data_root);
@@ -1081,6 +1108,18 @@ fn merge_spec(
             .get_or_insert_with(Default::default)
             .heartbeat_period = d.heartbeat_period;
     }
+    // As moby's MergeSwarmSpecToGRPC: a Raft value the request set (non-zero) replaces
+    // the default.
+    if let Some(r) = req.raft {
+        let b = base.raft.get_or_insert_with(Default::default);
+        let set = |v: Option<u64>| v.filter(|v| *v != 0);
+        b.snapshot_interval = set(r.snapshot_interval).or(b.snapshot_interval);
+        b.keep_old_snapshots = r.keep_old_snapshots.or(b.keep_old_snapshots);
+        b.log_entries_for_slow_followers =
+            set(r.log_entries_for_slow_followers).or(b.log_entries_for_slow_followers);
+        b.election_tick = r.election_tick.filter(|t| *t != 0).or(b.election_tick);
+        b.heartbeat_tick = r.heartbeat_tick.filter(|t| *t != 0).or(b.heartbeat_tick);
+    }
     if let Some(c) = req.ca_config
         && c.node_cert_expiry.is_some()
     {
@@ -1123,6 +1162,9 @@ pub enum JoinFailure {
     /// Joined, but Raft has not taken this manager in yet; it goes on in the background.
     #[error("{0}")]
     StillJoining(String),
+    /// A request field Docker refuses (its message).
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Other(String),
 }
