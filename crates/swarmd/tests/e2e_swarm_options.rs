@@ -255,6 +255,33 @@ fn a_node_joins_with_the_availability_it_asks_for() {
         .stdout_trimmed()
         .to_string();
     let w = process_node("availwrk");
+    // An unknown availability is refused with moby's error before the manager is asked.
+    let nodes_before = m
+        .docker(&["node", "ls", "-q"])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    let body = serde_json::json!({
+        "ListenAddr": "0.0.0.0:2377",
+        "RemoteAddrs": [addr],
+        "JoinToken": token,
+        "Availability": "asleep",
+    });
+    let r = w
+        .http("POST", "/swarm/join", Some(body.to_string().as_bytes()))
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains(r#"invalid Availability: \"asleep\""#),
+        "{}",
+        r.text()
+    );
+    assert_eq!(swarm_state(&w), "inactive");
+    assert_eq!(
+        m.docker(&["node", "ls", "-q"]).ok().stdout_trimmed(),
+        nodes_before,
+        "a refused join adds no node"
+    );
     w.docker(&[
         "swarm",
         "join",
