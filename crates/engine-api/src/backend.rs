@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use swarmd_types::models::{
-    ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmInitRequest, SwarmJoinRequest,
-    SwarmSpec,
-};
+use swarmd_types::models::{ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmSpec};
 use swarmd_types::{Cluster, Config, Network, Node, Secret, Service, Task};
+
+pub use crate::swarm_request::{InitRequest, JoinRequest};
 
 /// Errors a backend call can end with. Mapped to HTTP status codes and Docker's message
 /// texts in one place (`error.rs`).
@@ -191,8 +190,8 @@ pub trait Backend: Send + Sync + 'static {
 
     // --- swarm (503 NotManager/NotInSwarm where Docker answers so)
     /// Returns the new node's ID.
-    async fn swarm_init(&self, req: SwarmInitRequest) -> BackendResult<String>;
-    async fn swarm_join(&self, req: SwarmJoinRequest) -> BackendResult<()>;
+    async fn swarm_init(&self, req: InitRequest) -> BackendResult<String>;
+    async fn swarm_join(&self, req: JoinRequest) -> BackendResult<()>;
     async fn swarm_leave(&self, force: bool) -> BackendResult<()>;
     async fn swarm_inspect(&self) -> BackendResult<Cluster>;
     async fn swarm_update(

@@ -813,7 +813,7 @@ mod tests {
             } else if tail.starts_with("/nodes/") {
                 decode_json::<NodeSpec>(&bytes).map(|_| ())
             } else if tail == "/swarm/init" {
-                decode_json::<SwarmInitRequest>(&bytes).map(|_| ())
+                decode_json::<crate::InitRequest>(&bytes).map(|_| ())
             } else if tail == "/swarm/update" {
                 decode_json::<swarmd_types::models::SwarmSpec>(&bytes).map(|_| ())
             } else {

@@ -24,6 +24,7 @@ pub mod resolve;
 pub mod router;
 pub mod server;
 pub mod spec;
+pub mod swarm_request;
 pub mod version;
 
 pub use backend::*;
@@ -32,3 +33,4 @@ pub use error::ApiError;
 pub use filters::{FilterError, Filters, parse_filters};
 pub use router::ApiApp;
 pub use server::{ListenAddr, Listener, bind_all, serve};
+pub use swarm_request::{InitRequest, JoinRequest};

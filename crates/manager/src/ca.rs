@@ -28,6 +28,9 @@ pub enum CaError {
     UnknownNode(String),
     #[error("certificate signing failed: {0}")]
     Signing(String),
+    /// A request field the CA cannot take (Docker's message).
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Propose(#[from] ProposeError),
 }
@@ -121,15 +124,20 @@ fn ca_material(store: &Store) -> Result<Material, CaError> {
     })
 }
 
-/// Signs a certificate for a node that joins with `token`. Creates the node object; a
-/// manager gets its Raft ID and `addr` (its cluster address, which Raft peers dial)
+/// Signs a certificate for a node that joins with `token`. Creates the node object, with
+/// the availability it asked for (`swarm join --availability`, as swarmkit's CA records
+/// it); a manager gets its Raft ID and `addr` (its cluster address, which Raft peers dial)
 /// recorded in the same write, so the leader's membership reconciler can add it.
 pub async fn issue_for_join(
     store: &Store,
     token: &str,
     csr_pem: &str,
     addr: &str,
+    availability: Option<&str>,
 ) -> Result<Issued, CaError> {
+    let availability = crate::control::swarm_options::availability(availability)
+        .map_err(CaError::Invalid)?
+        .unwrap_or(NodeSpecAvailabilityEnum::ACTIVE);
     let role = store
         .view(|t| {
             t.cluster().map(|c| {
@@ -162,7 +170,7 @@ pub async fn issue_for_join(
                 Role::Manager => NodeSpecRoleEnum::MANAGER,
                 Role::Worker => NodeSpecRoleEnum::WORKER,
             }),
-            availability: Some(NodeSpecAvailabilityEnum::ACTIVE),
+            availability: Some(availability),
         },
         description: NodeDescription {
             tls_info: Some(material.tls_info.clone()),
@@ -307,7 +315,7 @@ mod tests {
             (c.join_tokens.worker.clone(), c.join_tokens.manager.clone())
         });
         let csr = swarmd_pki::generate_node_key_and_csr(None).unwrap();
-        let w = issue_for_join(&store, &worker, &csr.csr_pem, "127.0.0.2")
+        let w = issue_for_join(&store, &worker, &csr.csr_pem, "127.0.0.2", None)
             .await
             .unwrap();
         assert_eq!(w.role, Role::Worker);
@@ -317,7 +325,7 @@ mod tests {
         assert!(store.view(|t| t.nodes.contains_key(&w.node_id)));
 
         assert_eq!(w.raft_id, None);
-        let m = issue_for_join(&store, &manager, &csr.csr_pem, "127.0.0.3:2377")
+        let m = issue_for_join(&store, &manager, &csr.csr_pem, "127.0.0.3:2377", None)
             .await
             .unwrap();
         assert_eq!(m.role, Role::Manager);
@@ -325,13 +333,13 @@ mod tests {
         assert_eq!(Some(recorded.raft_id), m.raft_id);
         assert_eq!(recorded.addr, "127.0.0.3:2377");
         assert!(
-            issue_for_join(&store, &manager, &csr.csr_pem, "")
+            issue_for_join(&store, &manager, &csr.csr_pem, "", None)
                 .await
                 .is_err(),
             "a manager without an address cannot join"
         );
 
-        let bad = issue_for_join(&store, "SWMTKN-1-nope", &csr.csr_pem, "x").await;
+        let bad = issue_for_join(&store, "SWMTKN-1-nope", &csr.csr_pem, "x", None).await;
         assert_eq!(bad.unwrap_err(), CaError::InvalidToken);
         assert_eq!(
             store.view(|t| t.nodes.len()),
@@ -355,11 +363,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_joining_node_starts_with_the_availability_it_asked_for() {
+        let store = cluster().await;
+        let worker = store.view(|t| t.cluster().unwrap().join_tokens.worker.clone());
+        let csr = swarmd_pki::generate_node_key_and_csr(None).unwrap();
+        let w = issue_for_join(&store, &worker, &csr.csr_pem, "", Some("Drain"))
+            .await
+            .unwrap();
+        let availability = store.view(|t| t.nodes[&w.node_id].spec.availability);
+        assert_eq!(availability, Some(NodeSpecAvailabilityEnum::DRAIN));
+
+        let before = store.view(|t| t.nodes.len());
+        let bad = issue_for_join(&store, &worker, &csr.csr_pem, "", Some("nap")).await;
+        assert_eq!(
+            bad.unwrap_err(),
+            CaError::Invalid("invalid Availability: \"nap\"".into())
+        );
+        assert_eq!(
+            store.view(|t| t.nodes.len()),
+            before,
+            "a refused join creates nothing"
+        );
+    }
+
+    #[tokio::test]
     async fn promoted_worker_gets_a_raft_id_at_renewal() {
         let store = cluster().await;
         let worker = store.view(|t| t.cluster().unwrap().join_tokens.worker.clone());
         let csr = swarmd_pki::generate_node_key_and_csr(None).unwrap();
-        let w = issue_for_join(&store, &worker, &csr.csr_pem, "")
+        let w = issue_for_join(&store, &worker, &csr.csr_pem, "", None)
             .await
             .unwrap();
         // What the role reconciler does on `node promote`.

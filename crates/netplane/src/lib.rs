@@ -5,11 +5,11 @@
 //! bridges into one layer-2 segment across machines and puts the service VIPs where the
 //! node's proxy can answer them:
 //!
-//! - a VXLAN device per network (`swv-<id>`, the network's VNI, UDP 4789, from the node's
-//!   data-plane address), enslaved to the bridge. Broadcasts (ARP) are replicated to every
-//!   peer machine through all-zero FDB entries (head-end replication, as flannel and
-//!   `bridge fdb append` do); unicast destinations are learned. Only machines that run a task
-//!   of the network are peers.
+//! - a VXLAN device per network (`swv-<id>`, the network's VNI, the swarm's data path port
+//!   (UDP 4789 by default), from the node's data-plane address), enslaved to the bridge.
+//!   Broadcasts (ARP) are replicated to every peer machine through all-zero FDB entries
+//!   (head-end replication, as flannel and `bridge fdb append` do); unicast destinations
+//!   are learned. Only machines that run a task of the network are peers.
 //! - a `bridge`-family nftables table per network ([`gwguard`]) that keeps ARP for the
 //!   gateway address (the same on every machine's bridge) off the VXLAN port.
 //! - VIPs as /32 addresses on the bridge: a container's connection to a VIP reaches the
@@ -88,6 +88,8 @@ pub struct VxlanSpec {
     pub local: Ipv4Addr,
     /// The bridge the device joins.
     pub bridge: String,
+    /// UDP port of the VXLAN traffic, sent and received (the swarm's data path port).
+    pub port: u16,
 }
 
 /// The difference between what is and what is wanted.
@@ -141,17 +143,31 @@ impl Netplane {
     }
 
     /// Creates the VXLAN device of `spec` if missing, enslaved to its bridge and up. An
-    /// existing device is kept (and re-enslaved and brought up); one that is not VXLAN is an
-    /// error rather than something to delete.
+    /// existing device is kept (and re-enslaved and brought up), unless it uses another UDP
+    /// port (left by a swarm with another data path port): that one is replaced. One that is
+    /// not VXLAN is an error rather than something to delete.
     pub async fn ensure_vxlan(&self, spec: &VxlanSpec) -> Result<u32, NetplaneError> {
         let bridge = self
             .link_index(&spec.bridge)
             .await?
             .ok_or_else(|| NetplaneError::NoSuchLink(spec.bridge.clone()))?;
-        if let Some(link) = self.link(&spec.name).await? {
-            if !is_vxlan(&link) {
+        let mut existing = self.link(&spec.name).await?;
+        if let Some(link) = &existing {
+            if !is_vxlan(link) {
                 return Err(NetplaneError::NotVxlan(spec.name.clone()));
             }
+            if port_of(link).is_some_and(|p| p != spec.port) {
+                tracing::info!(
+                    link = %spec.name,
+                    port = ?port_of(link),
+                    wanted = spec.port,
+                    "vxlan device on another port; replacing it"
+                );
+                self.remove_link(&spec.name).await?;
+                existing = None;
+            }
+        }
+        if let Some(link) = existing {
             let index = link.header.index;
             self.handle
                 .link()
@@ -172,7 +188,7 @@ impl Netplane {
             .add(
                 LinkVxlan::new(&spec.name, spec.vni)
                     .local(spec.local)
-                    .port(VXLAN_PORT)
+                    .port(spec.port)
                     .learning(true)
                     .controller(bridge)
                     .up()
@@ -395,6 +411,20 @@ fn is_vxlan(link: &LinkMessage) -> bool {
     })
 }
 
+/// The UDP port of a VXLAN device.
+fn port_of(link: &LinkMessage) -> Option<u16> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Data(InfoData::Vxlan(v)) => v.iter().find_map(|x| match x {
+                InfoVxlan::Port(p) => Some(*p),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
 /// The VNI of a VXLAN device.
 fn vni_of(link: &LinkMessage) -> Option<u32> {
     link.attributes.iter().find_map(|a| match a {
@@ -503,6 +533,7 @@ mod tests {
             ])),
         ]));
         assert_eq!(vni_of(&l), Some(4097));
+        assert_eq!(port_of(&l), Some(VXLAN_PORT));
         assert_eq!(link_name(&l).as_deref(), Some("swv-abc"));
         assert!(is_vxlan(&l));
     }
@@ -524,6 +555,7 @@ mod tests {
                 vni: 4242,
                 local: Ipv4Addr::new(192, 0, 2, 1),
                 bridge: "swvnibr".into(),
+                port: VXLAN_PORT,
             };
             let br = LinkBridge::new("swvnibr").build();
             np.handle.link().add(br).execute().await.unwrap();
@@ -536,6 +568,44 @@ mod tests {
             }
             other => panic!("expected VniInUse, got {other:?}"),
         }
+    }
+
+    /// In a namespace of its own (root and iproute2; skipped without): the device uses the
+    /// swarm's data path port, and a device left on another port is replaced.
+    #[test]
+    fn the_device_uses_the_data_path_port() {
+        let ip = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !nix::unistd::Uid::effective().is_root() || !ip(&["netns", "list"]) {
+            eprintln!("SKIPPED: needs root and iproute2");
+            return;
+        }
+        let ns = format!("swport{:x}", std::process::id());
+        let got = netns_test::run_in_netns(&ns, || async {
+            let np = Netplane::connect().unwrap();
+            let spec = |port| VxlanSpec {
+                name: "swv-port".into(),
+                vni: 4243,
+                local: Ipv4Addr::new(192, 0, 2, 1),
+                bridge: "swportbr".into(),
+                port,
+            };
+            let br = LinkBridge::new("swportbr").build();
+            np.handle.link().add(br).execute().await.unwrap();
+            let port = |np: &Netplane| {
+                let np = np.clone();
+                async move { port_of(&np.link("swv-port").await.unwrap().unwrap()) }
+            };
+            np.ensure_vxlan(&spec(4789)).await.unwrap();
+            let first = port(&np).await;
+            np.ensure_vxlan(&spec(7789)).await.unwrap();
+            (first, port(&np).await)
+        });
+        assert_eq!(got.expect("namespace thread"), (Some(4789), Some(7789)));
     }
 
     #[test]

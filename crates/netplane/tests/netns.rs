@@ -127,6 +127,8 @@ fn vxlan_joins_bridges_across_machines_and_vips_answer_locally() {
                     vni: 4242,
                     local: Ipv4Addr::from(local),
                     bridge: "swdbr".into(),
+                    // Not the default: a swarm's `--data-path-port` carries the overlay.
+                    port: 7789,
                 };
                 let index = np.ensure_vxlan(&spec).await.unwrap();
                 // Idempotent: a second pass changes nothing.

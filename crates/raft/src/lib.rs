@@ -15,6 +15,7 @@
 //!   fault injection (drop, delay, partition, isolate) for cluster tests and simulations.
 
 mod codec;
+pub mod log_policy;
 pub mod network;
 mod node;
 pub mod state_machine;
@@ -23,6 +24,7 @@ pub mod storage;
 pub mod testing;
 mod types;
 
+pub use log_policy::LogPolicy;
 pub use network::{MANAGER_SERVER_NAME, NetworkConfig, NetworkFactory, RaftRpcHandler};
 pub use node::{
     DEFAULT_CATCH_UP_TIMEOUT, DEFAULT_KEEP_LOGS_AFTER_SNAPSHOT, DEFAULT_PROPOSE_TIMEOUT,

@@ -18,6 +18,7 @@ use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::log_policy::{LogPolicy, spawn_log_policy};
 use crate::network::{NetworkConfig, NetworkFactory};
 use crate::state_machine::StateMachine;
 use crate::storage::{self, DB_FILE, Db, LogStore};
@@ -50,9 +51,10 @@ pub struct RaftConfig {
     pub node_id: NodeId,
     /// This manager's cluster address, recorded in the membership.
     pub addr: String,
-    /// Take a snapshot (and purge the log behind it) every this many applied entries.
+    /// Take a snapshot (and purge the log behind it) every this many applied entries, until
+    /// [`RaftNode::set_log_policy`] says otherwise.
     pub snapshot_every: u64,
-    /// Entries kept in the log behind the latest snapshot.
+    /// Entries kept in the log behind the latest snapshot (likewise).
     pub keep_logs_after_snapshot: u64,
     /// Leader heartbeat period.
     pub heartbeat_interval: Duration,
@@ -136,8 +138,10 @@ impl RaftConfig {
             heartbeat_interval: ms(self.heartbeat_interval),
             election_timeout_min: ms(self.election_timeout_min),
             election_timeout_max: ms(self.election_timeout_max),
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
-            max_in_snapshot_log_to_keep: self.keep_logs_after_snapshot,
+            // Snapshots and purges follow a policy that can change while running
+            // (`log_policy.rs`); openraft's own are fixed at start, so they are off.
+            snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: u64::MAX,
             // A follower further behind than the log we keep can only catch up by snapshot.
             replication_lag_threshold: self.snapshot_every + self.keep_logs_after_snapshot,
             // Whole-state snapshots of a big swarm take a while to ship and install.
@@ -223,6 +227,12 @@ pub struct RaftNode {
     leader: watch::Receiver<bool>,
     /// The task feeding `leader`; taken and awaited on shutdown (no std lock across await).
     leader_task: Mutex<Option<JoinHandle<()>>>,
+    /// When to snapshot and what log to keep; read by the log policy task.
+    log_policy: watch::Sender<LogPolicy>,
+    /// The task that snapshots and purges by `log_policy`; aborted on shutdown.
+    log_policy_task: Mutex<Option<JoinHandle<()>>>,
+    /// `log_policy.keep_old_snapshots`, where the state machine reads it.
+    keep_old: crate::state_machine::KeepOld,
     closed: AtomicBool,
     /// The node's own runtime ([`RaftConfig::own_runtime`]); shut down after the core.
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
@@ -302,12 +312,13 @@ impl RaftNode {
             },
             false => None,
         };
+        let keep_old = crate::state_machine::KeepOld::default();
         let start = Raft::new(
             config.node_id,
             raft_config,
             network,
             LogStore::new(db.clone()),
-            StateMachine::new(store.clone(), db.clone()),
+            StateMachine::new(store.clone(), db.clone(), keep_old.clone()),
         );
         // openraft spawns its tasks on the runtime it is started on.
         let started = match &runtime {
@@ -327,9 +338,17 @@ impl RaftNode {
                 return Err(e.into());
             }
         };
-        let (leader, leader_task) = {
+        let (log_policy, policy_rx) = watch::channel(LogPolicy {
+            interval: config.snapshot_every,
+            keep_logs: config.keep_logs_after_snapshot,
+            keep_old_snapshots: 0,
+        });
+        let (leader, leader_task, log_policy_task) = {
             let _on_own = runtime.as_ref().map(|rt| rt.enter());
-            spawn_leader_watch(&raft, config.node_id, config.election_timeout_max)
+            let (leader, leader_task) =
+                spawn_leader_watch(&raft, config.node_id, config.election_timeout_max);
+            let policy_task = spawn_log_policy(&raft, config.node_id, policy_rx);
+            (leader, leader_task, policy_task)
         };
         let node = RaftNode {
             raft,
@@ -342,6 +361,9 @@ impl RaftNode {
             quorum_lost_after: config.election_timeout_max * 2,
             leader,
             leader_task: Mutex::new(Some(leader_task)),
+            log_policy,
+            log_policy_task: Mutex::new(Some(log_policy_task)),
+            keep_old,
             closed: AtomicBool::new(false),
             runtime: Mutex::new(runtime),
         };
@@ -663,6 +685,41 @@ impl RaftNode {
         }
     }
 
+    /// Changes when this node snapshots and how much log it keeps behind a snapshot (the
+    /// swarm spec's `SnapshotInterval` and `LogEntriesForSlowFollowers`); takes effect at
+    /// once, no restart.
+    pub fn set_log_policy(&self, policy: LogPolicy) {
+        self.keep_old
+            .store(policy.keep_old_snapshots, Ordering::Relaxed);
+        let changed = self.log_policy.send_if_modified(|cur| {
+            let changed = *cur != policy;
+            *cur = policy;
+            changed
+        });
+        if changed {
+            tracing::info!(
+                node_id = self.node_id,
+                snapshot_interval = policy.interval,
+                keep_logs = policy.keep_logs,
+                keep_old_snapshots = policy.keep_old_snapshots,
+                "raft: log policy changed"
+            );
+        }
+    }
+
+    /// The policy in force (see [`RaftNode::set_log_policy`]).
+    pub fn log_policy(&self) -> LogPolicy {
+        *self.log_policy.borrow()
+    }
+
+    /// Number of old snapshots kept on disk besides the current one (diagnostics and tests).
+    pub async fn old_snapshots_on_disk(&self) -> Result<u64, RaftError> {
+        self.db
+            .run(crate::state_machine::count_old_snapshots)
+            .await
+            .map_err(|e| RaftError::from_io(self.db.path().to_path_buf(), e))
+    }
+
     /// Number of log entries currently on disk (diagnostics and tests).
     pub async fn log_entries_on_disk(&self) -> Result<u64, RaftError> {
         self.db
@@ -676,6 +733,14 @@ impl RaftNode {
     pub async fn shutdown(&self) {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
+        }
+        if let Some(task) = self
+            .log_policy_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
         }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft: core task ended abnormally");

@@ -10,6 +10,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -23,21 +24,28 @@ use crate::codec::{self, Slot};
 use crate::storage::{Db, KEY_SNAP_DATA, KEY_SNAP_META, SNAPSHOT, durable_write, redb_err};
 use crate::types::{C, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership};
 
+/// How many snapshots before the current one stay on disk (swarmkit's
+/// `KeepOldSnapshots`, `swarm update --max-snapshots`); shared with
+/// [`crate::RaftNode::set_log_policy`].
+pub(crate) type KeepOld = Arc<AtomicU64>;
+
 /// Applies entries to a [`MemoryStore`]; owned by openraft's state-machine worker.
 pub struct StateMachine {
     store: Arc<MemoryStore>,
     db: Arc<Db>,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
+    keep_old: KeepOld,
 }
 
 impl StateMachine {
-    pub(crate) fn new(store: Arc<MemoryStore>, db: Arc<Db>) -> Self {
+    pub(crate) fn new(store: Arc<MemoryStore>, db: Arc<Db>, keep_old: KeepOld) -> Self {
         StateMachine {
             store,
             db,
             last_applied: None,
             last_membership: StoredMembership::default(),
+            keep_old,
         }
     }
 }
@@ -49,30 +57,87 @@ pub struct SnapshotBuilder {
     snapshot: swarmd_store::Snapshot,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
+    keep_old: u64,
 }
 
 fn index_of(log_id: &Option<LogId>) -> u64 {
     log_id.as_ref().map_or(0, |l| l.index)
 }
 
+/// The keys an old snapshot (at log `index`) is kept under in `raft_snapshot`: sortable,
+/// and bound to the index by the record's associated data.
+fn old_keys(index: u64) -> (String, String) {
+    (
+        format!("{OLD_PREFIX}{index:020}/{KEY_SNAP_META}"),
+        format!("{OLD_PREFIX}{index:020}/{KEY_SNAP_DATA}"),
+    )
+}
+const OLD_PREFIX: &str = "old/";
+
+/// How many old snapshots `raft_snapshot` holds. Blocking.
+pub(crate) fn count_old_snapshots(db: &redb::Database) -> io::Result<u64> {
+    let txn = db.begin_read().map_err(redb_err)?;
+    let t = txn.open_table(SNAPSHOT).map_err(redb_err)?;
+    let mut n = 0;
+    for item in t.iter().map_err(redb_err)? {
+        let (k, _) = item.map_err(redb_err)?;
+        n += u64::from(k.value().starts_with(OLD_PREFIX) && k.value().ends_with(KEY_SNAP_META));
+    }
+    Ok(n)
+}
+
 /// Writes `meta` + `data` as the current snapshot in one durable transaction, unless the
 /// stored one is already at least as new (a restart re-installs the stored snapshot; there is
-/// nothing to write then). Blocking.
+/// nothing to write then). The one it replaces is kept as an old snapshot when `keep_old`
+/// is above 0, and only the newest `keep_old` old ones stay. Blocking.
 fn persist_snapshot(
     db: &redb::Database,
     key: &DataKey,
     meta: &SnapshotMeta,
     data: &[u8],
+    keep_old: u64,
 ) -> io::Result<bool> {
     let txn = durable_write(db)?;
     {
         let mut t = txn.open_table(SNAPSHOT).map_err(redb_err)?;
-        if let Some(v) = t.get(KEY_SNAP_META).map_err(redb_err)? {
-            let stored: SnapshotMeta =
-                codec::decode(key, Slot::Snapshot(KEY_SNAP_META), v.value())?;
+        let stored: Option<SnapshotMeta> = match t.get(KEY_SNAP_META).map_err(redb_err)? {
+            Some(v) => Some(codec::decode(
+                key,
+                Slot::Snapshot(KEY_SNAP_META),
+                v.value(),
+            )?),
+            None => None,
+        };
+        if let Some(stored) = stored {
             if stored.last_log_id >= meta.last_log_id {
                 return Ok(false);
             }
+            let old_data = match t.get(KEY_SNAP_DATA).map_err(redb_err)? {
+                Some(v) if keep_old > 0 => {
+                    Some(codec::open(key, Slot::Snapshot(KEY_SNAP_DATA), v.value())?)
+                }
+                _ => None,
+            };
+            if let Some(old_data) = old_data {
+                let (mk, dk) = old_keys(index_of(&stored.last_log_id));
+                let m = codec::encode(key, Slot::Snapshot(&mk), &stored)?;
+                let d = codec::seal(key, Slot::Snapshot(&dk), &old_data);
+                t.insert(mk.as_str(), m.as_slice()).map_err(redb_err)?;
+                t.insert(dk.as_str(), d.as_slice()).map_err(redb_err)?;
+            }
+        }
+        let mut old: Vec<String> = Vec::new();
+        for item in t.iter().map_err(redb_err)? {
+            let (k, _) = item.map_err(redb_err)?;
+            if k.value().starts_with(OLD_PREFIX) {
+                old.push(k.value().to_string());
+            }
+        }
+        // Two keys per snapshot, sorted by index: drop all but the newest `keep_old`.
+        old.sort();
+        let drop = old.len().saturating_sub(2 * keep_old as usize);
+        for k in &old[..drop] {
+            t.remove(k.as_str()).map_err(redb_err)?;
         }
         let meta_rec = codec::encode(key, Slot::Snapshot(KEY_SNAP_META), meta)?;
         let data_rec = codec::seal(key, Slot::Snapshot(KEY_SNAP_DATA), data);
@@ -97,11 +162,12 @@ impl RaftSnapshotBuilder<C> for SnapshotBuilder {
         let index = snap.index;
         let meta2 = meta.clone();
         let key = self.db.key.clone();
+        let keep_old = self.keep_old;
         let data = self
             .db
             .run(move |db| {
                 let data = serde_json::to_vec(&snap).map_err(io::Error::other)?;
-                persist_snapshot(db, &key, &meta2, &data)?;
+                persist_snapshot(db, &key, &meta2, &data, keep_old)?;
                 Ok(data)
             })
             .await?;
@@ -177,6 +243,7 @@ impl RaftStateMachine<C> for StateMachine {
             snapshot,
             last_applied: self.last_applied,
             last_membership: self.last_membership.clone(),
+            keep_old: self.keep_old.load(Ordering::Relaxed),
         }
     }
 
@@ -191,6 +258,7 @@ impl RaftStateMachine<C> for StateMachine {
         let store = self.store.clone();
         let meta2 = meta.clone();
         let key = self.db.key.clone();
+        let keep_old = self.keep_old.load(Ordering::Relaxed);
         self.db
             .run(move |db| {
                 let snap: swarmd_store::Snapshot = serde_json::from_slice(&snapshot)
@@ -201,7 +269,7 @@ impl RaftStateMachine<C> for StateMachine {
                         snap.index
                     )));
                 }
-                persist_snapshot(db, &key, &meta2, &snapshot)?;
+                persist_snapshot(db, &key, &meta2, &snapshot, keep_old)?;
                 store.restore(snap);
                 Ok(())
             })

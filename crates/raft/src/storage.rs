@@ -4,7 +4,8 @@
 //! authenticated on every read; see [`crate::codec`]):
 //! - `raft_log`: log index -> entry (JSON of the openraft entry);
 //! - `raft_meta`: `vote`, `committed`, `last_purged`;
-//! - `raft_snapshot`: `meta`, `data` of the current snapshot (written by the state machine).
+//! - `raft_snapshot`: `meta`, `data` of the current snapshot (written by the state machine),
+//!   and `old/<index>/meta`, `old/<index>/data` of the old ones kept (`KeepOldSnapshots`).
 //!
 //! Durability: every write that Raft relies on (append, vote, truncate, purge, snapshot) is a
 //! redb transaction committed with `Durability::Immediate` and two-phase commit, so it is
@@ -279,11 +280,11 @@ impl Db {
             let _: Option<Vote> = read_meta(&self.key, &meta, KEY_VOTE)?;
             let _: Option<Option<LogId>> = read_meta(&self.key, &meta, KEY_COMMITTED)?;
             let _: Option<LogId> = read_meta(&self.key, &meta, KEY_PURGED)?;
+            // The current snapshot and the old ones kept (`KeepOldSnapshots`).
             let snap = txn.open_table(SNAPSHOT).map_err(redb_err)?;
-            for key in [KEY_SNAP_META, KEY_SNAP_DATA] {
-                if let Some(v) = snap.get(key).map_err(redb_err)? {
-                    codec::open(&self.key, Slot::Snapshot(key), v.value())?;
-                }
+            for item in snap.iter().map_err(redb_err)? {
+                let (k, v) = item.map_err(redb_err)?;
+                codec::open(&self.key, Slot::Snapshot(k.value()), v.value())?;
             }
             Ok(())
         })

@@ -279,6 +279,102 @@ async fn snapshots_purge_the_log_and_restore_on_restart() {
     node2.shutdown().await;
 }
 
+/// `docker swarm update --snapshot-interval 5`: the running node snapshots by the new
+/// interval and keeps the new number of entries behind the snapshot, no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_follow_a_changed_interval_while_running() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.snapshot_every = 1000;
+    cfg.keep_logs_after_snapshot = 500;
+    let (node, _mem) = open_leader(cfg.clone()).await;
+    let mut last = 0;
+    for i in 0..20 {
+        last = node
+            .propose(batch(vec![StoreAction::Create(
+                service(&format!("s{i}"), &format!("n{i}")).into(),
+            )]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        node.metrics().snapshot,
+        None,
+        "20 entries < the interval of 1000"
+    );
+
+    node.set_log_policy(swarmd_raft::LogPolicy {
+        interval: 5,
+        keep_logs: 3,
+        keep_old_snapshots: 2,
+    });
+    let m = node
+        .raft()
+        .wait(Some(DEADLINE))
+        .metrics(
+            |m| {
+                m.snapshot.as_ref().is_some_and(|s| s.index + 5 > last)
+                    && m.purged.as_ref().map(|p| p.index)
+                        == m.snapshot.as_ref().map(|s| s.index - 3)
+            },
+            "a snapshot by the new interval and a purge 3 entries behind it",
+        )
+        .await
+        .unwrap();
+    let snap = m.snapshot.unwrap().index;
+    // Five more entries: the next snapshot, by the interval alone.
+    for i in 0..5 {
+        last = node
+            .propose(batch(vec![StoreAction::Create(
+                service(&format!("t{i}"), &format!("m{i}")).into(),
+            )]))
+            .await
+            .unwrap();
+    }
+    node.raft()
+        .wait(Some(DEADLINE))
+        .metrics(
+            |m| {
+                m.snapshot
+                    .as_ref()
+                    .is_some_and(|s| s.index >= snap + 5 && s.index <= last)
+            },
+            "the next snapshot 5 entries later",
+        )
+        .await
+        .unwrap();
+    // Ten more: two more snapshots, of which the old ones beyond two are dropped.
+    for i in 0..10 {
+        last = node
+            .propose(batch(vec![StoreAction::Create(
+                service(&format!("u{i}"), &format!("o{i}")).into(),
+            )]))
+            .await
+            .unwrap();
+    }
+    node.raft()
+        .wait(Some(DEADLINE))
+        .metrics(
+            |m| m.snapshot.as_ref().is_some_and(|s| s.index + 5 > last),
+            "a snapshot within 5 entries of the end",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        node.old_snapshots_on_disk().await.unwrap(),
+        2,
+        "--max-snapshots 2"
+    );
+    node.shutdown().await;
+    // The old snapshots are sealed like the current one: a restart verifies and opens them.
+    let node2 = RaftNode::open(cfg, Arc::new(MemoryStore::new()))
+        .await
+        .unwrap();
+    assert_eq!(node2.old_snapshots_on_disk().await.unwrap(), 2);
+    node2.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_file_fails_to_open_instead_of_serving_bad_data() {
     init_tracing();

@@ -37,6 +37,8 @@ pub struct IssueRequest {
     pub node_id: Option<String>,
     /// The node's cluster address, which Raft peers dial once it is a manager.
     pub addr: String,
+    /// A joining node's first availability (`active`, `pause`, `drain`); `None`: active.
+    pub availability: Option<String>,
 }
 
 /// What the CA issued.
@@ -112,6 +114,7 @@ impl pb::ca_server::Ca for CaServer {
             role_hint: role_from_pb(r.role),
             node_id: non_empty(r.node_id),
             addr: r.addr,
+            availability: non_empty(r.availability),
         };
         let issued = self.ca.issue_node_certificate(peer, issue).await?;
         Ok(Response::new(pb::IssueNodeCertificateResponse {
@@ -159,6 +162,7 @@ impl CaClient {
             role: role_to_pb(req.role_hint),
             node_id: req.node_id.unwrap_or_default(),
             addr: req.addr,
+            availability: req.availability.unwrap_or_default(),
         };
         let r = self
             .client()

@@ -612,6 +612,7 @@ async fn joiner_without_certificate_reaches_the_ca_only() {
             role_hint: Some(Role::Worker),
             node_id: None,
             addr: String::new(),
+            availability: None,
         })
         .await
         .unwrap();
@@ -626,6 +627,7 @@ async fn joiner_without_certificate_reaches_the_ca_only() {
             role_hint: Some(Role::Manager),
             node_id: None,
             addr: "127.0.0.9:4242".into(),
+            availability: None,
         })
         .await
         .unwrap();
@@ -638,6 +640,7 @@ async fn joiner_without_certificate_reaches_the_ca_only() {
             role_hint: None,
             node_id: None,
             addr: String::new(),
+            availability: None,
         })
         .await
         .unwrap_err();
@@ -858,6 +861,7 @@ async fn oversize_join_requests_are_refused_before_the_ca_sees_them() {
         role_hint: Some(Role::Worker),
         node_id: None,
         addr: String::new(),
+        availability: None,
     };
 
     let limit = swarmd_rpc::ca::MAX_MESSAGE_BYTES;

@@ -157,6 +157,7 @@ async fn join(args: &Args, i: usize) -> anyhow::Result<(String, Arc<rustls::Clie
             role_hint: None,
             node_id: None,
             addr: "127.0.0.1:0".into(),
+            availability: None,
         })
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -7,15 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use swarmd_engine_api::backend::{
-    Backend, BackendError, BackendResult, DaemonInfo, LocalEngine, LogLine, LogOptions, LogStream,
-    LogStreamKind, ObjectSpec, RaftView, ServiceUpdateOptions, SwarmStatus, SwarmUpdateFlags,
+    Backend, BackendError, BackendResult, DaemonInfo, InitRequest, JoinRequest, LocalEngine,
+    LogLine, LogOptions, LogStream, LogStreamKind, ObjectSpec, RaftView, ServiceUpdateOptions,
+    SwarmStatus, SwarmUpdateFlags,
 };
 use swarmd_manager::ControlError;
+use swarmd_manager::control::swarm_options::InitRequestOptions;
 use swarmd_types::dispatcher::DispatcherApi;
-use swarmd_types::models::{
-    ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmInitRequest, SwarmJoinRequest,
-    SwarmSpec,
-};
+use swarmd_types::models::{ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmSpec};
 use swarmd_types::{Cluster, Config, Node, Role, Secret, Service, Task};
 
 use crate::node::{
@@ -168,7 +167,7 @@ impl Backend for NodeBackend {
         }
     }
 
-    async fn swarm_init(&self, req: SwarmInitRequest) -> BackendResult<String> {
+    async fn swarm_init(&self, req: InitRequest) -> BackendResult<String> {
         let node_addr = self.node.args.node_addr.to_string();
         // The cluster port binds the node address: several nodes share one machine, and
         // the CLI sends 0.0.0.0:2377 when the user gave nothing.
@@ -196,13 +195,27 @@ impl Backend for NodeBackend {
         if req.force_new_cluster == Some(true) && self.node.active().is_some() {
             return self.node.force_new_cluster().await.map_err(init_err);
         }
+        let mut spec = req.spec.clone().unwrap_or_default();
+        // `--autolock` arrives as the request's AutoLockManagers (the CLI sets the spec's
+        // too; an API client may set only this one).
+        if req.auto_lock_managers == Some(true) {
+            spec.encryption_config
+                .get_or_insert_with(Default::default)
+                .auto_lock_managers = Some(true);
+        }
+        let options = InitRequestOptions {
+            default_addr_pool: req.default_addr_pool.clone(),
+            subnet_size: req.subnet_size.unwrap_or(0),
+            data_path_port: req.data_path_port.unwrap_or(0),
+            availability: req.availability.clone(),
+        };
         self.node
-            .init(listen, advertise, req.spec.clone().unwrap_or_default())
+            .init(listen, advertise, spec, options)
             .await
             .map_err(init_err)
     }
 
-    async fn swarm_join(&self, req: SwarmJoinRequest) -> BackendResult<()> {
+    async fn swarm_join(&self, req: JoinRequest) -> BackendResult<()> {
         let token = req.join_token.clone().unwrap_or_default();
         let Some(remote) = req
             .remote_addrs
@@ -233,7 +246,7 @@ impl Backend for NodeBackend {
             None => listen.clone(),
         };
         self.node
-            .join(&token, &remote, listen, advertise)
+            .join(&token, &remote, listen, advertise, req.availability.clone())
             .await
             .map_err(|e| match e {
                 JoinFailure::AlreadyInSwarm => BackendError::AlreadyInSwarm,
@@ -253,6 +266,7 @@ impl Backend for NodeBackend {
                 JoinFailure::StillJoining(m) => BackendError::Unavailable(format!(
                     "Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the \"docker info\" command to see the current swarm status of your node. ({m})"
                 )),
+                JoinFailure::Invalid(m) => BackendError::InvalidArgument(m),
                 JoinFailure::Other(m) => BackendError::Internal(m),
             })
     }

@@ -222,7 +222,7 @@ fn ca_rpc_error(e: CaError) -> RpcError {
         CaError::InvalidToken => RpcError::InvalidArgument(e.to_string()),
         CaError::NoCluster => RpcError::Unavailable(e.to_string()),
         CaError::UnknownNode(_) => RpcError::PermissionDenied(e.to_string()),
-        CaError::Signing(m) => RpcError::InvalidArgument(m),
+        CaError::Signing(m) | CaError::Invalid(m) => RpcError::InvalidArgument(m),
         CaError::Propose(p) => RpcError::Unavailable(p.to_string()),
     }
 }
@@ -241,11 +241,15 @@ impl CaService for CaServiceImpl {
                     .await
                     .map_err(ca_rpc_error)?
             }
-            (None, Some(token)) => {
-                ca_signer::issue_for_join(&self.store, token, &req.csr_pem, &req.addr)
-                    .await
-                    .map_err(ca_rpc_error)?
-            }
+            (None, Some(token)) => ca_signer::issue_for_join(
+                &self.store,
+                token,
+                &req.csr_pem,
+                &req.addr,
+                req.availability.as_deref(),
+            )
+            .await
+            .map_err(ca_rpc_error)?,
             (None, None) => {
                 return Err(RpcError::InvalidArgument(CaError::InvalidToken.to_string()));
             }
@@ -368,6 +372,7 @@ pub async fn request_certificate(
     token: &str,
     remote: &str,
     addr: &str,
+    availability: Option<String>,
 ) -> Result<Granted, JoinError> {
     let parsed = swarmd_pki::parse_join_token(token).map_err(|_| JoinError::BadToken)?;
     let tls = swarmd_pki::bootstrap_client_config(&parsed.ca_digest)
@@ -383,6 +388,7 @@ pub async fn request_certificate(
             role_hint: None,
             node_id: None,
             addr: addr.to_string(),
+            availability,
         })
         .await
         .map_err(|e| match e {
@@ -444,6 +450,7 @@ pub async fn renew_certificate(
                 role_hint: None,
                 node_id: None,
                 addr: addr.to_string(),
+                availability: None,
             })
             .await;
         match res {

@@ -442,6 +442,10 @@ impl DataPlane {
                 vni: n.vxlan_id,
                 local,
                 bridge: bridge_ifname(&n.id),
+                port: match d.data_path_port {
+                    0 => swarmd_netplane::VXLAN_PORT,
+                    p => p,
+                },
             };
             wanted.insert(spec.name.clone());
             // The guard first, so that no gateway ARP crosses while the device is new.
@@ -549,6 +553,7 @@ mod tests {
                     tasks: vec![],
                 },
             ],
+            data_path_port: 0,
         }
     }
 

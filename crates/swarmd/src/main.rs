@@ -9,6 +9,7 @@ mod dataplane;
 mod follow;
 mod node;
 mod raft_glue;
+mod raft_spec;
 mod sysinfo;
 
 use std::sync::Arc;

@@ -14,6 +14,7 @@ use swarmd_agent::exec::docker::DockerExecutor;
 use swarmd_agent::exec::process::ProcessExecutor;
 use swarmd_agent::{Agent, AgentConfig, Executor};
 use swarmd_crypto::UnlockKey;
+use swarmd_manager::control::swarm_options::{InitOptions, InitRequestOptions};
 use swarmd_manager::{Control, InitParams, Manager};
 use swarmd_raft::{NetworkConfig, RaftConfig, RaftNode};
 use swarmd_store::{Batch, MemoryStore, Store, StoreAction, Tables};
@@ -85,11 +86,13 @@ enum RaftStart {
     /// `swarm init`: a new swarm with this node as its one manager; its certificate is
     /// valid for `cert_expiry`. The swarm's root is `root` when the init spec gave one
     /// (`SigningCACert` and `SigningCAKey`), a new one otherwise; it answers the spec's
-    /// `ForceRotate` value `force_rotate`.
+    /// `ForceRotate` value `force_rotate`. `options` are the request's pools, data path
+    /// port and this node's availability.
     Init {
         cert_expiry: Duration,
         root: Option<Box<swarmd_pki::RootCaMaterial>>,
         force_rotate: u64,
+        options: InitOptions,
     },
     /// `swarm init --force-new-cluster`: a one-manager Raft cluster holding this state.
     ForceNew(Box<Tables>),
@@ -262,6 +265,7 @@ impl SwarmNode {
                 cert_expiry,
                 root,
                 force_rotate,
+                ..
             } => {
                 self.seal.set(None);
                 let (ca, cluster_id) =
@@ -374,6 +378,10 @@ impl SwarmNode {
         live: &swarmd_pki::LiveCert,
         tls: Arc<rustls::ClientConfig>,
     ) -> anyhow::Result<ManagerParts> {
+        let init_options = match &start {
+            RaftStart::Init { options, .. } => options.clone(),
+            _ => InitOptions::default(),
+        };
         let dir = swarm_dir(&self.args.data_root);
         let mem = Arc::new(MemoryStore::new());
         let raft = Arc::new(
@@ -422,6 +430,12 @@ impl SwarmNode {
                 return Err(e);
             }
         };
+        // Snapshots follow the spec's interval from now on (and on every change).
+        tokio::spawn(crate::raft_spec::follow_raft_spec(
+            store.clone(),
+            raft.clone(),
+            rpc_cancel.clone(),
+        ));
         let parts = ManagerParts {
             raft,
             store,
@@ -450,10 +464,10 @@ impl SwarmNode {
                         root_rotation: None,
                     }),
                     spec: Default::default(),
-                    availability: None,
-                    default_addr_pool: vec![],
-                    subnet_size: 0,
-                    data_path_port: 0,
+                    availability: init_options.availability,
+                    default_addr_pool: init_options.default_addr_pool,
+                    subnet_size: init_options.subnet_size,
+                    data_path_port: init_options.data_path_port,
                 })
                 .await;
             if let Err(e) = created {
@@ -476,12 +490,14 @@ impl SwarmNode {
         listen_addr: String,
         advertise_addr: String,
         spec: swarmd_types::models::SwarmSpec,
+        options: InitRequestOptions,
     ) -> Result<String, InitError> {
         let _g = self.lifecycle.lock().await;
         // A locked member is still one: `init`/`join` would wipe its state.
         if self.active().is_some() || self.locked().is_some() {
             return Err(InitError::AlreadyInSwarm);
         }
+        let options = options.check().map_err(InitError::Invalid)?;
         swarmd_manager::control::validate_swarm_spec(&spec)
             .map_err(|e| InitError::Invalid(e.to_string()))?;
         // Checked before anything is created, so a refused init leaves no swarm behind.
@@ -512,6 +528,7 @@ impl SwarmNode {
                     cert_expiry,
                     root: root.map(Box::new),
                     force_rotate,
+                    options,
                 },
             )
             .await
@@ -617,12 +634,16 @@ impl SwarmNode {
         remote: &str,
         listen_addr: String,
         advertise_addr: String,
+        availability: Option<String>,
     ) -> Result<(), JoinFailure> {
         let _g = self.lifecycle.lock().await;
         if self.active().is_some() || self.locked().is_some() {
             return Err(JoinFailure::AlreadyInSwarm);
         }
-        let granted = cluster::request_certificate(token, remote, &advertise_addr)
+        // Checked here as moby's node runner does, before the manager is asked.
+        swarmd_manager::control::swarm_options::availability(availability.as_deref())
+            .map_err(JoinFailure::Invalid)?;
+        let granted = cluster::request_certificate(token, remote, &advertise_addr, availability)
             .await
             .map_err(JoinFailure::Join)?;
         let dir = swarm_dir(&self.args.data_root);
@@ -1158,6 +1179,18 @@ fn merge_spec(
             .get_or_insert_with(Default::default)
             .heartbeat_period = d.heartbeat_period;
     }
+    // As moby's MergeSwarmSpecToGRPC: a Raft value the request set (non-zero) replaces
+    // the default.
+    if let Some(r) = req.raft {
+        let b = base.raft.get_or_insert_with(Default::default);
+        let set = |v: Option<u64>| v.filter(|v| *v != 0);
+        b.snapshot_interval = set(r.snapshot_interval).or(b.snapshot_interval);
+        b.keep_old_snapshots = r.keep_old_snapshots.or(b.keep_old_snapshots);
+        b.log_entries_for_slow_followers =
+            set(r.log_entries_for_slow_followers).or(b.log_entries_for_slow_followers);
+        b.election_tick = r.election_tick.filter(|t| *t != 0).or(b.election_tick);
+        b.heartbeat_tick = r.heartbeat_tick.filter(|t| *t != 0).or(b.heartbeat_tick);
+    }
     if let Some(c) = req.ca_config.as_ref()
         && c.node_cert_expiry.is_some()
     {
@@ -1206,6 +1239,9 @@ pub enum JoinFailure {
     /// Joined, but Raft has not taken this manager in yet; it goes on in the background.
     #[error("{0}")]
     StillJoining(String),
+    /// A request field Docker refuses (its message).
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Other(String),
 }

@@ -133,6 +133,24 @@ fn mac_of(netns: Option<&str>, ifname: &str) -> String {
         .to_lowercase()
 }
 
+/// The UDP port of VXLAN device `ifname`, in namespace `netns` (or the host's).
+fn vxlan_port(netns: Option<&str>, ifname: &str) -> Option<String> {
+    let mut args = vec![];
+    if let Some(ns) = netns {
+        args.extend(["-n", ns]);
+    }
+    args.extend(["-d", "-o", "link", "show", "dev", ifname]);
+    let out = std::process::Command::new("ip")
+        .args(&args)
+        .output()
+        .expect("ip runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .skip_while(|w| *w != "dstport")
+        .nth(1)
+        .map(str::to_string)
+}
+
 fn in_netns(netns: Option<&str>, cmd: &[&str]) -> std::process::Output {
     let mut c = match netns {
         Some(ns) => {
@@ -245,7 +263,15 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
         .start()
         .expect("the manager starts on the host");
     manager
-        .docker(&["swarm", "init", "--dispatcher-heartbeat", "1s"])
+        // Not Docker's default port: the overlay crosses machines on the swarm's own.
+        .docker(&[
+            "swarm",
+            "init",
+            "--dispatcher-heartbeat",
+            "1s",
+            "--data-path-port",
+            "7790",
+        ])
         .ok();
     let mut host = HostCleanup {
         manager: Some(EngineCleanup::new(&manager)),
@@ -496,6 +522,14 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
     assert!(
         has_link(None, &vxlan) && has_nft_table(None, &guard),
         "A is linked"
+    );
+    assert_eq!(
+        (
+            vxlan_port(None, &vxlan),
+            vxlan_port(Some(b.netns()), &vxlan)
+        ),
+        (Some("7790".to_string()), Some("7790".to_string())),
+        "both machines' VXLAN devices use the swarm's --data-path-port"
     );
     worker.docker(&["swarm", "leave", "--force"]).ok();
     wait_until(T, POLL, "machine B unlinked after leaving", || {

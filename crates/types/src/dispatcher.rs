@@ -96,6 +96,10 @@ pub struct ServiceEndpoint {
 pub struct DiscoveryTable {
     pub networks: Vec<DiscoveryNetwork>,
     pub endpoints: Vec<ServiceEndpoint>,
+    /// The swarm's VXLAN UDP port (`swarm init --data-path-port`); 0 from a manager that
+    /// predates it, meaning 4789.
+    #[serde(default)]
+    pub data_path_port: u16,
 }
 
 /// Transport protocol of a published port.

@@ -2,10 +2,7 @@
 
 use axum::extract::{Extension, State};
 use axum::response::Response;
-use swarmd_types::models::{
-    LocalNodeState, SwarmInitRequest, SwarmJoinRequest, SwarmSpec, SwarmUnlockRequest,
-    UnlockKeyResponse,
-};
+use swarmd_types::models::{LocalNodeState, SwarmSpec, SwarmUnlockRequest, UnlockKeyResponse};
 
 use super::{empty_ok, json_ok, manager_check, require_manager};
 use crate::backend::SwarmUpdateFlags;
@@ -14,13 +11,14 @@ use crate::decode::JsonBody;
 use crate::error::{ApiError, ApiResult};
 use crate::query::QueryParams;
 use crate::router::AppState;
+use crate::swarm_request::{InitRequest, JoinRequest};
 use crate::version::RequestVersion;
 
 /// `POST /swarm/init`: answers the new node's ID as a JSON string.
 pub async fn init(
     State(st): State<AppState>,
     Extension(version): Extension<RequestVersion>,
-    JsonBody(mut req): JsonBody<SwarmInitRequest>,
+    JsonBody(mut req): JsonBody<InitRequest>,
 ) -> ApiResult<Response> {
     // Fields newer than the client's API version are ignored, as the daemon does.
     if !version.at_least("1.39") {
@@ -36,7 +34,7 @@ pub async fn init(
 
 pub async fn join(
     State(st): State<AppState>,
-    JsonBody(req): JsonBody<SwarmJoinRequest>,
+    JsonBody(req): JsonBody<JoinRequest>,
 ) -> ApiResult<Response> {
     st.backend.swarm_join(req).await?;
     Ok(empty_ok())

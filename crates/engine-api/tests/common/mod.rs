@@ -13,8 +13,8 @@ use swarmd_engine_api::{
     LogStreamKind, RaftView, ServiceUpdateOptions, SwarmStatus, SwarmUpdateFlags,
 };
 use swarmd_types::models::{
-    ContainerSummary, ContainerSummaryStateEnum, LocalNodeState, NodeSpec, ServiceSpec,
-    SwarmInitRequest, SwarmJoinRequest, SwarmSpec, TaskState,
+    ContainerSummary, ContainerSummaryStateEnum, LocalNodeState, NodeSpec, ServiceSpec, SwarmSpec,
+    TaskState,
 };
 use swarmd_types::{
     Cluster, JoinTokens, ManagerInfo, Meta, Node, NodeDescription, NodeState, NodeStatus, Role,
@@ -231,14 +231,14 @@ impl Backend for FakeBackend {
         self.with(|st| st.status.clone())
     }
 
-    async fn swarm_init(&self, _req: SwarmInitRequest) -> BackendResult<String> {
+    async fn swarm_init(&self, _req: swarmd_engine_api::InitRequest) -> BackendResult<String> {
         if self.with(|st| st.cluster.is_some()) {
             return Err(BackendError::AlreadyInSwarm);
         }
         Ok(self.init_now())
     }
 
-    async fn swarm_join(&self, _req: SwarmJoinRequest) -> BackendResult<()> {
+    async fn swarm_join(&self, _req: swarmd_engine_api::JoinRequest) -> BackendResult<()> {
         Err(BackendError::Unavailable("join is not faked".into()))
     }
 

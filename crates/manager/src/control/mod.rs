@@ -11,6 +11,7 @@ mod names;
 pub mod networks;
 pub(crate) mod ports;
 mod secrets;
+pub mod swarm_options;
 mod validate;
 
 use swarmd_store::{ProposeError, Store, StoreError};
@@ -99,6 +100,19 @@ pub fn validate_swarm_spec(spec: &SwarmSpec) -> ControlResult<()> {
                 go_duration(min)
             )));
         }
+    }
+    if spec
+        .dispatcher
+        .as_ref()
+        .and_then(|d| d.heartbeat_period)
+        .is_some_and(|p| p < 0)
+    {
+        return Err(invalid(
+            "heartbeat time period cannot be a negative duration",
+        ));
+    }
+    if let Some(r) = &spec.raft {
+        swarm_options::validate_raft(r).map_err(invalid)?;
     }
     Ok(())
 }

@@ -536,6 +536,35 @@ mod tests {
         assert_eq!(n.subnet, "10.0.4.0/24");
     }
 
+    /// `swarm init --default-addr-pool 10.20.0.0/25 --default-addr-pool 172.30.0.0/24
+    /// --default-addr-pool-mask-length 26`: ingress and every overlay take /26s from the
+    /// pools in order, the second pool once the first (two /26s) is full.
+    #[test]
+    fn subnets_come_from_the_swarms_pools_with_its_mask() {
+        let pool: Vec<String> = vec!["10.20.0.0/25".into(), "172.30.0.0/24".into()];
+        let mut t = Tables::default();
+        t.clusters.insert(
+            "c".into(),
+            Cluster {
+                id: "c".into(),
+                default_addr_pool: pool.clone(),
+                subnet_size: 26,
+                ..Default::default()
+            },
+        );
+        let ingress = add(&mut t, ingress_network(&pool, 26));
+        assert_eq!(ingress.subnet, "10.20.0.0/26");
+        let a = plan_network(&t, req("a"), &[]).unwrap();
+        let a = add(&mut t, a);
+        assert_eq!(
+            (a.subnet.as_str(), a.gateway.as_str()),
+            ("10.20.0.64/26", "10.20.0.65")
+        );
+        let b = plan_network(&t, req("b"), &[]).unwrap();
+        let b = add(&mut t, b);
+        assert_eq!(b.subnet, "172.30.0.0/26");
+    }
+
     #[test]
     fn bad_ipam_is_refused_with_swarmkits_words() {
         let t = tables();

@@ -89,6 +89,10 @@ pub fn table(t: &Tables) -> DiscoveryTable {
     DiscoveryTable {
         networks,
         endpoints,
+        data_path_port: t
+            .cluster()
+            .and_then(|c| u16::try_from(c.data_path_port).ok())
+            .unwrap_or(0),
     }
 }
 
@@ -265,5 +269,22 @@ mod tests {
         assert_eq!(table.endpoints.len(), 1);
         assert!(table.endpoints[0].tasks.is_empty());
         assert_eq!(table.endpoints[0].vip.as_deref(), Some("10.0.1.2"));
+    }
+
+    /// `swarm init --data-path-port 7789`: every node's table carries the port its VXLAN
+    /// devices use; without a cluster (or from an older manager) 0, meaning 4789.
+    #[test]
+    fn the_table_carries_the_swarms_data_path_port() {
+        let mut t = swarmd_store::Tables::default();
+        assert_eq!(table(&t).data_path_port, 0);
+        t.clusters.insert(
+            "c".into(),
+            swarmd_types::Cluster {
+                id: "c".into(),
+                data_path_port: 7789,
+                ..Default::default()
+            },
+        );
+        assert_eq!(table(&t).data_path_port, 7789);
     }
 }
