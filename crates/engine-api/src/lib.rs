@@ -25,6 +25,7 @@ pub mod router;
 pub mod server;
 pub mod spec;
 pub mod version;
+pub mod wire;
 
 pub use backend::*;
 pub use decode::{DecodeError, decode_json, decode_service_spec};

@@ -21,6 +21,7 @@ use crate::filters::{FilterError, Filters, match_labels, parse_filters};
 use crate::query::QueryParams;
 use crate::router::AppState;
 use crate::version::RequestVersion;
+use crate::wire::{self, moby};
 
 /// The daemon's `acceptedNetworkFilters`.
 const FILTERS: &[&str] = &["driver", "type", "name", "id", "label", "scope", "dangling"];
@@ -207,7 +208,7 @@ pub async fn list(
     if is_manager(&st) {
         let nets = st.backend.networks().await?;
         for n in filter_networks(&nets, &f) {
-            out.push(serde_json::to_value(network_to_docker(n)).unwrap_or_default());
+            out.push(wire::to_wire(&moby::NETWORK, &network_to_docker(n)));
         }
     }
     Ok(json_ok(&out))
@@ -279,7 +280,7 @@ pub async fn inspect(
     match locate(&st, &id, &scope, Method::GET, &raw, &version).await? {
         Err(resp) => Ok(resp),
         Ok(n) => {
-            let mut v = serde_json::to_value(network_to_docker(&n)).unwrap_or_default();
+            let mut v = wire::to_wire(&moby::NETWORK, &network_to_docker(&n));
             if let Some(o) = v.as_object_mut() {
                 o.insert("Containers".into(), serde_json::json!({}));
             }

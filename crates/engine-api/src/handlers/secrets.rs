@@ -20,6 +20,7 @@ use crate::filters::{Filters, match_labels, parse_filters};
 use crate::query::QueryParams;
 use crate::resolve::resolve;
 use crate::router::AppState;
+use crate::wire::{self, moby};
 
 /// The daemon's `newListSecretsFilters` / `newListConfigsFilters` keys: `names` exact,
 /// `name` and `id` prefixes, `label`.
@@ -156,7 +157,7 @@ pub async fn secret_list(State(st): State<AppState>, q: QueryParams) -> ApiResul
         .filter(|s| matches(&f, &s.id, &s.name, &s.labels))
         .map(secret_to_docker)
         .collect();
-    Ok(json_ok(&out))
+    Ok(json_ok(&wire::list_to_wire(&moby::SECRET, &out)))
 }
 
 pub async fn secret_inspect(
@@ -165,7 +166,10 @@ pub async fn secret_inspect(
 ) -> ApiResult<Response> {
     require_manager(&st)?;
     let all = all_secrets(&st).await?;
-    Ok(json_ok(&secret_to_docker(find_secret(&id, &all)?)))
+    Ok(json_ok(&wire::to_wire(
+        &moby::SECRET,
+        &secret_to_docker(find_secret(&id, &all)?),
+    )))
 }
 
 pub async fn secret_create(
@@ -213,7 +217,7 @@ pub async fn config_list(State(st): State<AppState>, q: QueryParams) -> ApiResul
         .filter(|c| matches(&f, &c.id, &c.name, &c.labels))
         .map(config_to_docker)
         .collect();
-    Ok(json_ok(&out))
+    Ok(json_ok(&wire::list_to_wire(&moby::CONFIG, &out)))
 }
 
 pub async fn config_inspect(
@@ -222,7 +226,10 @@ pub async fn config_inspect(
 ) -> ApiResult<Response> {
     require_manager(&st)?;
     let all = all_configs(&st).await?;
-    Ok(json_ok(&config_to_docker(find_config(&id, &all)?)))
+    Ok(json_ok(&wire::to_wire(
+        &moby::CONFIG,
+        &config_to_docker(find_config(&id, &all)?),
+    )))
 }
 
 pub async fn config_create(

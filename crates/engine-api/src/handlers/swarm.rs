@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::query::QueryParams;
 use crate::router::AppState;
 use crate::version::RequestVersion;
+use crate::wire::{self, moby};
 
 /// `POST /swarm/init`: answers the new node's ID as a JSON string.
 pub async fn init(
@@ -50,7 +51,10 @@ pub async fn leave(State(st): State<AppState>, q: QueryParams) -> ApiResult<Resp
 pub async fn inspect(State(st): State<AppState>) -> ApiResult<Response> {
     require_manager(&st)?;
     let cluster = st.backend.swarm_inspect().await?;
-    Ok(json_ok(&convert::cluster_to_swarm(&cluster)))
+    Ok(json_ok(&wire::to_wire(
+        &moby::SWARM,
+        &convert::cluster_to_swarm(&cluster),
+    )))
 }
 
 pub async fn update(
