@@ -505,7 +505,7 @@ impl SwarmNode {
                     .map(|c| (c.meta.version, c.spec.clone()))
                     .unwrap_or_default()
             });
-            let merged = merge_spec(current, spec);
+            let merged = swarmd_manager::control::swarm_spec::merge_swarm_spec(current, spec);
             if let Err(e) = m
                 .control()
                 .update_swarm(version, merged, false, false, false)
@@ -1060,44 +1060,6 @@ fn write_state(dir: &Path, state: &NodeState) -> std::io::Result<()> {
     std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, dir.join("state.json"))
-}
-
-/// Overlays the fields a request set onto a full spec.
-fn merge_spec(
-    mut base: swarmd_types::models::SwarmSpec,
-    req: swarmd_types::models::SwarmSpec,
-) -> swarmd_types::models::SwarmSpec {
-    if let Some(o) = req.orchestration
-        && o.task_history_retention_limit.is_some()
-    {
-        base.orchestration
-            .get_or_insert_with(Default::default)
-            .task_history_retention_limit = o.task_history_retention_limit;
-    }
-    if let Some(d) = req.dispatcher
-        && d.heartbeat_period.is_some()
-    {
-        base.dispatcher
-            .get_or_insert_with(Default::default)
-            .heartbeat_period = d.heartbeat_period;
-    }
-    if let Some(c) = req.ca_config
-        && c.node_cert_expiry.is_some()
-    {
-        base.ca_config
-            .get_or_insert_with(Default::default)
-            .node_cert_expiry = c.node_cert_expiry;
-    }
-    if let Some(e) = req.encryption_config {
-        base.encryption_config = Some(e);
-    }
-    if req.labels.is_some() {
-        base.labels = req.labels;
-    }
-    if req.name.as_deref().is_some_and(|n| !n.is_empty()) {
-        base.name = req.name;
-    }
-    base
 }
 
 /// Why `swarm init` failed.

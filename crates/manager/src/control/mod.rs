@@ -10,6 +10,7 @@ mod names;
 pub mod networks;
 pub(crate) mod ports;
 mod secrets;
+pub mod swarm_spec;
 mod validate;
 
 use swarmd_store::{ProposeError, Store, StoreError};
