@@ -428,6 +428,10 @@ pub struct Secret {
     pub data: Vec<u8>,
     pub driver: Option<String>,
     pub templating: Option<String>,
+    /// `Templating.Options` as the client gave them: kept so they read back as Docker
+    /// returns them (the `golang` driver itself takes none).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub templating_options: HashMap<String, String>,
 }
 
 /// A config. Like a secret, but its data is shown by `config inspect`. `Debug` prints
@@ -440,6 +444,9 @@ pub struct Config {
     pub labels: HashMap<String, String>,
     pub data: Vec<u8>,
     pub templating: Option<String>,
+    /// `Templating.Options`, kept as given (see [`Secret::templating_options`]).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub templating_options: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Secret {

@@ -4,6 +4,8 @@
 //! set of functions serves both, told apart by [`Which`]. A secret's data is never encoded
 //! into an answer; a config's is (`docker config inspect` shows it, as Docker does).
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -49,6 +51,22 @@ fn driver(name: &Option<String>) -> Option<Driver> {
     })
 }
 
+/// The templating driver as the client gave it, options included.
+fn templating(name: &Option<String>, options: &HashMap<String, String>) -> Option<Driver> {
+    name.as_ref().map(|n| Driver {
+        name: n.clone(),
+        options: (!options.is_empty()).then(|| options.clone()),
+    })
+}
+
+/// A driver's name and options, split as the backend keeps them.
+fn split_driver(d: Option<Driver>) -> (Option<String>, HashMap<String, String>) {
+    match d {
+        Some(Driver { name, options }) => (Some(name), options.unwrap_or_default()),
+        None => (None, HashMap::new()),
+    }
+}
+
 /// A secret as the API shows it: everything but the data.
 pub fn secret_to_docker(s: &Secret) -> models::Secret {
     models::Secret {
@@ -61,7 +79,7 @@ pub fn secret_to_docker(s: &Secret) -> models::Secret {
             labels: Some(s.labels.clone()),
             data: None,
             driver: driver(&s.driver),
-            templating: driver(&s.templating),
+            templating: templating(&s.templating, &s.templating_options),
         }),
     }
 }
@@ -77,7 +95,7 @@ pub fn config_to_docker(c: &Config) -> models::Config {
             name: Some(c.name.clone()),
             labels: Some(c.labels.clone()),
             data: Some(base64::engine::general_purpose::STANDARD.encode(&c.data)),
-            templating: driver(&c.templating),
+            templating: templating(&c.templating, &c.templating_options),
         }),
     }
 }
@@ -99,23 +117,45 @@ fn decode_data(data: Option<&str>) -> ApiResult<Vec<u8>> {
         })
 }
 
+/// The spec as the backend keeps it. Destructured with no `..`, so a field added to the
+/// model does not compile until it is carried or refused. A secret `Driver` is passed on by
+/// name only: swarmd has no secret store plugins and the manager refuses any driver, so its
+/// options are never dropped from a secret that exists.
 fn secret_spec(spec: models::SecretSpec) -> ApiResult<ObjectSpec> {
+    let models::SecretSpec {
+        name,
+        labels,
+        data,
+        driver,
+        templating,
+    } = spec;
+    let (templating, templating_options) = split_driver(templating);
     Ok(ObjectSpec {
-        name: spec.name.unwrap_or_default(),
-        labels: spec.labels.unwrap_or_default(),
-        data: decode_data(spec.data.as_deref())?,
-        driver: spec.driver.map(|d| d.name),
-        templating: spec.templating.map(|d| d.name),
+        name: name.unwrap_or_default(),
+        labels: labels.unwrap_or_default(),
+        data: decode_data(data.as_deref())?,
+        driver: driver.map(|d| d.name),
+        templating,
+        templating_options,
     })
 }
 
+/// As [`secret_spec`], for a config (which has no `Driver`).
 fn config_spec(spec: models::ConfigSpec) -> ApiResult<ObjectSpec> {
+    let models::ConfigSpec {
+        name,
+        labels,
+        data,
+        templating,
+    } = spec;
+    let (templating, templating_options) = split_driver(templating);
     Ok(ObjectSpec {
-        name: spec.name.unwrap_or_default(),
-        labels: spec.labels.unwrap_or_default(),
-        data: decode_data(spec.data.as_deref())?,
+        name: name.unwrap_or_default(),
+        labels: labels.unwrap_or_default(),
+        data: decode_data(data.as_deref())?,
         driver: None,
-        templating: spec.templating.map(|d| d.name),
+        templating,
+        templating_options,
     })
 }
 
