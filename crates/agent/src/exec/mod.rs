@@ -29,6 +29,7 @@ mod docker_events;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod files;
+pub mod host_opts;
 pub mod overlay;
 pub mod process;
 pub mod template;
@@ -204,6 +205,8 @@ pub struct TaskRuntime {
     pub container_name: String,
     pub spec: TaskSpecContainerSpec,
     pub resources: Option<TaskSpecResources>,
+    /// `TaskTemplate.LogDriver`: the container's log driver (see [`host_opts`]).
+    pub log_driver: Option<bollard_stubs::models::TaskSpecLogDriver>,
     /// Published target ports, deduplicated by (target, protocol).
     pub ports: Vec<TargetPort>,
     /// The node's data-plane address (`--node-addr`); host ports are bound there.
@@ -260,6 +263,7 @@ impl TaskRuntime {
             container_name: task.container_name(),
             spec: task.spec.container_spec.clone().unwrap_or_default(),
             resources: task.spec.resources.clone(),
+            log_driver: task.spec.log_driver.clone(),
             ports,
             node_addr: node_addr.to_string(),
             files: Default::default(),
