@@ -4,9 +4,8 @@
 //!
 //! Each spec struct is taken apart field by field with no `..`: a field added to the model
 //! does not compile until it is mapped or refused here, so none can be dropped silently.
-//! The process executor cannot apply any of them (no log drivers, no LSM or seccomp
-//! profiles of its own), so it refuses a task that sets one ([`process_refusal`]) rather
-//! than run it without.
+//! The process executor cannot apply any of them and refuses a task that sets one (see
+//! [`super::process_spec`]).
 
 use base64::Engine as _;
 use bollard_stubs::models::{
@@ -111,34 +110,6 @@ pub fn security_opts(
     Ok(out)
 }
 
-/// Why the process executor refuses a task, if it sets a log driver or a privilege it
-/// cannot apply: a host process has no log driver, and swarmd does not switch LSM labels,
-/// seccomp profiles or the no-new-privileges bit for it. Default values are not settings.
-pub fn process_refusal(
-    log_driver: Option<&TaskSpecLogDriver>,
-    p: Option<&TaskSpecContainerSpecPrivileges>,
-) -> Option<String> {
-    let mut set = Vec::new();
-    if let Some(d) = log_driver {
-        set.push(format!(
-            "log driver {:?}",
-            d.name.as_deref().unwrap_or_default()
-        ));
-    }
-    if let Ok(opts) = security_opts(p) {
-        set.extend(opts.into_iter().map(|o| format!("security option {o:?}")));
-    } else {
-        set.push("a seccomp profile".into());
-    }
-    if set.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "the process executor cannot apply {}: run this service on a node with the docker executor",
-        set.join(", ")
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,7 +179,6 @@ mod tests {
         }));
         assert!(security_opts(Some(&p)).unwrap().is_empty());
         assert!(security_opts(None).unwrap().is_empty());
-        assert!(process_refusal(None, Some(&p)).is_none());
     }
 
     #[test]
@@ -218,17 +188,5 @@ mod tests {
             security_opts(Some(&p)),
             Err(ExecError::InvalidSpec(_))
         ));
-    }
-
-    #[test]
-    fn the_process_executor_names_what_it_cannot_apply() {
-        let d = TaskSpecLogDriver {
-            name: Some("syslog".into()),
-            options: None,
-        };
-        let p = privileges(json!({"NoNewPrivileges": true}));
-        let why = process_refusal(Some(&d), Some(&p)).unwrap();
-        assert!(why.contains("log driver \"syslog\""), "{why}");
-        assert!(why.contains("no-new-privileges=true"), "{why}");
     }
 }

@@ -32,6 +32,7 @@ pub mod files;
 pub mod host_opts;
 pub mod overlay;
 pub mod process;
+pub mod process_spec;
 pub mod template;
 
 /// Label carrying the service ID on every task container (Docker's own key).

@@ -53,7 +53,7 @@ use tokio_util::task::TaskTracker;
 use super::{
     BoundPort, Controller, ExecError, Executor, ExitStatus, LogEntry, LogOptions, LogStream,
     LogStreamBox, Protocol, RuntimeStatus, TaskRuntime, entry_matches, files, filter_entries,
-    hex_id_for, host_opts, human_duration, unix_now, unix_seconds,
+    hex_id_for, human_duration, process_spec, unix_now, unix_seconds,
 };
 
 const TASK_FILE: &str = "task.json";
@@ -1182,7 +1182,7 @@ impl ProcessController {
         let dir = p.dir.clone();
         blocking(move || {
             if let Some(why) =
-                host_opts::process_refusal(rt.log_driver.as_ref(), rt.spec.privileges.as_ref())
+                process_spec::refusal(&rt.spec, rt.resources.as_ref(), rt.log_driver.as_ref())
             {
                 return Err(ExecError::InvalidSpec(why));
             }
