@@ -1,7 +1,8 @@
 //! End to end with the docker executor against the real Docker Engine: a service's
 //! `TaskTemplate.LogDriver` and `ContainerSpec.Privileges` reach the task's container as
 //! Docker's executor writes them (`HostConfig.LogConfig`, `HostConfig.SecurityOpt`), set
-//! both by the docker CLI's flags and by the API.
+//! both by the docker CLI's flags and by the API; a service naming no log driver gets the
+//! cluster's `TaskDefaults.LogDriver`.
 
 mod common;
 
@@ -101,6 +102,40 @@ fn log_driver_and_privileges_reach_the_container() {
             "apparmor=unconfined",
             "no-new-privileges=true"
         ]),
+        "{hc:#}"
+    );
+
+    // The cluster's TaskDefaults.LogDriver applies to a service that names none.
+    let r = n.http("GET", "/v1.50/swarm", None).expect("GET /swarm");
+    let swarm: Value = serde_json::from_slice(&r.body).unwrap();
+    let version = swarm["Version"]["Index"].as_u64().unwrap();
+    let mut spec = swarm["Spec"].clone();
+    spec["TaskDefaults"] = json!({"LogDriver": {"Name": "local", "Options": {"max-size": "3m"}}});
+    let body = serde_json::to_vec(&spec).unwrap();
+    let r = n
+        .http(
+            "POST",
+            &format!("/v1.50/swarm/update?version={version}"),
+            Some(&body),
+        )
+        .expect("swarm update");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let plain = unique_name("ddefault");
+    n.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &plain,
+        "busybox:latest",
+        "sleep",
+        "1d",
+    ])
+    .ok();
+    let hc = host_config(&plain);
+    assert_eq!(
+        hc["LogConfig"],
+        json!({"Type": "local", "Config": {"max-size": "3m"}}),
         "{hc:#}"
     );
 }

@@ -254,6 +254,12 @@ pub struct Task {
     /// leaves NEW; the addresses are free again once the task is terminal or removed.
     #[serde(default)]
     pub networks: Vec<NetworkAttachment>,
+    /// The log driver the task runs with, fixed when it is made (swarmkit's
+    /// `Task.LogDriver`): the service's `TaskTemplate.LogDriver`, else the cluster's
+    /// `TaskDefaults.LogDriver` at that time. Kept apart from `spec`, which stays the
+    /// service's template (shared, and compared against it by the updater).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_driver: Option<crate::models::TaskSpecLogDriver>,
 }
 
 /// A task's spec, shared: the tasks of one service version hold one copy between them.

@@ -264,7 +264,12 @@ impl TaskRuntime {
             container_name: task.container_name(),
             spec: task.spec.container_spec.clone().unwrap_or_default(),
             resources: task.spec.resources.clone(),
-            log_driver: task.spec.log_driver.clone(),
+            // As made by the manager (service's, else the cluster default); a task from an
+            // older manager has only its spec's.
+            log_driver: task
+                .log_driver
+                .clone()
+                .or_else(|| task.spec.log_driver.clone()),
             ports,
             node_addr: node_addr.to_string(),
             files: Default::default(),
