@@ -84,6 +84,7 @@ pub fn validate_service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, Strin
     }
     let tt = spec.task_template.get_or_insert_with(TaskSpec::default);
     tt.force_update.get_or_insert(0);
+    validate_runtime(tt)?;
     let image = tt
         .container_spec
         .as_ref()
@@ -138,6 +139,22 @@ pub fn validate_service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, Strin
         validate_update_policy("rollback", r.delay, r.monitor, r.max_failure_ratio)?;
     }
     Ok(spec)
+}
+
+/// The daemon's `ServiceSpecToGRPC` runtime check, in its words: `container` (or none)
+/// needs a ContainerSpec; `attachment` and unknown runtimes are unsupported. Plugin
+/// services (`plugin` with a PluginSpec), which the daemon accepts, are refused: swarmd
+/// has no plugins to install.
+fn validate_runtime(tt: &TaskSpec) -> Result<(), String> {
+    match tt.runtime.as_deref().unwrap_or_default() {
+        "" | "container" if tt.container_spec.is_none() => {
+            Err("mismatched Runtime and *Spec fields".into())
+        }
+        "" | "container" => Ok(()),
+        "plugin" if tt.plugin_spec.is_none() => Err("mismatched Runtime and *Spec fields".into()),
+        "plugin" => Err("plugin services are not supported by swarmd".into()),
+        _ => Err("unsupported runtime".into()),
+    }
 }
 
 /// The daemon's `credentialSpecToGRPC`: exactly one of config, file and registry, named
@@ -328,6 +345,41 @@ mod tests {
         assert_eq!(
             with(serde_json::json!({})).unwrap_err(),
             r#"invalid CredentialSpec: must either provide "file", "registry", or "config" for credential spec"#
+        );
+    }
+
+    /// Runtimes other than `container` are refused in the daemon's words.
+    #[test]
+    fn only_the_container_runtime_is_accepted() {
+        let with = |runtime: &str, plugin: bool| {
+            let mut s = spec("busybox");
+            let tt = s.task_template.as_mut().unwrap();
+            tt.runtime = Some(runtime.into());
+            if plugin {
+                tt.plugin_spec = Some(Default::default());
+            }
+            validate_service_spec(s)
+        };
+        with("container", false).unwrap();
+        with("", false).unwrap();
+        assert_eq!(
+            with("attachment", false).unwrap_err(),
+            "unsupported runtime"
+        );
+        assert_eq!(with("wasm", false).unwrap_err(), "unsupported runtime");
+        assert_eq!(
+            with("plugin", false).unwrap_err(),
+            "mismatched Runtime and *Spec fields"
+        );
+        assert_eq!(
+            with("plugin", true).unwrap_err(),
+            "plugin services are not supported by swarmd"
+        );
+        let mut s = spec("busybox");
+        s.task_template.as_mut().unwrap().container_spec = None;
+        assert_eq!(
+            validate_service_spec(s).unwrap_err(),
+            "mismatched Runtime and *Spec fields"
         );
     }
 }
