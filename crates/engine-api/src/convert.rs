@@ -709,6 +709,7 @@ mod tests {
             endpoint_ports: Vec::new(),
             job_iteration: None,
             networks: Vec::new(),
+            log_driver: None,
         }
     }
 
