@@ -7,9 +7,53 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use common::*;
 use serde_json::{Value, json};
 use swarmd_testkit::{Daemon, unique_name};
+
+/// Every leaf of `v` as a dotted path; `[]` stands for any array element, and an empty
+/// object or array (or null) is a leaf.
+fn paths(v: &Value) -> BTreeSet<String> {
+    fn walk(v: &Value, at: String, out: &mut BTreeSet<String>) {
+        let join = |k: &str| {
+            if at.is_empty() {
+                k.to_string()
+            } else {
+                format!("{at}.{k}")
+            }
+        };
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    walk(v, join(k), out);
+                }
+            }
+            Value::Array(a) if !a.is_empty() => {
+                for v in a {
+                    walk(v, format!("{at}[]"), out);
+                }
+            }
+            _ => {
+                out.insert(at);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(v, String::new(), &mut out);
+    out
+}
+
+/// The keys `served` has must be those moby's Go types write (`want`), no more, no less.
+fn assert_keys(kind: &str, served: &Value, want: &[&str]) {
+    let got = paths(served);
+    let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        got, want,
+        "{kind}: keys differ from Docker's (left: served, right: moby's)\n{served:#}"
+    );
+}
 
 /// Sends `body` as JSON and returns the decoded answer, failing on a non-2xx status.
 fn api(n: &Daemon, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -118,6 +162,34 @@ fn every_spec_field_reads_back_as_docker_returns_it() {
         got["Options"]["com.docker.network.driver.mtu"], "1400",
         "{got:#}"
     );
+    // Every key as moby's `network.Inspect` writes it for a swarm network.
+    assert_keys(
+        "network",
+        &got,
+        &[
+            "Name",
+            "Id",
+            "Created",
+            "Scope",
+            "Driver",
+            "EnableIPv4",
+            "EnableIPv6",
+            "IPAM.Driver",
+            "IPAM.Options.o",
+            "IPAM.Config[].Subnet",
+            "IPAM.Config[].IPRange",
+            "IPAM.Config[].Gateway",
+            "Internal",
+            "Attachable",
+            "Ingress",
+            "ConfigFrom.Network",
+            "ConfigOnly",
+            "Containers",
+            "Options.com.docker.network.driver.mtu",
+            "Options.com.docker.network.driver.overlay.vxlanid_list",
+            "Labels.k",
+        ],
+    );
 
     // Secret and config: name, labels and templating (options included); a secret's data
     // is never returned, a config's is.
@@ -139,6 +211,23 @@ fn every_spec_field_reads_back_as_docker_returns_it() {
         json!({"Name": sname, "Labels": {"k": "v"}, "Templating": templating}),
         "secret spec"
     );
+    let object_keys = |data: bool| {
+        let mut k = vec![
+            "ID",
+            "Version.Index",
+            "CreatedAt",
+            "UpdatedAt",
+            "Spec.Name",
+            "Spec.Labels.k",
+            "Spec.Templating.Name",
+            "Spec.Templating.Options.o",
+        ];
+        if data {
+            k.push("Spec.Data");
+        }
+        k
+    };
+    assert_keys("secret", &got, &object_keys(false));
     let cname = unique_name("rbconfig");
     let config_spec = json!({"Name": cname, "Labels": {"k": "v"}, "Data": "eD0x",
                              "Templating": templating});
@@ -151,4 +240,5 @@ fn every_spec_field_reads_back_as_docker_returns_it() {
     let cid = created["ID"].as_str().unwrap();
     let got = api(&n, "GET", &format!("/v1.50/configs/{cid}"), None);
     assert_eq!(got["Spec"], config_spec, "config spec");
+    assert_keys("config", &got, &object_keys(true));
 }
