@@ -731,3 +731,41 @@ async fn info_swarm_keys_are_dockers() {
     want.extend(strs(&cluster));
     assert_paths("info.Swarm", &info["Swarm"], &want);
 }
+
+/// `GET /version` as moby's `types.Version` writes it (v28.2): the engine component with
+/// its details, and the deprecated top-level copy, `ApiVersion` spelled as the daemon
+/// spells it.
+#[tokio::test]
+async fn version_keys_are_dockers() {
+    let fake = FakeBackend::manager();
+    let v = call(&fake, Method::GET, "/version", None).await;
+    let mut got: Vec<String> = paths(&v)
+        .into_iter()
+        .filter(|p| !p.starts_with("Components[].Details."))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        "Platform.Name",
+        "Components[].Name",
+        "Components[].Version",
+        "Version",
+        "ApiVersion",
+        "MinAPIVersion",
+        "GitCommit",
+        "GoVersion",
+        "Os",
+        "Arch",
+        "KernelVersion",
+    ];
+    want.sort();
+    // BuildTime is empty, so Go leaves it out (omitempty).
+    assert_eq!(got, want, "version: {v:#}");
+    // Go's architecture name, not the kernel's.
+    assert_eq!(v["Arch"], "amd64", "{v:#}");
+    assert!(
+        paths(&v)
+            .iter()
+            .any(|p| p.starts_with("Components[].Details.")),
+        "the engine component carries its details: {v:#}"
+    );
+}
