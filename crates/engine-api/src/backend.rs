@@ -308,6 +308,8 @@ pub struct ObjectSpec {
     pub driver: Option<String>,
     /// `--template-driver` (`golang`).
     pub templating: Option<String>,
+    /// The templating driver's options, kept so they read back as sent.
+    pub templating_options: std::collections::HashMap<String, String>,
 }
 
 /// Never prints the data: specs end up in debug logs and error chains.
@@ -319,6 +321,7 @@ impl std::fmt::Debug for ObjectSpec {
             .field("data_len", &self.data.len())
             .field("driver", &self.driver)
             .field("templating", &self.templating)
+            .field("templating_options", &self.templating_options)
             .finish()
     }
 }

@@ -512,12 +512,28 @@ pub fn system_info(d: &DaemonInfo, s: &SwarmStatus, system_time: String) -> Syst
     }
 }
 
+/// The architecture as Go names it (`runtime.GOARCH`), which is what the daemon's
+/// `/version` reports (`docker version` shows `linux/amd64`); `/info` keeps the kernel's
+/// name (`x86_64`), as Docker does.
+fn go_arch(arch: &str) -> &str {
+    match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" | "i386" | "i686" => "386",
+        "armv7l" | "armv6l" | "arm" => "arm",
+        "powerpc64le" | "ppc64le" => "ppc64le",
+        "riscv64gc" => "riscv64",
+        a => a,
+    }
+}
+
 /// `GET /version`.
 pub fn system_version(d: &DaemonInfo) -> SystemVersion {
+    let arch = go_arch(&d.arch);
     let details: HashMap<String, String> = [
         ("ApiVersion", API_VERSION),
         ("MinAPIVersion", MIN_API_VERSION),
-        ("Arch", d.arch.as_str()),
+        ("Arch", arch),
         ("Os", "linux"),
         ("KernelVersion", d.kernel_version.as_str()),
         ("Experimental", "false"),
@@ -552,7 +568,7 @@ pub fn system_version(d: &DaemonInfo) -> SystemVersion {
         git_commit: Some(String::new()),
         go_version: Some("n/a (rust)".into()),
         os: Some("linux".into()),
-        arch: Some(d.arch.clone()),
+        arch: Some(arch.to_string()),
         kernel_version: Some(d.kernel_version.clone()),
         experimental: None,
         build_time: Some(String::new()),
@@ -724,6 +740,7 @@ mod tests {
             endpoint_ports: Vec::new(),
             job_iteration: None,
             networks: Vec::new(),
+            log_driver: None,
         }
     }
 

@@ -26,6 +26,7 @@ pub mod server;
 pub mod spec;
 pub mod swarm_request;
 pub mod version;
+pub mod wire;
 
 pub use backend::*;
 pub use decode::{DecodeError, decode_json, decode_service_spec};

@@ -279,6 +279,7 @@ async fn orchestrate(
                             }
                         };
                         allocator::pending_at_creation(&mut task, needs);
+                        task.log_driver = orchestrator::log_driver(&task, t);
                         tx.create(task)
                     }
                     Some(Change::Update(t)) => tx.update(t),

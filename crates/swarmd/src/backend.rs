@@ -49,6 +49,7 @@ fn object_spec(s: ObjectSpec) -> swarmd_manager::control::ObjectSpec {
         data: s.data,
         driver: s.driver,
         templating: s.templating,
+        templating_options: s.templating_options,
     }
 }
 

@@ -546,7 +546,7 @@ impl SwarmNode {
                     .map(|c| (c.meta.version, c.spec.clone()))
                     .unwrap_or_default()
             });
-            let merged = merge_spec(current, spec);
+            let merged = swarmd_manager::control::swarm_spec::merge_swarm_spec(current, spec);
             if let Err(e) = m
                 .control()
                 .update_swarm(version, merged, false, false, false)
@@ -1158,62 +1158,6 @@ fn init_root(
         CaRequest::NewRoot(root) => Ok(root),
         CaRequest::Keep => Ok(None),
     }
-}
-
-/// Overlays the fields a request set onto a full spec.
-fn merge_spec(
-    mut base: swarmd_types::models::SwarmSpec,
-    req: swarmd_types::models::SwarmSpec,
-) -> swarmd_types::models::SwarmSpec {
-    if let Some(o) = req.orchestration
-        && o.task_history_retention_limit.is_some()
-    {
-        base.orchestration
-            .get_or_insert_with(Default::default)
-            .task_history_retention_limit = o.task_history_retention_limit;
-    }
-    if let Some(d) = req.dispatcher
-        && d.heartbeat_period.is_some()
-    {
-        base.dispatcher
-            .get_or_insert_with(Default::default)
-            .heartbeat_period = d.heartbeat_period;
-    }
-    // As moby's MergeSwarmSpecToGRPC: a Raft value the request set (non-zero) replaces
-    // the default.
-    if let Some(r) = req.raft {
-        let b = base.raft.get_or_insert_with(Default::default);
-        let set = |v: Option<u64>| v.filter(|v| *v != 0);
-        b.snapshot_interval = set(r.snapshot_interval).or(b.snapshot_interval);
-        b.keep_old_snapshots = r.keep_old_snapshots.or(b.keep_old_snapshots);
-        b.log_entries_for_slow_followers =
-            set(r.log_entries_for_slow_followers).or(b.log_entries_for_slow_followers);
-        b.election_tick = r.election_tick.filter(|t| *t != 0).or(b.election_tick);
-        b.heartbeat_tick = r.heartbeat_tick.filter(|t| *t != 0).or(b.heartbeat_tick);
-    }
-    if let Some(c) = req.ca_config.as_ref()
-        && c.node_cert_expiry.is_some()
-    {
-        base.ca_config
-            .get_or_insert_with(Default::default)
-            .node_cert_expiry = c.node_cert_expiry;
-    }
-    // The new root already answers the init spec's `ForceRotate` (see `init_root`).
-    if let Some(f) = req.ca_config.as_ref().and_then(|c| c.force_rotate) {
-        base.ca_config
-            .get_or_insert_with(Default::default)
-            .force_rotate = Some(f);
-    }
-    if let Some(e) = req.encryption_config {
-        base.encryption_config = Some(e);
-    }
-    if req.labels.is_some() {
-        base.labels = req.labels;
-    }
-    if req.name.as_deref().is_some_and(|n| !n.is_empty()) {
-        base.name = req.name;
-    }
-    base
 }
 
 /// Why `swarm init` failed.

@@ -306,6 +306,12 @@ pub struct Task {
     /// leaves NEW; the addresses are free again once the task is terminal or removed.
     #[serde(default)]
     pub networks: Vec<NetworkAttachment>,
+    /// The log driver the task runs with, fixed when it is made (swarmkit's
+    /// `Task.LogDriver`): the service's `TaskTemplate.LogDriver`, else the cluster's
+    /// `TaskDefaults.LogDriver` at that time. Kept apart from `spec`, which stays the
+    /// service's template (shared, and compared against it by the updater).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_driver: Option<crate::models::TaskSpecLogDriver>,
 }
 
 /// A task's spec, shared: the tasks of one service version hold one copy between them.
@@ -480,6 +486,10 @@ pub struct Secret {
     pub data: Vec<u8>,
     pub driver: Option<String>,
     pub templating: Option<String>,
+    /// `Templating.Options` as the client gave them: kept so they read back as Docker
+    /// returns them (the `golang` driver itself takes none).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub templating_options: HashMap<String, String>,
 }
 
 /// A config. Like a secret, but its data is shown by `config inspect`. `Debug` prints
@@ -492,6 +502,9 @@ pub struct Config {
     pub labels: HashMap<String, String>,
     pub data: Vec<u8>,
     pub templating: Option<String>,
+    /// `Templating.Options`, kept as given (see [`Secret::templating_options`]).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub templating_options: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Secret {

@@ -23,8 +23,8 @@ use bollard::query_parameters::{
 };
 use bollard_stubs::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    HealthStatusEnum, HostConfig, Mount, MountType, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    HealthStatusEnum, HostConfig, HostConfigIsolationEnum, Mount, MountType, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, TaskSpecContainerSpec,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -37,7 +37,7 @@ use super::docker_events::EngineEvents;
 use super::{
     BoundPort, Controller, ExecError, Executor, ExitStatus, LABEL_NODE_ID, LABEL_TASK_ID, LogEntry,
     LogOptions, LogStream, LogStreamBox, Protocol, RuntimeStatus, TaskRuntime, entry_matches,
-    files, overlay, unix_seconds,
+    files, host_opts, overlay, unix_seconds,
 };
 
 /// The engine's default socket.
@@ -291,9 +291,51 @@ impl DockerController {
             .collect()
     }
 
-    fn create_body(&self, image: &str, extra_mounts: Vec<Mount>) -> ContainerCreateBody {
-        let spec = &self.rt.spec;
-        let mut mounts = spec.mounts.clone().unwrap_or_default();
+    /// The engine's create body for the task, as Docker's swarm executor builds it.
+    ///
+    /// The container spec is taken apart field by field with no `..`: a field added to
+    /// the model does not compile until it is mapped here or its handling elsewhere is
+    /// named, so none can be dropped silently (docs/COMPATIBILITY.md lists each).
+    fn create_body(
+        &self,
+        image: &str,
+        extra_mounts: Vec<Mount>,
+    ) -> Result<ContainerCreateBody, ExecError> {
+        let TaskSpecContainerSpec {
+            // The image as given, less any digest: `image` (see `TaskRuntime::image`).
+            image: _,
+            // Merged with the swarm labels by `TaskRuntime::labels`.
+            labels: _,
+            command,
+            args,
+            hostname,
+            env,
+            dir,
+            user,
+            groups,
+            privileges,
+            tty,
+            open_stdin,
+            read_only,
+            mounts,
+            stop_signal,
+            // `TaskRuntime::stop_grace`, as the stop timeout.
+            stop_grace_period: _,
+            health_check,
+            hosts,
+            dns_config,
+            // Written as files and bind-mounted: `extra_mounts` (see `files::write`).
+            secrets: _,
+            oom_score_adj,
+            configs: _,
+            isolation,
+            init,
+            sysctls,
+            capability_add,
+            capability_drop,
+            ulimits,
+        } = &self.rt.spec;
+        let mut mounts = mounts.clone().unwrap_or_default();
         mounts.extend(extra_mounts);
         let non_empty = |v: &Option<Vec<String>>| v.clone().filter(|v| !v.is_empty());
         let limits = self.rt.resources.as_ref().and_then(|r| r.limits.clone());
@@ -319,10 +361,11 @@ impl DockerController {
             .iter()
             .map(|p| port_key(p.target, p.protocol))
             .collect();
-        let dns = spec.dns_config.as_ref();
+        let dns = dns_config.as_ref();
         // On overlay networks the node's DNS server (at the gateway) resolves service names,
         // unless the service names its own servers.
         let overlay_dns = self.rt.networks.first().map(|a| vec![a.gateway.clone()]);
+        let security_opt = host_opts::security_opts(privileges.as_ref())?;
         let host_config = HostConfig {
             nano_cpus: limits.as_ref().and_then(|l| l.nano_cpus).filter(|n| *n > 0),
             memory: limits
@@ -332,19 +375,26 @@ impl DockerController {
             pids_limit: limits.as_ref().and_then(|l| l.pids).filter(|n| *n > 0),
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             mounts: (!mounts.is_empty()).then_some(mounts),
-            init: spec.init,
-            readonly_rootfs: spec.read_only,
-            cap_add: non_empty(&spec.capability_add),
-            cap_drop: non_empty(&spec.capability_drop),
-            sysctls: spec.sysctls.clone().filter(|s| !s.is_empty()),
-            oom_score_adj: spec.oom_score_adj,
-            ulimits: spec.ulimits.clone().filter(|u| !u.is_empty()),
-            group_add: non_empty(&spec.groups),
-            extra_hosts: spec.hosts.as_ref().map(|h| extra_hosts(h)),
+            init: *init,
+            readonly_rootfs: *read_only,
+            cap_add: non_empty(capability_add),
+            cap_drop: non_empty(capability_drop),
+            sysctls: sysctls.clone().filter(|s| !s.is_empty()),
+            oom_score_adj: *oom_score_adj,
+            ulimits: ulimits.clone().filter(|u| !u.is_empty()),
+            group_add: non_empty(groups),
+            extra_hosts: hosts.as_ref().map(|h| extra_hosts(h)),
             dns: dns.and_then(|d| non_empty(&d.nameservers)).or(overlay_dns),
             network_mode: self.rt.networks.first().map(overlay::engine_network_name),
             dns_search: dns.and_then(|d| non_empty(&d.search)),
             dns_options: dns.and_then(|d| non_empty(&d.options)),
+            security_opt: (!security_opt.is_empty()).then_some(security_opt),
+            log_config: host_opts::log_config(self.rt.log_driver.as_ref()),
+            // The engine refuses what its platform cannot do, as under Docker.
+            isolation: isolation
+                .as_ref()
+                .and_then(|i| i.as_ref().parse::<HostConfigIsolationEnum>().ok())
+                .filter(|i| *i != HostConfigIsolationEnum::EMPTY),
             // Restarts are the orchestrator's business, never the engine's.
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::NO),
@@ -352,22 +402,22 @@ impl DockerController {
             }),
             ..Default::default()
         };
-        ContainerCreateBody {
+        Ok(ContainerCreateBody {
             image: Some(image.to_string()),
             // Docker semantics: Command replaces the image's ENTRYPOINT, Args is CMD.
-            entrypoint: non_empty(&spec.command),
-            cmd: non_empty(&spec.args),
-            env: non_empty(&spec.env),
-            working_dir: spec.dir.clone().filter(|d| !d.is_empty()),
-            user: spec.user.clone().filter(|u| !u.is_empty()),
-            hostname: spec.hostname.clone().filter(|h| !h.is_empty()),
+            entrypoint: non_empty(command),
+            cmd: non_empty(args),
+            env: non_empty(env),
+            working_dir: dir.clone().filter(|d| !d.is_empty()),
+            user: user.clone().filter(|u| !u.is_empty()),
+            hostname: hostname.clone().filter(|h| !h.is_empty()),
             labels: Some(self.rt.labels()),
-            stop_signal: spec.stop_signal.clone().filter(|s| !s.is_empty()),
+            stop_signal: stop_signal.clone().filter(|s| !s.is_empty()),
             stop_timeout: Some(self.rt.stop_grace().as_secs() as i64),
-            tty: spec.tty,
-            open_stdin: spec.open_stdin,
+            tty: *tty,
+            open_stdin: *open_stdin,
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
-            healthcheck: spec.health_check.clone(),
+            healthcheck: health_check.clone(),
             host_config: Some(host_config),
             networking_config: self.rt.networks.first().map(|a| NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
@@ -376,7 +426,7 @@ impl DockerController {
                 )])),
             }),
             ..Default::default()
-        }
+        })
     }
 
     /// The container of this task if it exists and belongs to this task on this node.
@@ -684,7 +734,7 @@ impl Controller for DockerController {
             files::write(&self.rt.task_id, &self.rt.files, files::Layout::Indexed)?;
         let mut mounts = Self::file_mounts(&secrets);
         mounts.extend(Self::file_mounts(&configs));
-        let body = self.create_body(&image, mounts);
+        let body = self.create_body(&image, mounts)?;
         let res = self
             .docker
             .create_container(
@@ -887,8 +937,18 @@ mod tests {
             env: Some(vec!["A=1".into()]),
             stop_signal: Some("SIGINT".into()),
             stop_grace_period: Some(3_000_000_000),
+            privileges: Some(
+                serde_json::from_value(serde_json::json!({
+                    "NoNewPrivileges": true, "SELinuxContext": {"Type": "spc_t"}
+                }))
+                .unwrap(),
+            ),
             ..Default::default()
         };
+        rt.log_driver = Some(bollard_stubs::models::TaskSpecLogDriver {
+            name: Some("local".into()),
+            options: Some(HashMap::from([("max-size".into(), "1m".into())])),
+        });
         rt.resources = Some(TaskSpecResources {
             limits: Some(Limit {
                 nano_cpus: Some(500_000_000),
@@ -912,7 +972,7 @@ mod tests {
             rt: rt.clone(),
             id: Mutex::new(None),
         };
-        let body = c.create_body(&rt.image(), vec![]);
+        let body = c.create_body(&rt.image(), vec![]).unwrap();
         assert_eq!(body.image.as_deref(), Some("busybox:latest"));
         assert_eq!(body.entrypoint, Some(vec!["httpd".to_string()]));
         assert_eq!(body.cmd.as_ref().map(Vec::len), Some(3));
@@ -921,6 +981,14 @@ mod tests {
         let hc = body.host_config.unwrap();
         assert_eq!(hc.nano_cpus, Some(500_000_000));
         assert_eq!(hc.memory, Some(64 << 20));
+        // TaskTemplate.LogDriver and ContainerSpec.Privileges, as Docker's executor maps them.
+        let lc = hc.log_config.clone().unwrap();
+        assert_eq!(lc.typ.as_deref(), Some("local"));
+        assert_eq!(lc.config.unwrap()["max-size"], "1m");
+        assert_eq!(
+            hc.security_opt.clone().unwrap(),
+            ["label=type:spc_t", "no-new-privileges=true"]
+        );
         let pb = hc.port_bindings.unwrap();
         let b = pb["80/tcp"].as_ref().unwrap();
         assert_eq!(b[0].host_ip.as_deref(), Some("127.0.0.2"));

@@ -29,9 +29,11 @@ mod docker_events;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod files;
+pub mod host_opts;
 pub mod memfs;
 pub mod overlay;
 pub mod process;
+pub mod process_spec;
 pub mod template;
 
 /// Label carrying the service ID on every task container (Docker's own key).
@@ -212,6 +214,8 @@ pub struct TaskRuntime {
     pub container_name: String,
     pub spec: TaskSpecContainerSpec,
     pub resources: Option<TaskSpecResources>,
+    /// `TaskTemplate.LogDriver`: the container's log driver (see [`host_opts`]).
+    pub log_driver: Option<bollard_stubs::models::TaskSpecLogDriver>,
     /// Published target ports, deduplicated by (target, protocol).
     pub ports: Vec<TargetPort>,
     /// The node's data-plane address (`--node-addr`); host ports are bound there.
@@ -268,6 +272,12 @@ impl TaskRuntime {
             container_name: task.container_name(),
             spec: task.spec.container_spec.clone().unwrap_or_default(),
             resources: task.spec.resources.clone(),
+            // As made by the manager (service's, else the cluster default); a task from an
+            // older manager has only its spec's.
+            log_driver: task
+                .log_driver
+                .clone()
+                .or_else(|| task.spec.log_driver.clone()),
             ports,
             node_addr: node_addr.to_string(),
             files: Default::default(),

@@ -53,7 +53,7 @@ use tokio_util::task::TaskTracker;
 use super::{
     BoundPort, Controller, ExecError, Executor, ExitStatus, LogEntry, LogOptions, LogStream,
     LogStreamBox, Protocol, RuntimeStatus, TaskRuntime, entry_matches, files, filter_entries,
-    hex_id_for, human_duration, unix_now, unix_seconds,
+    hex_id_for, human_duration, process_spec, unix_now, unix_seconds,
 };
 
 const TASK_FILE: &str = "task.json";
@@ -1182,6 +1182,11 @@ impl ProcessController {
         let rt = self.rt.clone();
         let dir = p.dir.clone();
         blocking(move || {
+            if let Some(why) =
+                process_spec::refusal(&rt.spec, rt.resources.as_ref(), rt.log_driver.as_ref())
+            {
+                return Err(ExecError::InvalidSpec(why));
+            }
             let argv = task_argv(&rt)?;
             check_dir(&rt)?;
             resolve_user(rt.spec.user.as_deref().unwrap_or_default())?;
@@ -1603,6 +1608,24 @@ mod tests {
         let c = exec.controller(&rt("t4", &["/no/such/binary"]));
         c.prepare().await.unwrap();
         assert!(matches!(c.start().await, Err(ExecError::Io(_))));
+        // A log driver or a privilege a host process cannot get is refused, not dropped.
+        let mut r = rt("t5", &["true"]);
+        r.log_driver = Some(bollard_stubs::models::TaskSpecLogDriver {
+            name: Some("syslog".into()),
+            options: None,
+        });
+        let c = exec.controller(&r);
+        match c.prepare().await {
+            Err(ExecError::InvalidSpec(m)) => assert!(m.contains("log driver \"syslog\""), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let mut r = rt("t6", &["true"]);
+        r.spec.privileges = Some(bollard_stubs::models::TaskSpecContainerSpecPrivileges {
+            no_new_privileges: Some(true),
+            ..Default::default()
+        });
+        let c = exec.controller(&r);
+        assert!(matches!(c.prepare().await, Err(ExecError::InvalidSpec(_))));
         exec.close().await;
     }
 

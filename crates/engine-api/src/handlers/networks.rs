@@ -21,6 +21,7 @@ use crate::filters::{FilterError, Filters, match_labels, parse_filters};
 use crate::query::QueryParams;
 use crate::router::AppState;
 use crate::version::RequestVersion;
+use crate::wire::{self, moby};
 
 /// The daemon's `acceptedNetworkFilters`.
 const FILTERS: &[&str] = &["driver", "type", "name", "id", "label", "scope", "dangling"];
@@ -207,7 +208,7 @@ pub async fn list(
     if is_manager(&st) {
         let nets = st.backend.networks().await?;
         for n in filter_networks(&nets, &f) {
-            out.push(serde_json::to_value(network_to_docker(n)).unwrap_or_default());
+            out.push(wire::to_wire(&moby::NETWORK, &network_to_docker(n)));
         }
     }
     Ok(json_ok(&out))
@@ -279,7 +280,7 @@ pub async fn inspect(
     match locate(&st, &id, &scope, Method::GET, &raw, &version).await? {
         Err(resp) => Ok(resp),
         Ok(n) => {
-            let mut v = serde_json::to_value(network_to_docker(&n)).unwrap_or_default();
+            let mut v = wire::to_wire(&moby::NETWORK, &network_to_docker(&n));
             if let Some(o) = v.as_object_mut() {
                 o.insert("Containers".into(), serde_json::json!({}));
             }
@@ -305,33 +306,82 @@ pub async fn remove(
 }
 
 /// The request as a swarm network spec (subnet etc. from the first IPAM config).
+///
+/// The request is taken apart field by field, with no `..`, so a field added to the model
+/// does not compile until it is either carried into the spec or refused here: a field a
+/// client set is never dropped. The daemon itself drops `ConfigOnly`, `EnableIPv4: false`
+/// and `AuxiliaryAddresses` for swarm networks (`BasicNetworkCreateToGRPC`); swarmd says so.
 fn swarm_spec(req: &NetworkCreateRequest) -> ApiResult<Network> {
-    let ipam = req.ipam.clone().unwrap_or_default();
-    let configs = ipam.config.unwrap_or_default();
+    let NetworkCreateRequest {
+        name,
+        driver,
+        // Decides whether the network is swarm-scoped at all (see `create`).
+        scope: _,
+        internal,
+        attachable,
+        ingress,
+        config_only,
+        config_from,
+        ipam,
+        enable_ipv4,
+        enable_ipv6,
+        options,
+        labels,
+    } = req;
+    let refuse = |what: &str| {
+        Err(ApiError::bad_request(format!(
+            "{what} is not supported on swarm networks by swarmd"
+        )))
+    };
+    if *config_only == Some(true) {
+        return refuse("a config-only network (--config-only)");
+    }
+    if config_from
+        .as_ref()
+        .and_then(|c| c.network.as_deref())
+        .is_some_and(|n| !n.is_empty())
+    {
+        return refuse("a network built from a config-only network (--config-from)");
+    }
+    if *enable_ipv4 == Some(false) {
+        return refuse("disabling IPv4 (--ipv4=false)");
+    }
+    if *enable_ipv6 == Some(true) {
+        return refuse("IPv6");
+    }
+    let models::Ipam {
+        driver: ipam_driver,
+        config: ipam_config,
+        options: ipam_options,
+    } = ipam.clone().unwrap_or_default();
+    let configs = ipam_config.unwrap_or_default();
     if configs.len() > 1 {
         return Err(ApiError::bad_request(
             "swarmd supports one IPAM configuration (one --subnet) per swarm network",
         ));
     }
-    let cfg = configs.into_iter().next().unwrap_or_default();
-    if req.enable_ipv6 == Some(true) {
-        return Err(ApiError::bad_request(
-            "IPv6 is not supported on swarm networks by swarmd",
-        ));
+    let models::IpamConfig {
+        subnet,
+        ip_range,
+        gateway,
+        auxiliary_addresses,
+    } = configs.into_iter().next().unwrap_or_default();
+    if auxiliary_addresses.is_some_and(|a| !a.is_empty()) {
+        return refuse("an auxiliary address (--aux-address)");
     }
     Ok(Network {
-        name: req.name.clone(),
-        driver: req.driver.clone().unwrap_or_else(|| "overlay".into()),
-        labels: req.labels.clone().unwrap_or_default(),
-        attachable: req.attachable.unwrap_or(false),
-        ingress: req.ingress.unwrap_or(false),
-        internal: req.internal.unwrap_or(false),
-        subnet: cfg.subnet.unwrap_or_default(),
-        gateway: cfg.gateway.unwrap_or_default(),
-        ip_range: cfg.ip_range.unwrap_or_default(),
-        options: req.options.clone().unwrap_or_default(),
-        ipam_driver: ipam.driver.unwrap_or_default(),
-        ipam_options: ipam.options.unwrap_or_default(),
+        name: name.clone(),
+        driver: driver.clone().unwrap_or_else(|| "overlay".into()),
+        labels: labels.clone().unwrap_or_default(),
+        attachable: attachable.unwrap_or(false),
+        ingress: ingress.unwrap_or(false),
+        internal: internal.unwrap_or(false),
+        subnet: subnet.unwrap_or_default(),
+        gateway: gateway.unwrap_or_default(),
+        ip_range: ip_range.unwrap_or_default(),
+        options: options.clone().unwrap_or_default(),
+        ipam_driver: ipam_driver.unwrap_or_default(),
+        ipam_options: ipam_options.unwrap_or_default(),
         ..Default::default()
     })
 }
@@ -490,5 +540,33 @@ mod tests {
         let req: NetworkCreateRequest =
             decode_json(br#"{"Name":"n","Driver":"overlay","IPAM":null,"Options":null}"#).unwrap();
         assert!(swarm_spec(&req).unwrap().subnet.is_empty());
+    }
+
+    /// What swarmd cannot honour on a swarm network is refused with a 400, not dropped.
+    #[test]
+    fn fields_swarmd_cannot_honour_are_refused() {
+        for (body, word) in [
+            (r#""ConfigOnly":true"#, "--config-only"),
+            (r#""ConfigFrom":{"Network":"cfg"}"#, "--config-from"),
+            (r#""EnableIPv4":false"#, "--ipv4=false"),
+            (r#""EnableIPv6":true"#, "IPv6"),
+            (
+                r#""IPAM":{"Config":[{"Subnet":"10.9.0.0/24","AuxiliaryAddresses":{"a":"10.9.0.9"}}]}"#,
+                "--aux-address",
+            ),
+        ] {
+            let req: NetworkCreateRequest =
+                decode_json(format!(r#"{{"Name":"n","Driver":"overlay",{body}}}"#).as_bytes())
+                    .unwrap();
+            let e = swarm_spec(&req).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{body}");
+            assert!(e.to_string().contains(word), "{body}: {e}");
+        }
+        // Their unset or default spellings are fine.
+        let req: NetworkCreateRequest = decode_json(
+            br#"{"Name":"n","Driver":"overlay","ConfigOnly":false,"ConfigFrom":{"Network":""},"EnableIPv4":true,"EnableIPv6":false}"#,
+        )
+        .unwrap();
+        swarm_spec(&req).unwrap();
     }
 }

@@ -13,6 +13,7 @@ use crate::filters::{FilterError, Filters, match_labels, parse_filters};
 use crate::query::QueryParams;
 use crate::resolve::{node_name, resolve_node};
 use crate::router::AppState;
+use crate::wire::{self, moby};
 
 const NODE_FILTERS: &[&str] = &["name", "id", "label", "role", "membership", "node.label"];
 
@@ -79,7 +80,7 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Respo
         .iter()
         .map(|n| convert::node_to_docker(n, &raft, tls.as_ref()))
         .collect();
-    Ok(json_ok(&out))
+    Ok(json_ok(&wire::list_to_wire(&moby::NODE, &out)))
 }
 
 pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
@@ -91,7 +92,10 @@ pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
         .cluster
         .as_ref()
         .map(|c| convert::tls_info(&c.root_ca));
-    Ok(json_ok(&convert::node_to_docker(node, &raft, tls.as_ref())))
+    Ok(json_ok(&wire::to_wire(
+        &moby::NODE,
+        &convert::node_to_docker(node, &raft, tls.as_ref()),
+    )))
 }
 
 pub async fn update(

@@ -4,6 +4,8 @@
 //! set of functions serves both, told apart by [`Which`]. A secret's data is never encoded
 //! into an answer; a config's is (`docker config inspect` shows it, as Docker does).
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -20,6 +22,7 @@ use crate::filters::{Filters, match_labels, parse_filters};
 use crate::query::QueryParams;
 use crate::resolve::resolve;
 use crate::router::AppState;
+use crate::wire::{self, moby};
 
 /// The daemon's `newListSecretsFilters` / `newListConfigsFilters` keys: `names` exact,
 /// `name` and `id` prefixes, `label`.
@@ -48,6 +51,22 @@ fn driver(name: &Option<String>) -> Option<Driver> {
     })
 }
 
+/// The templating driver as the client gave it, options included.
+fn templating(name: &Option<String>, options: &HashMap<String, String>) -> Option<Driver> {
+    name.as_ref().map(|n| Driver {
+        name: n.clone(),
+        options: (!options.is_empty()).then(|| options.clone()),
+    })
+}
+
+/// A driver's name and options, split as the backend keeps them.
+fn split_driver(d: Option<Driver>) -> (Option<String>, HashMap<String, String>) {
+    match d {
+        Some(Driver { name, options }) => (Some(name), options.unwrap_or_default()),
+        None => (None, HashMap::new()),
+    }
+}
+
 /// A secret as the API shows it: everything but the data.
 pub fn secret_to_docker(s: &Secret) -> models::Secret {
     models::Secret {
@@ -60,7 +79,7 @@ pub fn secret_to_docker(s: &Secret) -> models::Secret {
             labels: Some(s.labels.clone()),
             data: None,
             driver: driver(&s.driver),
-            templating: driver(&s.templating),
+            templating: templating(&s.templating, &s.templating_options),
         }),
     }
 }
@@ -76,7 +95,7 @@ pub fn config_to_docker(c: &Config) -> models::Config {
             name: Some(c.name.clone()),
             labels: Some(c.labels.clone()),
             data: Some(base64::engine::general_purpose::STANDARD.encode(&c.data)),
-            templating: driver(&c.templating),
+            templating: templating(&c.templating, &c.templating_options),
         }),
     }
 }
@@ -98,23 +117,45 @@ fn decode_data(data: Option<&str>) -> ApiResult<Vec<u8>> {
         })
 }
 
+/// The spec as the backend keeps it. Destructured with no `..`, so a field added to the
+/// model does not compile until it is carried or refused. A secret `Driver` is passed on by
+/// name only: swarmd has no secret store plugins and the manager refuses any driver, so its
+/// options are never dropped from a secret that exists.
 fn secret_spec(spec: models::SecretSpec) -> ApiResult<ObjectSpec> {
+    let models::SecretSpec {
+        name,
+        labels,
+        data,
+        driver,
+        templating,
+    } = spec;
+    let (templating, templating_options) = split_driver(templating);
     Ok(ObjectSpec {
-        name: spec.name.unwrap_or_default(),
-        labels: spec.labels.unwrap_or_default(),
-        data: decode_data(spec.data.as_deref())?,
-        driver: spec.driver.map(|d| d.name),
-        templating: spec.templating.map(|d| d.name),
+        name: name.unwrap_or_default(),
+        labels: labels.unwrap_or_default(),
+        data: decode_data(data.as_deref())?,
+        driver: driver.map(|d| d.name),
+        templating,
+        templating_options,
     })
 }
 
+/// As [`secret_spec`], for a config (which has no `Driver`).
 fn config_spec(spec: models::ConfigSpec) -> ApiResult<ObjectSpec> {
+    let models::ConfigSpec {
+        name,
+        labels,
+        data,
+        templating,
+    } = spec;
+    let (templating, templating_options) = split_driver(templating);
     Ok(ObjectSpec {
-        name: spec.name.unwrap_or_default(),
-        labels: spec.labels.unwrap_or_default(),
-        data: decode_data(spec.data.as_deref())?,
+        name: name.unwrap_or_default(),
+        labels: labels.unwrap_or_default(),
+        data: decode_data(data.as_deref())?,
         driver: None,
-        templating: spec.templating.map(|d| d.name),
+        templating,
+        templating_options,
     })
 }
 
@@ -156,7 +197,7 @@ pub async fn secret_list(State(st): State<AppState>, q: QueryParams) -> ApiResul
         .filter(|s| matches(&f, &s.id, &s.name, &s.labels))
         .map(secret_to_docker)
         .collect();
-    Ok(json_ok(&out))
+    Ok(json_ok(&wire::list_to_wire(&moby::SECRET, &out)))
 }
 
 pub async fn secret_inspect(
@@ -165,7 +206,10 @@ pub async fn secret_inspect(
 ) -> ApiResult<Response> {
     require_manager(&st)?;
     let all = all_secrets(&st).await?;
-    Ok(json_ok(&secret_to_docker(find_secret(&id, &all)?)))
+    Ok(json_ok(&wire::to_wire(
+        &moby::SECRET,
+        &secret_to_docker(find_secret(&id, &all)?),
+    )))
 }
 
 pub async fn secret_create(
@@ -213,7 +257,7 @@ pub async fn config_list(State(st): State<AppState>, q: QueryParams) -> ApiResul
         .filter(|c| matches(&f, &c.id, &c.name, &c.labels))
         .map(config_to_docker)
         .collect();
-    Ok(json_ok(&out))
+    Ok(json_ok(&wire::list_to_wire(&moby::CONFIG, &out)))
 }
 
 pub async fn config_inspect(
@@ -222,7 +266,10 @@ pub async fn config_inspect(
 ) -> ApiResult<Response> {
     require_manager(&st)?;
     let all = all_configs(&st).await?;
-    Ok(json_ok(&config_to_docker(find_config(&id, &all)?)))
+    Ok(json_ok(&wire::to_wire(
+        &moby::CONFIG,
+        &config_to_docker(find_config(&id, &all)?),
+    )))
 }
 
 pub async fn config_create(

@@ -18,6 +18,7 @@ use crate::resolve::resolve_service;
 use crate::router::AppState;
 use crate::spec;
 use crate::version::RequestVersion;
+use crate::wire::{self, moby};
 
 const SERVICE_FILTERS: &[&str] = &["name", "id", "label", "mode", "runtime"];
 
@@ -76,7 +77,7 @@ pub async fn list(
             convert::service_to_docker(s, status, false)
         })
         .collect();
-    Ok(json_ok(&out))
+    Ok(json_ok(&wire::list_to_wire(&moby::SERVICE, &out)))
 }
 
 pub async fn inspect(
@@ -87,10 +88,9 @@ pub async fn inspect(
     require_manager(&st)?;
     let services = visible_services(&st).await?;
     let svc = resolve_service(&id, &services)?;
-    Ok(json_ok(&convert::service_to_docker(
-        svc,
-        None,
-        q.bool("insertDefaults"),
+    Ok(json_ok(&wire::to_wire(
+        &moby::SERVICE,
+        &convert::service_to_docker(svc, None, q.bool("insertDefaults")),
     )))
 }
 

@@ -13,6 +13,7 @@ use crate::query::QueryParams;
 use crate::router::AppState;
 use crate::swarm_request::{InitRequest, JoinRequest};
 use crate::version::RequestVersion;
+use crate::wire::{self, moby};
 
 /// `POST /swarm/init`: answers the new node's ID as a JSON string.
 pub async fn init(
@@ -48,7 +49,10 @@ pub async fn leave(State(st): State<AppState>, q: QueryParams) -> ApiResult<Resp
 pub async fn inspect(State(st): State<AppState>) -> ApiResult<Response> {
     require_manager(&st)?;
     let cluster = st.backend.swarm_inspect().await?;
-    Ok(json_ok(&convert::cluster_to_swarm(&cluster)))
+    Ok(json_ok(&wire::to_wire(
+        &moby::SWARM,
+        &convert::cluster_to_swarm(&cluster),
+    )))
 }
 
 pub async fn update(

@@ -10,6 +10,7 @@ use super::json_ok;
 use crate::backend::{LocalEngine, SwarmStatus};
 use crate::convert;
 use crate::router::AppState;
+use crate::wire::{self, moby};
 
 /// The `Swarm` header of `/_ping`: the CLI uses it to hide or show swarm commands.
 pub fn swarm_header(status: &SwarmStatus) -> &'static str {
@@ -52,7 +53,10 @@ pub async fn ping(State(st): State<AppState>, method: Method) -> Response {
 }
 
 pub async fn version(State(st): State<AppState>) -> Response {
-    json_ok(&convert::system_version(&st.backend.daemon_info()))
+    json_ok(&wire::to_wire(
+        &moby::SYSTEM_VERSION,
+        &convert::system_version(&st.backend.daemon_info()),
+    ))
 }
 
 pub async fn info(State(st): State<AppState>) -> Response {
@@ -77,7 +81,13 @@ pub async fn info(State(st): State<AppState>) -> Response {
             }
         }
     }
-    json_ok(&info)
+    // The `Swarm` block is moby's `swarm.Info`, shaped as the daemon writes it.
+    let swarm = info.swarm.take();
+    let mut v = serde_json::to_value(&info).unwrap_or_default();
+    if let (Some(o), Some(s)) = (v.as_object_mut(), swarm) {
+        o.insert("Swarm".into(), wire::to_wire(&moby::SWARM_INFO, &s));
+    }
+    json_ok(&v)
 }
 
 /// The engine's own `/info`, or `None` if it does not answer within a second (`docker info`

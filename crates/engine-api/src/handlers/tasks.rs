@@ -18,6 +18,7 @@ use crate::query::QueryParams;
 use crate::resolve::{resolve_node, resolve_service, resolve_task};
 use crate::router::AppState;
 use crate::version::RequestVersion;
+use crate::wire::{self, moby};
 
 const TASK_FILTERS: &[&str] = &[
     "name",
@@ -109,7 +110,7 @@ pub async fn list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Respo
         .iter()
         .map(|t| convert::task_with_networks(t, &networks))
         .collect();
-    Ok(json_ok(&out))
+    Ok(json_ok(&wire::list_to_wire(&moby::TASK, &out)))
 }
 
 pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
@@ -117,7 +118,10 @@ pub async fn inspect(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
     let tasks = st.backend.tasks().await?;
     let task = resolve_task(&id, &tasks)?;
     let networks = st.backend.networks().await?;
-    Ok(json_ok(&convert::task_with_networks(task, &networks)))
+    Ok(json_ok(&wire::to_wire(
+        &moby::TASK,
+        &convert::task_with_networks(task, &networks),
+    )))
 }
 
 pub async fn logs(

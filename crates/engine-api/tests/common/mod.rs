@@ -112,6 +112,7 @@ impl State {
                 endpoint_ports: Vec::new(),
                 job_iteration: None,
                 networks: Vec::new(),
+                log_driver: None,
             });
         }
     }

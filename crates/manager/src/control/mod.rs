@@ -12,6 +12,7 @@ pub mod networks;
 pub(crate) mod ports;
 mod secrets;
 pub mod swarm_options;
+pub mod swarm_spec;
 mod validate;
 
 use swarmd_store::{ProposeError, Store, StoreError};

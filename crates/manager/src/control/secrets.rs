@@ -27,6 +27,8 @@ pub struct ObjectSpec {
     pub driver: Option<String>,
     /// Templating driver name (`golang`), recorded as given.
     pub templating: Option<String>,
+    /// Templating driver options, recorded as given.
+    pub templating_options: HashMap<String, String>,
 }
 
 /// swarmkit's `isValidConfigOrSecretName`: `^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$`,
@@ -235,6 +237,7 @@ impl Control {
                     data: spec.data.clone(),
                     driver: spec.driver.clone(),
                     templating: spec.templating.clone(),
+                    templating_options: spec.templating_options.clone(),
                 });
                 Ok(())
             })
@@ -276,6 +279,7 @@ impl Control {
                     labels: spec.labels.clone(),
                     data: spec.data.clone(),
                     templating: spec.templating.clone(),
+                    templating_options: spec.templating_options.clone(),
                 });
                 Ok(())
             })

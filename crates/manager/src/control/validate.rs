@@ -84,6 +84,7 @@ pub fn validate_service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, Strin
     }
     let tt = spec.task_template.get_or_insert_with(TaskSpec::default);
     tt.force_update.get_or_insert(0);
+    validate_runtime(tt)?;
     let image = tt
         .container_spec
         .as_ref()
@@ -123,6 +124,14 @@ pub fn validate_service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, Strin
     {
         validate_health_check(h)?;
     }
+    if let Some(cs) = tt
+        .container_spec
+        .as_ref()
+        .and_then(|c| c.privileges.as_ref())
+        .and_then(|p| p.credential_spec.as_ref())
+    {
+        validate_credential_spec(cs)?;
+    }
     if let Some(u) = &spec.update_config {
         validate_update_policy("update", u.delay, u.monitor, u.max_failure_ratio)?;
     }
@@ -130,6 +139,48 @@ pub fn validate_service_spec(mut spec: ServiceSpec) -> Result<ServiceSpec, Strin
         validate_update_policy("rollback", r.delay, r.monitor, r.max_failure_ratio)?;
     }
     Ok(spec)
+}
+
+/// The daemon's `ServiceSpecToGRPC` runtime check, in its words: `container` (or none)
+/// needs a ContainerSpec; `attachment` and unknown runtimes are unsupported. Plugin
+/// services (`plugin` with a PluginSpec), which the daemon accepts, are refused: swarmd
+/// has no plugins to install.
+fn validate_runtime(tt: &TaskSpec) -> Result<(), String> {
+    match tt.runtime.as_deref().unwrap_or_default() {
+        "" | "container" if tt.container_spec.is_none() => {
+            Err("mismatched Runtime and *Spec fields".into())
+        }
+        "" | "container" => Ok(()),
+        "plugin" if tt.plugin_spec.is_none() => Err("mismatched Runtime and *Spec fields".into()),
+        "plugin" => Err("plugin services are not supported by swarmd".into()),
+        _ => Err("unsupported runtime".into()),
+    }
+}
+
+/// The daemon's `credentialSpecToGRPC`: exactly one of config, file and registry, named
+/// in its words (the daemon wraps them in "invalid CredentialSpec: ").
+fn validate_credential_spec(
+    cs: &swarmd_types::models::TaskSpecContainerSpecPrivilegesCredentialSpec,
+) -> Result<(), String> {
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    let opts: Vec<&str> = [
+        (set(&cs.config), "\"config\""),
+        (set(&cs.file), "\"file\""),
+        (set(&cs.registry), "\"registry\""),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    let why = match opts.as_slice() {
+        [] => r#"must either provide "file", "registry", or "config" for credential spec"#.into(),
+        [_] => return Ok(()),
+        [a, b] => format!("cannot specify both {a} and {b} credential specs"),
+        [rest @ .., last] => format!(
+            "cannot specify both {}, and {last} credential specs",
+            rest.join(", ")
+        ),
+    };
+    Err(format!("invalid CredentialSpec: {why}"))
 }
 
 /// swarmkit's `validateUpdate`/`validateRollback`, with its messages.
@@ -263,6 +314,72 @@ mod tests {
         assert_eq!(
             validate_service_spec(s).unwrap_err(),
             "ContainerSpec: Interval in HealthConfig cannot be less than 1ms"
+        );
+    }
+
+    /// One credential spec source, as the daemon demands, with its words otherwise.
+    #[test]
+    fn a_credential_spec_names_exactly_one_source() {
+        let with = |cs: serde_json::Value| {
+            let mut s = spec("busybox");
+            let c = s
+                .task_template
+                .as_mut()
+                .unwrap()
+                .container_spec
+                .as_mut()
+                .unwrap();
+            c.privileges =
+                Some(serde_json::from_value(serde_json::json!({"CredentialSpec": cs})).unwrap());
+            validate_service_spec(s)
+        };
+        with(serde_json::json!({"File": "f"})).unwrap();
+        assert_eq!(
+            with(serde_json::json!({"File": "f", "Registry": "r"})).unwrap_err(),
+            r#"invalid CredentialSpec: cannot specify both "file" and "registry" credential specs"#
+        );
+        assert_eq!(
+            with(serde_json::json!({"Config": "c", "File": "f", "Registry": "r"})).unwrap_err(),
+            r#"invalid CredentialSpec: cannot specify both "config", "file", and "registry" credential specs"#
+        );
+        assert_eq!(
+            with(serde_json::json!({})).unwrap_err(),
+            r#"invalid CredentialSpec: must either provide "file", "registry", or "config" for credential spec"#
+        );
+    }
+
+    /// Runtimes other than `container` are refused in the daemon's words.
+    #[test]
+    fn only_the_container_runtime_is_accepted() {
+        let with = |runtime: &str, plugin: bool| {
+            let mut s = spec("busybox");
+            let tt = s.task_template.as_mut().unwrap();
+            tt.runtime = Some(runtime.into());
+            if plugin {
+                tt.plugin_spec = Some(Default::default());
+            }
+            validate_service_spec(s)
+        };
+        with("container", false).unwrap();
+        with("", false).unwrap();
+        assert_eq!(
+            with("attachment", false).unwrap_err(),
+            "unsupported runtime"
+        );
+        assert_eq!(with("wasm", false).unwrap_err(), "unsupported runtime");
+        assert_eq!(
+            with("plugin", false).unwrap_err(),
+            "mismatched Runtime and *Spec fields"
+        );
+        assert_eq!(
+            with("plugin", true).unwrap_err(),
+            "plugin services are not supported by swarmd"
+        );
+        let mut s = spec("busybox");
+        s.task_template.as_mut().unwrap().container_spec = None;
+        assert_eq!(
+            validate_service_spec(s).unwrap_err(),
+            "mismatched Runtime and *Spec fields"
         );
     }
 }

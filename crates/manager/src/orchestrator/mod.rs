@@ -140,7 +140,31 @@ pub fn new_task(
         endpoint_ports: service.endpoint.ports.clone(),
         job_iteration: None,
         networks: Vec::new(),
+        // The cluster default is filled in when the task is written (see `log_driver`).
+        log_driver: service
+            .spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.log_driver.clone()),
     }
+}
+
+/// The log driver a new task runs with, as swarmkit's `NewTask`: the service's own, else
+/// the cluster's `TaskDefaults.LogDriver` (only new tasks see a changed default).
+pub fn log_driver(task: &Task, tables: &Tables) -> Option<swarmd_types::models::TaskSpecLogDriver> {
+    task.log_driver.clone().or_else(|| {
+        let d = tables
+            .cluster()?
+            .spec
+            .task_defaults
+            .as_ref()?
+            .log_driver
+            .as_ref()?;
+        Some(swarmd_types::models::TaskSpecLogDriver {
+            name: d.name.clone(),
+            options: d.options.clone(),
+        })
+    })
 }
 
 /// Plans for every service, plus the removal of tasks whose service is gone.
@@ -317,6 +341,48 @@ mod tests {
 
     fn now() -> OffsetDateTime {
         timefmt::parse("2026-01-01T00:01:00Z").unwrap()
+    }
+
+    /// A new task runs with its service's log driver, else the cluster default, as
+    /// swarmkit's `NewTask`.
+    #[test]
+    fn a_new_task_takes_the_services_log_driver_else_the_cluster_default() {
+        use swarmd_types::models::{
+            SwarmSpecTaskDefaults, SwarmSpecTaskDefaultsLogDriver, TaskSpecLogDriver,
+        };
+        let mut t = tables(vec![], vec![]);
+        let plain = service("plain", 1);
+        let task = new_task(&plain, 1, "", TaskState::RUNNING, now());
+        assert_eq!(log_driver(&task, &t), None);
+        t.clusters.insert(
+            "c".into(),
+            swarmd_types::Cluster {
+                id: "c".into(),
+                spec: swarmd_types::models::SwarmSpec {
+                    task_defaults: Some(SwarmSpecTaskDefaults {
+                        log_driver: Some(SwarmSpecTaskDefaultsLogDriver {
+                            name: Some("local".into()),
+                            options: Some([("max-size".to_string(), "1m".to_string())].into()),
+                        }),
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        let default = TaskSpecLogDriver {
+            name: Some("local".into()),
+            options: Some([("max-size".to_string(), "1m".to_string())].into()),
+        };
+        assert_eq!(log_driver(&task, &t), Some(default));
+        let mut own = service("own", 1);
+        let own_driver = TaskSpecLogDriver {
+            name: Some("json-file".into()),
+            options: None,
+        };
+        own.spec.task_template.as_mut().unwrap().log_driver = Some(own_driver.clone());
+        let task = new_task(&own, 1, "", TaskState::RUNNING, now());
+        assert_eq!(log_driver(&task, &t), Some(own_driver));
     }
 
     fn ev(action: EventAction, object: impl Into<Object>) -> Event {

@@ -1,12 +1,13 @@
 //! The scheduler: assigns pending tasks to nodes.
 //!
 //! [`schedule`] is a pure function over a store snapshot: it filters nodes (ready, active,
-//! constraints, resources, max replicas per node) and ranks the survivors by placement
+//! constraints, platforms, resources, max replicas per node) and ranks the survivors by placement
 //! preferences (fewest tasks of the service in the node's label branches), then spread
 //! (fewest tasks of the same service, then fewest tasks overall). The loop around it lives
 //! in `run.rs` and commits decisions in batches.
 
 pub mod constraint;
+mod platform;
 mod run;
 
 pub use run::{MAX_WRITES_PER_PASS, Pass, run_scheduler, run_scheduler_capped};
@@ -301,6 +302,7 @@ type Rank = (Vec<u64>, u64, u64);
 struct Rejections {
     unavailable: u64,
     constraints: u64,
+    platform: u64,
     resources: u64,
     max_replicas: u64,
 }
@@ -324,8 +326,17 @@ fn place_with<'a>(task: &'a Task, candidates: &mut Candidates<'a>, by_heap: bool
         .filter(|m| *m > 0)
         .map(|m| m as u64);
     let (cpu, mem) = reservations(task);
+    let platforms = platform::platforms(task);
+    let generic = platform::reserves_generic(task);
     candidates.service_counts(&task.service_id);
-    if by_heap && spread_keys(task).next().is_none() && task.node_id.is_empty() {
+    // Platforms and generic resources are checked by the scan below only (rare, and the
+    // heap's grouping does not know them).
+    if by_heap
+        && spread_keys(task).next().is_none()
+        && task.node_id.is_empty()
+        && platforms.is_none()
+        && !generic
+    {
         let key = (
             task.service_id.as_str(),
             constraints,
@@ -364,12 +375,17 @@ fn place_with<'a>(task: &'a Task, candidates: &mut Candidates<'a>, by_heap: bool
                 continue;
             }
         }
+        if platforms.is_some_and(|p| !platform::supported(p, n)) {
+            why.platform += 1;
+            continue;
+        }
         let service_count = counts[i];
         if max_per_node.is_some_and(|m| service_count >= m) {
             why.max_replicas += 1;
             continue;
         }
-        if (cpu > 0 && c.reserved_cpus + cpu > n.description.nano_cpus)
+        if generic
+            || (cpu > 0 && c.reserved_cpus + cpu > n.description.nano_cpus)
             || (mem > 0 && c.reserved_mem + mem > n.description.memory_bytes)
         {
             why.resources += 1;
@@ -466,6 +482,9 @@ fn explain(why: &Rejections) -> String {
             "scheduling constraints not satisfied on {}",
             nodes(why.constraints)
         ));
+    }
+    if why.platform > 0 {
+        parts.push(format!("unsupported platform on {}", nodes(why.platform)));
     }
     if why.resources > 0 {
         parts.push(format!(
@@ -775,6 +794,54 @@ mod tests {
                 task_id: "p2".into(),
                 reason: "no suitable node (max replicas per node limit exceed; scheduling constraints not satisfied on 1 node)".into()
             }
+        );
+    }
+
+    /// `Placement.Platforms` keeps a task off nodes of other platforms, and a generic
+    /// resource reservation fits no node (swarmd nodes advertise none), in swarmkit's words.
+    #[test]
+    fn platforms_and_generic_resources_filter() {
+        let mut arm = node("arm", true);
+        arm.description.architecture = "aarch64".into();
+        arm.description.os = "linux".into();
+        let mut x86 = node("x86", true);
+        x86.description.architecture = "x86_64".into();
+        x86.description.os = "linux".into();
+        let platform = |arch: &str| swarmd_types::models::Platform {
+            architecture: Some(arch.into()),
+            os: Some("linux".into()),
+        };
+        let mut p1 = task("p1", "s", "", TaskState::PENDING);
+        p1.spec.placement = Some(TaskSpecPlacement {
+            platforms: Some(vec![platform("amd64")]),
+            ..Default::default()
+        });
+        let mut p2 = task("p2", "t", "", TaskState::PENDING);
+        p2.spec.placement = Some(TaskSpecPlacement {
+            platforms: Some(vec![platform("s390x")]),
+            ..Default::default()
+        });
+        let mut p3 = task("p3", "u", "", TaskState::PENDING);
+        p3.spec.resources = Some(serde_json::from_value(serde_json::json!({
+            "Reservations": {"GenericResources": [{"DiscreteResourceSpec": {"Kind": "gpu", "Value": 1}}]}
+        })).unwrap());
+        let t = tables(vec![arm, x86], vec![p1, p2, p3]);
+        assert_eq!(
+            schedule(&t),
+            vec![
+                Decision::Assign {
+                    task_id: "p1".into(),
+                    node_id: "x86".into()
+                },
+                Decision::NoFit {
+                    task_id: "p2".into(),
+                    reason: "no suitable node (unsupported platform on 2 nodes)".into()
+                },
+                Decision::NoFit {
+                    task_id: "p3".into(),
+                    reason: "no suitable node (insufficient resources on 2 nodes)".into()
+                },
+            ]
         );
     }
 
