@@ -570,20 +570,15 @@ mod tests {
         }
     }
 
-    /// In a namespace of its own (root and iproute2; skipped without): the device uses the
-    /// swarm's data path port, and a device left on another port is replaced.
+    /// In a namespace of its own (root and iproute2): the device uses the swarm's data path
+    /// port, and a device left on another port is replaced.
     #[test]
+    #[ignore = "needs root and iproute2: scripts/test runs it"]
     fn the_device_uses_the_data_path_port() {
-        let ip = |args: &[&str]| {
-            std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !nix::unistd::Uid::effective().is_root() || !ip(&["netns", "list"]) {
-            eprintln!("SKIPPED: needs root and iproute2");
-            return;
-        }
+        swarmd_testkit::require(
+            "root and iproute2",
+            swarmd_testkit::is_root() && swarmd_testkit::command_works("ip", &["netns", "list"]),
+        );
         let ns = format!("swport{:x}", std::process::id());
         let got = netns_test::run_in_netns(&ns, || async {
             let np = Netplane::connect().unwrap();
