@@ -35,6 +35,7 @@ fn host_config(service: &str) -> Value {
 }
 
 #[test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
 fn log_driver_and_privileges_reach_the_container() {
     require_engine!();
     let n: Daemon = daemon(Executor::Docker, &unique_name("dopts"));
