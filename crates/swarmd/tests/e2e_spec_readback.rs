@@ -75,14 +75,16 @@ fn api(n: &Daemon, method: &str, path: &str, body: Option<Value>) -> Value {
 }
 
 /// A swarm spec with every field `swarm init` keeps, each set to a value other than the
-/// default (moby's `swarm.Spec`; the signing CA pair belongs to the CA code).
+/// default (moby's `swarm.Spec`; the signing CA pair belongs to the CA code), except the
+/// Raft ticks: swarmd's Raft timing is fixed, so only swarmkit's defaults (1 and 10) are
+/// accepted and others are refused (e2e_swarm_options).
 fn full_swarm_spec() -> Value {
     json!({
         "Name": "default",
         "Labels": {"k": "v"},
         "Orchestration": {"TaskHistoryRetentionLimit": 7},
         "Raft": {"SnapshotInterval": 5000, "KeepOldSnapshots": 2,
-                 "LogEntriesForSlowFollowers": 600, "ElectionTick": 20, "HeartbeatTick": 2},
+                 "LogEntriesForSlowFollowers": 600, "ElectionTick": 10, "HeartbeatTick": 1},
         "Dispatcher": {"HeartbeatPeriod": 7_000_000_000u64},
         "CAConfig": {"NodeCertExpiry": 7_200_000_000_000u64, "ForceRotate": 3},
         "TaskDefaults": {"LogDriver": {"Name": "json-file", "Options": {"max-size": "1m"}}},
