@@ -25,6 +25,7 @@ pub mod resolve;
 pub mod router;
 pub mod server;
 pub mod spec;
+pub mod timestamp;
 pub mod version;
 
 pub use backend::*;
