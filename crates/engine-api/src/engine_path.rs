@@ -9,39 +9,8 @@
 
 use std::fmt::Write;
 
-/// Whether `b` may stand unescaped in a path segment or a query value: RFC 3986
-/// "unreserved". Everything else is `%XX`, which both Go's and hyper's parsers accept.
-fn unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn escape_into(out: &mut String, s: &str, space_as_plus: bool) {
-    for &b in s.as_bytes() {
-        if unreserved(b) {
-            out.push(b as char);
-        } else if b == b' ' && space_as_plus {
-            out.push('+');
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-}
-
-/// One path segment, percent-encoded (a `/` inside it is encoded too, so it stays one
-/// segment).
-pub fn escape_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    escape_into(&mut out, s, false);
-    out
-}
-
-/// Go's `url.QueryEscape`: a query key or value, with a space as `+`.
-pub fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    escape_into(&mut out, s, true);
-    out
-}
+use swarmd_types::urlenc::escape_into;
+pub use swarmd_types::urlenc::{escape_segment, query_escape, unescape_segment};
 
 /// An engine request target: `/` + the encoded segments, then an optional query.
 ///
@@ -107,31 +76,6 @@ impl EnginePath {
             format!("{}?{}", self.path, self.query)
         }
     }
-}
-
-/// Decodes `%XX` in a path segment (no `+` rule): the inverse of [`escape_segment`], for
-/// tests and the fuzz target. Malformed escapes stay as they are.
-pub fn unescape_segment(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
