@@ -465,10 +465,7 @@ impl Agent {
         let opts = LogOptions {
             follow: sub.follow,
             tail: sub.tail,
-            since: sub
-                .since
-                .filter(|s| *s > 0.0 && s.is_finite())
-                .map(|s| std::time::SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s)),
+            since: sub.since.and_then(swarmd_types::timefmt::since_bound),
             timestamps: true,
             stdout: sub.stdout,
             stderr: sub.stderr,

@@ -9,11 +9,12 @@
 //! Layout: [`server`] binds and serves; [`router`] holds the route table and the version
 //! handling in front of it; `handlers` are thin; [`decode`], [`filters`], [`query`],
 //! [`resolve`], [`convert`], [`spec`] and [`logs`] are pure and unit-tested; [`proxy`]
-//! forwards to the engine.
+//! forwards to the engine; [`engine_path`] encodes the engine URLs swarmd builds itself.
 
 pub mod backend;
 pub mod convert;
 pub mod decode;
+pub mod engine_path;
 pub mod error;
 pub mod filters;
 mod handlers;
@@ -25,6 +26,7 @@ pub mod router;
 pub mod server;
 pub mod spec;
 pub mod swarm_request;
+pub mod timestamp;
 pub mod version;
 pub mod wire;
 

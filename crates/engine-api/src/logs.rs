@@ -13,8 +13,10 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{LogLine, LogOptions, LogStream, LogStreamKind};
+use crate::engine_path::query_escape;
 use crate::error::ApiError;
 use crate::query::QueryParams;
+use crate::timestamp::{UnixTime, parse_unix_timestamp};
 
 pub const STREAM_STDOUT: u8 = 1;
 pub const STREAM_STDERR: u8 = 2;
@@ -59,30 +61,32 @@ pub fn parse_log_options(q: &QueryParams) -> Result<LogOptions, ApiError> {
             }
         },
     };
-    let since = match q.get("since").unwrap_or("") {
-        "" => None,
-        s => Some(parse_timestamp(s).ok_or_else(|| {
-            ApiError::bad_request(format!("could not parse since timestamp: {s}"))
-        })?),
+    let since = time_param(q, "since")?;
+    // Docker's service logs do not read `until`; its container logs do (`0` is no bound).
+    // The backends can stop at it, so it is honoured rather than dropped.
+    let until = match q.get("until") {
+        Some("0") => None,
+        _ => time_param(q, "until")?,
     };
     Ok(LogOptions {
         follow: q.bool("follow"),
         stdout,
         stderr,
         since,
-        until: None,
+        until,
         tail,
         timestamps: q.bool("timestamps"),
         details: q.bool("details"),
     })
 }
 
-/// `seconds[.nanoseconds]` (what the CLI sends) or RFC 3339.
-fn parse_timestamp(s: &str) -> Option<f64> {
-    if let Ok(v) = s.parse::<f64>() {
-        return v.is_finite().then_some(v);
-    }
-    swarmd_types::timefmt::unix_seconds(s)
+/// A `seconds[.nanoseconds]` parameter (what the CLI sends), as seconds since the epoch;
+/// anything else is the daemon's 400 (`invalid value for "since": invalid timestamp ...`).
+fn time_param(q: &QueryParams, key: &str) -> Result<Option<f64>, ApiError> {
+    let raw = q.get(key).unwrap_or("");
+    parse_unix_timestamp(raw)
+        .map(|t| t.map(UnixTime::as_f64))
+        .map_err(|e| ApiError::bad_request(format!("invalid value for \"{key}\": {e}")))
 }
 
 /// An RFC 3339 timestamp with exactly nine fractional digits (Go's `RFC3339NanoFixed`), so
@@ -107,21 +111,6 @@ pub fn rfc3339_nano_fixed(ts: &str) -> String {
         digits.push('0');
     }
     format!("{secs}.{digits}{zone}")
-}
-
-/// Go's `url.QueryEscape`, for detail values.
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// The `details` prefix: the context attributes sorted by key, `k=v` joined by commas.
@@ -277,6 +266,35 @@ mod tests {
         assert!(parse_log_options(&QueryParams::parse("stdout=1&tail=-1")).is_err());
         assert!(parse_log_options(&QueryParams::parse("stdout=1&tail=x")).is_err());
         assert!(parse_log_options(&QueryParams::parse("stdout=1&since=yesterday")).is_err());
+    }
+
+    /// Issue 18 item 7: out-of-range bounds are the daemon's 400, never a float that
+    /// overflows a `Duration` later; `until=0` is no bound, as in the daemon.
+    #[test]
+    fn time_bounds_are_range_checked() {
+        let opts = |q: &str| parse_log_options(&QueryParams::parse(&format!("stdout=1&{q}")));
+        for (q, want) in [
+            (
+                "since=1e300",
+                r#"invalid value for "since": invalid timestamp "1e300": invalid seconds "1e300": invalid syntax"#,
+            ),
+            (
+                "until=99999999999999999999",
+                r#"invalid value for "until": invalid timestamp "99999999999999999999": invalid seconds "99999999999999999999": value out of range"#,
+            ),
+            (
+                "since=NaN",
+                r#"invalid value for "since": invalid timestamp "NaN": invalid seconds "NaN": invalid syntax"#,
+            ),
+        ] {
+            let e = opts(q).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{q}");
+            assert_eq!(e.message, want, "{q}");
+        }
+        assert_eq!(opts("until=0").unwrap().until, None);
+        assert_eq!(opts("until=12.5").unwrap().until, Some(12.5));
+        let o = opts("since=9223372036854775807&until=-9223372036854775808").unwrap();
+        assert!(o.since.unwrap().is_finite() && o.until.unwrap().is_finite());
     }
 
     #[tokio::test]

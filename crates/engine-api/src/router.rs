@@ -39,6 +39,9 @@ pub(crate) struct AppState {
 /// The route table (unprefixed paths). Only [`ApiApp`] serves it: handlers rely on the
 /// [`RequestVersion`] it records.
 fn routes(state: AppState) -> Router {
+    // Engine paths with more than one method take any and leave the method to the engine;
+    // the single-method ones are routed by method, so another method is Docker's 404
+    // "page not found" on either executor (the process executor has no engine to say so).
     let local = any(local::local);
     Router::new()
         .route("/_ping", get(system::ping).head(system::ping))
@@ -86,24 +89,24 @@ fn routes(state: AppState) -> Router {
         .route("/volumes/{*rest}", local.clone())
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
-        .route("/networks/prune", local.clone())
+        .route("/networks/prune", post(local::local))
         .route(
             "/networks/{id}",
             get(networks::inspect).delete(networks::remove),
         )
-        .route("/networks/{id}/connect", local.clone())
-        .route("/networks/{id}/disconnect", local.clone())
+        .route("/networks/{id}/connect", post(local::local))
+        .route("/networks/{id}/disconnect", post(local::local))
         .route("/plugins", local.clone())
         .route("/plugins/{*rest}", local.clone())
         .route("/distribution/{*rest}", local.clone())
-        .route("/build", local.clone())
+        .route("/build", post(local::local))
         .route("/build/{*rest}", local.clone())
-        .route("/commit", local.clone())
-        .route("/events", local.clone())
-        .route("/system/df", local.clone())
-        .route("/auth", local.clone())
-        .route("/session", local.clone())
-        .route("/grpc", local)
+        .route("/commit", post(local::local))
+        .route("/events", get(local::local))
+        .route("/system/df", get(local::local))
+        .route("/auth", post(local::local))
+        .route("/session", post(local::local))
+        .route("/grpc", post(local::local))
         .fallback(page_not_found)
         .method_not_allowed_fallback(page_not_found)
         .with_state(state)

@@ -183,6 +183,15 @@ async fn unknown_routes_and_methods() {
         (Method::GET, "/v1.50"),
         (Method::PUT, "/v1.50/services"),
         (Method::DELETE, "/v1.50/swarm"),
+        // Engine routes with one method (issue 18 item 12: on the process executor these
+        // were a 501 "not available", whatever the method).
+        (Method::PUT, "/v1.50/networks/prune"),
+        (Method::GET, "/v1.50/networks/n1/connect"),
+        (Method::DELETE, "/v1.50/networks/n1/disconnect"),
+        (Method::POST, "/v1.50/events"),
+        (Method::DELETE, "/v1.50/system/df"),
+        (Method::GET, "/v1.50/auth"),
+        (Method::PATCH, "/v1.50/commit"),
     ] {
         let r = call(&fake, m, uri, None).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");

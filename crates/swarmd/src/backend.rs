@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::StreamExt;
 use swarmd_engine_api::backend::{
@@ -505,10 +505,7 @@ impl Backend for NodeBackend {
         let exec_opts = swarmd_agent::LogOptions {
             follow: opts.follow,
             tail: opts.tail,
-            since: opts
-                .since
-                .filter(|s| *s > 0.0)
-                .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s)),
+            since: opts.since.and_then(swarmd_types::timefmt::since_bound),
             timestamps: opts.timestamps,
             stdout: opts.stdout,
             stderr: opts.stderr,

@@ -468,6 +468,80 @@ fn bad_input_gets_docker_errors_and_changes_nothing() {
     n.docker(&["service", "rm", &name]).ok();
 }
 
+/// Issue 18 item 7: `since=1e300` (or any bound past `SystemTime`'s range) used to panic the
+/// connection task. Docker's daemon takes `seconds[.nanoseconds]` with `i64` seconds and
+/// refuses anything else with a 400; a valid far-future bound is simply "nothing yet".
+#[test]
+fn log_time_bounds_are_checked_and_never_panic() {
+    let n = node();
+    init(&n);
+    let _leave = Leave(&n);
+    let name = unique_name("logt");
+    n.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &name,
+        "busybox",
+        "sh",
+        "-c",
+        "echo marker-line; exec sleep 300",
+    ])
+    .ok();
+    wait_until(T, POLL, "the task's output in the logs", || {
+        n.docker(&["service", "logs", &name])
+            .stdout
+            .contains("marker-line")
+    });
+    let logs = |q: &str| {
+        n.http("GET", &format!("/services/{name}/logs?stdout=1&{q}"), None)
+            .unwrap()
+    };
+    for (q, want) in [
+        (
+            "since=1e300",
+            r#"invalid value for \"since\": invalid timestamp \"1e300\": invalid seconds \"1e300\": invalid syntax"#,
+        ),
+        ("since=1e19", r#"invalid seconds \"1e19\": invalid syntax"#),
+        (
+            "since=10000000000000000000",
+            r#"invalid seconds \"10000000000000000000\": value out of range"#,
+        ),
+        ("since=NaN", "invalid syntax"),
+        ("since=-inf", "invalid syntax"),
+        (
+            "until=1.5e3",
+            r#"invalid value for \"until\": invalid timestamp \"1.5e3\": invalid nanoseconds: invalid character 'e' at position 1"#,
+        ),
+    ] {
+        let r = logs(q);
+        let body = r.text();
+        assert_eq!(r.status, 400, "{q}: {body}");
+        assert!(body.contains(want), "{q}: {body}");
+    }
+    // In range for Docker, past `SystemTime`/`Duration` for a naive conversion: no lines.
+    for q in [
+        "since=9223372036854775807",
+        "since=9223372036854775807.999999999",
+        "since=-9223372036854775808",
+        "until=9223372036854775807",
+    ] {
+        let r = logs(q);
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        let has_marker = String::from_utf8_lossy(&r.body).contains("marker-line");
+        assert_eq!(has_marker, !q.starts_with("since=9"), "{q}: {}", r.text());
+    }
+    // `until` is honoured: a bound before the task ran leaves nothing.
+    let r = logs("until=1");
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains("marker-line"), "{}", r.text());
+    n.ping().unwrap();
+    let log = n.log();
+    assert!(!log.contains("panicked"), "{log}");
+    n.docker(&["service", "rm", &name]).ok();
+}
+
 #[test]
 fn init_flag_starts_a_ready_single_node_swarm() {
     let n = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))

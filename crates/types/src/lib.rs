@@ -8,6 +8,7 @@ pub mod dispatcher;
 pub mod ids;
 pub mod objects;
 pub mod timefmt;
+pub mod urlenc;
 
 pub use bollard_stubs::models;
 pub use objects::*;

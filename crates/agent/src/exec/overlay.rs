@@ -60,6 +60,13 @@ pub fn engine_network_name_of(network_name: &str, network_id: &str) -> String {
     format!("swarmd_{network_name}_{}", short(network_id, 12))
 }
 
+/// `name` as bollard's path argument. Bollard puts it into the URL as it is, and an overlay
+/// network's name may hold any character: a `?` or `#` would cut the path short and ask the
+/// engine about another network. Encoded, the engine sees the exact name.
+fn path_arg(name: &str) -> String {
+    swarmd_types::urlenc::escape_segment(name)
+}
+
 /// The bridge interface of an overlay network: at most 15 bytes (IFNAMSIZ - 1).
 pub fn bridge_ifname(network_id: &str) -> String {
     format!("swd-{}", short(network_id, 11))
@@ -123,7 +130,7 @@ fn engine_err(what: &str, e: BollardError) -> ExecError {
 pub async fn ensure_network(docker: &Docker, a: &OverlayAttachment) -> Result<(), ExecError> {
     let name = engine_network_name(a);
     for _ in 0..2 {
-        match docker.inspect_network(&name, None).await {
+        match docker.inspect_network(&path_arg(&name), None).await {
             Ok(n) => {
                 let id = n.labels.as_ref().and_then(|l| l.get(LABEL_NETWORK_ID));
                 return if id == Some(&a.network_id) {
@@ -165,7 +172,10 @@ pub async fn connect_rest(
             container: container.to_string(),
             endpoint_config: Some(endpoint_settings(a)),
         };
-        match docker.connect_network(&engine_network_name(a), req).await {
+        match docker
+            .connect_network(&path_arg(&engine_network_name(a)), req)
+            .await
+        {
             Ok(()) => {}
             // Already connected (a retried prepare).
             Err(e) if status_code(&e) == Some(403) || status_code(&e) == Some(409) => {}
@@ -212,6 +222,41 @@ mod tests {
             r.labels.unwrap()[LABEL_NETWORK_ID],
             "k3x9q0v2m7a1b2c3d4e5f6g7h".to_string()
         );
+    }
+
+    /// Issue 18 item 2: an overlay named `a b?c#d` (swarm network names may hold any
+    /// character) against the host's real engine. Unencoded, the second `ensure_network`
+    /// looked up `swarmd_a b` (the rest read as a query), got a 404, hit the name conflict on
+    /// create twice and failed. Skips without an engine unless `SWARMD_TEST_ENGINE=1`.
+    #[tokio::test]
+    async fn networks_with_unsafe_names_are_found_again() {
+        let sock = "/var/run/docker.sock";
+        let docker =
+            Docker::connect_with_unix(sock, 30, bollard::API_DEFAULT_VERSION).expect("client");
+        if let Err(e) = docker.ping().await {
+            assert!(
+                std::env::var("SWARMD_TEST_ENGINE").as_deref() != Ok("1"),
+                "SWARMD_TEST_ENGINE=1 but no engine at {sock}: {e}"
+            );
+            eprintln!("SKIPPED: no engine at {sock}");
+            return;
+        }
+        let pid = std::process::id();
+        let a = OverlayAttachment {
+            network_id: format!("u{pid:0>11}xxxxxxxxxxxxx"),
+            network_name: format!("a b?c#d%{pid}"),
+            subnet: format!("10.251.{}.0/24", pid % 250),
+            gateway: format!("10.251.{}.1", pid % 250),
+            address: format!("10.251.{}.7", pid % 250),
+        };
+        let name = engine_network_name(&a);
+        let first = ensure_network(&docker, &a).await;
+        let again = ensure_network(&docker, &a).await;
+        let found = docker.inspect_network(&path_arg(&name), None).await;
+        let _ = docker.remove_network(&path_arg(&name)).await;
+        first.expect("created");
+        again.expect("found again");
+        assert_eq!(found.expect("inspect").name.as_deref(), Some(name.as_str()));
     }
 
     #[test]

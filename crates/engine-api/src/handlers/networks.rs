@@ -16,6 +16,7 @@ use super::{json_ok, json_response};
 use crate::backend::LocalEngine;
 use crate::convert::opt_time;
 use crate::decode::decode_json;
+use crate::engine_path::EnginePath;
 use crate::error::{ApiError, ApiResult};
 use crate::filters::{FilterError, Filters, match_labels, parse_filters};
 use crate::query::QueryParams;
@@ -155,14 +156,6 @@ async fn engine(
     }
 }
 
-fn with_query(path: &str, raw: &str) -> String {
-    if raw.is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}?{raw}")
-    }
-}
-
 /// The subnets of the engine's own networks, which swarm subnets avoid.
 async fn local_subnets(st: &AppState, version: &RequestVersion) -> ApiResult<Vec<String>> {
     let Some((status, body)) = engine(st, Method::GET, "/networks", Bytes::new(), version).await?
@@ -194,7 +187,7 @@ pub async fn list(
     if let Some((status, body)) = engine(
         &st,
         Method::GET,
-        &with_query("/networks", raw),
+        &EnginePath::new(["networks"]).raw_query(raw).build(),
         Bytes::new(),
         &version,
     )
@@ -255,7 +248,9 @@ async fn locate(
         return Ok(Ok(n.clone()));
     }
     if scope != "swarm" {
-        let pq = with_query(&format!("/networks/{input}"), raw_query);
+        let pq = EnginePath::new(["networks", input])
+            .raw_query(raw_query)
+            .build();
         if let Some((status, body)) = engine(st, method, &pq, Bytes::new(), version).await?
             && status != StatusCode::NOT_FOUND
         {
@@ -436,7 +431,7 @@ pub async fn non_swarm_network_error(
     target: &str,
     version: &RequestVersion,
 ) -> Option<ApiError> {
-    let pq = format!("/networks/{target}");
+    let pq = EnginePath::new(["networks", target]).build();
     let (status, body) = engine(st, Method::GET, &pq, Bytes::new(), version)
         .await
         .ok()??;
