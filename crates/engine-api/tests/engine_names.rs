@@ -51,21 +51,20 @@ async fn docker(host: &str, config: &Path, args: &[&str]) -> Out {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the docker CLI and a Docker Engine: scripts/test runs it"]
 async fn networks_with_unsafe_names_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
     std::fs::create_dir_all(&config).unwrap();
     let engine_host = format!("unix://{ENGINE}");
     let probe = docker(&engine_host, &config, &["version"]).await;
-    if !probe.ok {
-        assert!(
-            std::env::var("SWARMD_TEST_ENGINE").as_deref() != Ok("1"),
-            "SWARMD_TEST_ENGINE=1 but no docker CLI or engine: {}",
+    swarmd_testkit::require(
+        &format!(
+            "the docker CLI and a Docker Engine at {ENGINE} ({})",
             probe.stderr
-        );
-        eprintln!("SKIPPED: no docker CLI or engine at {ENGINE}");
-        return;
-    }
+        ),
+        probe.ok,
+    );
 
     let sock = dir.path().join("api.sock");
     let fake = FakeBackend::manager();
