@@ -1,4 +1,4 @@
-//! The stock docker CLI against the API (fake node behind it). Skipped when no `docker`
+//! The stock docker CLI against the API (fake node behind it). Fails when no `docker`
 //! binary is on PATH. This is what DESIGN §7 promises: the CLI works unchanged.
 
 mod common;
