@@ -1,0 +1,9 @@
+//! Classic Swarm's scheduler core (issue 16 item 3), free of I/O: the manager hands it a
+//! snapshot of the engines ([`model::Node`]) and a container request ([`model::Request`]),
+//! and gets back the nodes ranked best first, or classic's error text.
+//!
+//! Semantics follow docker/swarm `scheduler/` (filters, strategies, expressions).
+
+pub mod expr;
+pub mod extract;
+pub mod model;
