@@ -6,4 +6,5 @@
 
 pub mod expr;
 pub mod extract;
+pub mod filter;
 pub mod model;
