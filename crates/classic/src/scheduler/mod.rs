@@ -8,3 +8,7 @@ pub mod expr;
 pub mod extract;
 pub mod filter;
 pub mod model;
+pub mod strategy;
+
+#[cfg(test)]
+mod testutil;

@@ -35,7 +35,7 @@ pub(super) fn describe(req: &Request) -> Result<Vec<String>, ExprError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::filter::testutil::*;
+    use crate::scheduler::testutil::*;
 
     fn pool() -> Vec<Node> {
         let mut a = node("node-1");

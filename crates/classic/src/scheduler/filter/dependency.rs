@@ -52,7 +52,7 @@ pub(super) fn describe(req: &Request) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::filter::testutil::*;
+    use crate::scheduler::testutil::*;
 
     fn nodes() -> (Node, Node) {
         let mut a = node("a");

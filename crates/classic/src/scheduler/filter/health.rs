@@ -14,7 +14,7 @@ pub(super) fn filter(nodes: Vec<&Node>) -> Result<Vec<&Node>, FilterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::filter::testutil::*;
+    use crate::scheduler::testutil::*;
 
     #[test]
     fn drops_unhealthy_and_fails_when_none_left() {

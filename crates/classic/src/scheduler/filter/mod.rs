@@ -11,9 +11,6 @@ mod port;
 mod slots;
 mod whitelist;
 
-#[cfg(test)]
-pub(crate) mod testutil;
-
 use super::expr::{Expr, ExprError};
 use super::model::{Node, Request};
 

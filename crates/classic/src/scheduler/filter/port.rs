@@ -85,7 +85,7 @@ fn all_interfaces(b: &PortBinding) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::filter::testutil::*;
+    use crate::scheduler::testutil::*;
 
     fn bind(ip: &str, port: &str) -> PortBinding {
         PortBinding {

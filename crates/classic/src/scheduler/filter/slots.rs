@@ -25,7 +25,7 @@ pub(super) fn filter(nodes: Vec<&Node>) -> Result<Vec<&Node>, FilterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::filter::testutil::*;
+    use crate::scheduler::testutil::*;
 
     fn with_slots(name: &str, slots: &str, used: usize) -> Node {
         let mut n = node(name);

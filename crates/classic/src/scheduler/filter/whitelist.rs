@@ -32,7 +32,7 @@ pub(super) fn describe(req: &Request) -> Result<Vec<String>, ExprError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::filter::testutil::*;
+    use crate::scheduler::testutil::*;
 
     fn run(env: &[&str], soft: bool) -> Result<Vec<String>, FilterError> {
         let pool = [node("n1"), node("n2"), node("n3")];
