@@ -8,6 +8,7 @@ pub mod expr;
 pub mod extract;
 pub mod filter;
 pub mod model;
+pub mod select;
 pub mod strategy;
 
 #[cfg(test)]

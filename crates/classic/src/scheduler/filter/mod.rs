@@ -7,6 +7,7 @@ mod affinity;
 mod constraint;
 mod dependency;
 mod health;
+pub mod pipeline;
 mod port;
 mod slots;
 mod whitelist;
