@@ -4,6 +4,7 @@
 //!
 //! Semantics follow docker/swarm `scheduler/` (filters, strategies, expressions).
 
+pub mod cpu;
 pub mod expr;
 pub mod extract;
 pub mod filter;

@@ -49,7 +49,8 @@ impl Node {
     }
 
     /// A label for constraints: classic adds storagedriver, kernelversion,
-    /// operatingsystem and ostype to the engine labels (they win over user labels).
+    /// operatingsystem and ostype to the engine labels when the engine reports them,
+    /// and then an engine label cannot override them (an unreported one can stand in).
     pub fn label(&self, key: &str) -> Option<&str> {
         let special = match key {
             "storagedriver" => Some(&self.storage_driver),
@@ -59,8 +60,8 @@ impl Node {
             _ => None,
         };
         match special {
-            Some(v) => Some(v.as_str()),
-            None => self.labels.get(key).map(String::as_str),
+            Some(v) if !v.is_empty() => Some(v.as_str()),
+            _ => self.labels.get(key).map(String::as_str),
         }
     }
 
@@ -233,6 +234,12 @@ mod tests {
         n.labels.insert("storagedriver".into(), "user".into());
         n.labels.insert("zone".into(), "a".into());
         assert_eq!(n.label("storagedriver"), Some("overlay2"));
+        n.labels.insert("ostype".into(), "user".into());
+        assert_eq!(
+            n.label("ostype"),
+            Some("user"),
+            "unreported: the label stands in"
+        );
         assert_eq!(n.label("zone"), Some("a"));
         assert_eq!(n.label("none"), None);
     }
