@@ -9,6 +9,7 @@ pub mod expr;
 pub mod extract;
 pub mod filter;
 pub mod model;
+pub mod pending;
 pub mod select;
 pub mod strategy;
 
