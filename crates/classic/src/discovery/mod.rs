@@ -12,11 +12,13 @@
 mod addr;
 mod diff;
 mod file;
+mod health;
 mod range;
 mod source;
 
 pub use addr::{AddrError, EngineAddr};
 pub use diff::{EngineDiff, diff};
 pub use file::parse_file_content;
+pub use health::{EngineHealth, EngineState, RefreshIntervals, Transition};
 pub use range::{MAX_RANGE_ENTRIES, expand_range};
 pub use source::{Discovery, DiscoveryError, parse_discovery, parse_node_list};
