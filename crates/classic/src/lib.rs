@@ -3,3 +3,4 @@
 //! by a strategy and filters, with classic Swarm's documented semantics.
 
 pub mod discovery;
+pub mod options;
