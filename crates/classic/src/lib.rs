@@ -1,4 +1,7 @@
 //! Classic Swarm (`swarmd manage`, issue 16): one virtual Docker host over a pool of Docker
 //! Engines. The manager keeps no state of its own; it places each container on an engine
 //! by a strategy and filters, with classic Swarm's documented semantics.
+
+pub mod discovery;
+pub mod options;
 pub mod scheduler;
