@@ -278,33 +278,10 @@ async fn record_tls_info(store: &Store, node_id: &str, tls: &TlsInfo) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::control::{Control, InitParams};
-    use swarmd_store::{LocalProposer, MemoryStore};
 
     async fn cluster() -> Store {
-        let mem = Arc::new(MemoryStore::new());
-        let store = Store::new(mem.clone(), Arc::new(LocalProposer::new(mem)));
-        Control::new(store.clone())
-            .init_cluster(InitParams {
-                node_id: "manager1".into(),
-                description: Default::default(),
-                node_addr: "127.0.0.1".into(),
-                listen_addr: "127.0.0.1:2377".into(),
-                raft_id: 1,
-                cluster_id: None,
-                root_ca: None,
-                spec: Default::default(),
-                availability: None,
-                default_addr_pool: vec![],
-                subnet_size: 0,
-                data_path_port: 0,
-            })
-            .await
-            .unwrap();
-        store
+        crate::control::initialised_for_test().await.store().clone()
     }
 
     #[tokio::test]

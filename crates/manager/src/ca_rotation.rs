@@ -172,36 +172,13 @@ pub async fn reconcile(store: &Store) -> StepResult {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::reconcile;
     use crate::ca::issue_for_member;
-    use crate::control::{Control, InitParams};
-    use swarmd_store::{LocalProposer, MemoryStore, Store};
+    use crate::control::Control;
     use swarmd_types::Cluster;
 
     async fn control() -> Control {
-        let mem = Arc::new(MemoryStore::new());
-        let store = Store::new(mem.clone(), Arc::new(LocalProposer::new(mem)));
-        let control = Control::new(store);
-        control
-            .init_cluster(InitParams {
-                node_id: "manager1".into(),
-                description: Default::default(),
-                node_addr: "127.0.0.1".into(),
-                listen_addr: "127.0.0.1:2377".into(),
-                raft_id: 1,
-                cluster_id: None,
-                root_ca: None,
-                spec: Default::default(),
-                availability: None,
-                default_addr_pool: vec![],
-                subnet_size: 0,
-                data_path_port: 0,
-            })
-            .await
-            .unwrap();
-        control
+        crate::control::initialised_for_test().await
     }
 
     fn cluster(c: &Control) -> Cluster {

@@ -159,6 +159,36 @@ pub struct InitParams {
     pub data_path_port: u32,
 }
 
+/// A store holding a freshly initialised one-manager swarm (`manager1` at 127.0.0.1) with
+/// its control, for unit tests of code that needs a cluster object.
+#[cfg(test)]
+pub(crate) async fn initialised_for_test() -> Control {
+    let mem = std::sync::Arc::new(swarmd_store::MemoryStore::new());
+    let store = Store::new(
+        mem.clone(),
+        std::sync::Arc::new(swarmd_store::LocalProposer::new(mem)),
+    );
+    let control = Control::new(store);
+    control
+        .init_cluster(InitParams {
+            node_id: "manager1".into(),
+            description: Default::default(),
+            node_addr: "127.0.0.1".into(),
+            listen_addr: "127.0.0.1:2377".into(),
+            raft_id: 1,
+            cluster_id: None,
+            root_ca: None,
+            spec: Default::default(),
+            availability: None,
+            default_addr_pool: vec![],
+            subnet_size: 0,
+            data_path_port: 0,
+        })
+        .await
+        .unwrap();
+    control
+}
+
 /// Docker's defaults for a new swarm spec, filled where the request left them out.
 pub fn default_swarm_spec(mut spec: SwarmSpec) -> SwarmSpec {
     if spec.name.as_deref().unwrap_or("").is_empty() {
