@@ -3,5 +3,6 @@
 //! by a strategy and filters, with classic Swarm's documented semantics.
 
 pub mod discovery;
+pub mod engine;
 pub mod options;
 pub mod scheduler;
