@@ -3,5 +3,6 @@
 //! and `/events`; these functions decide what that means for the node, as classic
 //! Swarm's `cluster/engine.go` does.
 
+pub mod container;
 pub mod info;
 pub mod names;
