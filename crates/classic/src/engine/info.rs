@@ -23,12 +23,24 @@ pub enum InfoError {
         addr: String,
         reported: String,
     },
+    /// An engine label without `=`; classic refuses the engine rather than guess.
+    #[error(
+        "Engine (ID: {id}, Addr: {addr}) contains an invalid label ({label}) not formatted as \"key=value\"."
+    )]
+    InvalidLabel {
+        id: String,
+        addr: String,
+        label: String,
+    },
 }
 
 impl Node {
-    /// Applies an engine's `/info` to the node. The node's `id` is adopted on first
-    /// contact (empty) and must match afterwards; on error the node is unchanged.
-    /// Engine labels replace the previous ones wholesale, as classic rebuilds its map.
+    /// Applies an engine's `/info` to the node. The node's `id` is [`node_id`], adopted on
+    /// first contact (empty) and required to match afterwards; on error the node is
+    /// unchanged (classic had already copied some fields; a refused engine is not
+    /// scheduled on either way). Engine labels replace the previous ones wholesale, as
+    /// classic rebuilds its map; a `node` label is dropped because `constraint:node==`
+    /// always means the engine's name.
     pub fn apply_info(&mut self, info: &SystemInfo) -> Result<(), InfoError> {
         let ncpu = info.ncpu.unwrap_or(0);
         let mem = info.mem_total.unwrap_or(0);
@@ -37,7 +49,7 @@ impl Node {
                 addr: self.addr.clone(),
             });
         }
-        let reported = info.id.clone().unwrap_or_default();
+        let reported = node_id(info.id.as_deref().unwrap_or(""), &self.addr);
         if !self.id.is_empty() && self.id != reported {
             return Err(InfoError::IdChanged {
                 known: self.id.clone(),
@@ -45,7 +57,21 @@ impl Node {
                 reported,
             });
         }
+        let mut labels = std::collections::HashMap::new();
+        for l in info.labels.iter().flatten() {
+            let Some((k, v)) = l.split_once('=') else {
+                return Err(InfoError::InvalidLabel {
+                    id: reported,
+                    addr: self.addr.clone(),
+                    label: l.clone(),
+                });
+            };
+            if k != "node" {
+                labels.insert(k.to_string(), v.to_string());
+            }
+        }
         self.id = reported;
+        self.labels = labels;
         self.name = info.name.clone().unwrap_or_default();
         self.cpus = ncpu;
         self.memory = mem;
@@ -53,28 +79,29 @@ impl Node {
         self.kernel_version = info.kernel_version.clone().unwrap_or_default();
         self.operating_system = info.operating_system.clone().unwrap_or_default();
         self.os_type = info.os_type.clone().unwrap_or_default();
-        self.labels = info
-            .labels
-            .iter()
-            .flatten()
-            .map(|l| parse_label(l))
-            .collect();
         Ok(())
     }
 }
 
-/// `key=value` split at the first `=`; a bare `key` gets an empty value (classic would
-/// index past the end; the engine itself refuses such labels, so this is only defensive).
-fn parse_label(label: &str) -> (String, String) {
-    match label.split_once('=') {
-        Some((k, v)) => (k.to_string(), v.to_string()),
-        None => (label.to_string(), String::new()),
-    }
+/// Classic's engine ID: the engine's own ID, `|`, its address. Engines cloned with the
+/// same `/etc/docker` (hence the same ID) on different hosts then stay distinct.
+pub fn node_id(engine_id: &str, addr: &str) -> String {
+    format!("{engine_id}|{addr}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ENGINE_ID: &str = "Q4NB:ZTHP:4NNE:3U2Y:YCBK:EQIU:2QXA:XT3F:6TFN:GTJP:4H2P:VBUL";
+
+    #[test]
+    fn same_engine_id_on_two_addresses_stays_distinct() {
+        assert_ne!(
+            node_id(ENGINE_ID, "10.0.0.1:2375"),
+            node_id(ENGINE_ID, "10.0.0.2:2375")
+        );
+    }
 
     /// Trimmed from engine 20.10's `/info`.
     const INFO: &str = r#"{
@@ -84,7 +111,7 @@ mod tests {
         "KernelVersion": "6.1.0-13-amd64", "OperatingSystem": "Debian GNU/Linux 12 (bookworm)",
         "OSVersion": "12", "OSType": "linux", "Architecture": "x86_64",
         "NCPU": 4, "MemTotal": 8330768384, "Name": "node1",
-        "Labels": ["zone=eu-1", "disk=ssd", "expr=a=b"],
+        "Labels": ["zone=eu-1", "disk=ssd", "expr=a=b", "node=other"],
         "ServerVersion": "20.10.24+dfsg1"
     }"#;
 
@@ -103,10 +130,7 @@ mod tests {
     fn identity_capacity_and_constraint_keys() {
         let mut n = node();
         n.apply_info(&info()).unwrap();
-        assert_eq!(
-            n.id,
-            "Q4NB:ZTHP:4NNE:3U2Y:YCBK:EQIU:2QXA:XT3F:6TFN:GTJP:4H2P:VBUL"
-        );
+        assert_eq!(n.id, format!("{ENGINE_ID}|10.0.0.1:2375"));
         assert_eq!(n.name, "node1");
         assert_eq!((n.cpus, n.memory), (4, 8330768384));
         assert_eq!(n.label("storagedriver"), Some("overlay2"));
@@ -118,6 +142,11 @@ mod tests {
         assert_eq!(n.label("ostype"), Some("linux"));
         assert_eq!(n.label("zone"), Some("eu-1"));
         assert_eq!(n.label("expr"), Some("a=b"), "split at the first '=' only");
+        assert_eq!(
+            n.label("node"),
+            None,
+            "`node` is the engine name, never a label"
+        );
     }
 
     #[test]
@@ -126,7 +155,21 @@ mod tests {
         n.labels.insert("old".into(), "x".into());
         n.apply_info(&info()).unwrap();
         assert_eq!(n.label("old"), None);
-        assert_eq!(parse_label("bare"), ("bare".into(), String::new()));
+    }
+
+    #[test]
+    fn label_without_equals_refuses_the_engine() {
+        let mut i = info();
+        i.labels = Some(vec!["zone=a".into(), "bare".into()]);
+        let mut n = node();
+        let err = n.apply_info(&i).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Engine (ID: {ENGINE_ID}|10.0.0.1:2375, Addr: 10.0.0.1:2375) contains an invalid label (bare) not formatted as \"key=value\"."
+            )
+        );
+        assert_eq!(n, node(), "node unchanged");
     }
 
     #[test]
@@ -155,10 +198,12 @@ mod tests {
         let err = n.apply_info(&info()).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "Engine (ID: OTHER, Addr: 10.0.0.1:2375) shows up with another ID:Q4NB:ZTHP:4NNE:3U2Y:YCBK:EQIU:2QXA:XT3F:6TFN:GTJP:4H2P:VBUL. Please remove it from cluster, it can be added back."
+            format!(
+                "Engine (ID: OTHER, Addr: 10.0.0.1:2375) shows up with another ID:{ENGINE_ID}|10.0.0.1:2375. Please remove it from cluster, it can be added back."
+            )
         );
         assert_eq!(n.name, "", "node unchanged");
-        n.id = info().id.unwrap();
+        n.id = node_id(ENGINE_ID, "10.0.0.1:2375");
         n.apply_info(&info()).unwrap();
         assert_eq!(n.name, "node1");
     }
