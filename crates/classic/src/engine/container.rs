@@ -13,12 +13,19 @@ use crate::scheduler::model::{Container, Node, PortBinding};
 
 impl Node {
     /// IDs among `summaries` to inspect before [`Node::merge_containers`]: all of them on
-    /// a full refresh, else only those the node does not know yet.
+    /// a full refresh, else those the node does not know yet and those it last saw
+    /// restarting (the engine does not always send an event when that state ends).
     pub fn to_inspect(&self, summaries: &[ContainerSummary], full: bool) -> Vec<String> {
         summaries
             .iter()
             .filter_map(|s| s.id.clone())
-            .filter(|id| full || !self.containers.iter().any(|c| c.id == *id))
+            .filter(|id| {
+                full || self
+                    .containers
+                    .iter()
+                    .find(|c| c.id == *id)
+                    .is_none_or(|c| c.state == "restarting")
+            })
             .collect()
     }
 

@@ -95,6 +95,12 @@ fn new_containers_need_inspect_known_ones_only_on_full_refresh() {
     n.merge_containers(&list, &inspects());
     assert!(n.to_inspect(&list, false).is_empty());
     assert_eq!(n.to_inspect(&list, true), [ID]);
+    n.merge_containers(&[summary("restarting")], &HashMap::new());
+    assert_eq!(
+        n.to_inspect(&list, false),
+        [ID],
+        "restarting is re-inspected"
+    );
 }
 
 #[test]
