@@ -4,5 +4,6 @@
 //! Swarm's `cluster/engine.go` does.
 
 pub mod container;
+pub mod event;
 pub mod info;
 pub mod names;
