@@ -5,5 +5,6 @@
 
 pub mod container;
 pub mod event;
+pub mod images;
 pub mod info;
 pub mod names;
