@@ -1,0 +1,242 @@
+//! The engine handle against a dead address, a silent listener and the real local engine.
+
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
+use bollard_stubs::models::ContainerCreateBody;
+
+use super::{Engine, EngineError};
+use crate::discovery::{EngineAddr, EngineState, Transition};
+use crate::engine::event::Refresh;
+
+fn tcp(port: u16) -> EngineAddr {
+    EngineAddr::Tcp {
+        host: "127.0.0.1".to_owned(),
+        port,
+    }
+}
+
+fn local() -> Engine {
+    let addr = EngineAddr::parse("unix:///var/run/docker.sock").unwrap();
+    Engine::new(addr, Duration::from_secs(10), 3).unwrap()
+}
+
+/// Removes every container labelled with the test's label, even when the test panics.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        swarmd_testkit::cleanup_engine_containers(&self.0);
+    }
+}
+
+async fn create(label: &str) -> String {
+    let docker = Docker::connect_with_unix(
+        "/var/run/docker.sock",
+        30,
+        &bollard::ClientVersion {
+            major_version: 1,
+            minor_version: 41,
+        },
+    )
+    .unwrap();
+    let (key, value) = label.split_once('=').unwrap();
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(swarmd_testkit::unique_name("classic-pool")),
+                ..Default::default()
+            }),
+            ContainerCreateBody {
+                image: Some("busybox:latest".to_owned()),
+                cmd: Some(vec!["true".to_owned()]),
+                labels: Some([(key.to_owned(), value.to_owned())].into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+async fn remove(id: &str) {
+    let docker = Docker::connect_with_unix(
+        "/var/run/docker.sock",
+        30,
+        &bollard::ClientVersion {
+            major_version: 1,
+            minor_version: 41,
+        },
+    )
+    .unwrap();
+    docker
+        .remove_container(
+            id,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn dead_address_fails_within_the_timeout_and_counts_a_failure() {
+    let mut engine = Engine::new(tcp(1), Duration::from_secs(2), 3).unwrap();
+    let start = Instant::now();
+    let err = engine.refresh().await.unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(err.is_connection_error(), "{err:?}");
+    assert_eq!(engine.health().failures(), 1);
+    assert_eq!(engine.health().state(), EngineState::Pending);
+    assert_eq!(engine.node().health, 0);
+    engine.refresh().await.unwrap_err();
+    assert_eq!(engine.health().failures(), 2);
+}
+
+#[tokio::test]
+async fn silent_engine_times_out() {
+    // Accepted by the kernel's backlog, never answered.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut engine = Engine::new(tcp(port), Duration::from_millis(300), 3).unwrap();
+    let start = Instant::now();
+    let err = engine.refresh().await.unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(err, EngineError::Timeout { .. }), "{err:?}");
+    assert_eq!(engine.health().failures(), 1);
+}
+
+#[tokio::test]
+async fn watch_on_a_dead_address_ends_with_an_error() {
+    let mut engine = Engine::new(tcp(1), Duration::from_secs(2), 3).unwrap();
+    let watch = engine.watch_events(None, |_, _| ControlFlow::Continue(()));
+    let err = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the watch ends on its own")
+        .unwrap_err();
+    assert!(err.is_connection_error(), "{err:?}");
+    assert_eq!(engine.health().failures(), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
+async fn refresh_validates_the_engine_and_lists_a_new_container() {
+    swarmd_testkit::require_engine!();
+    let label = format!(
+        "swarmd.test.classic-pool={}",
+        swarmd_testkit::unique_name("r")
+    );
+    let _cleanup = Cleanup(label.clone());
+    let mut engine = local();
+    assert_eq!(engine.refresh().await.unwrap(), Some(Transition::Validated));
+    assert_eq!(engine.health().state(), EngineState::Healthy);
+    assert_eq!(engine.node().health, 100);
+    assert!(engine.node().cpus > 0 && engine.node().memory > 0);
+    assert!(!engine.node().id.is_empty());
+    assert!(
+        engine
+            .node()
+            .images
+            .iter()
+            .any(|i| i.repo_tags.iter().any(|t| t == "busybox:latest")),
+        "{:?}",
+        engine.node().images
+    );
+
+    let id = create(&label).await;
+    assert!(engine.node().container(&id).is_none());
+    assert_eq!(engine.refresh().await.unwrap(), None);
+    let c = engine.node().container(&id).expect("listed after refresh");
+    assert_eq!(c.image, "busybox:latest");
+    assert_eq!(c.state, "created");
+
+    remove(&id).await;
+    engine.refresh().await.unwrap();
+    assert!(engine.node().container(&id).is_none());
+}
+
+#[tokio::test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
+async fn lost_engine_turns_unhealthy_and_comes_back_on_success() {
+    swarmd_testkit::require_engine!();
+    let mut engine = local();
+    engine.refresh().await.unwrap();
+    let live = engine.docker.clone();
+    engine.docker =
+        Docker::connect_with_http("http://127.0.0.1:1", 2, bollard::API_DEFAULT_VERSION).unwrap();
+    engine.refresh().await.unwrap_err();
+    engine.refresh().await.unwrap_err();
+    assert_eq!(engine.health().state(), EngineState::Healthy);
+    assert_eq!(engine.node().health, 34);
+    engine.refresh().await.unwrap_err();
+    assert_eq!(engine.health().state(), EngineState::Unhealthy);
+    assert_eq!(engine.node().health, 0);
+
+    engine.docker = live;
+    assert_eq!(
+        engine.refresh().await.unwrap(),
+        Some(Transition::Reconnected { after_failures: 3 })
+    );
+    assert_eq!(engine.node().health, 100);
+}
+
+#[tokio::test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
+async fn events_bring_a_created_container_in_and_a_removed_one_out() {
+    swarmd_testkit::require_engine!();
+    let label = format!(
+        "swarmd.test.classic-pool={}",
+        swarmd_testkit::unique_name("e")
+    );
+    let _cleanup = Cleanup(label.clone());
+    let mut engine = local();
+    engine.refresh().await.unwrap();
+
+    // Replayed from `since`, so the watch cannot miss the create however late it opens.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 1;
+    let id = create(&label).await;
+    assert!(engine.node().container(&id).is_none());
+    let watch = engine.watch_events(Some(since), |r, node| {
+        if matches!(r, Refresh::Container { id: rid, .. } if *rid == id)
+            && node.container(&id).is_some()
+        {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), watch)
+        .await
+        .expect("create event seen")
+        .unwrap();
+    assert_eq!(engine.node().container(&id).unwrap().state, "created");
+
+    remove(&id).await;
+    let watch = engine.watch_events(Some(since), |_, node| {
+        if node.container(&id).is_none() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), watch)
+        .await
+        .expect("destroy event seen")
+        .unwrap();
+}
