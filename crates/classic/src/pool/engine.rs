@@ -76,8 +76,10 @@ impl Engine {
         &self.health
     }
 
-    /// Classic's full refresh: `/info`, every container (inspecting those
-    /// [`Node::to_inspect`] names), then the images. On success a pending engine becomes
+    /// Classic's periodic refresh: `/info`, every container (inspecting those
+    /// [`Node::to_inspect`] names), then the images. Validation (a pending engine) inspects
+    /// every container, as classic's connect does; afterwards only new and restarting ones
+    /// are, as classic's refresh loop does, since events re-inspect on state changes. On success a pending engine becomes
     /// healthy (`Validated`) and an unhealthy one comes back (`Reconnected`); a connection
     /// error or timeout counts one failure (the `Unhealthy` transition, if it happens, is
     /// seen in [`Engine::health`]). An engine whose ID changed goes back to pending.
@@ -88,6 +90,7 @@ impl Engine {
     }
 
     pub(super) async fn full_refresh(&mut self) -> Result<(), EngineError> {
+        let full = self.health.state() == EngineState::Pending;
         self.negotiate().await?;
         let docker = self.docker.clone();
         let info = self.call("GET /info", docker.info()).await?;
@@ -103,7 +106,7 @@ impl Engine {
             )
             .await?;
         let mut inspects = HashMap::new();
-        for id in node.to_inspect(&summaries, true) {
+        for id in node.to_inspect(&summaries, full) {
             // A container removed between the listing and its inspect is left out, as
             // classic does; only a dead engine fails the refresh.
             match self

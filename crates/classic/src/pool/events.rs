@@ -14,6 +14,10 @@ impl Engine {
     /// running for each the refresh [`refresh_for`] names, then calling `on_refresh` with
     /// the refresh and the updated node; `on_refresh` ends the watch by breaking.
     ///
+    /// Opening the stream is bounded by the handle's timeout (whole seconds, at least one);
+    /// once open, a stream may rightly stay quiet for hours, so an engine that hangs
+    /// without closing it is found by the periodic [`Engine::refresh`], not here.
+    ///
     /// Ends with an error when the engine goes away (the stream breaks or closes, or a
     /// refresh cannot reach it), counting one failure; the caller reconnects, passing the
     /// time of the last event it saw as `since` so nothing is missed. Errors the engine

@@ -240,3 +240,52 @@ async fn events_bring_a_created_container_in_and_a_removed_one_out() {
         .expect("destroy event seen")
         .unwrap();
 }
+
+#[tokio::test]
+async fn watch_on_a_silent_engine_ends_with_an_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut engine = Engine::new(tcp(port), Duration::from_millis(300), 3).unwrap();
+    let watch = engine.watch_events(None, |_, _| ControlFlow::Continue(()));
+    let err = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the stream's opening is bounded")
+        .unwrap_err();
+    assert!(err.is_connection_error(), "{err:?}");
+    assert_eq!(engine.health().failures(), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
+async fn only_validation_reinspects_known_containers() {
+    swarmd_testkit::require_engine!();
+    let label = format!(
+        "swarmd.test.classic-pool={}",
+        swarmd_testkit::unique_name("s")
+    );
+    let _cleanup = Cleanup(label.clone());
+    let id = create(&label).await;
+    let mut engine = local();
+    engine.refresh().await.unwrap();
+    assert_eq!(engine.node().container(&id).unwrap().memory, 0);
+
+    // What an inspect would overwrite survives a soft refresh...
+    let mark = |engine: &mut Engine| {
+        let c = engine
+            .node
+            .containers
+            .iter_mut()
+            .find(|c| c.id == id)
+            .unwrap();
+        c.memory = 42;
+    };
+    mark(&mut engine);
+    engine.refresh().await.unwrap();
+    assert_eq!(engine.node().container(&id).unwrap().memory, 42);
+
+    // ...but not the validation of an engine sent back to pending.
+    engine.health.revalidate();
+    engine.refresh().await.unwrap();
+    assert_eq!(engine.node().container(&id).unwrap().memory, 0);
+    remove(&id).await;
+}
