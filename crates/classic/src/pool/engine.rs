@@ -85,7 +85,7 @@ impl Engine {
     /// seen in [`Engine::health`]). An engine whose ID changed goes back to pending.
     pub async fn refresh(&mut self) -> Result<Option<Transition>, EngineError> {
         let result = self.full_refresh().await;
-        let transition = self.record(&result);
+        let transition = self.record(&result, true);
         result.map(|()| transition)
     }
 
@@ -135,13 +135,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Feeds a call's outcome to the health state machine and the node's indicator.
-    pub(super) fn record<T>(&mut self, result: &Result<T, EngineError>) -> Option<Transition> {
+    /// Feeds a call's outcome to the health state machine and the node's indicator. Only
+    /// a full refresh (`validating`) has checked the engine's ID and so may validate a
+    /// pending engine; any other success just clears the failure count.
+    pub(super) fn record<T>(
+        &mut self,
+        result: &Result<T, EngineError>,
+        validating: bool,
+    ) -> Option<Transition> {
         let transition = match result {
-            Ok(_) => match self.health.state() {
-                EngineState::Pending => self.health.validation_complete(),
-                _ => self.health.on_success(),
-            },
+            Ok(_) if validating && self.health.state() == EngineState::Pending => {
+                self.health.validation_complete()
+            }
+            Ok(_) => self.health.on_success(),
             Err(EngineError::Info(InfoError::IdChanged { .. })) => {
                 self.health.revalidate();
                 None

@@ -48,7 +48,7 @@ impl Engine {
                         }
                     };
                     let result = Err(err);
-                    self.record::<()>(&result);
+                    self.record::<()>(&result, false);
                     return result;
                 }
                 None => {
@@ -56,7 +56,7 @@ impl Engine {
                         addr: self.addr().to_string(),
                         message: "the engine closed the event stream".to_owned(),
                     });
-                    self.record::<()>(&result);
+                    self.record::<()>(&result, false);
                     return result;
                 }
             };
@@ -64,7 +64,7 @@ impl Engine {
                 continue;
             };
             let result = self.refresh_one(&refresh).await;
-            self.record(&result);
+            self.record(&result, false);
             match result {
                 Err(e) if e.is_connection_error() => return Err(e),
                 Err(e) => tracing::warn!(error = %e, ?refresh, "event refresh failed"),

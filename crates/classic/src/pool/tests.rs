@@ -289,3 +289,80 @@ async fn only_validation_reinspects_known_containers() {
     assert_eq!(engine.node().container(&id).unwrap().memory, 0);
     remove(&id).await;
 }
+
+/// An "engine" that opens the event stream, sends `body`, then hangs up.
+fn one_shot_events(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(body.as_bytes());
+    });
+    port
+}
+
+#[tokio::test]
+async fn engine_lost_mid_stream_ends_the_watch_with_a_counted_failure() {
+    // A chunk announced but never sent in full: the connection breaks mid-body.
+    let port = one_shot_events("10\r\n{\"Type\":");
+    let mut engine = Engine::new(tcp(port), Duration::from_secs(2), 3).unwrap();
+    let watch = engine.watch_events(None, |_, _| ControlFlow::Continue(()));
+    let err = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the watch ends on its own")
+        .unwrap_err();
+    assert!(err.is_connection_error(), "{err:?}");
+    assert_eq!(engine.health().failures(), 1);
+}
+
+#[tokio::test]
+async fn engine_closing_the_stream_ends_the_watch_with_a_counted_failure() {
+    let port = one_shot_events("0\r\n\r\n");
+    let mut engine = Engine::new(tcp(port), Duration::from_secs(2), 3).unwrap();
+    let watch = engine.watch_events(None, |_, _| ControlFlow::Continue(()));
+    let err = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the watch ends on its own")
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Connection { message, .. } if message.contains("closed")),
+        "{err:?}"
+    );
+    assert_eq!(engine.health().failures(), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
+async fn events_alone_do_not_validate_a_pending_engine() {
+    swarmd_testkit::require_engine!();
+    let label = format!(
+        "swarmd.test.classic-pool={}",
+        swarmd_testkit::unique_name("p")
+    );
+    let _cleanup = Cleanup(label.clone());
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 1;
+    let id = create(&label).await;
+    let mut engine = local();
+    let watch = engine.watch_events(Some(since), |_, node| {
+        if node.container(&id).is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), watch)
+        .await
+        .expect("create event seen")
+        .unwrap();
+    assert_eq!(engine.health().state(), EngineState::Pending);
+    remove(&id).await;
+}
