@@ -366,3 +366,39 @@ async fn events_alone_do_not_validate_a_pending_engine() {
     assert_eq!(engine.health().state(), EngineState::Pending);
     remove(&id).await;
 }
+
+#[tokio::test]
+#[ignore = "needs a Docker Engine: scripts/test runs it"]
+async fn a_die_event_refreshes_the_container_state() {
+    swarmd_testkit::require_engine!();
+    let label = format!(
+        "swarmd.test.classic-pool={}",
+        swarmd_testkit::unique_name("d")
+    );
+    let _cleanup = Cleanup(label.clone());
+    let id = create(&label).await;
+    let mut engine = local();
+    engine.refresh().await.unwrap();
+    assert_eq!(engine.node().container(&id).unwrap().state, "created");
+
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 1;
+    swarmd_testkit::engine_docker(&["start", &id]).ok();
+    // `true` exits at once: the die event's refresh must show it exited.
+    let watch = engine.watch_events(Some(since), |r, node| {
+        let died = matches!(r, Refresh::Container { id: rid, inspect: true } if *rid == id);
+        if died && node.container(&id).is_some_and(|c| c.state == "exited") {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), watch)
+        .await
+        .expect("die event seen")
+        .unwrap();
+    remove(&id).await;
+}
