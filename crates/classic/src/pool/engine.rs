@@ -77,12 +77,14 @@ impl Engine {
     }
 
     /// Classic's periodic refresh: `/info`, every container (inspecting those
-    /// [`Node::to_inspect`] names), then the images. Validation (a pending engine) inspects
+    /// [`Node::to_inspect`] names), then the images. Validating a pending engine inspects
     /// every container, as classic's connect does; afterwards only new and restarting ones
-    /// are, as classic's refresh loop does, since events re-inspect on state changes. On success a pending engine becomes
-    /// healthy (`Validated`) and an unhealthy one comes back (`Reconnected`); a connection
-    /// error or timeout counts one failure (the `Unhealthy` transition, if it happens, is
-    /// seen in [`Engine::health`]). An engine whose ID changed goes back to pending.
+    /// are, as in classic's refresh loop, since events re-inspect on state changes.
+    ///
+    /// On success a pending engine becomes healthy (`Validated`) and an unhealthy one
+    /// comes back (`Reconnected`); a connection error or timeout counts one failure (an
+    /// `Unhealthy` transition shows in [`Engine::health`]). An engine whose ID changed goes
+    /// back to pending. The node is only replaced when every call succeeded.
     pub async fn refresh(&mut self) -> Result<Option<Transition>, EngineError> {
         let result = self.full_refresh().await;
         let transition = self.record(&result, true);
