@@ -5,4 +5,5 @@
 pub mod discovery;
 pub mod engine;
 pub mod options;
+pub mod pool;
 pub mod scheduler;
