@@ -38,6 +38,15 @@ impl Drop for Cleanup {
     }
 }
 
+/// A label unique to this test and the guard that removes what carries it.
+fn labelled(tag: &str) -> (String, Cleanup) {
+    let label = format!(
+        "swarmd.test.classic-pool={}",
+        swarmd_testkit::unique_name(tag)
+    );
+    (label.clone(), Cleanup(label))
+}
+
 async fn create(label: &str) -> String {
     let docker = client();
     let (key, value) = label.split_once('=').unwrap();
@@ -77,11 +86,7 @@ async fn remove(id: &str) {
 #[ignore = "needs a Docker Engine: scripts/test runs it"]
 async fn refresh_validates_the_engine_and_lists_a_new_container() {
     swarmd_testkit::require_engine!();
-    let label = format!(
-        "swarmd.test.classic-pool={}",
-        swarmd_testkit::unique_name("r")
-    );
-    let _cleanup = Cleanup(label.clone());
+    let (label, _cleanup) = labelled("r");
     let mut engine = local();
     assert_eq!(engine.refresh().await.unwrap(), Some(Transition::Validated));
     assert_eq!(engine.health().state(), EngineState::Healthy);
@@ -139,11 +144,7 @@ async fn lost_engine_turns_unhealthy_and_comes_back_on_success() {
 #[ignore = "needs a Docker Engine: scripts/test runs it"]
 async fn events_bring_a_created_container_in_and_a_removed_one_out() {
     swarmd_testkit::require_engine!();
-    let label = format!(
-        "swarmd.test.classic-pool={}",
-        swarmd_testkit::unique_name("e")
-    );
-    let _cleanup = Cleanup(label.clone());
+    let (label, _cleanup) = labelled("e");
     let mut engine = local();
     engine.refresh().await.unwrap();
 
@@ -188,11 +189,7 @@ async fn events_bring_a_created_container_in_and_a_removed_one_out() {
 #[ignore = "needs a Docker Engine: scripts/test runs it"]
 async fn only_validation_reinspects_known_containers() {
     swarmd_testkit::require_engine!();
-    let label = format!(
-        "swarmd.test.classic-pool={}",
-        swarmd_testkit::unique_name("s")
-    );
-    let _cleanup = Cleanup(label.clone());
+    let (label, _cleanup) = labelled("s");
     let id = create(&label).await;
     let mut engine = local();
     engine.refresh().await.unwrap();
@@ -223,11 +220,7 @@ async fn only_validation_reinspects_known_containers() {
 #[ignore = "needs a Docker Engine: scripts/test runs it"]
 async fn events_alone_do_not_validate_a_pending_engine() {
     swarmd_testkit::require_engine!();
-    let label = format!(
-        "swarmd.test.classic-pool={}",
-        swarmd_testkit::unique_name("p")
-    );
-    let _cleanup = Cleanup(label.clone());
+    let (label, _cleanup) = labelled("p");
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -254,11 +247,7 @@ async fn events_alone_do_not_validate_a_pending_engine() {
 #[ignore = "needs a Docker Engine: scripts/test runs it"]
 async fn a_die_event_refreshes_the_container_state() {
     swarmd_testkit::require_engine!();
-    let label = format!(
-        "swarmd.test.classic-pool={}",
-        swarmd_testkit::unique_name("d")
-    );
-    let _cleanup = Cleanup(label.clone());
+    let (label, _cleanup) = labelled("d");
     let id = create(&label).await;
     let mut engine = local();
     engine.refresh().await.unwrap();

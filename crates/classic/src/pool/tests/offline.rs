@@ -42,14 +42,21 @@ async fn silent_engine_times_out() {
     assert_eq!(engine.health().failures(), 1);
 }
 
-#[tokio::test]
-async fn watch_on_a_dead_address_ends_with_an_error() {
-    let mut engine = Engine::new(tcp(1), Duration::from_secs(2), 3).unwrap();
+/// Watches the events of the "engine" at 127.0.0.1:`port` (with call timeout `timeout`)
+/// until the watch ends, which must be within 5 s and with an error.
+async fn watch_until_it_ends(port: u16, timeout: Duration) -> (EngineError, Engine) {
+    let mut engine = Engine::new(tcp(port), timeout, 3).unwrap();
     let watch = engine.watch_events(None, |_, _| ControlFlow::Continue(()));
     let err = tokio::time::timeout(Duration::from_secs(5), watch)
         .await
-        .expect("the watch ends on its own")
+        .expect("the watch ends on its own, its opening bounded by the timeout")
         .unwrap_err();
+    (err, engine)
+}
+
+#[tokio::test]
+async fn watch_on_a_dead_address_ends_with_an_error() {
+    let (err, engine) = watch_until_it_ends(1, Duration::from_secs(2)).await;
     assert!(err.is_connection_error(), "{err:?}");
     assert_eq!(engine.health().failures(), 1);
 }
@@ -58,12 +65,7 @@ async fn watch_on_a_dead_address_ends_with_an_error() {
 async fn watch_on_a_silent_engine_ends_with_an_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut engine = Engine::new(tcp(port), Duration::from_millis(300), 3).unwrap();
-    let watch = engine.watch_events(None, |_, _| ControlFlow::Continue(()));
-    let err = tokio::time::timeout(Duration::from_secs(5), watch)
-        .await
-        .expect("the stream's opening is bounded")
-        .unwrap_err();
+    let (err, engine) = watch_until_it_ends(port, Duration::from_millis(300)).await;
     assert!(err.is_connection_error(), "{err:?}");
     assert_eq!(engine.health().failures(), 1);
 }
@@ -88,12 +90,7 @@ fn one_shot_events(body: &'static str) -> u16 {
 async fn engine_lost_mid_stream_ends_the_watch_with_a_counted_failure() {
     // A chunk announced but never sent in full: the connection breaks mid-body.
     let port = one_shot_events("10\r\n{\"Type\":");
-    let mut engine = Engine::new(tcp(port), Duration::from_secs(2), 3).unwrap();
-    let watch = engine.watch_events(None, |_, _| ControlFlow::Continue(()));
-    let err = tokio::time::timeout(Duration::from_secs(5), watch)
-        .await
-        .expect("the watch ends on its own")
-        .unwrap_err();
+    let (err, engine) = watch_until_it_ends(port, Duration::from_secs(2)).await;
     assert!(err.is_connection_error(), "{err:?}");
     assert_eq!(engine.health().failures(), 1);
 }
@@ -101,12 +98,7 @@ async fn engine_lost_mid_stream_ends_the_watch_with_a_counted_failure() {
 #[tokio::test]
 async fn engine_closing_the_stream_ends_the_watch_with_a_counted_failure() {
     let port = one_shot_events("0\r\n\r\n");
-    let mut engine = Engine::new(tcp(port), Duration::from_secs(2), 3).unwrap();
-    let watch = engine.watch_events(None, |_, _| ControlFlow::Continue(()));
-    let err = tokio::time::timeout(Duration::from_secs(5), watch)
-        .await
-        .expect("the watch ends on its own")
-        .unwrap_err();
+    let (err, engine) = watch_until_it_ends(port, Duration::from_secs(2)).await;
     assert!(
         matches!(&err, EngineError::Connection { message, .. } if message.contains("closed")),
         "{err:?}"
