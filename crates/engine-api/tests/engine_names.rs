@@ -6,49 +6,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::FakeBackend;
 use swarmd_engine_api::{ListenAddr, Listener, LocalEngine, serve};
 use tokio_util::sync::CancellationToken;
 
 const ENGINE: &str = "/var/run/docker.sock";
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-async fn docker(host: &str, config: &Path, args: &[&str]) -> Out {
-    let mut cmd = tokio::process::Command::new("docker");
-    cmd.args(args)
-        .env("DOCKER_HOST", host)
-        .env("DOCKER_CONFIG", config)
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let out = match tokio::time::timeout(Duration::from_secs(60), cmd.output()).await {
-        Ok(Ok(out)) => out,
-        other => {
-            return Out {
-                ok: false,
-                stdout: String::new(),
-                stderr: format!("docker {args:?} failed to run: {other:?}"),
-            };
-        }
-    };
-    let o = Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!("$ docker {}\n{}{}", args.join(" "), o.stdout, o.stderr);
-    o
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the docker CLI and a Docker Engine: scripts/test runs it"]
@@ -57,7 +21,7 @@ async fn networks_with_unsafe_names_through_the_api() {
     let config = dir.path().join("config");
     std::fs::create_dir_all(&config).unwrap();
     let engine_host = format!("unix://{ENGINE}");
-    let probe = docker(&engine_host, &config, &["version"]).await;
+    let probe = common::docker_cli(&engine_host, &config, &["version"]).await;
     swarmd_testkit::require(
         &format!(
             "the docker CLI and a Docker Engine at {ENGINE} ({})",
@@ -85,30 +49,30 @@ async fn networks_with_unsafe_names_through_the_api() {
     // read as an escape: `#` (fragment), `?` (query), `%` (escape), `+`.
     let names = [format!("test 01 {pid}"), format!("a#b?c%25d+e {pid}")];
     for name in &names {
-        let made = docker(&engine_host, &config, &["network", "create", name]).await;
+        let made = common::docker_cli(&engine_host, &config, &["network", "create", name]).await;
         assert!(made.ok, "creating {name:?} on the engine: {}", made.stderr);
         let id = made.stdout.trim().to_string();
 
-        let o = docker(
+        let o = common::docker_cli(
             &host,
             &config,
             &["network", "inspect", "--format", "{{.Name}} {{.Id}}", name],
         )
         .await;
         let inspected = (o.ok, o.stdout.trim().to_string(), o.stderr);
-        let rm = docker(&host, &config, &["network", "rm", name]).await;
+        let rm = common::docker_cli(&host, &config, &["network", "rm", name]).await;
         if !rm.ok {
-            docker(&engine_host, &config, &["network", "rm", &id]).await;
+            common::docker_cli(&engine_host, &config, &["network", "rm", &id]).await;
         }
         assert!(inspected.0, "inspect {name:?}: {}", inspected.2);
         assert_eq!(inspected.1, format!("{name} {id}"));
         assert!(rm.ok, "rm {name:?}: {}", rm.stderr);
-        let gone = docker(&engine_host, &config, &["network", "inspect", &id]).await;
+        let gone = common::docker_cli(&engine_host, &config, &["network", "inspect", &id]).await;
         assert!(!gone.ok, "{name:?} still on the engine after rm");
     }
 
     // A name the engine does not know is its 404, not a 500.
-    let o = docker(
+    let o = common::docker_cli(
         &host,
         &config,
         &["network", "inspect", &format!("no such {pid}")],

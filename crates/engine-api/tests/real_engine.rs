@@ -16,28 +16,8 @@ use tokio_util::sync::CancellationToken;
 const ENGINE: &str = "/var/run/docker.sock";
 
 async fn docker(host: &str, config: &Path, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = tokio::process::Command::new("docker");
-    cmd.args(args)
-        .env("DOCKER_HOST", host)
-        .env("DOCKER_CONFIG", config)
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let Ok(Ok(out)) = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await else {
-        return (
-            false,
-            String::new(),
-            format!("docker {args:?} failed to run"),
-        );
-    };
-    let r = (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    eprintln!("$ docker {}\n{}{}", args.join(" "), r.1, r.2);
-    r
+    let o = common::docker_cli(host, config, args).await;
+    (o.ok, o.stdout, o.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

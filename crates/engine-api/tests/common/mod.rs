@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -467,4 +469,41 @@ pub fn process_container(id: &str, name: &str, running: bool) -> ContainerSummar
         status: Some(if running { "Up 1 second" } else { "Exited (0)" }.into()),
         ..Default::default()
     }
+}
+
+/// What a docker CLI run gave: success, stdout, stderr.
+pub struct CliOut {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the stock docker CLI against `host` with its own `config` dir (no context, no
+/// pinned API version), bounded at 60 s; the output is echoed for the test log.
+pub async fn docker_cli(host: &str, config: &Path, args: &[&str]) -> CliOut {
+    let mut cmd = tokio::process::Command::new("docker");
+    cmd.args(args)
+        .env("DOCKER_HOST", host)
+        .env("DOCKER_CONFIG", config)
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = match tokio::time::timeout(Duration::from_secs(60), cmd.output()).await {
+        Ok(Ok(out)) => out,
+        other => {
+            return CliOut {
+                ok: false,
+                stdout: String::new(),
+                stderr: format!("docker {args:?} failed to run: {other:?}"),
+            };
+        }
+    };
+    let o = CliOut {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!("$ docker {}\n{}{}", args.join(" "), o.stdout, o.stderr);
+    o
 }
