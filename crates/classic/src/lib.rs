@@ -2,6 +2,7 @@
 //! Engines. The manager keeps no state of its own; it places each container on an engine
 //! by a strategy and filters, with classic Swarm's documented semantics.
 
+pub mod api;
 pub mod discovery;
 pub mod engine;
 pub mod options;

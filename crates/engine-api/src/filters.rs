@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::error::ApiError;
 
-/// Decoded filters: key → values (with the boolean the modern form carries).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Decoded filters: key → values (with the boolean the modern form carries). Serializes
+/// to the modern form (`{"key":{"value":true}}`), for passing filters on to an engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Filters(BTreeMap<String, BTreeMap<String, bool>>);
 
 /// A malformed or unknown filter.
@@ -124,6 +125,14 @@ impl Filters {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Drops `key` and its values, returning them.
+    pub fn take(&mut self, key: &str) -> Vec<String> {
+        self.0
+            .remove(key)
+            .map(|m| m.into_keys().collect())
+            .unwrap_or_default()
     }
 
     /// Rejects keys outside `accepted` with the daemon's "invalid filter 'x'".

@@ -35,5 +35,5 @@ pub use decode::{DecodeError, decode_json, decode_service_spec};
 pub use error::ApiError;
 pub use filters::{FilterError, Filters, parse_filters};
 pub use router::ApiApp;
-pub use server::{ListenAddr, Listener, bind_all, serve};
+pub use server::{ListenAddr, Listener, bind_all, serve, serve_app};
 pub use swarm_request::{InitRequest, JoinRequest};

@@ -7,12 +7,17 @@
 //! with `Upgrade: tcp`, BuildKit's `/session` and `/grpc`) are answered with the engine's
 //! `101` and then spliced byte for byte.
 //!
+//! The same forwarding serves `swarmd manage` (classic Swarm), whose engines are reached over
+//! TCP: an upstream written `tcp://host:port` is dialled over TCP, anything else is a unix
+//! socket path.
+//!
 //! One deliberate change: the version prefix. The CLI talks to us at our newest version
 //! (1.50), but the engine may be older (Debian's docker.io 20.10 speaks 1.41) and would
 //! refuse "client version 1.50 is too new". The proxy learns the engine's version from its
 //! `/_ping` once and lowers newer prefixes to it; older prefixes pass unchanged.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 
 use axum::body::Body;
@@ -21,7 +26,7 @@ use axum::response::IntoResponse;
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -204,25 +209,32 @@ impl EngineProxy {
         &self,
         socket: &str,
     ) -> Result<hyper::client::conn::http1::SendRequest<Body>, ApiError> {
-        let stream = UnixStream::connect(socket).await.map_err(|e| {
+        let unreachable = |e: std::io::Error| {
+            let shown = if socket.starts_with("tcp://") {
+                socket.to_string()
+            } else {
+                format!("unix://{socket}")
+            };
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
-                format!("Cannot connect to the Docker Engine at unix://{socket}: {e}"),
+                format!("Cannot connect to the Docker Engine at {shown}: {e}"),
             )
-        })?;
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    format!("handshake with the Docker Engine at {socket} failed: {e}"),
-                )
-            })?;
+        };
+        let (sender, conn) = match socket.strip_prefix("tcp://") {
+            Some(addr) => {
+                let stream = TcpStream::connect(addr).await.map_err(unreachable)?;
+                let _ = stream.set_nodelay(true);
+                handshake(socket, stream).await?
+            }
+            None => {
+                let stream = UnixStream::connect(socket).await.map_err(unreachable)?;
+                handshake(socket, stream).await?
+            }
+        };
         let cancel = self.cancel.clone();
         self.tracker.spawn(async move {
             tokio::select! {
-                r = conn.with_upgrades() => {
+                r = conn => {
                     if let Err(e) = r {
                         tracing::debug!(error = %e, "engine connection ended");
                     }
@@ -261,6 +273,33 @@ impl EngineProxy {
         }
         Some(v)
     }
+}
+
+/// The HTTP/1 handshake over an open stream; the returned connection future drives it,
+/// upgrades included.
+async fn handshake<S>(
+    socket: &str,
+    stream: S,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Body>,
+        std::pin::Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>,
+    ),
+    ApiError,
+>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("handshake with the Docker Engine at {socket} failed: {e}"),
+            )
+        })?;
+    Ok((sender, Box::pin(conn.with_upgrades())))
 }
 
 /// Whether a request asks to switch protocols (`Connection: Upgrade` + `Upgrade: ...`).

@@ -129,9 +129,13 @@ impl ApiApp {
             proxy: Arc::new(EngineProxy::new(tracker, cancel.clone())),
             cancel,
         };
-        ApiApp {
-            router: routes(state),
-        }
+        ApiApp::from_router(routes(state))
+    }
+
+    /// Another route table (`swarmd manage`'s) behind the same version handling and
+    /// headers. Its handlers find the request's [`RequestVersion`] in the extensions.
+    pub fn from_router(router: Router) -> Self {
+        ApiApp { router }
     }
 }
 

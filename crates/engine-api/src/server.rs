@@ -125,11 +125,26 @@ pub async fn serve(
     backend: Arc<dyn Backend>,
     cancel: CancellationToken,
 ) -> io::Result<()> {
+    serve_app(
+        listeners,
+        |tracker, inner| ApiApp::new(backend, tracker, inner),
+        cancel,
+    )
+    .await
+}
+
+/// [`serve`] for any [`ApiApp`]: `make_app` gets the tracker that in-flight streams and
+/// upgrades must run on and the token that ends them at shutdown.
+pub async fn serve_app(
+    listeners: Vec<Listener>,
+    make_app: impl FnOnce(TaskTracker, CancellationToken) -> ApiApp,
+    cancel: CancellationToken,
+) -> io::Result<()> {
     let tracker = TaskTracker::new();
     // Our own child token: it also ends the proxy's splices and streams if serving stops
     // for another reason, without cancelling the caller's other work.
     let inner = cancel.child_token();
-    let app = ApiApp::new(backend, tracker.clone(), inner.clone());
+    let app = make_app(tracker.clone(), inner.clone());
     let mut sockets = Vec::new();
     let mut servers: Vec<std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>>> =
         Vec::new();

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Which executor runs this node's tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -18,8 +18,16 @@ pub enum ExecutorKind {
 
 /// swarmd: Docker Swarm, rebuilt in Rust. Drive it with the docker CLI.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "swarmd", version, about)]
+#[command(
+    name = "swarmd",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Where the Docker Engine API listens: unix://PATH or tcp://ADDR:PORT (repeatable).
     #[arg(short = 'H', long = "host", default_value = "unix:///run/swarmd.sock")]
     pub hosts: Vec<String>,
@@ -71,4 +79,78 @@ impl Args {
                     .then(|| self.engine_host.clone())
             })
     }
+}
+
+/// Other ways to run swarmd than a swarm-mode node.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Classic Swarm: serve one virtual Docker host over a pool of Docker Engines.
+    Manage(ManageCli),
+}
+
+/// `swarmd manage`, with classic Swarm's flags (`swarm manage --help`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ManageCli {
+    /// The engines: nodes://HOST:PORT,..., a bare HOST:PORT,... list, file://PATH (re-read
+    /// every heartbeat) or unix://PATH.
+    #[arg(env = "SWARM_DISCOVERY")]
+    pub discovery: Option<String>,
+
+    /// Where the Docker API listens: tcp://ADDR:PORT or unix://PATH (repeatable; default
+    /// tcp://127.0.0.1:2375).
+    #[arg(short = 'H', long = "host", env = "SWARM_HOST")]
+    pub hosts: Vec<String>,
+
+    /// Scheduling strategy: spread, binpack or random.
+    #[arg(long, env = "SWARM_STRATEGY")]
+    pub strategy: Option<String>,
+
+    /// Filters to apply (repeatable; default all: health, port, containerslots,
+    /// dependency, affinity, constraint, whitelist).
+    #[arg(short = 'f', long = "filter", env = "SWARM_FILTER")]
+    pub filters: Vec<String>,
+
+    /// How often a file:// discovery is re-read (Go duration, default 60s).
+    #[arg(long)]
+    pub heartbeat: Option<String>,
+
+    /// Shortest wait between two refreshes of an engine (default 30s).
+    #[arg(long = "engine-refresh-min-interval")]
+    pub engine_refresh_min_interval: Option<String>,
+
+    /// Longest wait between two refreshes of an engine (default 60s).
+    #[arg(long = "engine-refresh-max-interval")]
+    pub engine_refresh_max_interval: Option<String>,
+
+    /// Failed refreshes before an engine is flagged unhealthy (default 3).
+    #[arg(long = "engine-failure-retry")]
+    pub engine_failure_retry: Option<i64>,
+
+    /// Cluster options: swarm.overcommit=RATIO, swarm.createretry=N (repeatable).
+    #[arg(long = "cluster-opt")]
+    pub cluster_opts: Vec<String>,
+
+    /// Serve the API over TLS.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Serve the API over TLS and verify clients' certificates.
+    #[arg(long)]
+    pub tlsverify: bool,
+
+    /// CA clients' certificates must be signed by.
+    #[arg(long)]
+    pub tlscacert: Option<String>,
+
+    /// The API's certificate.
+    #[arg(long)]
+    pub tlscert: Option<String>,
+
+    /// The API's private key.
+    #[arg(long)]
+    pub tlskey: Option<String>,
+
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(short = 'l', long, default_value = "info")]
+    pub log_level: String,
 }

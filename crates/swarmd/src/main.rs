@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod dataplane;
 mod follow;
+mod manage;
 mod node;
 mod raft_glue;
 mod raft_spec;
@@ -131,6 +132,10 @@ async fn run() -> anyhow::Result<()> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     tokio::spawn(trim_heap());
     let args = cli::Args::parse();
+    if let Some(cli::Command::Manage(m)) = args.command {
+        init_tracing(&m.log_level);
+        return manage::run(m).await;
+    }
     init_tracing(&args.log_level);
     swarmd_pki::install_crypto_provider();
 

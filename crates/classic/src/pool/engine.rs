@@ -21,6 +21,8 @@ pub struct Engine {
     negotiated: bool,
     pub(super) node: Node,
     pub(super) health: EngineHealth,
+    /// `ServerVersion` from the last `/info`, for `docker info`'s per-engine block.
+    server_version: String,
 }
 
 impl Engine {
@@ -60,6 +62,7 @@ impl Engine {
             timeout,
             negotiated: false,
             health: EngineHealth::new(failure_retry),
+            server_version: String::new(),
         })
     }
 
@@ -74,6 +77,11 @@ impl Engine {
 
     pub fn health(&self) -> &EngineHealth {
         &self.health
+    }
+
+    /// The engine's `ServerVersion` as of the last full refresh.
+    pub fn server_version(&self) -> &str {
+        &self.server_version
     }
 
     /// Classic's periodic refresh: `/info`, every container (inspecting those
@@ -98,6 +106,7 @@ impl Engine {
         let info = self.call("GET /info", docker.info()).await?;
         let mut node = self.node.clone();
         node.apply_info(&info)?;
+        let server_version = info.server_version.clone().unwrap_or_default();
         let summaries = self
             .call(
                 "GET /containers/json",
@@ -134,6 +143,7 @@ impl Engine {
             .await?;
         node.set_images(&images);
         self.node = node;
+        self.server_version = server_version;
         Ok(())
     }
 

@@ -1,0 +1,144 @@
+//! `/containers/...`: the listing merged over the pool, a create scheduled onto one
+//! engine, and every other call forwarded to the engine that holds the container.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::Value;
+use swarmd_engine_api::ApiError;
+use swarmd_engine_api::engine_path::EnginePath;
+use swarmd_engine_api::version::RequestVersion;
+
+use super::path::container_path;
+use super::state::{ClassicState, upstream};
+use super::{create, json, lists, request_version};
+use crate::discovery::EngineAddr;
+
+/// Every `/containers/...` request.
+pub async fn containers(State(st): State<ClassicState>, req: Request) -> Response {
+    match route(&st, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route(st: &ClassicState, req: Request) -> Result<Response, ApiError> {
+    let version = request_version(&req);
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix("/containers/")
+        .unwrap_or_default()
+        .to_owned();
+    let method = req.method().clone();
+    match (rest.as_str(), &method) {
+        ("json", &Method::GET) => return lists::containers(st, req.uri(), &version).await,
+        ("create", &Method::POST) => return create::create(st, req, &version).await,
+        ("prune", &Method::POST) => {
+            return prune(st, "containers", "ContainersDeleted", req.uri(), &version).await;
+        }
+        _ => {}
+    }
+    let (name, action) = container_path(&rest);
+    let (addr, id) = locate(st, &name, &version).await?;
+    let mut segments = vec!["containers", id.as_str()];
+    if let Some(a) = action {
+        segments.extend(a.split('/'));
+    }
+    let mut path = EnginePath::new(segments);
+    if let Some(q) = req.uri().query() {
+        path = path.raw_query(q);
+    }
+    forward(st, &addr, req, &path.build(), &version).await
+}
+
+/// Sends `req` to the engine at `addr` under `path_and_query` (streams and upgrades
+/// included).
+pub async fn forward(
+    st: &ClassicState,
+    addr: &EngineAddr,
+    mut req: Request,
+    path_and_query: &str,
+    version: &RequestVersion,
+) -> Result<Response, ApiError> {
+    *req.uri_mut() = path_and_query
+        .parse::<Uri>()
+        .map_err(|e| ApiError::bad_request(format!("invalid request path: {e}")))?;
+    Ok(st.proxy.forward(&upstream(addr), req, version).await)
+}
+
+/// The engine and full ID of a container the client named: the pool's view first
+/// (classic's lookup: ID, Swarm ID, name, `<node>/<name>`, prefix), then, for one the view
+/// does not hold yet, the engines themselves.
+pub async fn locate(
+    st: &ClassicState,
+    name: &str,
+    version: &RequestVersion,
+) -> Result<(EngineAddr, String), ApiError> {
+    if let Some((addr, _, c)) = st.pool.find_container(name)
+        && !c.id.is_empty()
+    {
+        return Ok((addr, c.id));
+    }
+    let path = EnginePath::new(["containers", name, "json"]).build();
+    let answers = st.fan_out(Method::GET, &path, Bytes::new(), version).await;
+    for a in answers {
+        if let Ok((StatusCode::OK, body)) = a.result
+            && let Ok(v) = serde_json::from_slice::<Value>(&body)
+            && let Some(id) = v.get("Id").and_then(Value::as_str)
+        {
+            return Ok((a.engine.addr, id.to_owned()));
+        }
+    }
+    Err(ApiError::not_found(format!("No such container: {name}")))
+}
+
+/// `POST /{kind}/prune` on every engine; the reports (`deleted_key` lists and
+/// `SpaceReclaimed`) added up.
+pub async fn prune(
+    st: &ClassicState,
+    kind: &str,
+    deleted_key: &str,
+    uri: &Uri,
+    version: &RequestVersion,
+) -> Result<Response, ApiError> {
+    let path = EnginePath::new([kind, "prune"])
+        .raw_query(uri.query().unwrap_or_default())
+        .build();
+    let answers = st.fan_out(Method::POST, &path, Bytes::new(), version).await;
+    let mut deleted: Vec<Value> = Vec::new();
+    let mut reclaimed: u64 = 0;
+    for a in answers {
+        let (status, body) = a.result?;
+        if !status.is_success() {
+            return Err(engine_error(status, &body));
+        }
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if let Some(list) = v.get(deleted_key).and_then(Value::as_array) {
+            deleted.extend(list.iter().cloned());
+        }
+        reclaimed += v.get("SpaceReclaimed").and_then(Value::as_u64).unwrap_or(0);
+    }
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({deleted_key: deleted, "SpaceReclaimed": reclaimed}),
+    ))
+}
+
+/// An engine's error answer passed on with its status and message.
+pub fn engine_error(status: StatusCode, body: &[u8]) -> ApiError {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    ApiError::new(status, message)
+}
+
+/// A body-less response with `status`.
+pub fn empty(status: StatusCode) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    r
+}

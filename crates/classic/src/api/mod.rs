@@ -1,0 +1,121 @@
+//! `swarmd manage`'s Docker Engine API: one virtual Docker host over the pool.
+//!
+//! The route table mirrors classic Swarm's `api/router.go`: listings are merged over the
+//! engines (`lists.rs`), a create is scheduled onto one engine (`create.rs`), every call
+//! naming a container, exec instance, image, network or volume is forwarded to the engine
+//! that holds it (streams and connection upgrades spliced by engine-api's proxy), pulls
+//! and loads go to every engine, events from all engines are merged. Swarm-mode routes
+//! answer Docker's 404, as classic did. Version prefixes and the common headers come from
+//! engine-api's [`ApiApp`].
+
+mod containers;
+mod create;
+mod create_body;
+mod events;
+mod exec;
+mod fanout_stream;
+mod images;
+mod lists;
+mod objects;
+mod other;
+mod path;
+mod state;
+mod system;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use serde::Serialize;
+use swarmd_engine_api::ApiApp;
+use swarmd_engine_api::ApiError;
+use swarmd_engine_api::proxy::EngineProxy;
+use swarmd_engine_api::version::RequestVersion;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use state::ClassicState;
+
+use crate::options::ManageOptions;
+use crate::pool::Pool;
+use crate::scheduler::select::Scheduler;
+
+/// The API of a manager over `pool`; `tracker`/`cancel` are the server's (see
+/// `swarmd_engine_api::serve_app`).
+pub fn app(
+    pool: Arc<Pool>,
+    options: Arc<ManageOptions>,
+    hostname: String,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+) -> ApiApp {
+    let scheduler = Scheduler {
+        strategy: options.strategy,
+        filters: options.filters.clone(),
+        // Classic: int64(overcommitRatio * 100).
+        overcommit_percent: (options.cluster.overcommit * 100.0) as i64,
+    };
+    let st = ClassicState {
+        pool,
+        proxy: Arc::new(EngineProxy::new(tracker, cancel.clone())),
+        scheduler,
+        options,
+        hostname,
+        schedule_lock: Arc::new(Mutex::new(())),
+        cancel,
+    };
+    ApiApp::from_router(routes(st))
+}
+
+fn routes(st: ClassicState) -> Router {
+    let containers = any(containers::containers);
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/events", get(events::events))
+        .route("/containers/{*rest}", containers)
+        .route("/exec/{*rest}", any(exec::exec))
+        .route("/images/{*rest}", any(images::images))
+        .route("/networks", get(objects::networks))
+        .route("/networks/{*rest}", any(objects::networks))
+        .route("/volumes", get(objects::volumes))
+        .route("/volumes/{*rest}", any(objects::volumes))
+        .route("/build", post(other::build))
+        .route("/commit", post(other::commit))
+        .route("/auth", post(other::any_engine))
+        .route("/system/df", get(other::any_engine))
+        .route("/distribution/{*rest}", get(other::any_engine))
+        .fallback(page_not_found)
+        .method_not_allowed_fallback(page_not_found)
+        .with_state(st)
+}
+
+async fn page_not_found() -> ApiError {
+    ApiError::page_not_found()
+}
+
+/// The version prefix engine-api's [`ApiApp`] recorded for this request.
+fn request_version(req: &Request) -> RequestVersion {
+    req.extensions()
+        .get::<RequestVersion>()
+        .cloned()
+        .unwrap_or(RequestVersion { prefix: None })
+}
+
+/// A JSON answer.
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}

@@ -1,0 +1,221 @@
+//! The pool: one supervised task per discovered engine, the discovery re-read every
+//! heartbeat, and the containers being created (counted before any engine lists them).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::member::{self, EngineSnapshot};
+use crate::discovery::{Discovery, EngineAddr, RefreshIntervals, diff, parse_file_content};
+use crate::scheduler::model::{Container, Node};
+
+/// How the pool talks to its engines.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Bound on every call the refresh loop makes.
+    pub timeout: Duration,
+    pub failure_retry: u32,
+    pub refresh: RefreshIntervals,
+    /// `--heartbeat`: how often a `file://` discovery is re-read.
+    pub heartbeat: Duration,
+}
+
+/// A pending entry outlives its create by at most this long: by then the engine's events
+/// or a refresh have listed the container (or it is gone).
+const PENDING_TTL: Duration = Duration::from_secs(120);
+
+struct Member {
+    view: Arc<RwLock<EngineSnapshot>>,
+    cancel: CancellationToken,
+}
+
+struct Pending {
+    token: u64,
+    addr: EngineAddr,
+    container: Container,
+    since: Instant,
+}
+
+/// A container being created, held by the API until the create ends; see
+/// [`Pool::add_pending`].
+#[derive(Debug)]
+pub struct PendingToken(u64);
+
+/// The engines of `swarmd manage` and what it knows of them. Keeps no state of its own
+/// beyond that view: everything is read back from the engines.
+pub struct Pool {
+    config: PoolConfig,
+    members: RwLock<BTreeMap<EngineAddr, Member>>,
+    pending: Mutex<(u64, Vec<Pending>)>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Pool {
+    /// Starts the pool: reads the discovery now (a `file://` one again every heartbeat)
+    /// and keeps a task per engine until `cancel`.
+    pub fn start(config: PoolConfig, discovery: Discovery, cancel: CancellationToken) -> Arc<Self> {
+        let pool = Arc::new(Self {
+            config,
+            members: RwLock::new(BTreeMap::new()),
+            pending: Mutex::new((0, Vec::new())),
+            tracker: TaskTracker::new(),
+            cancel,
+        });
+        let p = pool.clone();
+        pool.tracker
+            .spawn(async move { p.discover(discovery).await });
+        pool
+    }
+
+    /// Waits for every engine task to end (after `cancel`).
+    pub async fn stopped(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    async fn discover(self: Arc<Self>, discovery: Discovery) {
+        loop {
+            match read_discovery(&discovery).await {
+                Ok(addrs) => self.set_engines(&addrs),
+                // Classic kept the pool it had when the file could not be read.
+                Err(e) => tracing::warn!(error = %e, "discovery unreadable; pool unchanged"),
+            }
+            if matches!(discovery, Discovery::Nodes(_)) {
+                return;
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(self.config.heartbeat) => {}
+            }
+        }
+    }
+
+    /// Makes the pool exactly `addrs`: new engines get a task, dropped ones lose theirs.
+    pub fn set_engines(&self, addrs: &[EngineAddr]) {
+        let Ok(mut members) = self.members.write() else {
+            return;
+        };
+        let current: Vec<EngineAddr> = members.keys().cloned().collect();
+        let change = diff(&current, addrs);
+        for addr in change.removed {
+            tracing::info!(engine = %addr, "engine left the discovery");
+            if let Some(m) = members.remove(&addr) {
+                m.cancel.cancel();
+            }
+        }
+        for addr in change.added {
+            tracing::info!(engine = %addr, "engine discovered");
+            let view = Arc::new(RwLock::new(EngineSnapshot::new(addr.clone())));
+            let cancel = self.cancel.child_token();
+            self.tracker.spawn(member::run(
+                addr.clone(),
+                view.clone(),
+                self.config,
+                cancel.clone(),
+            ));
+            members.insert(addr, Member { view, cancel });
+        }
+    }
+
+    /// Every engine as last seen, in address order.
+    pub fn engines(&self) -> Vec<EngineSnapshot> {
+        let Ok(members) = self.members.read() else {
+            return Vec::new();
+        };
+        members
+            .values()
+            .filter_map(|m| m.view.read().ok().map(|v| v.clone()))
+            .collect()
+    }
+
+    /// The scheduler's view: every engine's node with the containers being created on it
+    /// added (classic's pending containers). Entries the engine now lists, or too old,
+    /// are dropped here.
+    pub fn nodes(&self) -> Vec<(EngineAddr, Node)> {
+        let mut nodes: Vec<(EngineAddr, Node)> = self
+            .engines()
+            .into_iter()
+            .map(|e| (e.addr, e.node))
+            .collect();
+        let Ok(mut pending) = self.pending.lock() else {
+            return nodes;
+        };
+        pending.1.retain(|p| {
+            let Some((_, node)) = nodes.iter_mut().find(|(a, _)| *a == p.addr) else {
+                return false;
+            };
+            let listed = (!p.container.id.is_empty()
+                && node.containers.iter().any(|c| c.id == p.container.id))
+                || (!p.container.swarm_id().is_empty()
+                    && node
+                        .containers
+                        .iter()
+                        .any(|c| c.swarm_id() == p.container.swarm_id()));
+            if listed || p.since.elapsed() > PENDING_TTL {
+                return false;
+            }
+            node.containers.push(p.container.clone());
+            true
+        });
+        nodes
+    }
+
+    /// Counts `container` on `addr` from now until [`Pool::end_pending`] (failed create)
+    /// or until the engine lists it.
+    pub fn add_pending(&self, addr: &EngineAddr, container: Container) -> PendingToken {
+        let Ok(mut pending) = self.pending.lock() else {
+            return PendingToken(u64::MAX);
+        };
+        pending.0 += 1;
+        let token = pending.0;
+        pending.1.push(Pending {
+            token,
+            addr: addr.clone(),
+            container,
+            since: Instant::now(),
+        });
+        PendingToken(token)
+    }
+
+    /// The create succeeded: the pending entry gets the engine's container ID, so the
+    /// next call on it (`start` right after `create`) finds its engine at once.
+    pub fn pending_created(&self, token: &PendingToken, id: &str) {
+        if let Ok(mut pending) = self.pending.lock()
+            && let Some(p) = pending.1.iter_mut().find(|p| p.token == token.0)
+        {
+            p.container.id = id.to_owned();
+        }
+    }
+
+    /// The create failed: forget the pending entry.
+    pub fn end_pending(&self, token: PendingToken) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.1.retain(|p| p.token != token.0);
+        }
+    }
+
+    /// The engine holding `id_or_name` (classic's lookup, first engine that knows it).
+    pub fn find_container(&self, id_or_name: &str) -> Option<(EngineAddr, Node, Container)> {
+        self.nodes().into_iter().find_map(|(addr, node)| {
+            let c = node.container(id_or_name)?.clone();
+            Some((addr, node, c))
+        })
+    }
+}
+
+/// The engines a discovery names right now.
+async fn read_discovery(discovery: &Discovery) -> Result<Vec<EngineAddr>, String> {
+    match discovery {
+        Discovery::Nodes(addrs) => Ok(addrs.clone()),
+        Discovery::File(path) => {
+            let content = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| format!("reading {path}: {e}"))?;
+            parse_file_content(&content).map_err(|e| format!("{path}: {e}"))
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! `swarmd manage`: classic Swarm's manager (issue 16), one virtual Docker host over a
+//! pool of Docker Engines. It keeps no state: stopping it leaves every container running,
+//! and starting it again rebuilds its view from the engines.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use swarmd_classic::options::{ListenAddr, ManageArgs, ManageOptions};
+use swarmd_classic::pool::{Pool, PoolConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ManageCli;
+
+/// Bound on each call the pool's refresh makes to an engine: one hung engine is flagged
+/// unhealthy instead of stalling its refresh forever.
+const ENGINE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
+    let args = ManageArgs {
+        discovery: cli.discovery,
+        hosts: cli.hosts,
+        strategy: cli.strategy,
+        filters: cli.filters,
+        heartbeat: cli.heartbeat,
+        refresh_min: cli.engine_refresh_min_interval,
+        refresh_max: cli.engine_refresh_max_interval,
+        failure_retry: cli.engine_failure_retry,
+        cluster_opts: cli.cluster_opts,
+        tls: cli.tls,
+        tlsverify: cli.tlsverify,
+        tlscacert: cli.tlscacert,
+        tlscert: cli.tlscert,
+        tlskey: cli.tlskey,
+    };
+    let options = ManageOptions::from_args(&args)?;
+    if options.tls.is_some() {
+        // Refused rather than served in the clear.
+        bail!("--tls/--tlsverify are not supported by swarmd manage yet");
+    }
+    let hosts: Vec<String> = options
+        .hosts
+        .iter()
+        .map(|h| match h {
+            ListenAddr::Tcp(a) => format!("tcp://{a}"),
+            ListenAddr::Unix(p) => format!("unix://{p}"),
+        })
+        .collect();
+    let listeners = swarmd_engine_api::bind_all(&hosts)
+        .await
+        .context("binding the API listeners")?;
+    let cancel = CancellationToken::new();
+    let pool = Pool::start(
+        PoolConfig {
+            timeout: ENGINE_CALL_TIMEOUT,
+            failure_retry: options.failure_retry,
+            refresh: options.refresh,
+            heartbeat: options.heartbeat,
+        },
+        options.discovery.clone(),
+        cancel.clone(),
+    );
+    for h in &hosts {
+        println!("swarmd manage listening on {h}");
+    }
+    tracing::info!(
+        strategy = %options.strategy,
+        filters = ?options.filters,
+        "classic swarm manager started"
+    );
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let options = Arc::new(options);
+    let app_pool = pool.clone();
+    let server = tokio::spawn(swarmd_engine_api::serve_app(
+        listeners,
+        move |tracker, inner| swarmd_classic::api::app(app_pool, options, hostname, tracker, inner),
+        cancel.clone(),
+    ));
+    crate::wait_for_signal().await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), pool.stopped()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
