@@ -40,6 +40,7 @@ mod http;
 mod leak;
 mod machine;
 mod pool;
+mod registry;
 mod wait;
 
 pub use cmd::{CmdOutput, DEFAULT_CMD_TIMEOUT, docker_cli, run, run_with};
@@ -51,6 +52,7 @@ pub use http::{HttpResponse, unix_http};
 pub use leak::{MIN_SECRET_LEN, byte_forms, find_secret, find_secret_in_tree};
 pub use machine::{ENGINE_TCP_PORT, Machine, MachineBuilder};
 pub use pool::EnginePool;
+pub use registry::{REGISTRY_ADDR, REGISTRY_IMAGE};
 pub use wait::{wait_for, wait_for_async, wait_until, wait_until_async};
 
 use std::hash::{BuildHasher, RandomState};

@@ -62,6 +62,7 @@ use crate::cmd::{
 };
 use crate::engine::{engine_docker, isolate_cli};
 use crate::http::unix_http;
+use crate::registry::{Content, REGISTRY_ADDR, RegistryServer};
 
 mod builder;
 mod lifecycle;
@@ -93,6 +94,8 @@ pub struct Machine {
     dockerd: Option<Child>,
     /// How many times its engine was started (for the log's markers).
     starts: u32,
+    /// The registry in its namespace ([`MachineBuilder::registry`]).
+    registry: Option<RegistryServer>,
     /// Released once the veth is gone.
     _slash30: Slash30,
     /// Released last, once everything is removed (`None`: see [`MachineBuilder::host_lock`]).
@@ -144,6 +147,7 @@ impl Machine {
             dir,
             dockerd: None,
             starts: 0,
+            registry: None,
             _slash30: slash30,
             _turn: turn,
         };
@@ -289,7 +293,9 @@ impl Machine {
         }
     }
 
-    fn load_image(&self) -> anyhow::Result<()> {
+    /// Copies the test image from the host engine, and serves it from the machine's
+    /// registry if it has one.
+    fn load_image(&mut self) -> anyhow::Result<()> {
         let tar = self.dir.path().join("image.tar");
         let tar = tar.display().to_string();
         let saved = engine_docker(&["save", "-o", &tar, IMAGE]);
@@ -305,6 +311,25 @@ impl Machine {
                 "{}",
                 loaded.report("loading the test image into the machine")
             );
+        }
+        if self.opts.registry {
+            let dir = self.dir.path().join("registry");
+            std::fs::create_dir(&dir)?;
+            let out = Command::new("tar")
+                .args(["-x", "-f", &tar, "-C"])
+                .arg(&dir)
+                .output()
+                .context("running tar")?;
+            if !out.status.success() {
+                bail!(
+                    "extracting {tar}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let content = Content::from_save_dir(&dir)?;
+            let _ = std::fs::remove_dir_all(&dir);
+            let addr = REGISTRY_ADDR.parse()?;
+            self.registry = Some(RegistryServer::start(&self.name, addr, content)?);
         }
         let _ = std::fs::remove_file(&tar);
         Ok(())
@@ -449,6 +474,8 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
+        // Its sockets hold the namespace.
+        self.registry.take();
         if thread::panicking() {
             eprintln!(
                 "--- machine {} ({}) engine at the failure ---\n{}",

@@ -1,7 +1,8 @@
 //! A pool of Docker Engines for classic Swarm's tests (`swarmd manage` over several hosts):
 //! N [`Machine`]s, each its own network namespace with a dockerd reachable over TCP at
 //! `10.77.B.C:2375`, hostnames `node-0` .. `node-<N-1>`, per-engine daemon labels, the
-//! default bridge (plain `docker run`, `-p`), and no host-wide lock (several pools may live
+//! default bridge (plain `docker run`, `-p`), a registry in each namespace serving
+//! [`crate::REGISTRY_IMAGE`] (an image to pull), and no host-wide lock (several pools may live
 //! at once). The machines start in parallel; dropping the pool removes them all.
 //!
 //! ```no_run
@@ -49,6 +50,7 @@ impl EnginePool {
                             .hostname(format!("node-{i}"))
                             .tcp(true)
                             .default_bridge(true)
+                            .registry(true)
                             .host_lock(false);
                         for (k, v) in labels.iter() {
                             b = b.label(*k, *v);

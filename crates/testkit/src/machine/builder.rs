@@ -20,6 +20,7 @@ pub struct MachineBuilder {
     pub(super) tcp: bool,
     pub(super) host_lock: bool,
     pub(super) default_bridge: bool,
+    pub(super) registry: bool,
 }
 
 impl MachineBuilder {
@@ -31,6 +32,7 @@ impl MachineBuilder {
             tcp: false,
             host_lock: true,
             default_bridge: false,
+            registry: false,
         }
     }
 
@@ -68,6 +70,14 @@ impl MachineBuilder {
     /// swarm-mode tasks only join the overlay bridges). Plain `docker run` and `-p` need it.
     pub fn default_bridge(mut self, on: bool) -> Self {
         self.default_bridge = on;
+        self
+    }
+
+    /// Whether a read-only registry inside the namespace serves the test image as
+    /// [`crate::REGISTRY_IMAGE`] (see `registry.rs`), so the engine can pull an image it
+    /// lacks. Default: no.
+    pub fn registry(mut self, on: bool) -> Self {
+        self.registry = on;
         self
     }
 
