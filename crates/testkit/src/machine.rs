@@ -16,8 +16,8 @@
 //! `/run/docker` and `/etc/docker`), its own `--data-root`, `--exec-root`, `--pidfile`, API
 //! socket and `--cgroup-parent`, and its own managed containerd (dockerd's default, under the
 //! exec root). `--bridge none` by default: no `docker0` (tasks only join the per-overlay
-//! bridges the docker executor makes). The
-//! storage driver is the host engine's (what works on this file system).
+//! bridges the docker executor makes). The storage driver is the host engine's (what works
+//! on this file system).
 //!
 //! No registry is reachable, so the test image is the one the suite made locally
 //! (`scripts/ci-setup.sh`: `busybox:latest` imported from Debian's busybox-static), copied
@@ -27,9 +27,9 @@
 //! namespace has no default route. Names and addresses are random per machine (a netns name
 //! from [`crate::unique_name`], a /30 in 10.77.1.0–10.77.254.255 not used on the host nor
 //! held by another machine of the process: `machine/slash30.rs`), so parallel tests do not
-//! collide. Dropping a [`Machine`] (also during a panic) kills every
-//! process of the namespace and of its containers' cgroups, removes the cgroups, the veth,
-//! the namespace and the directories.
+//! collide. Dropping a [`Machine`] (also during a panic) kills every process of the
+//! namespace and of its containers' cgroups, removes the cgroups, the veth, the namespace
+//! and the directories.
 //!
 //! One overlay machine at a time per host: the tests run a node on the host too, whose VXLAN
 //! device for a network gets the swarm's VNI (4097 for every swarm's first network), and
@@ -41,8 +41,8 @@
 //! [`Machine::builder`] makes the other kind, for classic Swarm's pools of engines
 //! ([`crate::EnginePool`]): a chosen hostname (the engine's `Name`), daemon labels, a TCP
 //! listener on the machine's address, the default bridge (`docker0` inside the namespace),
-//! and no host-wide lock. Its engine can be killed, restarted on the same data root, and
-//! hung (`machine/lifecycle.rs`).
+//! a registry to pull from (`registry.rs`), and no host-wide lock. Any machine can be
+//! crashed and its engine restarted on the same data root, or hung (`machine/lifecycle.rs`).
 
 use std::io::Write as _;
 use std::net::Ipv4Addr;
@@ -297,15 +297,14 @@ impl Machine {
     /// registry if it has one.
     fn load_image(&mut self) -> anyhow::Result<()> {
         let tar = self.dir.path().join("image.tar");
-        let tar = tar.display().to_string();
-        let saved = engine_docker(&["save", "-o", &tar, IMAGE]);
+        let saved = engine_docker(&["save", "-o", &tar.display().to_string(), IMAGE]);
         if !saved.success() {
             bail!(
                 "{}",
                 saved.report("saving the test image from the host engine")
             );
         }
-        let loaded = self.docker(&["load", "-q", "-i", &tar]);
+        let loaded = self.docker(&["load", "-q", "-i", &tar.display().to_string()]);
         if !loaded.success() {
             bail!(
                 "{}",
@@ -313,21 +312,7 @@ impl Machine {
             );
         }
         if self.opts.registry {
-            let dir = self.dir.path().join("registry");
-            std::fs::create_dir(&dir)?;
-            let out = Command::new("tar")
-                .args(["-x", "-f", &tar, "-C"])
-                .arg(&dir)
-                .output()
-                .context("running tar")?;
-            if !out.status.success() {
-                bail!(
-                    "extracting {tar}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            let content = Content::from_save_dir(&dir)?;
-            let _ = std::fs::remove_dir_all(&dir);
+            let content = Content::from_docker_save(&tar, &self.dir.path().join("registry"))?;
             let addr = REGISTRY_ADDR.parse()?;
             self.registry = Some(RegistryServer::start(&self.name, addr, content)?);
         }

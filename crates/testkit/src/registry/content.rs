@@ -1,8 +1,9 @@
-//! What the registry serves: the repositories, tags, manifests and blobs of a directory
-//! `docker save` wrote (extracted), read once into memory (the test image is 2 MB).
+//! What the registry serves: the repositories, tags, manifests and blobs of an archive
+//! `docker save` wrote, read once into memory (the test image is 2 MB).
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::Command;
 
 use anyhow::{Context as _, bail};
 use axum::body::Bytes;
@@ -31,6 +32,30 @@ pub(crate) struct Content {
 }
 
 impl Content {
+    /// Reads the archive `docker save` wrote at `tar`, extracting it into `scratch` (a
+    /// directory to make; removed again).
+    pub(crate) fn from_docker_save(tar: &Path, scratch: &Path) -> anyhow::Result<Content> {
+        std::fs::create_dir(scratch).with_context(|| format!("creating {}", scratch.display()))?;
+        let out = Command::new("tar")
+            .arg("-x")
+            .arg("-f")
+            .arg(tar)
+            .arg("-C")
+            .arg(scratch)
+            .output()
+            .context("running tar")?;
+        if !out.status.success() {
+            bail!(
+                "extracting {}: {}",
+                tar.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let content = Content::from_save_dir(scratch);
+        let _ = std::fs::remove_dir_all(scratch);
+        content
+    }
+
     /// Reads an extracted `docker save` archive: `manifest.json` lists, per image, its
     /// config file, its layer tars (bottom first) and its `name:tag`s.
     pub(crate) fn from_save_dir(dir: &Path) -> anyhow::Result<Content> {
