@@ -221,3 +221,27 @@ fn an_engine_pulls_from_its_registry_and_is_refused_an_unknown_repository() {
          manifest unknown: manifest unknown"
     );
 }
+
+/// No host-wide lock, and everything per namespace: two pools (each with a `node-0` and a
+/// registry on 127.0.0.1:5000) live at once in one process.
+#[test]
+#[ignore = "needs root and dockerd: scripts/test runs it"]
+fn two_pools_live_side_by_side() {
+    require_machines();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| EnginePool::plain(1));
+        let b = s.spawn(|| EnginePool::plain(1));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let (a, b) = (a.expect("pool A starts"), b.expect("pool B starts"));
+    assert_ne!(a.addrs(), b.addrs());
+    for pool in [&a, &b] {
+        let name = pool
+            .machine(0)
+            .docker_tcp(&["info", "--format", "{{.Name}}"])
+            .ok();
+        assert_eq!(name.stdout_trimmed(), "node-0");
+        // Its own registry answers (the pull stops after the manifest: same image).
+        pool.machine(0).docker_tcp(&["pull", REGISTRY_IMAGE]).ok();
+    }
+}
