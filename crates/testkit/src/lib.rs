@@ -12,7 +12,9 @@
 //! - [`engine_available`], [`engine_docker`], [`cleanup_engine_containers`]: access to the host's
 //!   real Docker Engine, which the docker executor drives.
 //! - [`Machine`]: a second "machine" (a network namespace with its own Docker Engine, on a
-//!   veth to the host) for tests whose traffic must cross between hosts.
+//!   veth to the host) for tests whose traffic must cross between hosts; [`MachineBuilder`]
+//!   for one with a hostname, labels and a TCP listener.
+//! - [`EnginePool`]: several such engines at once, reachable over TCP, for classic Swarm.
 //! - [`unique_name`]: collision-free names for services, secrets, networks, ...
 //! - [`find_secret`] / [`find_secret_in_tree`]: a secret in any encoding (raw, hex, base64,
 //!   JSON number array), for tests that prove none is left in plaintext.
@@ -37,6 +39,8 @@ mod engine;
 mod http;
 mod leak;
 mod machine;
+mod pool;
+mod registry;
 mod wait;
 
 pub use cmd::{CmdOutput, DEFAULT_CMD_TIMEOUT, docker_cli, run, run_with};
@@ -46,7 +50,9 @@ pub use engine::{
 };
 pub use http::{HttpResponse, unix_http};
 pub use leak::{MIN_SECRET_LEN, byte_forms, find_secret, find_secret_in_tree};
-pub use machine::Machine;
+pub use machine::{ENGINE_TCP_PORT, Machine, MachineBuilder};
+pub use pool::EnginePool;
+pub use registry::{REGISTRY_ADDR, REGISTRY_IMAGE};
 pub use wait::{wait_for, wait_for_async, wait_until, wait_until_async};
 
 use std::hash::{BuildHasher, RandomState};

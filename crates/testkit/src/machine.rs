@@ -15,9 +15,9 @@
 //! interfaces, with the host's cgroup hierarchies bound back in; private `/run/containerd`,
 //! `/run/docker` and `/etc/docker`), its own `--data-root`, `--exec-root`, `--pidfile`, API
 //! socket and `--cgroup-parent`, and its own managed containerd (dockerd's default, under the
-//! exec root). `--bridge none`: no `docker0` (tasks only join the per-overlay bridges the
-//! docker executor makes), so nothing in it can clash with the host's engine networks. The
-//! storage driver is the host engine's (what works on this file system).
+//! exec root). `--bridge none` by default: no `docker0` (tasks only join the per-overlay
+//! bridges the docker executor makes). The storage driver is the host engine's (what works
+//! on this file system).
 //!
 //! No registry is reachable, so the test image is the one the suite made locally
 //! (`scripts/ci-setup.sh`: `busybox:latest` imported from Debian's busybox-static), copied
@@ -25,23 +25,29 @@
 //!
 //! Nothing leaves the machine: the only route into the namespace is the veth's /30, and the
 //! namespace has no default route. Names and addresses are random per machine (a netns name
-//! from [`crate::unique_name`], a /30 in 10.77.1.0–10.77.254.255 not used on the host), so
-//! parallel tests do not collide. Dropping a [`Machine`] (also during a panic) kills every
-//! process of the namespace and of its containers' cgroups, removes the cgroups, the veth,
-//! the namespace and the directories.
+//! from [`crate::unique_name`], a /30 in 10.77.1.0–10.77.254.255 not used on the host nor
+//! held by another machine of the process: `machine/slash30.rs`), so parallel tests do not
+//! collide. Dropping a [`Machine`] (also during a panic) kills every process of the
+//! namespace and of its containers' cgroups, removes the cgroups, the veth, the namespace
+//! and the directories.
 //!
-//! One machine at a time per host: the tests run a node on the host too, whose VXLAN
+//! One overlay machine at a time per host: the tests run a node on the host too, whose VXLAN
 //! device for a network gets the swarm's VNI (4097 for every swarm's first network), and
 //! the kernel allows one VXLAN device per VNI and UDP port in a network namespace ("A
 //! VXLAN device with the specified VNI already exists"). Two tests' host nodes would take
 //! turns anyway, through failed links and retries that eat their waits; an exclusive lock
 //! on a file in /tmp, held while the [`Machine`] lives, makes the turns explicit.
+//!
+//! [`Machine::builder`] makes the other kind, for classic Swarm's pools of engines
+//! ([`crate::EnginePool`]): a chosen hostname (the engine's `Name`), daemon labels, a TCP
+//! listener on the machine's address, the default bridge (`docker0` inside the namespace),
+//! a registry to pull from (`registry.rs`), and no host-wide lock. Any machine can be
+//! crashed and its engine restarted on the same data root, or hung (`machine/lifecycle.rs`).
 
-use std::hash::{BuildHasher, RandomState};
+use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -56,6 +62,14 @@ use crate::cmd::{
 };
 use crate::engine::{engine_docker, isolate_cli};
 use crate::http::unix_http;
+use crate::registry::{Content, REGISTRY_ADDR, RegistryServer};
+
+mod builder;
+mod lifecycle;
+mod slash30;
+
+pub use builder::{ENGINE_TCP_PORT, MachineBuilder};
+use slash30::Slash30;
 
 /// The image every test task uses; loaded into each machine's engine.
 const IMAGE: &str = "busybox:latest";
@@ -74,23 +88,49 @@ pub struct Machine {
     addr: Ipv4Addr,
     /// The cgroup parent of its containers (one directory per hierarchy).
     cgroup: String,
+    /// How it was asked for (hostname, labels, listeners, bridge).
+    opts: MachineBuilder,
     dir: TempDir,
     dockerd: Option<Child>,
-    /// Released last, once everything is removed.
-    _turn: Flock<std::fs::File>,
+    /// How many times its engine was started (for the log's markers).
+    starts: u32,
+    /// The registry in its namespace ([`MachineBuilder::registry`]).
+    registry: Option<RegistryServer>,
+    /// Released once the veth is gone.
+    _slash30: Slash30,
+    /// Released last, once everything is removed (`None`: see [`MachineBuilder::host_lock`]).
+    _turn: Option<Flock<std::fs::File>>,
 }
 
 impl Machine {
     /// Makes the namespace and the veth, starts the engine, waits until it answers and loads
     /// the test image. `prefix` starts the namespace's name and hostname. Needs root,
     /// iproute2, util-linux (nsenter, unshare) and docker.io (`scripts/ci-setup.sh`).
+    ///
+    /// The overlay tests' machine: API on a unix socket only, `--bridge none`, the host-wide
+    /// lock held. [`Machine::builder`] makes others.
     pub fn start(prefix: &str) -> anyhow::Result<Machine> {
-        let turn = take_turn()?;
-        let name = crate::unique_name(prefix);
+        Machine::builder(prefix).start()
+    }
+
+    /// A machine with other settings (hostname, labels, a TCP listener, the default bridge,
+    /// no host-wide lock); `prefix` starts the namespace's name.
+    pub fn builder(prefix: &str) -> MachineBuilder {
+        MachineBuilder::new(prefix)
+    }
+
+    fn start_with(opts: MachineBuilder) -> anyhow::Result<Machine> {
+        let turn = if opts.host_lock {
+            Some(take_turn()?)
+        } else {
+            None
+        };
+        let name = crate::unique_name(&opts.prefix);
         let suffix = name.rsplit('-').next().unwrap_or(&name);
         // IFNAMSIZ: at most 15 bytes.
         let host_if: String = format!("swmh{suffix}").chars().take(15).collect();
-        let (host_addr, addr) = free_slash30()?;
+        let slash30 = Slash30::reserve()?;
+        let (host_addr, addr) = (slash30.host(), slash30.machine());
         // Short: unix socket paths (the engine's, containerd's under the exec root) must fit
         // in 108 bytes.
         let dir = tempfile::Builder::new()
@@ -103,13 +143,18 @@ impl Machine {
             host_if,
             host_addr,
             addr,
+            opts,
             dir,
             dockerd: None,
+            starts: 0,
+            registry: None,
+            _slash30: slash30,
             _turn: turn,
         };
         // From here on, Drop undoes whatever was made.
         m.wire()?;
-        m.start_engine()?;
+        m.make_dirs()?;
+        m.launch_engine()?;
         m.load_image()?;
         Ok(m)
     }
@@ -136,7 +181,7 @@ impl Machine {
         Ok(())
     }
 
-    fn start_engine(&mut self) -> anyhow::Result<()> {
+    fn make_dirs(&self) -> anyhow::Result<()> {
         let d = self.dir.path();
         for sub in [
             "data",
@@ -149,23 +194,29 @@ impl Machine {
             std::fs::create_dir(d.join(sub))?;
         }
         std::fs::write(d.join("daemon.json"), "{}\n")?;
+        Ok(())
+    }
+
+    /// Starts dockerd in the namespace (on the machine's data root, so a restart finds the
+    /// containers made before) and waits until it answers.
+    fn launch_engine(&mut self) -> anyhow::Result<()> {
+        let d = self.dir.path();
         let driver = engine_docker(&["info", "--format", "{{.Driver}}"])
             .ok()
             .stdout_trimmed()
             .to_string();
         let p = |s: &str| d.join(s).display().to_string();
-        let dockerd = [
-            "exec /usr/sbin/dockerd".to_string(),
-            format!("-H {}", self.engine_host()),
-            format!("--data-root {}", p("data")),
-            format!("--exec-root {}", p("exec")),
-            format!("--pidfile {}", p("dockerd.pid")),
-            format!("--config-file {}", p("daemon.json")),
-            format!("--cgroup-parent /{}", self.cgroup),
-            "--bridge none".to_string(),
-            format!("--storage-driver {driver}"),
-        ]
-        .join(" ");
+        let mut dockerd = vec![
+            "/usr/sbin/dockerd".to_string(),
+            format!("-H={}", self.engine_host()),
+            format!("--data-root={}", p("data")),
+            format!("--exec-root={}", p("exec")),
+            format!("--pidfile={}", p("dockerd.pid")),
+            format!("--config-file={}", p("daemon.json")),
+            format!("--cgroup-parent=/{}", self.cgroup),
+            format!("--storage-driver={driver}"),
+        ];
+        dockerd.extend(self.opts.dockerd_args(self.addr));
         let script = [
             format!("mount --rbind /sys/fs/cgroup {}", p("cg")),
             "mount -t sysfs sysfs /sys".to_string(),
@@ -174,11 +225,23 @@ impl Machine {
             format!("mount --bind {} /run/containerd", p("run-containerd")),
             format!("mount --bind {} /run/docker", p("run-docker")),
             format!("mount --bind {} /etc/docker", p("etc-docker")),
-            format!("hostname {}", self.name),
-            dockerd,
+            // Checked by MachineBuilder::start: no quoting needed.
+            format!("hostname {}", self.hostname()),
+            // dockerd's arguments come as sh's own ("$@"): labels need no quoting.
+            "exec \"$@\"".to_string(),
         ]
         .join(" && ");
-        let log = std::fs::File::create(d.join("dockerd.log"))?;
+        self.starts += 1;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("dockerd.log"))?;
+        writeln!(
+            log,
+            "=== swarmd-testkit: engine start #{}: {}",
+            self.starts,
+            dockerd.join(" ")
+        )?;
         // nsenter and unshare exec (no fork for these namespaces) and so does `sh -c exec`:
         // the child's pid is dockerd's.
         let child = Command::new("nsenter")
@@ -191,7 +254,8 @@ impl Machine {
                 "--propagation",
                 "private",
             ])
-            .args(["--", "sh", "-c", &script])
+            .args(["--", "sh", "-c", &script, "sh"])
+            .args(&dockerd)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -229,31 +293,50 @@ impl Machine {
         }
     }
 
-    fn load_image(&self) -> anyhow::Result<()> {
+    /// Copies the test image from the host engine, and serves it from the machine's
+    /// registry if it has one.
+    fn load_image(&mut self) -> anyhow::Result<()> {
         let tar = self.dir.path().join("image.tar");
-        let tar = tar.display().to_string();
-        let saved = engine_docker(&["save", "-o", &tar, IMAGE]);
+        let saved = engine_docker(&["save", "-o", &tar.display().to_string(), IMAGE]);
         if !saved.success() {
             bail!(
                 "{}",
                 saved.report("saving the test image from the host engine")
             );
         }
-        let loaded = self.docker(&["load", "-q", "-i", &tar]);
+        let loaded = self.docker(&["load", "-q", "-i", &tar.display().to_string()]);
         if !loaded.success() {
             bail!(
                 "{}",
                 loaded.report("loading the test image into the machine")
             );
         }
+        if self.opts.registry {
+            let content = Content::from_docker_save(&tar, &self.dir.path().join("registry"))?;
+            let addr = REGISTRY_ADDR.parse()?;
+            self.registry = Some(RegistryServer::start(&self.name, addr, content)?);
+        }
         let _ = std::fs::remove_file(&tar);
         Ok(())
     }
 
-    /// The network namespace's name (also the engine's hostname): pass it to
-    /// [`crate::DaemonBuilder::netns`].
+    /// The network namespace's name: pass it to [`crate::DaemonBuilder::netns`].
     pub fn netns(&self) -> &str {
         &self.name
+    }
+
+    /// The engine's hostname (its `Name` in `/info`): [`MachineBuilder::hostname`], else the
+    /// namespace's name.
+    pub fn hostname(&self) -> &str {
+        self.opts.hostname.as_deref().unwrap_or(&self.name)
+    }
+
+    /// `10.77.B.C:2375`, where the engine listens for TCP (an entry of classic Swarm's
+    /// discovery list), if it was asked to ([`MachineBuilder::tcp`]).
+    pub fn tcp_addr(&self) -> Option<String> {
+        self.opts
+            .tcp
+            .then(|| format!("{}:{ENGINE_TCP_PORT}", self.addr))
     }
 
     /// The host's end of the veth: give it to a node on the host as `--node-addr`.
@@ -276,11 +359,26 @@ impl Machine {
         format!("unix://{}", self.socket().display())
     }
 
-    /// Runs the docker CLI against the machine's engine.
+    /// Runs the docker CLI against the machine's engine (through its unix socket).
     #[track_caller]
     pub fn docker(&self, args: &[&str]) -> CmdOutput {
+        self.docker_at(&self.engine_host(), args)
+    }
+
+    /// Runs the docker CLI against the machine's engine through its TCP listener, the way
+    /// classic Swarm reaches it. Panics if the machine has none ([`MachineBuilder::tcp`]).
+    #[track_caller]
+    pub fn docker_tcp(&self, args: &[&str]) -> CmdOutput {
+        let addr = self
+            .tcp_addr()
+            .unwrap_or_else(|| panic!("machine {} has no TCP listener", self.name));
+        self.docker_at(&format!("tcp://{addr}"), args)
+    }
+
+    #[track_caller]
+    fn docker_at(&self, host: &str, args: &[&str]) -> CmdOutput {
         let mut cmd = Command::new(docker_cli());
-        cmd.args(["-H", &self.engine_host()]).args(args);
+        cmd.args(["-H", host]).args(args);
         isolate_cli(&mut cmd, &self.config_dir());
         run_inner(
             cmd,
@@ -327,6 +425,23 @@ impl Machine {
         pids
     }
 
+    /// SIGKILLs every process of the machine at once (a graceful engine stop would wait
+    /// for each container's stop timeout), again for processes forked meanwhile, for up to
+    /// 10 s. Returns the processes still there then.
+    fn kill_everything(&self) -> Vec<i32> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() || Instant::now() >= deadline {
+                return pids;
+            }
+            for pid in pids {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The machine's cgroup in each hierarchy (v1: one per controller; v2: one).
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let base = Path::new("/sys/fs/cgroup");
@@ -344,6 +459,8 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
+        // Its sockets hold the namespace.
+        self.registry.take();
         if thread::panicking() {
             eprintln!(
                 "--- machine {} ({}) engine at the failure ---\n{}",
@@ -352,21 +469,12 @@ impl Drop for Machine {
                 self.engine_log_tail()
             );
         }
-        // SIGKILL everything at once (a graceful engine stop would wait for each
-        // container's stop timeout); repeat for processes forked meanwhile.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let pids = self.pids();
-            if pids.is_empty() || Instant::now() >= deadline {
-                if !pids.is_empty() {
-                    eprintln!("machine {}: processes survive SIGKILL: {pids:?}", self.name);
-                }
-                break;
-            }
-            for pid in pids {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            thread::sleep(Duration::from_millis(20));
+        let survivors = self.kill_everything();
+        if !survivors.is_empty() {
+            eprintln!(
+                "machine {}: processes survive SIGKILL: {survivors:?}",
+                self.name
+            );
         }
         if let Some(mut child) = self.dockerd.take() {
             let _ = child.kill();
@@ -442,66 +550,9 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The two usable addresses of a random /30 in 10.77.1.0–10.77.254.255 that no interface
-/// of the host has an address in.
-fn free_slash30() -> anyhow::Result<(Ipv4Addr, Ipv4Addr)> {
-    let out = Command::new("ip")
-        .args(["-4", "-o", "addr", "show"])
-        .output()
-        .context("running ip (iproute2)")?;
-    let used: Vec<Ipv4Addr> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|w| w.split('/').next()?.parse().ok())
-        .collect();
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    for _ in 0..64 {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let r = RandomState::new().hash_one((std::process::id(), n, "slash30"));
-        let (host, ns) = slash30_of(r);
-        let base = u32::from(host) & !3;
-        if !used.iter().any(|a| u32::from(*a) & !3 == base) {
-            return Ok((host, ns));
-        }
-    }
-    bail!("no free /30 in 10.77.0.0/16 on this host")
-}
-
-/// The /30 a random number picks: 10.77.B.4C+1 (host end) and +2 (the machine).
-fn slash30_of(r: u64) -> (Ipv4Addr, Ipv4Addr) {
-    let b = 1 + (r % 254) as u8;
-    let c = ((r >> 8) % 64) as u8;
-    (
-        Ipv4Addr::new(10, 77, b, 4 * c + 1),
-        Ipv4Addr::new(10, 77, b, 4 * c + 2),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slash30s_stay_in_10_77_and_off_its_first_block() {
-        for r in [
-            0u64,
-            1,
-            253,
-            254,
-            255,
-            256,
-            0xffff,
-            u64::MAX,
-            0x1234_5678_9abc,
-        ] {
-            let (h, n) = slash30_of(r);
-            let (ho, no) = (h.octets(), n.octets());
-            assert_eq!(&ho[..2], &[10, 77]);
-            assert!((1..=254).contains(&ho[2]), "{h}");
-            assert_eq!(ho[3] % 4, 1, "{h}: the first usable address of a /30");
-            assert_eq!(u32::from(n), u32::from(h) + 1);
-            assert_eq!(no[2], ho[2]);
-        }
-    }
 
     #[test]
     fn walk_lists_the_tree() {
