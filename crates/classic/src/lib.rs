@@ -7,3 +7,4 @@ pub mod engine;
 pub mod options;
 pub mod pool;
 pub mod scheduler;
+pub mod view;

@@ -1,0 +1,68 @@
+//! What the virtual Docker host answers (issue 16 item 4), as pure functions: the router
+//! (crate::api) does the I/O, forwarding a call to the engines of the pool, and hands the
+//! engines' answers here to be merged the way classic Swarm's `api/handlers.go` did.
+//! Nothing here dials, reads the clock or the environment; the caller passes all of it in.
+//!
+//! How the router is meant to call them:
+//! - `GET /info`: build one [`EngineSnapshot`] per engine known to the pool (pending ones
+//!   too) from [`crate::pool::Engine`], and call [`info::info`] with the manager's own
+//!   [`ManagerHost`] and [`info::ManagerRole`].
+//! - `GET /version`: [`version::version`] with the same [`ManagerHost`].
+//! - `GET /containers/json`: parse the query into [`containers::ListQuery`] (taking the
+//!   [`containers::MANAGER_FILTERS`] out of `filters`), call each healthy engine with
+//!   [`containers::ListQuery::engine_query`], then [`containers::merge`] the answers.
+//! - `GET /containers/{id}/json`: [`resolve::resolve_container`] then
+//!   [`resolve::check_healthy`], forward the inspect to that engine with the full ID, and
+//!   pass the answer to [`inspect::container_inspect`].
+//! - `GET /images/json`, `GET /networks`, `GET /volumes`: forward to every healthy
+//!   engine with the `node` filter taken out; merge with [`images::merge`],
+//!   [`networks::merge`], [`volumes::merge`].
+//! - `GET /events`: for each event an engine streams, send [`events::pool_event`]; for
+//!   the manager's own engine transitions, [`events::engine_event`].
+//! - `POST /containers/create` and rename: [`resolve::check_name_available`] first.
+
+pub mod info;
+mod sort;
+mod units;
+pub mod version;
+
+pub use info::{EngineSnapshot, ManagerHost};
+
+use crate::scheduler::model::Node;
+
+/// Which engine an answer came from: what classic's `Node` object and its event `node`
+/// field show of an engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineRef {
+    /// Classic's engine ID, `<engine ID>|<addr>` ([`crate::engine::info::node_id`]).
+    pub id: String,
+    /// The engine's name (its `/info` Name, the host name).
+    pub name: String,
+    /// The address the manager dials, `host:port`.
+    pub addr: String,
+    /// The IP of `addr`'s host, resolved by the caller; shown in place of `0.0.0.0` in
+    /// published ports, so a client can reach them.
+    pub ip: String,
+}
+
+impl EngineRef {
+    /// The reference to `node`, whose address resolved to `ip`.
+    pub fn new(node: &Node, ip: impl Into<String>) -> Self {
+        EngineRef {
+            id: node.id.clone(),
+            name: node.name.clone(),
+            addr: node.addr.clone(),
+            ip: ip.into(),
+        }
+    }
+}
+
+/// Each engine's answer to one list call, with the engine it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineAnswer<T> {
+    pub engine: EngineRef,
+    pub answer: T,
+}
+
+#[cfg(test)]
+mod testutil;
