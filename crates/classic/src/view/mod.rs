@@ -22,6 +22,7 @@
 //! - `POST /containers/create` and rename: [`resolve::check_name_available`] first.
 
 pub mod info;
+pub mod resolve;
 mod sort;
 mod units;
 pub mod version;
