@@ -21,7 +21,9 @@
 //!   the manager's own engine transitions, [`events::engine_event`].
 //! - `POST /containers/create` and rename: [`resolve::check_name_available`] first.
 
+pub mod containers;
 pub mod info;
+pub mod inspect;
 pub mod resolve;
 mod sort;
 mod units;
