@@ -22,12 +22,16 @@
 //! - `POST /containers/create` and rename: [`resolve::check_name_available`] first.
 
 pub mod containers;
+pub mod events;
+pub mod images;
 pub mod info;
 pub mod inspect;
+pub mod networks;
 pub mod resolve;
 mod sort;
 mod units;
 pub mod version;
+pub mod volumes;
 
 pub use info::{EngineSnapshot, ManagerHost};
 
