@@ -18,7 +18,7 @@
 
 use std::cmp::Ordering;
 
-use bollard_stubs::models::ContainerSummary;
+use bollard_stubs::models::{ContainerSummary, PortSummary};
 use regex::Regex;
 
 use super::{EngineAnswer, EngineRef};
@@ -132,10 +132,18 @@ fn pool_view(c: &ContainerSummary, engine: &EngineRef, host_down: bool) -> Conta
     if let Some(names) = &c.names {
         c.names = Some(aggregated_names(&engine.name, names));
     }
-    for p in c.ports.iter_mut().flatten() {
-        if let Some(ip) = &p.ip {
-            p.ip = Some(published_ip(ip, &engine.ip));
+    if let Some(ports) = &mut c.ports {
+        let mut shown: Vec<PortSummary> = Vec::with_capacity(ports.len());
+        for mut p in ports.drain(..) {
+            if let Some(ip) = &p.ip {
+                p.ip = Some(published_ip(ip, &engine.ip));
+            }
+            // `0.0.0.0` and `::` both become the engine's IP: list the port once.
+            if !shown.contains(&p) {
+                shown.push(p);
+            }
         }
+        *ports = shown;
     }
     if host_down {
         c.status = Some(HOST_DOWN.to_string());

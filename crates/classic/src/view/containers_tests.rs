@@ -79,7 +79,8 @@ fn ports_on_all_interfaces_show_the_engine_ip() {
     let ips: Vec<Option<&str>> = ports.iter().map(|p| p.ip.as_deref()).collect();
     assert_eq!(
         ips,
-        [Some("10.0.0.1"), Some("10.0.0.1"), Some("127.0.0.1"), None]
+        [Some("10.0.0.1"), Some("127.0.0.1"), None],
+        "0.0.0.0 and :: bindings of one port are listed once"
     );
 }
 
