@@ -23,6 +23,7 @@ use regex::Regex;
 
 use super::{EngineAnswer, EngineRef};
 use crate::engine::names::{aggregated_names, published_ip};
+use crate::scheduler::model::Node;
 
 /// Filter keys the router takes out of `filters` and passes in [`ListQuery`].
 pub const MANAGER_FILTERS: [&str; 3] = ["node", "before", "since"];
@@ -45,7 +46,9 @@ pub struct ListQuery {
     pub since: Option<Bound>,
 }
 
-/// A container a `before`/`since` filter names.
+/// A container a `before`/`since` filter names. Its `Created` is in the merged list when
+/// no forwarded filter left it out; otherwise its engine gives it for
+/// `/containers/json?all=1&filters={"id":["<id>"]}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bound {
     pub id: String,
@@ -124,6 +127,30 @@ pub fn merge(query: &ListQuery, answers: &[EngineAnswer<Listing>]) -> Vec<Contai
 /// the same second (classic's order among those was arbitrary).
 fn key(c: &ContainerSummary) -> (i64, &str) {
     (c.created.unwrap_or(0), c.id.as_deref().unwrap_or(""))
+}
+
+/// What the manager last saw of an unreachable engine's containers, as a listing with
+/// `host_down` (classic kept showing them, with Status "Host Down"). Only what the
+/// scheduler keeps is known: ID, names, image, labels, state; no creation time, so they
+/// list after the reachable engines' containers.
+pub fn cached_listing(node: &Node) -> Listing {
+    let containers = node
+        .containers
+        .iter()
+        .filter(|c| !c.id.is_empty())
+        .map(|c| ContainerSummary {
+            id: Some(c.id.clone()),
+            names: Some(c.names.clone()),
+            image: Some(c.image.clone()),
+            labels: Some(c.labels.clone()),
+            state: serde_json::from_value(serde_json::Value::String(c.state.clone())).ok(),
+            ..Default::default()
+        })
+        .collect();
+    Listing {
+        containers,
+        host_down: true,
+    }
 }
 
 /// One engine's container as the pool lists it.

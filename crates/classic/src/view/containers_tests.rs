@@ -175,3 +175,38 @@ fn unreachable_engines_show_host_down_with_all_only() {
         }
     );
 }
+
+#[test]
+fn an_unreachable_engine_lists_what_the_manager_last_saw() {
+    let mut n = crate::view::testutil::node("node-2", "10.0.0.2");
+    n.containers = vec![
+        crate::view::testutil::container("c9", "old", "exited"),
+        crate::scheduler::model::Container::default(),
+    ];
+    n.containers[0].image = "busybox".into();
+    let listing = cached_listing(&n);
+    assert!(listing.host_down);
+    assert_eq!(
+        listing.containers.len(),
+        1,
+        "a pending create is not listed"
+    );
+    let mut answers = pool();
+    answers.push(EngineAnswer {
+        engine: engine("node-2", "10.0.0.2"),
+        answer: listing,
+    });
+    let all = ListQuery {
+        all: true,
+        ..Default::default()
+    };
+    let list = merge(&all, &answers);
+    let last = list.last().unwrap();
+    assert_eq!(last.names.as_ref().unwrap(), &["/node-2/old"]);
+    assert_eq!(last.status.as_deref(), Some("Host Down"));
+    assert_eq!(last.image.as_deref(), Some("busybox"));
+    assert_eq!(
+        last.state,
+        Some(bollard_stubs::models::ContainerSummaryStateEnum::EXITED)
+    );
+}

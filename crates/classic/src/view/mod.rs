@@ -10,7 +10,8 @@
 //! - `GET /version`: [`version::version`] with the same [`ManagerHost`].
 //! - `GET /containers/json`: parse the query into [`containers::ListQuery`] (taking the
 //!   [`containers::MANAGER_FILTERS`] out of `filters`), call each healthy engine with
-//!   [`containers::ListQuery::engine_query`], then [`containers::merge`] the answers.
+//!   [`containers::ListQuery::engine_query`] (an unhealthy engine: not called, its
+//!   [`containers::cached_listing`] instead), then [`containers::merge`] the answers.
 //! - `GET /containers/{id}/json`: [`resolve::resolve_container`] then
 //!   [`resolve::check_healthy`], forward the inspect to that engine with the full ID, and
 //!   pass the answer to [`inspect::container_inspect`].
