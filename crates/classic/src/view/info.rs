@@ -95,6 +95,11 @@ pub fn system_status(
 
 /// The pool's `/info`. `events_listeners` is the number of `/events` clients,
 /// `system_time` the manager's clock in RFC 3339 with nanoseconds.
+///
+/// Totals are over validated engines, unhealthy ones included, as classic's: containers
+/// by state, images per engine (an image on two engines counts twice; untagged ones not
+/// at all: the node keeps no digests, so an image pulled by digest only is missed), and
+/// NCPU and MemTotal with the overcommit the scheduler offers.
 pub fn info(
     host: &ManagerHost,
     role: &ManagerRole,

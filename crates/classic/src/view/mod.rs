@@ -12,15 +12,20 @@
 //!   [`containers::MANAGER_FILTERS`] out of `filters`), call each healthy engine with
 //!   [`containers::ListQuery::engine_query`] (an unhealthy engine: not called, its
 //!   [`containers::cached_listing`] instead), then [`containers::merge`] the answers.
-//! - `GET /containers/{id}/json`: [`resolve::resolve_container`] then
-//!   [`resolve::check_healthy`], forward the inspect to that engine with the full ID, and
-//!   pass the answer to [`inspect::container_inspect`].
+//! - `GET /containers/{id}/json`: [`resolve::resolve_healthy`] (classic refused a
+//!   container on an unhealthy engine), forward the inspect to that engine with the full
+//!   ID, and pass the answer to [`inspect::container_inspect`]. Every other container
+//!   endpoint resolves the same way before it is forwarded.
 //! - `GET /images/json`, `GET /networks`, `GET /volumes`: forward to every healthy
 //!   engine with the `node` filter taken out; merge with [`images::merge`],
 //!   [`networks::merge`], [`volumes::merge`].
 //! - `GET /events`: for each event an engine streams, send [`events::pool_event`]; for
-//!   the manager's own engine transitions, [`events::engine_event`].
-//! - `POST /containers/create` and rename: [`resolve::check_name_available`] first.
+//!   the manager's own engine transitions, [`events::engine_event`]. (Classic ignored
+//!   `filters` and `since` here; forwarding them to the engines' streams does better.)
+//! - `POST /containers/create` and rename: [`resolve::check_name_available`] first, over
+//!   the nodes with the creates in flight added ([`Node::add_pending`]).
+//!
+//! Errors carry classic's texts; [`resolve::ResolveError::status`] gives the HTTP status.
 
 pub mod containers;
 pub mod events;
