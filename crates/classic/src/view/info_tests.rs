@@ -1,8 +1,11 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::discovery::EngineState;
 use crate::scheduler::filter::FilterKind;
+use crate::scheduler::model::Node;
 use crate::scheduler::strategy::Strategy;
+use crate::view::status::*;
 use crate::view::testutil::*;
 
 fn at(secs: u64) -> Option<SystemTime> {

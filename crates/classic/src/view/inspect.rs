@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::EngineRef;
-use super::info::engine_labels;
+use super::status::engine_labels;
 use crate::engine::names::published_ip;
 use crate::scheduler::model::Node;
 

@@ -6,7 +6,7 @@
 //! How the router is meant to call them:
 //! - `GET /info`: build one [`EngineSnapshot`] per engine known to the pool (pending ones
 //!   too) from [`crate::pool::Engine`], and call [`info::info`] with the manager's own
-//!   [`ManagerHost`] and [`info::ManagerRole`].
+//!   [`ManagerHost`] and [`ManagerRole`].
 //! - `GET /version`: [`version::version`] with the same [`ManagerHost`].
 //! - `GET /containers/json`: parse the query into [`containers::ListQuery`] (taking the
 //!   [`containers::MANAGER_FILTERS`] out of `filters`), call each healthy engine with
@@ -35,11 +35,12 @@ pub mod inspect;
 pub mod networks;
 pub mod resolve;
 mod sort;
+pub mod status;
 mod units;
 pub mod version;
 pub mod volumes;
 
-pub use info::{EngineSnapshot, ManagerHost};
+pub use status::{EngineSnapshot, ManagerRole};
 
 use crate::scheduler::model::Node;
 
@@ -68,6 +69,30 @@ impl EngineRef {
             ip: ip.into(),
         }
     }
+}
+
+/// The manager itself, for `/info` and `/version`: values the caller reads from the
+/// host and the build, so these functions stay pure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManagerHost {
+    /// The manager's host name (`<unknown>` if it cannot be read, as classic).
+    pub hostname: String,
+    /// The manager host's kernel (`<unknown>` if it cannot be read, as classic).
+    pub kernel_version: String,
+    /// `linux`, `amd64`... (classic showed Go's GOOS and GOARCH).
+    pub os: String,
+    pub arch: String,
+    /// swarmd's version; shown as `swarm/<version>` like classic's.
+    pub version: String,
+    pub git_commit: String,
+    /// The API versions swarmd speaks (swarmd_engine_api::version's constants).
+    pub api_version: String,
+    pub min_api_version: String,
+    pub debug: bool,
+    /// The manager's `http_proxy`, `https_proxy`, `no_proxy`.
+    pub http_proxy: String,
+    pub https_proxy: String,
+    pub no_proxy: String,
 }
 
 /// Each engine's answer to one list call, with the engine it came from.

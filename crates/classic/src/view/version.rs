@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::info::ManagerHost;
+use super::ManagerHost;
 
 /// Classic's `Platform.Name`.
 pub const PLATFORM: &str = "Docker Swarm - Community";
