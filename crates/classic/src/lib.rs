@@ -8,3 +8,4 @@ pub mod engine;
 pub mod options;
 pub mod pool;
 pub mod scheduler;
+pub mod view;
