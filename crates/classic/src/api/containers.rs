@@ -12,9 +12,12 @@ use swarmd_engine_api::engine_path::EnginePath;
 use swarmd_engine_api::version::RequestVersion;
 
 use super::path::container_path;
-use super::state::{ClassicState, upstream};
+use super::state::{ClassicState, engine_ref, upstream};
 use super::{create, json, lists, request_version};
 use crate::discovery::EngineAddr;
+use crate::scheduler::model::Node;
+use crate::view::inspect::container_inspect;
+use crate::view::resolve::{ResolveError, resolve_healthy};
 
 /// Every `/containers/...` request.
 pub async fn containers(State(st): State<ClassicState>, req: Request) -> Response {
@@ -51,6 +54,9 @@ async fn route(st: &ClassicState, req: Request) -> Result<Response, ApiError> {
     if let Some(q) = req.uri().query() {
         path = path.raw_query(q);
     }
+    if method == Method::GET && action == Some("json") {
+        return inspect(st, &addr, &path.build(), &version).await;
+    }
     forward(st, &addr, req, &path.build(), &version).await
 }
 
@@ -70,17 +76,28 @@ pub async fn forward(
 }
 
 /// The engine and full ID of a container the client named: the pool's view first
-/// (classic's lookup: ID, Swarm ID, name, `<node>/<name>`, prefix), then, for one the view
-/// does not hold yet, the engines themselves.
+/// (classic's lookup over the pool, refusing a container on an unhealthy engine), then,
+/// for one the view does not hold yet, the engines themselves.
 pub async fn locate(
     st: &ClassicState,
     name: &str,
     version: &RequestVersion,
 ) -> Result<(EngineAddr, String), ApiError> {
-    if let Some((addr, _, c)) = st.pool.find_container(name)
-        && !c.id.is_empty()
-    {
-        return Ok((addr, c.id));
+    let nodes = st.pool.nodes();
+    let refs: Vec<&Node> = nodes.iter().map(|(_, n)| n).collect();
+    match resolve_healthy(&refs, name) {
+        Ok(found) => {
+            if let Some((addr, _)) = nodes.iter().find(|(_, n)| n.addr == found.node.addr) {
+                return Ok((addr.clone(), found.id().to_owned()));
+            }
+        }
+        Err(e @ ResolveError::NotFound(_)) => tracing::debug!(error = %e, "not in the pool's view"),
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                e.to_string(),
+            ));
+        }
     }
     let path = EnginePath::new(["containers", name, "json"]).build();
     let answers = st.fan_out(Method::GET, &path, Bytes::new(), version).await;
@@ -93,6 +110,30 @@ pub async fn locate(
         }
     }
     Err(ApiError::not_found(format!("No such container: {name}")))
+}
+
+/// `GET /containers/{id}/json`: the engine's answer with classic's `Node` object.
+async fn inspect(
+    st: &ClassicState,
+    addr: &EngineAddr,
+    path: &str,
+    version: &RequestVersion,
+) -> Result<Response, ApiError> {
+    let (status, body) = st
+        .call(addr, Method::GET, path, Bytes::new(), version)
+        .await?;
+    if status != StatusCode::OK {
+        return Err(engine_error(status, &body));
+    }
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, format!("engine answer: {e}")))?;
+    let Some(engine) = st.pool.engines().into_iter().find(|e| e.addr == *addr) else {
+        return Ok(json(StatusCode::OK, &v));
+    };
+    Ok(json(
+        StatusCode::OK,
+        &container_inspect(v, &engine_ref(&engine), &engine.node),
+    ))
 }
 
 /// `POST /{kind}/prune` on every engine; the reports (`deleted_key` lists and

@@ -25,7 +25,8 @@ use super::create_body::{body_for_engine, request_from_body};
 use super::state::{ClassicState, upstream};
 use crate::discovery::EngineAddr;
 use crate::scheduler::extract::{AFFINITIES_LABEL, constraints, extract, label_list};
-use crate::scheduler::model::{Container, Request as SchedRequest, SWARM_ID_LABEL};
+use crate::scheduler::model::{Container, Node, Request as SchedRequest, SWARM_ID_LABEL};
+use crate::view::resolve::check_name_available;
 
 /// Largest create body accepted (the daemon has no limit; this only stops abuse).
 const MAX_BODY: usize = 4 << 20;
@@ -121,18 +122,9 @@ impl Create<'_> {
         let (addr, ncpu, token) = {
             let _lock = self.st.schedule_lock.lock().await;
             let nodes = self.st.pool.nodes();
-            if !self.name.is_empty() {
-                let wanted = format!("/{}", self.name);
-                if nodes
-                    .iter()
-                    .any(|(_, n)| n.containers.iter().any(|c| c.names.contains(&wanted)))
-                {
-                    return Err(ApiError::conflict(format!(
-                        "Conflict: The name {0} is already assigned. You have to delete (or rename) that container to be able to assign {0} to a container again.",
-                        self.name
-                    )));
-                }
-            }
+            let refs: Vec<&Node> = nodes.iter().map(|(_, n)| n).collect();
+            check_name_available(&refs, self.name)
+                .map_err(|e| ApiError::conflict(e.to_string()))?;
             let only: Vec<_> = nodes.iter().map(|(_, n)| n.clone()).collect();
             let ranked = self
                 .st

@@ -1,70 +1,77 @@
-//! Listings merged over the pool: every healthy engine asked at once, each answer tagged
-//! with its engine the way classic showed it.
+//! Listings merged over the pool: every healthy engine asked at once, the answers merged
+//! by [`crate::view`] the way classic showed them.
 
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
+use bollard_stubs::models::{ContainerSummary, ImageSummary};
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use swarmd_engine_api::ApiError;
 use swarmd_engine_api::engine_path::EnginePath;
 use swarmd_engine_api::filters::{Filters, parse_filters};
-
 use swarmd_engine_api::query::QueryParams;
 use swarmd_engine_api::version::RequestVersion;
 
 use super::json;
-use super::state::{Answer, ClassicState};
-use crate::discovery::EngineAddr;
-use crate::engine::names::{aggregated_names, local_resource_name, published_ip};
-use crate::pool::EngineSnapshot;
+use super::state::{ClassicState, engine_ref};
+use crate::discovery::EngineState;
+use crate::scheduler::model::Node;
+use crate::view::containers::{Bound, ListQuery, Listing, cached_listing, merge};
+use crate::view::resolve::resolve_container;
+use crate::view::{EngineAnswer, images, networks, volumes};
 
-/// The client's query with the `node` filter taken out (the engines do not know it).
-pub struct SplitQuery {
-    pub forwarded: String,
-    pub nodes: Vec<String>,
+/// The query's `filters`, decoded (none: empty).
+fn filters_of(q: &QueryParams) -> Result<Filters, ApiError> {
+    match q.get("filters") {
+        Some(f) if !f.is_empty() => {
+            parse_filters(f).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+        _ => Ok(Filters::default()),
+    }
 }
 
-pub fn split_node_filter(raw: &str) -> Result<SplitQuery, ApiError> {
-    let q = QueryParams::parse(raw);
-    let mut nodes = Vec::new();
-    let mut path = EnginePath::new(["x"]);
+/// `path?query` with `filters` replaced by `filters` (left out when empty) and `drop`ped
+/// keys removed.
+fn engine_target(path: &str, q: &QueryParams, filters: &Filters, drop: &[&str]) -> String {
+    let mut p = EnginePath::new(path.trim_start_matches('/').split('/'));
     for (k, v) in &q.0 {
-        if k == "filters" {
-            let mut f = parse_filters(v).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            nodes = f.take("node");
-            if !f.is_empty() {
-                path = path.query("filters", &filters_json(&f));
-            }
-        } else {
-            path = path.query(k, v);
+        if k != "filters" && !drop.contains(&k.as_str()) {
+            p = p.query(k, v);
         }
     }
-    let built = path.build();
-    let forwarded = built
-        .split_once('?')
-        .map(|(_, q)| q.to_owned())
-        .unwrap_or_default();
-    Ok(SplitQuery { forwarded, nodes })
-}
-
-fn filters_json(f: &Filters) -> String {
-    serde_json::to_string(f).unwrap_or_default()
-}
-
-/// Whether an engine passes a `node` filter (by name or ID; no filter passes all).
-pub fn node_matches(nodes: &[String], engine: &EngineSnapshot) -> bool {
-    nodes.is_empty()
-        || nodes
-            .iter()
-            .any(|n| *n == engine.node.name || *n == engine.node.id)
-}
-
-/// The IP clients reach an engine at (its discovery host).
-pub fn engine_ip(addr: &EngineAddr) -> String {
-    match addr {
-        EngineAddr::Tcp { host, .. } => host.clone(),
-        EngineAddr::Unix(_) => "127.0.0.1".to_owned(),
+    if !filters.is_empty() {
+        p = p.query(
+            "filters",
+            &serde_json::to_string(filters).unwrap_or_default(),
+        );
     }
+    p.build()
+}
+
+/// Each healthy engine's 200 answer to `target`, decoded.
+async fn answers<T: DeserializeOwned>(
+    st: &ClassicState,
+    target: &str,
+    version: &RequestVersion,
+) -> Vec<EngineAnswer<T>> {
+    st.fan_out(Method::GET, target, Bytes::new(), version)
+        .await
+        .into_iter()
+        .filter_map(|a| match a.result {
+            Ok((StatusCode::OK, body)) => match serde_json::from_slice::<T>(&body) {
+                Ok(answer) => Some(EngineAnswer {
+                    engine: engine_ref(&a.engine),
+                    answer,
+                }),
+                Err(e) => {
+                    tracing::warn!(engine = %a.engine.addr, error = %e, "unreadable engine answer");
+                    None
+                }
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// `GET /containers/json`.
@@ -73,160 +80,148 @@ pub async fn containers(
     uri: &Uri,
     version: &RequestVersion,
 ) -> Result<Response, ApiError> {
-    let split = split_node_filter(uri.query().unwrap_or_default())?;
     let q = QueryParams::parse(uri.query().unwrap_or_default());
+    let mut filters = filters_of(&q)?;
+    let node = filters.take("node");
+    let before = filters.take("before");
+    let since = filters.take("since");
     let limit = q
         .get("limit")
         .and_then(|l| l.parse::<i64>().ok())
         .filter(|l| *l > 0)
-        .or_else(|| q.bool("latest").then_some(1));
-    let path = format!("/containers/json?{}", split.forwarded);
-    let answers = st.fan_out(Method::GET, &path, Bytes::new(), version).await;
-    let mut all: Vec<Value> = Vec::new();
-    for (engine, list) in ok_lists(answers) {
-        if !node_matches(&split.nodes, &engine) {
-            continue;
-        }
-        let ip = engine_ip(&engine.addr);
-        for mut c in list {
-            tag_container(&mut c, &engine.node.name, &ip);
-            all.push(c);
-        }
+        .and_then(|l| usize::try_from(l).ok());
+    let mut query = ListQuery {
+        all: q.bool("all"),
+        limit,
+        node,
+        before: None,
+        since: None,
+    };
+    query.before = bound(st, before.first(), version).await?;
+    query.since = bound(st, since.first(), version).await?;
+    let eq = query.engine_query();
+    let mut target = EnginePath::new(["containers", "json"]);
+    if eq.all {
+        target = target.query("all", "1");
     }
-    all.sort_by_key(|c| std::cmp::Reverse(c.get("Created").and_then(Value::as_i64).unwrap_or(0)));
-    if let Some(l) = limit {
-        all.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+    if let Some(l) = eq.limit {
+        target = target.query("limit", &l.to_string());
     }
-    Ok(json(StatusCode::OK, &all))
-}
-
-/// One listed container as the virtual host shows it.
-fn tag_container(c: &mut Value, node: &str, ip: &str) {
-    if let Some(names) = c.get("Names").and_then(Value::as_array) {
-        let names: Vec<String> = names
-            .iter()
-            .filter_map(|n| n.as_str().map(str::to_owned))
+    if q.bool("size") {
+        target = target.query("size", "1");
+    }
+    if !filters.is_empty() {
+        target = target.query(
+            "filters",
+            &serde_json::to_string(&filters).unwrap_or_default(),
+        );
+    }
+    let mut listings: Vec<EngineAnswer<Listing>> =
+        answers::<Vec<ContainerSummary>>(st, &target.build(), version)
+            .await
+            .into_iter()
+            .map(|a| EngineAnswer {
+                engine: a.engine,
+                answer: Listing {
+                    containers: a.answer,
+                    host_down: false,
+                },
+            })
             .collect();
-        c["Names"] = Value::from(aggregated_names(node, &names));
-    }
-    if let Some(ports) = c.get_mut("Ports").and_then(Value::as_array_mut) {
-        for p in ports {
-            if let Some(pip) = p.get("IP").and_then(Value::as_str) {
-                let shown = published_ip(pip, ip);
-                p["IP"] = Value::from(shown);
-            }
+    // Classic kept listing an unreachable engine's containers, as "Host Down".
+    for e in st.pool.engines() {
+        if e.state == EngineState::Unhealthy {
+            listings.push(EngineAnswer {
+                engine: engine_ref(&e),
+                answer: cached_listing(&e.node),
+            });
         }
     }
+    Ok(json(StatusCode::OK, &merge(&query, &listings)))
 }
 
-/// The engines that answered 200 with a JSON array.
-fn ok_lists(answers: Vec<Answer>) -> Vec<(EngineSnapshot, Vec<Value>)> {
-    answers
-        .into_iter()
-        .filter_map(|a| match a.result {
-            Ok((StatusCode::OK, body)) => match serde_json::from_slice::<Value>(&body) {
-                Ok(Value::Array(list)) => Some((a.engine, list)),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect()
+/// A `before`/`since` filter's container with its `Created`, asked of its engine.
+async fn bound(
+    st: &ClassicState,
+    reference: Option<&String>,
+    version: &RequestVersion,
+) -> Result<Option<Bound>, ApiError> {
+    let Some(reference) = reference else {
+        return Ok(None);
+    };
+    let nodes = st.pool.nodes();
+    let refs: Vec<&Node> = nodes.iter().map(|(_, n)| n).collect();
+    let found = resolve_container(&refs, reference).map_err(|e| {
+        ApiError::new(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::NOT_FOUND),
+            e.to_string(),
+        )
+    })?;
+    let id = found.id().to_owned();
+    let Some((addr, _)) = nodes.iter().find(|(_, n)| n.addr == found.node.addr) else {
+        return Err(ApiError::not_found(format!(
+            "No such container: {reference}"
+        )));
+    };
+    let target = EnginePath::new(["containers", "json"])
+        .query("all", "1")
+        .query("filters", &serde_json::json!({"id": [id]}).to_string())
+        .build();
+    let (status, body) = st
+        .call(addr, Method::GET, &target, Bytes::new(), version)
+        .await?;
+    let created = if status == StatusCode::OK {
+        serde_json::from_slice::<Vec<ContainerSummary>>(&body)
+            .ok()
+            .and_then(|l| l.into_iter().find(|c| c.id.as_deref() == Some(&id)))
+            .and_then(|c| c.created)
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    Ok(Some(Bound { id, created }))
 }
 
-/// `GET /images/json`: every engine's images, one entry per image ID (classic merged
-/// an image present on several engines).
+/// `GET /images/json`.
 pub async fn images(
     st: &ClassicState,
     uri: &Uri,
     version: &RequestVersion,
 ) -> Result<Response, ApiError> {
-    let split = split_node_filter(uri.query().unwrap_or_default())?;
-    let path = format!("/images/json?{}", split.forwarded);
-    let answers = st.fan_out(Method::GET, &path, Bytes::new(), version).await;
-    let mut out: Vec<Value> = Vec::new();
-    for (engine, list) in ok_lists(answers) {
-        if !node_matches(&split.nodes, &engine) {
-            continue;
-        }
-        for img in list {
-            let id = img.get("Id").cloned();
-            if out.iter().any(|o| o.get("Id") == id.as_ref()) {
-                continue;
-            }
-            out.push(img);
-        }
-    }
-    out.sort_by_key(|i| std::cmp::Reverse(i.get("Created").and_then(Value::as_i64).unwrap_or(0)));
-    Ok(json(StatusCode::OK, &out))
+    let q = QueryParams::parse(uri.query().unwrap_or_default());
+    let mut filters = filters_of(&q)?;
+    let node = filters.take("node");
+    let target = engine_target("/images/json", &q, &filters, &[]);
+    let got = answers::<Vec<ImageSummary>>(st, &target, version).await;
+    Ok(json(StatusCode::OK, &images::merge(&node, &got)))
 }
 
-/// `GET /networks`: local networks as `<node>/<name>`; one entry per network ID.
+/// `GET /networks`.
 pub async fn networks(
     st: &ClassicState,
     uri: &Uri,
     version: &RequestVersion,
 ) -> Result<Response, ApiError> {
-    let split = split_node_filter(uri.query().unwrap_or_default())?;
-    let path = format!("/networks?{}", split.forwarded);
-    let answers = st.fan_out(Method::GET, &path, Bytes::new(), version).await;
-    let mut out: Vec<Value> = Vec::new();
-    for (engine, list) in ok_lists(answers) {
-        if !node_matches(&split.nodes, &engine) {
-            continue;
-        }
-        for mut n in list {
-            if n.get("Scope").and_then(Value::as_str) == Some("local")
-                && let Some(name) = n.get("Name").and_then(Value::as_str)
-            {
-                n["Name"] = Value::from(local_resource_name(&engine.node.name, name));
-            }
-            out.push(n);
-        }
-    }
-    Ok(json(StatusCode::OK, &out))
+    let q = QueryParams::parse(uri.query().unwrap_or_default());
+    let mut filters = filters_of(&q)?;
+    let node = filters.take("node");
+    let target = engine_target("/networks", &q, &filters, &[]);
+    let got = answers::<Vec<Value>>(st, &target, version).await;
+    Ok(json(StatusCode::OK, &networks::merge(&node, &got)))
 }
 
-/// `GET /volumes`: local volumes as `<node>/<name>`.
+/// `GET /volumes`.
 pub async fn volumes(
     st: &ClassicState,
     uri: &Uri,
     version: &RequestVersion,
 ) -> Result<Response, ApiError> {
-    let split = split_node_filter(uri.query().unwrap_or_default())?;
-    let path = format!("/volumes?{}", split.forwarded);
-    let answers = st.fan_out(Method::GET, &path, Bytes::new(), version).await;
-    let mut volumes: Vec<Value> = Vec::new();
-    let mut warnings: Vec<Value> = Vec::new();
-    for a in answers {
-        let engine = a.engine;
-        let Ok((StatusCode::OK, body)) = a.result else {
-            continue;
-        };
-        if !node_matches(&split.nodes, &engine) {
-            continue;
-        }
-        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        for mut vol in v
-            .get("Volumes")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-        {
-            if vol.get("Scope").and_then(Value::as_str) != Some("global")
-                && let Some(name) = vol.get("Name").and_then(Value::as_str)
-            {
-                vol["Name"] = Value::from(local_resource_name(&engine.node.name, name));
-            }
-            volumes.push(vol);
-        }
-        if let Some(w) = v.get("Warnings").and_then(Value::as_array) {
-            warnings.extend(w.iter().cloned());
-        }
-    }
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({"Volumes": volumes, "Warnings": warnings}),
-    ))
+    let q = QueryParams::parse(uri.query().unwrap_or_default());
+    let mut filters = filters_of(&q)?;
+    let node = filters.take("node");
+    let target = engine_target("/volumes", &q, &filters, &[]);
+    let got = answers::<Value>(st, &target, version).await;
+    Ok(json(StatusCode::OK, &volumes::merge(&node, &got)))
 }
 
 #[cfg(test)]
@@ -235,33 +230,27 @@ mod tests {
 
     #[test]
     fn node_filter_is_taken_out_and_the_rest_forwarded() {
-        let s = split_node_filter(
+        let q = QueryParams::parse(
             "all=1&filters=%7B%22node%22%3A%7B%22node-1%22%3Atrue%7D%2C%22status%22%3A%7B%22running%22%3Atrue%7D%7D",
-        )
-        .unwrap();
-        assert_eq!(s.nodes, ["node-1"]);
-        assert!(s.forwarded.starts_with("all=1&filters="));
-        let q = QueryParams::parse(&s.forwarded);
-        let f = parse_filters(q.get("filters").unwrap()).unwrap();
-        assert!(!f.contains("node"));
-        assert_eq!(f.get("status"), ["running"]);
+        );
+        let mut f = filters_of(&q).unwrap();
+        assert_eq!(f.take("node"), ["node-1"]);
+        let target = engine_target("/images/json", &q, &f, &[]);
+        assert!(
+            target.starts_with("/images/json?all=1&filters="),
+            "{target}"
+        );
+        let fq = QueryParams::parse(target.split_once('?').unwrap().1);
+        let forwarded = parse_filters(fq.get("filters").unwrap()).unwrap();
+        assert!(!forwarded.contains("node"));
+        assert_eq!(forwarded.get("status"), ["running"]);
     }
 
     #[test]
     fn only_node_filter_leaves_no_filters() {
-        let s = split_node_filter("filters=%7B%22node%22%3A%5B%22n%22%5D%7D").unwrap();
-        assert_eq!(s.nodes, ["n"]);
-        assert_eq!(s.forwarded, "");
-    }
-
-    #[test]
-    fn listed_names_and_ports_name_the_engine() {
-        let mut c = serde_json::json!({
-            "Names": ["/web"],
-            "Ports": [{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"}]
-        });
-        tag_container(&mut c, "node-1", "10.0.0.1");
-        assert_eq!(c["Names"], serde_json::json!(["/node-1/web"]));
-        assert_eq!(c["Ports"][0]["IP"], "10.0.0.1");
+        let q = QueryParams::parse("filters=%7B%22node%22%3A%5B%22n%22%5D%7D");
+        let mut f = filters_of(&q).unwrap();
+        assert_eq!(f.take("node"), ["n"]);
+        assert_eq!(engine_target("/networks", &q, &f, &[]), "/networks");
     }
 }

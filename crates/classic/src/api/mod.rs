@@ -44,6 +44,7 @@ pub use state::ClassicState;
 use crate::options::ManageOptions;
 use crate::pool::Pool;
 use crate::scheduler::select::Scheduler;
+use crate::view::ManagerHost;
 
 /// The API of a manager over `pool`; `tracker`/`cancel` are the server's (see
 /// `swarmd_engine_api::serve_app`).
@@ -65,11 +66,46 @@ pub fn app(
         proxy: Arc::new(EngineProxy::new(tracker, cancel.clone())),
         scheduler,
         options,
-        hostname,
+        host: Arc::new(manager_host(hostname)),
+        event_listeners: Arc::default(),
         schedule_lock: Arc::new(Mutex::new(())),
         cancel,
     };
     ApiApp::from_router(routes(st))
+}
+
+/// The manager's own facts for `/info` and `/version`.
+fn manager_host(hostname: String) -> ManagerHost {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "<unknown>".to_owned());
+    let env = |k: &str| {
+        std::env::var(k)
+            .or_else(|_| std::env::var(k.to_uppercase()))
+            .unwrap_or_default()
+    };
+    ManagerHost {
+        hostname: if hostname.is_empty() {
+            "<unknown>".to_owned()
+        } else {
+            hostname
+        },
+        kernel_version: kernel,
+        os: std::env::consts::OS.to_owned(),
+        arch: match std::env::consts::ARCH {
+            "x86_64" => "amd64".to_owned(),
+            "aarch64" => "arm64".to_owned(),
+            other => other.to_owned(),
+        },
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        git_commit: String::new(),
+        api_version: swarmd_engine_api::version::API_VERSION.to_owned(),
+        min_api_version: swarmd_engine_api::version::MIN_API_VERSION.to_owned(),
+        debug: false,
+        http_proxy: env("http_proxy"),
+        https_proxy: env("https_proxy"),
+        no_proxy: env("no_proxy"),
+    }
 }
 
 fn routes(st: ClassicState) -> Router {

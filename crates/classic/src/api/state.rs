@@ -15,6 +15,7 @@ use crate::discovery::{EngineAddr, EngineState};
 use crate::options::ManageOptions;
 use crate::pool::{EngineSnapshot, Pool};
 use crate::scheduler::select::Scheduler;
+use crate::view::{EngineRef, ManagerHost};
 
 /// How long a fan-out call (`docker ps`, `images`, ...) waits for one engine before
 /// answering without it: one hung engine must not hang every listing.
@@ -27,7 +28,10 @@ pub struct ClassicState {
     pub scheduler: Scheduler,
     pub options: Arc<ManageOptions>,
     /// The manager's own name (`docker info`'s Name).
-    pub hostname: String,
+    /// The manager's host, build and API versions, for `/info` and `/version`.
+    pub host: Arc<ManagerHost>,
+    /// Open `/events` streams (`NEventsListener`).
+    pub event_listeners: Arc<std::sync::atomic::AtomicUsize>,
     /// Held from scheduling to counting the container as pending, as classic's scheduler
     /// lock: two concurrent creates must not both take the last free port or slot.
     pub schedule_lock: Arc<tokio::sync::Mutex<()>>,
@@ -39,6 +43,19 @@ pub fn upstream(addr: &EngineAddr) -> String {
     match addr {
         EngineAddr::Tcp { .. } => format!("tcp://{addr}"),
         EngineAddr::Unix(path) => path.clone(),
+    }
+}
+
+/// What classic's `Node` object and event `node` field show of an engine.
+pub fn engine_ref(e: &EngineSnapshot) -> EngineRef {
+    EngineRef::new(&e.node, engine_ip(&e.addr))
+}
+
+/// The IP clients reach an engine at (its discovery host).
+pub fn engine_ip(addr: &EngineAddr) -> String {
+    match addr {
+        EngineAddr::Tcp { host, .. } => host.clone(),
+        EngineAddr::Unix(_) => "127.0.0.1".to_owned(),
     }
 }
 
