@@ -90,21 +90,52 @@ impl Expr {
     /// compile matches nothing, so `!=` with it holds everywhere, as in classic.
     pub fn matches<S: AsRef<str>>(&self, candidates: &[S]) -> bool {
         let v = &self.value;
-        let pattern = if v.len() >= 2 && v.starts_with('/') && v.ends_with('/') {
-            v[1..v.len() - 1].to_string()
+        let found = if v.len() >= 2 && v.starts_with('/') && v.ends_with('/') {
+            with_regex(&v[1..v.len() - 1], |re| {
+                candidates.iter().any(|c| re.is_match(c.as_ref()))
+            })
+        } else if !v.contains(REGEX_META) {
+            // No glob or regex character: the anchored pattern is the value itself.
+            candidates.iter().any(|c| c.as_ref() == v)
         } else {
             // Classic only turns `*` into `.*`; other regex characters keep their meaning.
-            format!("^{}$", v.replace('*', ".*"))
-        };
-        let found = match Regex::new(&pattern) {
-            Ok(re) => candidates.iter().any(|c| re.is_match(c.as_ref())),
-            Err(_) => false,
+            with_regex(&format!("^{}$", v.replace('*', ".*")), |re| {
+                candidates.iter().any(|c| re.is_match(c.as_ref()))
+            })
         };
         match self.op {
             Op::Eq => found,
             Op::NotEq => !found,
         }
     }
+}
+
+/// Characters that make a value more than a literal.
+const REGEX_META: &[char] = &[
+    '.', '*', '+', '?', '(', ')', '[', ']', '{', '}', '|', '^', '$', '\\',
+];
+
+/// Patterns compiled so far on this thread: the filters test every engine against the
+/// same few expressions, and compiling one per engine made a placement over 1,000
+/// engines take 1,000 compilations. Bounded; a pattern that does not compile is
+/// remembered as such (it matches nothing).
+const REGEX_CACHE_MAX: usize = 512;
+
+fn with_regex(pattern: &str, f: impl FnOnce(&Regex) -> bool) -> bool {
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<String, Option<Regex>>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(pattern) {
+            if cache.len() >= REGEX_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(pattern.to_owned(), Regex::new(pattern).ok());
+        }
+        cache.get(pattern).and_then(Option::as_ref).is_some_and(f)
+    })
 }
 
 /// `key==value`, the form classic prints in its error messages.
@@ -186,6 +217,15 @@ mod tests {
         assert!(!e("os!=ubuntu").matches(&["ubuntu"]));
         assert!(!e("os==/[/").matches(&["["]));
         assert!(e("os!=/[/").matches(&["["]));
+    }
+
+    #[test]
+    fn literal_fast_path_agrees_with_the_pattern() {
+        // A dot is a regex character in classic's anchored pattern, not a literal.
+        assert!(e("ip==10.0.0.1").matches(&["10a0b0c1"]));
+        assert!(e("zone==z3").matches(&["z3"]));
+        assert!(!e("zone==z3").matches(&["z33", "xz3"]));
+        assert!(e("zone!=z3").matches(&["z4"]));
     }
 
     #[test]
