@@ -63,7 +63,6 @@ fn pool(engines: usize, per_engine: usize) -> Vec<Node> {
                 id: "sha256:b97a3bcb591f".into(),
                 repo_tags: vec!["busybox:latest".into()],
             }],
-            ..Node::default()
         })
         .collect()
 }
