@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use swarmd_engine_api::ApiError;
 use swarmd_engine_api::engine_path::EnginePath;
+use swarmd_engine_api::query::QueryParams;
 use swarmd_engine_api::version::RequestVersion;
 
 use super::path::container_path;
@@ -17,7 +18,7 @@ use super::{create, json, lists, request_version};
 use crate::discovery::EngineAddr;
 use crate::scheduler::model::Node;
 use crate::view::inspect::container_inspect;
-use crate::view::resolve::{ResolveError, resolve_healthy};
+use crate::view::resolve::{ResolveError, check_name_available, resolve_healthy};
 
 /// Every `/containers/...` request.
 pub async fn containers(State(st): State<ClassicState>, req: Request) -> Response {
@@ -46,6 +47,14 @@ async fn route(st: &ClassicState, req: Request) -> Result<Response, ApiError> {
     }
     let (name, action) = container_path(&rest);
     let (addr, id) = locate(st, &name, &version).await?;
+    if action == Some("rename") && method == Method::POST {
+        // Names are unique across the pool, not just on the container's engine.
+        let q = QueryParams::parse(req.uri().query().unwrap_or_default());
+        let nodes = st.pool.nodes();
+        let refs: Vec<&Node> = nodes.iter().map(|(_, n)| n).collect();
+        check_name_available(&refs, q.get("name").unwrap_or_default())
+            .map_err(|e| ApiError::conflict(e.to_string()))?;
+    }
     let mut segments = vec!["containers", id.as_str()];
     if let Some(a) = action {
         segments.extend(a.split('/'));

@@ -21,10 +21,12 @@ use swarmd_engine_api::query::QueryParams;
 use swarmd_engine_api::version::RequestVersion;
 
 use super::containers::engine_error;
-use super::create_body::{body_for_engine, request_from_body};
+use super::create_body::{body_for_engine, request_from_body, strip_network_nodes, user_networks};
 use super::state::{ClassicState, upstream};
 use crate::discovery::EngineAddr;
-use crate::scheduler::extract::{AFFINITIES_LABEL, constraints, extract, label_list};
+use crate::scheduler::extract::{
+    AFFINITIES_LABEL, CONSTRAINTS_LABEL, constraints, extract, label_list,
+};
 use crate::scheduler::model::{Container, Node, Request as SchedRequest, SWARM_ID_LABEL};
 use crate::view::resolve::check_name_available;
 
@@ -42,7 +44,7 @@ pub async fn create(
     let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
-    let body: Value = if bytes.is_empty() {
+    let mut body: Value = if bytes.is_empty() {
         return Err(ApiError::bad_request(
             "config cannot be empty in order to create a container",
         ));
@@ -54,6 +56,17 @@ pub async fn create(
         sreq.labels.insert(SWARM_ID_LABEL.to_owned(), random_id());
     }
     extract(&mut sreq);
+    let engine_names: Vec<String> = st.pool.engines().into_iter().map(|e| e.node.name).collect();
+    if let Some(soft) = strip_network_nodes(&mut body, &engine_names)
+        && !constraints(&sreq).iter().any(|c| c.starts_with("node"))
+    {
+        let mut list = label_list(&sreq.labels, CONSTRAINTS_LABEL);
+        list.push(soft);
+        sreq.labels.insert(
+            CONSTRAINTS_LABEL.to_owned(),
+            serde_json::to_string(&list).unwrap_or_default(),
+        );
+    }
 
     let ctx = Create {
         st,
@@ -203,6 +216,7 @@ impl Create<'_> {
             path = path.query(k, v);
         }
         let path = path.build();
+        self.ensure_networks(addr, body).await?;
         let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
         let (status, answer) = self
             .st
@@ -255,6 +269,66 @@ impl Create<'_> {
             {
                 return Err(ApiError::not_found(msg.to_owned()));
             }
+        }
+        Ok(())
+    }
+
+    /// Makes the container's networks exist on `addr`: a network of the pool (one
+    /// created through the manager without a node prefix, such as docker-compose's project
+    /// network) that the chosen engine lacks is created there like the one another engine
+    /// has (driver, options, labels, internal, IPv6; the engine picks the subnet).
+    async fn ensure_networks(&self, addr: &EngineAddr, body: &Value) -> Result<(), ApiError> {
+        for name in user_networks(body) {
+            let path = EnginePath::new(["networks", name.as_str()]).build();
+            let (status, _) = self
+                .st
+                .call(addr, Method::GET, &path, Bytes::new(), self.version)
+                .await?;
+            if status == StatusCode::OK {
+                continue;
+            }
+            let mut model = None;
+            for other in self.st.healthy_engines() {
+                if other.addr == *addr {
+                    continue;
+                }
+                if let Ok((StatusCode::OK, found)) = self
+                    .st
+                    .call(&other.addr, Method::GET, &path, Bytes::new(), self.version)
+                    .await
+                    && let Ok(v) = serde_json::from_slice::<Value>(&found)
+                    && v.get("Scope").and_then(Value::as_str) == Some("local")
+                {
+                    model = Some(v);
+                    break;
+                }
+            }
+            // Unknown everywhere: the engine's own "network not found" answers the create.
+            let Some(model) = model else { continue };
+            let create = serde_json::json!({
+                "Name": name,
+                "CheckDuplicate": true,
+                "Driver": model.get("Driver").cloned().unwrap_or(Value::Null),
+                "Options": model.get("Options").cloned().unwrap_or(Value::Null),
+                "Labels": model.get("Labels").cloned().unwrap_or(Value::Null),
+                "Internal": model.get("Internal").cloned().unwrap_or(Value::Bool(false)),
+                "EnableIPv6": model.get("EnableIPv6").cloned().unwrap_or(Value::Bool(false)),
+                "Attachable": model.get("Attachable").cloned().unwrap_or(Value::Bool(false)),
+            });
+            let (status, answer) = self
+                .st
+                .call(
+                    addr,
+                    Method::POST,
+                    "/networks/create",
+                    Bytes::from(create.to_string()),
+                    self.version,
+                )
+                .await?;
+            if !status.is_success() && status != StatusCode::CONFLICT {
+                return Err(engine_error(status, &answer));
+            }
+            tracing::info!(engine = %addr, network = %name, "network made on the chosen engine");
         }
         Ok(())
     }

@@ -87,6 +87,70 @@ pub fn body_for_engine(body: &Value, req: &Request, ncpu: i64) -> Value {
     out
 }
 
+/// Networks a container joins that are neither built in nor another container's:
+/// `HostConfig.NetworkMode` and the `NetworkingConfig.EndpointsConfig` keys.
+pub fn user_networks(body: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mode = body
+        .get("HostConfig")
+        .map(|h| str_field(h, "NetworkMode"))
+        .unwrap_or_default();
+    let endpoints = body
+        .get("NetworkingConfig")
+        .and_then(|n| n.get("EndpointsConfig"))
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    for n in std::iter::once(mode).chain(endpoints) {
+        let builtin = matches!(n.as_str(), "" | "default" | "bridge" | "host" | "none")
+            || n.starts_with("container:");
+        if !builtin && !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Classic's `<node>/<network>` in a create: the node prefix is taken off the network
+/// names (the engine knows the bare name) and, when the container has no `node`
+/// constraint, becomes a soft one (`node==~<node>`), as classic did for local networks.
+/// Returns the constraint to add, if any.
+pub fn strip_network_nodes(body: &mut Value, engine_names: &[String]) -> Option<String> {
+    let split = |name: &str| -> Option<(String, String)> {
+        let (node, bare) = name.split_once('/')?;
+        engine_names
+            .iter()
+            .any(|e| e == node)
+            .then(|| (node.to_owned(), bare.to_owned()))
+    };
+    let mut node = None;
+    if let Some(host) = body.get_mut("HostConfig").and_then(Value::as_object_mut)
+        && let Some((n, bare)) = host
+            .get("NetworkMode")
+            .and_then(Value::as_str)
+            .and_then(split)
+    {
+        host.insert("NetworkMode".into(), Value::String(bare));
+        node = Some(n);
+    }
+    if let Some(eps) = body
+        .get_mut("NetworkingConfig")
+        .and_then(|n| n.get_mut("EndpointsConfig"))
+        .and_then(Value::as_object_mut)
+    {
+        let keys: Vec<String> = eps.keys().cloned().collect();
+        for k in keys {
+            if let Some((n, bare)) = split(&k)
+                && let Some(v) = eps.remove(&k)
+            {
+                eps.insert(bare, v);
+                node.get_or_insert(n);
+            }
+        }
+    }
+    node.map(|n| format!("node==~{n}"))
+}
+
 fn str_field(v: &Value, k: &str) -> String {
     v.get(k)
         .and_then(Value::as_str)
@@ -169,6 +233,43 @@ mod tests {
         assert_eq!(out["Tty"], true);
         assert_eq!(out["HostConfig"]["Privileged"], true);
         assert_eq!(out["HostConfig"]["Memory"], 512);
+    }
+
+    #[test]
+    fn user_networks_skip_builtin_ones() {
+        let b = json!({
+            "HostConfig": {"NetworkMode": "proj_default"},
+            "NetworkingConfig": {"EndpointsConfig": {"proj_default": {}, "back": {}}}
+        });
+        assert_eq!(user_networks(&b), ["proj_default", "back"]);
+        for mode in ["bridge", "host", "none", "default", "container:abc"] {
+            assert!(user_networks(&json!({"HostConfig": {"NetworkMode": mode}})).is_empty());
+        }
+    }
+
+    #[test]
+    fn node_prefixed_networks_become_a_soft_constraint() {
+        let names = vec!["node-1".to_owned()];
+        let mut b = json!({
+            "HostConfig": {"NetworkMode": "node-1/back"},
+            "NetworkingConfig": {"EndpointsConfig": {"node-1/back": {"Aliases": ["a"]}}}
+        });
+        assert_eq!(
+            strip_network_nodes(&mut b, &names).as_deref(),
+            Some("node==~node-1")
+        );
+        assert_eq!(b["HostConfig"]["NetworkMode"], "back");
+        assert_eq!(
+            b["NetworkingConfig"]["EndpointsConfig"]["back"]["Aliases"][0],
+            "a"
+        );
+        let mut other = json!({"HostConfig": {"NetworkMode": "team/back"}});
+        assert_eq!(
+            strip_network_nodes(&mut other, &names),
+            None,
+            "not an engine name"
+        );
+        assert_eq!(other["HostConfig"]["NetworkMode"], "team/back");
     }
 
     #[test]
