@@ -3,8 +3,14 @@
 //! unhealthy (same config, name and Swarm ID; started if they were running), and the
 //! stale copies a returning engine brings back are removed.
 //!
-//! `policy`, `plan` and `body` decide, free of I/O.
+//! `policy`, `plan` and `body` decide, free of I/O; `task` watches the pool and acts.
 
 pub mod body;
 pub mod plan;
 pub mod policy;
+mod task;
+
+pub use task::{Watchdog, run};
+
+#[cfg(test)]
+mod live_tests;

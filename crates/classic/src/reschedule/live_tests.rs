@@ -1,0 +1,172 @@
+//! The watchdog against a real pool of two engines (swarmd_testkit::EnginePool): engine
+//! node-0 crashes, its policy container comes back on node-1 and its pinned one does
+//! not; node-0 restarts and the stale copy is removed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarmd_testkit::{EnginePool, is_root, require, require_engine, wait_for_async};
+use tokio_util::sync::CancellationToken;
+
+use super::{Watchdog, run};
+use crate::discovery::{Discovery, EngineAddr, EngineState, RefreshIntervals};
+use crate::pool::{Pool, PoolConfig};
+use crate::scheduler::select::Scheduler;
+
+const WAIT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(250);
+
+/// `docker run -d` on one engine, as the manager would have created it: Swarm ID and
+/// policy in labels, plus `extra` labels.
+fn run_on(pool: &EnginePool, i: usize, name: &str, sid: &str, extra: &[&str]) {
+    let id_label = format!("com.docker.swarm.id={sid}");
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        &id_label,
+        "--label",
+        r#"com.docker.swarm.reschedule-policies=["on-node-failure"]"#,
+    ];
+    for l in extra {
+        args.extend(["--label", l]);
+    }
+    args.extend(["busybox:latest", "sleep", "1d"]);
+    pool.machine(i).docker_tcp(&args).ok();
+}
+
+/// `{{.State.Status}} {{swarm id}}` of `name` on engine `i`, or the CLI's error.
+fn status(pool: &EnginePool, i: usize, name: &str) -> Result<String, String> {
+    let out = pool.machine(i).docker_tcp(&[
+        "inspect",
+        "--format",
+        r#"{{.State.Status}} {{index .Config.Labels "com.docker.swarm.id"}}"#,
+        name,
+    ]);
+    if out.success() {
+        Ok(out.stdout_trimmed().to_owned())
+    } else {
+        Err(out.report("docker inspect"))
+    }
+}
+
+fn names_on(pool: &EnginePool, i: usize) -> Vec<String> {
+    let out = pool
+        .machine(i)
+        .docker_tcp(&["ps", "-a", "--format", "{{.Names}}"])
+        .ok();
+    let mut names: Vec<String> = out.lines().iter().map(|s| s.to_string()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and dockerd: scripts/test runs it"]
+async fn resched_moves_a_lost_engines_container_and_removes_the_stale_copy() {
+    require("root (network namespaces)", is_root());
+    require_engine!();
+    let mut engines = EnginePool::plain(2).expect("a pool of 2 engines starts");
+    let addrs: Vec<EngineAddr> = engines
+        .addrs()
+        .iter()
+        .map(|a| EngineAddr::parse(a).unwrap())
+        .collect();
+    run_on(&engines, 0, "web", "sid-web", &[]);
+    run_on(
+        &engines,
+        0,
+        "pinned",
+        "sid-pinned",
+        &[r#"com.docker.swarm.constraints=["node==node-0"]"#],
+    );
+
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let pool = Pool::start(
+        PoolConfig {
+            timeout: Duration::from_secs(2),
+            failure_retry: 2,
+            refresh: RefreshIntervals {
+                min: Duration::from_millis(500),
+                max: Duration::from_secs(1),
+            },
+            heartbeat: Duration::from_secs(5),
+        },
+        Discovery::Nodes(addrs.clone()),
+        cancel.clone(),
+    );
+    let p = pool.clone();
+    wait_for_async(WAIT, POLL, "both engines healthy, web known", || {
+        let p = p.clone();
+        async move {
+            let e = p.engines();
+            let web = e.iter().any(|e| {
+                e.node
+                    .containers
+                    .iter()
+                    .any(|c| c.names == ["/web"] && c.inspect.is_some())
+            });
+            if e.len() == 2 && e.iter().all(|e| e.state == EngineState::Healthy) && web {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{:?}",
+                    e.iter().map(|e| e.state).collect::<Vec<_>>()
+                ))
+            }
+        }
+    })
+    .await;
+    tokio::spawn(run(
+        Watchdog {
+            pool: pool.clone(),
+            scheduler: Scheduler::default(),
+            schedule_lock: Arc::new(tokio::sync::Mutex::new(())),
+            timeout: Duration::from_secs(5),
+            interval: Duration::from_secs(1),
+        },
+        cancel.clone(),
+    ));
+
+    engines
+        .machine_mut(0)
+        .stop_engine()
+        .expect("node-0 crashes");
+    let e = &engines;
+    wait_for_async(WAIT, POLL, "web running on node-1", || async move {
+        status(e, 1, "web").and_then(|s| {
+            if s == "running sid-web" {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        })
+    })
+    .await;
+    assert!(
+        status(&engines, 1, "pinned").is_err(),
+        "a node== container stays on its engine"
+    );
+    assert_eq!(names_on(&engines, 1), ["web"]);
+    let p = pool.clone();
+    let web = p.find_container("web").expect("the pool resolves web");
+    assert_eq!(web.0, addrs[1], "web resolves to its new engine");
+
+    engines
+        .machine_mut(0)
+        .start_engine()
+        .expect("node-0 restarts");
+    let e = &engines;
+    wait_for_async(WAIT, POLL, "stale web removed from node-0", || async move {
+        let names = names_on(e, 0);
+        if names == ["pinned"] {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+    assert_eq!(status(&engines, 1, "web").unwrap(), "running sid-web");
+}
