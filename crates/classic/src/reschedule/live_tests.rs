@@ -16,20 +16,23 @@ use crate::scheduler::select::Scheduler;
 const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(250);
 
-/// `docker run -d` on one engine, as the manager would have created it: Swarm ID and
-/// policy in labels, plus `extra` labels.
+/// `docker run -d` (or `docker create` when `cmd` is `create`) on one engine, as the
+/// manager would have created it: Swarm ID and policy in labels, plus `extra` labels.
 fn run_on(pool: &EnginePool, i: usize, name: &str, sid: &str, extra: &[&str]) {
+    let (cmd, extra) = match extra {
+        ["create", rest @ ..] => (vec!["create"], rest),
+        _ => (vec!["run", "-d"], extra),
+    };
     let id_label = format!("com.docker.swarm.id={sid}");
-    let mut args = vec![
-        "run",
-        "-d",
+    let mut args = cmd;
+    args.extend([
         "--name",
         name,
         "--label",
         &id_label,
         "--label",
         r#"com.docker.swarm.reschedule-policies=["on-node-failure"]"#,
-    ];
+    ]);
     for l in extra {
         args.extend(["--label", l]);
     }
@@ -74,6 +77,7 @@ async fn resched_moves_a_lost_engines_container_and_removes_the_stale_copy() {
         .map(|a| EngineAddr::parse(a).unwrap())
         .collect();
     run_on(&engines, 0, "web", "sid-web", &[]);
+    run_on(&engines, 0, "idle", "sid-idle", &["create"]);
     run_on(
         &engines,
         0,
@@ -149,9 +153,29 @@ async fn resched_moves_a_lost_engines_container_and_removes_the_stale_copy() {
         status(&engines, 1, "pinned").is_err(),
         "a node== container stays on its engine"
     );
-    assert_eq!(names_on(&engines, 1), ["web"]);
-    let p = pool.clone();
-    let web = p.find_container("web").expect("the pool resolves web");
+    let e = &engines;
+    wait_for_async(WAIT, POLL, "idle moved to node-1", || async move {
+        status(e, 1, "idle")
+    })
+    .await;
+    assert_eq!(
+        status(&engines, 1, "idle").unwrap(),
+        "created sid-idle",
+        "a container that was not running is moved but not started"
+    );
+    assert_eq!(names_on(&engines, 1), ["idle", "web"]);
+    let on_lost: Vec<Vec<String>> = pool
+        .nodes()
+        .into_iter()
+        .filter(|(a, _)| *a == addrs[0])
+        .flat_map(|(_, n)| n.containers.into_iter().map(|c| c.names))
+        .collect();
+    assert_eq!(
+        on_lost,
+        [["/pinned"]],
+        "the lost engine's list drops the moved copy, keeps the pinned one"
+    );
+    let web = pool.find_container("web").expect("the pool resolves web");
     assert_eq!(web.0, addrs[1], "web resolves to its new engine");
 
     engines
