@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarmd_testkit::{EnginePool, is_root, require, require_engine, wait_for_async};
+use swarmd_testkit::{
+    EnginePool, REGISTRY_IMAGE, is_root, require, require_engine, wait_for_async,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{Watchdog, run};
@@ -15,10 +17,11 @@ use crate::scheduler::select::Scheduler;
 
 const WAIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(250);
+const BUSYBOX: &str = "busybox:latest";
 
 /// `docker run -d` (or `docker create` when `cmd` is `create`) on one engine, as the
 /// manager would have created it: Swarm ID and policy in labels, plus `extra` labels.
-fn run_on(pool: &EnginePool, i: usize, name: &str, sid: &str, extra: &[&str]) {
+fn run_on(pool: &EnginePool, i: usize, name: &str, sid: &str, image: &str, extra: &[&str]) {
     let (cmd, extra) = match extra {
         ["create", rest @ ..] => (vec!["create"], rest),
         _ => (vec!["run", "-d"], extra),
@@ -36,7 +39,7 @@ fn run_on(pool: &EnginePool, i: usize, name: &str, sid: &str, extra: &[&str]) {
     for l in extra {
         args.extend(["--label", l]);
     }
-    args.extend(["busybox:latest", "sleep", "1d"]);
+    args.extend([image, "sleep", "1d"]);
     pool.machine(i).docker_tcp(&args).ok();
 }
 
@@ -76,13 +79,19 @@ async fn resched_moves_a_lost_engines_container_and_removes_the_stale_copy() {
         .iter()
         .map(|a| EngineAddr::parse(a).unwrap())
         .collect();
-    run_on(&engines, 0, "web", "sid-web", &[]);
-    run_on(&engines, 0, "idle", "sid-idle", &["create"]);
+    // web's image is on node-0 only: node-1 must pull it to take web over.
+    engines
+        .machine(0)
+        .docker_tcp(&["pull", REGISTRY_IMAGE])
+        .ok();
+    run_on(&engines, 0, "web", "sid-web", REGISTRY_IMAGE, &[]);
+    run_on(&engines, 0, "idle", "sid-idle", BUSYBOX, &["create"]);
     run_on(
         &engines,
         0,
         "pinned",
         "sid-pinned",
+        BUSYBOX,
         &[r#"com.docker.swarm.constraints=["node==node-0"]"#],
     );
 

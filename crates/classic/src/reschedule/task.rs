@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, RemoveContainerOptions,
+};
 use bollard_stubs::models::ContainerCreateBody;
+use futures::TryStreamExt;
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +21,9 @@ use crate::discovery::{EngineAddr, EngineState};
 use crate::pool::{Engine, Pool};
 use crate::scheduler::model::Container;
 use crate::scheduler::select::{ScheduleError, Scheduler};
+
+/// A pull moves a whole image: far longer than one API call may take.
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What the watchdog needs besides the pool.
 #[derive(Clone)]
@@ -200,19 +206,51 @@ impl Watchdog {
         name: &str,
         body: Value,
     ) -> Result<String, MoveError> {
-        let config: ContainerCreateBody =
-            serde_json::from_value(body).map_err(|e| MoveError::Engine {
-                addr: to.to_string(),
-                message: format!("create body: {e}"),
-            })?;
+        let config: ContainerCreateBody = serde_json::from_value(body)
+            .map_err(|e| engine_error(to, format!("create body: {e}")))?;
+        let image = config.image.clone().unwrap_or_default();
         let options = CreateContainerOptions {
             name: Some(name.to_owned()),
             ..Default::default()
         };
-        let created = self
-            .bounded(to, docker.create_container(Some(options), config))
-            .await?;
+        let first = tokio::time::timeout(
+            self.timeout,
+            docker.create_container(Some(options.clone()), config.clone()),
+        )
+        .await;
+        let created = match first {
+            // Classic's Engine.CreateContainer: on "not found" the engine pulls the image
+            // (no credentials: the watchdog has none) and the create is tried once more.
+            Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            })) if !image.is_empty() => {
+                self.pull(docker, to, &image).await?;
+                self.bounded(to, docker.create_container(Some(options), config))
+                    .await?
+            }
+            Ok(r) => r.map_err(|e| engine_error(to, e.to_string()))?,
+            Err(_) => return Err(self.timed_out(to)),
+        };
         Ok(created.id)
+    }
+
+    /// `docker pull IMAGE` on one engine, read to its end; bounded by the pull timeout.
+    async fn pull(&self, docker: &Docker, to: &EngineAddr, image: &str) -> Result<(), MoveError> {
+        tracing::info!(engine = %to, image, "pulling the image of a rescheduled container");
+        let options = CreateImageOptions {
+            from_image: Some(image.to_owned()),
+            ..Default::default()
+        };
+        let pulled = docker
+            .create_image(Some(options), None, None)
+            .try_for_each(|_| async { Ok(()) });
+        match tokio::time::timeout(PULL_TIMEOUT, pulled).await {
+            Ok(r) => r.map_err(|e| engine_error(to, e.to_string())),
+            Err(_) => Err(engine_error(
+                to,
+                format!("pulling {image}: no end within {PULL_TIMEOUT:?}"),
+            )),
+        }
     }
 
     /// Classic's `removeDuplicateContainers`: force-removes the stale copy with its
@@ -252,10 +290,7 @@ impl Watchdog {
     fn client(&self, addr: &EngineAddr) -> Result<Docker, MoveError> {
         Engine::new(addr.clone(), self.timeout, 1)
             .map(|e| e.client().clone())
-            .map_err(|e| MoveError::Engine {
-                addr: addr.to_string(),
-                message: e.to_string(),
-            })
+            .map_err(|e| engine_error(addr, e.to_string()))
     }
 
     /// One engine call bounded by the watchdog's timeout.
@@ -264,13 +299,20 @@ impl Watchdog {
         addr: &EngineAddr,
         fut: impl Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, MoveError> {
-        let engine = |message: String| MoveError::Engine {
-            addr: addr.to_string(),
-            message,
-        };
         match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(|e| engine(e.to_string())),
-            Err(_) => Err(engine(format!("no answer within {:?}", self.timeout))),
+            Ok(r) => r.map_err(|e| engine_error(addr, e.to_string())),
+            Err(_) => Err(self.timed_out(addr)),
         }
+    }
+
+    fn timed_out(&self, addr: &EngineAddr) -> MoveError {
+        engine_error(addr, format!("no answer within {:?}", self.timeout))
+    }
+}
+
+fn engine_error(addr: &EngineAddr, message: String) -> MoveError {
+    MoveError::Engine {
+        addr: addr.to_string(),
+        message,
     }
 }
