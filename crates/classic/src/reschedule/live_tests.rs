@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Watchdog, run};
 use crate::discovery::{Discovery, EngineAddr, EngineState, RefreshIntervals};
-use crate::pool::{Pool, PoolConfig};
+use crate::pool::{EngineSnapshot, Pool, PoolConfig};
 use crate::scheduler::select::Scheduler;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -68,13 +68,70 @@ fn names_on(pool: &EnginePool, i: usize) -> Vec<String> {
     names
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs root and dockerd: scripts/test runs it"]
-async fn resched_moves_a_lost_engines_container_and_removes_the_stale_copy() {
+/// A pool over `addrs` with fast refreshes, once both engines are healthy and node-0's
+/// web is known with its inspect.
+async fn start_pool(addrs: &[EngineAddr], cancel: &CancellationToken) -> Arc<Pool> {
+    let pool = Pool::start(
+        PoolConfig {
+            timeout: Duration::from_secs(2),
+            failure_retry: 2,
+            refresh: RefreshIntervals {
+                min: Duration::from_millis(500),
+                max: Duration::from_secs(1),
+            },
+            heartbeat: Duration::from_secs(5),
+        },
+        Discovery::Nodes(addrs.to_vec()),
+        cancel.clone(),
+    );
+    wait_for_engines(&pool, "both engines healthy, web known", |e| {
+        let web = e.iter().any(|e| {
+            e.node
+                .containers
+                .iter()
+                .any(|c| c.names == ["/web"] && c.inspect.is_some())
+        });
+        e.len() == 2 && e.iter().all(|e| e.state == EngineState::Healthy) && web
+    })
+    .await;
+    pool
+}
+
+async fn wait_for_engines(pool: &Pool, what: &str, ok: impl Fn(&[EngineSnapshot]) -> bool) {
+    let ok = &ok;
+    wait_for_async(WAIT, POLL, what, || async move {
+        let e = pool.engines();
+        if ok(&e) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?}",
+                e.iter().map(|e| e.state).collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await;
+}
+
+fn watchdog(pool: &Arc<Pool>, interval: Duration, cancel: &CancellationToken) {
+    tokio::spawn(run(
+        Watchdog {
+            pool: pool.clone(),
+            scheduler: Scheduler::default(),
+            schedule_lock: Arc::new(tokio::sync::Mutex::new(())),
+            timeout: Duration::from_secs(5),
+            interval,
+        },
+        cancel.clone(),
+    ));
+}
+
+/// Two engines, node-0 with `web` (policy) on it; its addresses.
+fn engines_with_web() -> (EnginePool, Vec<EngineAddr>) {
     require("root (network namespaces)", is_root());
     require_engine!();
-    let mut engines = EnginePool::plain(2).expect("a pool of 2 engines starts");
-    let addrs: Vec<EngineAddr> = engines
+    let engines = EnginePool::plain(2).expect("a pool of 2 engines starts");
+    let addrs = engines
         .addrs()
         .iter()
         .map(|a| EngineAddr::parse(a).unwrap())
@@ -85,6 +142,26 @@ async fn resched_moves_a_lost_engines_container_and_removes_the_stale_copy() {
         .docker_tcp(&["pull", REGISTRY_IMAGE])
         .ok();
     run_on(&engines, 0, "web", "sid-web", REGISTRY_IMAGE, &[]);
+    (engines, addrs)
+}
+
+async fn web_running_on_node_1(engines: &EnginePool) {
+    wait_for_async(WAIT, POLL, "web running on node-1", || async move {
+        status(engines, 1, "web").and_then(|s| {
+            if s == "running sid-web" {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and dockerd: scripts/test runs it"]
+async fn resched_moves_a_lost_engines_container_and_removes_the_stale_copy() {
+    let (mut engines, addrs) = engines_with_web();
     run_on(&engines, 0, "idle", "sid-idle", BUSYBOX, &["create"]);
     run_on(
         &engines,
@@ -97,67 +174,15 @@ async fn resched_moves_a_lost_engines_container_and_removes_the_stale_copy() {
 
     let cancel = CancellationToken::new();
     let _stop = cancel.clone().drop_guard();
-    let pool = Pool::start(
-        PoolConfig {
-            timeout: Duration::from_secs(2),
-            failure_retry: 2,
-            refresh: RefreshIntervals {
-                min: Duration::from_millis(500),
-                max: Duration::from_secs(1),
-            },
-            heartbeat: Duration::from_secs(5),
-        },
-        Discovery::Nodes(addrs.clone()),
-        cancel.clone(),
-    );
-    let p = pool.clone();
-    wait_for_async(WAIT, POLL, "both engines healthy, web known", || {
-        let p = p.clone();
-        async move {
-            let e = p.engines();
-            let web = e.iter().any(|e| {
-                e.node
-                    .containers
-                    .iter()
-                    .any(|c| c.names == ["/web"] && c.inspect.is_some())
-            });
-            if e.len() == 2 && e.iter().all(|e| e.state == EngineState::Healthy) && web {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{:?}",
-                    e.iter().map(|e| e.state).collect::<Vec<_>>()
-                ))
-            }
-        }
-    })
-    .await;
-    tokio::spawn(run(
-        Watchdog {
-            pool: pool.clone(),
-            scheduler: Scheduler::default(),
-            schedule_lock: Arc::new(tokio::sync::Mutex::new(())),
-            timeout: Duration::from_secs(5),
-            interval: Duration::from_secs(1),
-        },
-        cancel.clone(),
-    ));
+    let pool = start_pool(&addrs, &cancel).await;
+    // Only engine state changes wake it: the timer is too slow for this test.
+    watchdog(&pool, Duration::from_secs(3600), &cancel);
 
     engines
         .machine_mut(0)
         .stop_engine()
         .expect("node-0 crashes");
-    let e = &engines;
-    wait_for_async(WAIT, POLL, "web running on node-1", || async move {
-        status(e, 1, "web").and_then(|s| {
-            if s == "running sid-web" {
-                Ok(())
-            } else {
-                Err(s)
-            }
-        })
-    })
-    .await;
+    web_running_on_node_1(&engines).await;
     assert!(
         status(&engines, 1, "pinned").is_err(),
         "a node== container stays on its engine"
@@ -202,4 +227,24 @@ async fn resched_moves_a_lost_engines_container_and_removes_the_stale_copy() {
     })
     .await;
     assert_eq!(status(&engines, 1, "web").unwrap(), "running sid-web");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and dockerd: scripts/test runs it"]
+async fn resched_a_watchdog_started_after_the_loss_still_moves() {
+    let (mut engines, addrs) = engines_with_web();
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let pool = start_pool(&addrs, &cancel).await;
+    engines
+        .machine_mut(0)
+        .stop_engine()
+        .expect("node-0 crashes");
+    wait_for_engines(&pool, "node-0 unhealthy", |e| {
+        e.iter().any(|e| e.state == EngineState::Unhealthy)
+    })
+    .await;
+    // No state change comes after this: the first look at the pool must do it.
+    watchdog(&pool, Duration::from_secs(3600), &cancel);
+    web_running_on_node_1(&engines).await;
 }
