@@ -7,5 +7,6 @@ pub mod discovery;
 pub mod engine;
 pub mod options;
 pub mod pool;
+pub mod reschedule;
 pub mod scheduler;
 pub mod view;

@@ -5,9 +5,11 @@
 //! state-changing event (see [`super::event`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bollard_stubs::models::{ContainerInspectResponse, ContainerSummary, PortMap};
 
+use crate::reschedule::policy::has_reschedule_policy;
 use crate::scheduler::cpu::shares_to_cpus;
 use crate::scheduler::model::{Container, Node, PortBinding};
 
@@ -99,9 +101,15 @@ fn apply_summary(c: &mut Container, s: &ContainerSummary) {
 
 /// The fields classic reads from an inspect. CPU shares become CPUs on this engine
 /// (`shares * NCPU / 1024`); memory is HostConfig.Memory, the limit classic reserves.
+/// A container with a reschedule policy keeps the whole inspect, to be recreated from.
 pub fn from_inspect(i: &ContainerInspectResponse, ncpu: i64) -> Container {
     let host = i.host_config.as_ref();
     let config = i.config.as_ref();
+    let labels = config.and_then(|c| c.labels.as_ref());
+    let inspect = labels
+        .filter(|l| has_reschedule_policy(l))
+        .and_then(|_| serde_json::to_value(i).ok())
+        .map(Arc::new);
     Container {
         id: i.id.clone().unwrap_or_default(),
         names: i.name.iter().cloned().collect(),
@@ -127,6 +135,7 @@ pub fn from_inspect(i: &ContainerInspectResponse, ncpu: i64) -> Container {
             .and_then(|s| s.status)
             .map(|s| s.to_string())
             .unwrap_or_default(),
+        inspect,
     }
 }
 

@@ -70,6 +70,12 @@ impl Engine {
         &self.addr
     }
 
+    /// The engine's API client, for callers outside the refresh loop (the watchdog's
+    /// create, start and remove); bound each call with your own timeout.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The scheduler's view of this engine as of the last refresh.
     pub fn node(&self) -> &Node {
         &self.node

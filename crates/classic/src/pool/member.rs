@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::{Engine, PoolConfig};
@@ -45,6 +46,16 @@ impl EngineSnapshot {
     }
 }
 
+/// An engine's health changed (classic's `engine_connect` / `engine_disconnect` /
+/// `engine_reconnect` cluster events), for the watchdog. Sent when the shared view
+/// changes, so a reader that then calls [`super::Pool::engines`] sees `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolEvent {
+    pub addr: EngineAddr,
+    pub from: EngineState,
+    pub to: EngineState,
+}
+
 /// After an event stream breaks, how long before the next refresh: long enough not to
 /// spin on a dead engine, short enough that `--engine-failure-retry` failures in a row
 /// flag it unhealthy within seconds (classic's event monitor reacted as fast).
@@ -55,6 +66,7 @@ pub(super) async fn run(
     addr: EngineAddr,
     view: Arc<RwLock<EngineSnapshot>>,
     config: PoolConfig,
+    events: broadcast::Sender<PoolEvent>,
     cancel: CancellationToken,
 ) {
     let mut engine = match Engine::new(addr.clone(), config.timeout, config.failure_retry) {
@@ -82,6 +94,7 @@ pub(super) async fn run(
             &engine,
             result.as_ref().err().map(ToString::to_string),
             true,
+            &events,
         );
         if let Err(e) = &result {
             tracing::debug!(engine = %addr, error = %e, "engine refresh failed");
@@ -106,7 +119,7 @@ pub(super) async fn run(
             };
             if let Some(e) = broken {
                 tracing::info!(engine = %addr, error = %e, "engine event stream broke");
-                publish(&view, &engine, Some(e.to_string()), false);
+                publish(&view, &engine, Some(e.to_string()), false, &events);
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(RETRY_AFTER_BROKEN_STREAM.min(wait)) => {}
@@ -121,11 +134,26 @@ pub(super) async fn run(
     }
 }
 
-/// Copies the engine's node and health into the shared view.
-fn publish(view: &RwLock<EngineSnapshot>, engine: &Engine, error: Option<String>, refreshed: bool) {
+/// Copies the engine's node and health into the shared view, and tells subscribers when
+/// the state changed (none listening is fine).
+fn publish(
+    view: &RwLock<EngineSnapshot>,
+    engine: &Engine,
+    error: Option<String>,
+    refreshed: bool,
+    events: &broadcast::Sender<PoolEvent>,
+) {
     let Ok(mut v) = view.write() else { return };
     v.node = engine.node().clone();
+    let from = v.state;
     v.state = engine.health().state();
+    if from != v.state {
+        let _ = events.send(PoolEvent {
+            addr: v.addr.clone(),
+            from,
+            to: v.state,
+        });
+    }
     v.failures = engine.health().failures();
     v.server_version = engine.server_version().to_owned();
     match error {

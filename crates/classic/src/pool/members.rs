@@ -1,15 +1,18 @@
 //! The pool: one supervised task per discovered engine, the discovery re-read every
 //! heartbeat, and the containers being created (counted before any engine lists them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::member::{self, EngineSnapshot};
-use crate::discovery::{Discovery, EngineAddr, RefreshIntervals, diff, parse_file_content};
+use super::member::{self, EngineSnapshot, PoolEvent};
+use crate::discovery::{
+    Discovery, EngineAddr, EngineState, RefreshIntervals, diff, parse_file_content,
+};
 use crate::scheduler::model::{Container, Node};
 
 /// How the pool talks to its engines.
@@ -26,6 +29,10 @@ pub struct PoolConfig {
 /// A pending entry outlives its create by at most this long: by then the engine's events
 /// or a refresh have listed the container (or it is gone).
 const PENDING_TTL: Duration = Duration::from_secs(120);
+
+/// State changes a slow subscriber may fall behind by before it misses some (it then
+/// reads [`Pool::engines`] afresh, which is all a missed change would have told it).
+const EVENT_BACKLOG: usize = 64;
 
 struct Member {
     view: Arc<RwLock<EngineSnapshot>>,
@@ -52,6 +59,7 @@ pub struct Pool {
     pending: Mutex<(u64, Vec<Pending>)>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    events: broadcast::Sender<PoolEvent>,
 }
 
 impl Pool {
@@ -64,6 +72,7 @@ impl Pool {
             pending: Mutex::new((0, Vec::new())),
             tracker: TaskTracker::new(),
             cancel,
+            events: broadcast::channel(EVENT_BACKLOG).0,
         });
         let p = pool.clone();
         pool.tracker
@@ -115,10 +124,16 @@ impl Pool {
                 addr.clone(),
                 view.clone(),
                 self.config,
+                self.events.clone(),
                 cancel.clone(),
             ));
             members.insert(addr, Member { view, cancel });
         }
+    }
+
+    /// Every engine health change from now on (see [`PoolEvent`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<PoolEvent> {
+        self.events.subscribe()
     }
 
     /// Every engine as last seen, in address order.
@@ -135,11 +150,22 @@ impl Pool {
     /// The scheduler's view: every engine's node with the containers being created on it
     /// added (classic's pending containers). Entries the engine now lists, or too old,
     /// are dropped here.
+    ///
+    /// A lost engine's container whose Swarm ID now lives on a healthy engine is left out:
+    /// the watchdog moved it, and classic dropped the old copy from the lost engine's list
+    /// so that names resolve to the new one.
     pub fn nodes(&self) -> Vec<(EngineAddr, Node)> {
-        let mut nodes: Vec<(EngineAddr, Node)> = self
-            .engines()
+        let engines = self.engines();
+        let moved = moved_swarm_ids(&engines);
+        let mut nodes: Vec<(EngineAddr, Node)> = engines
             .into_iter()
-            .map(|e| (e.addr, e.node))
+            .map(|e| {
+                let mut node = e.node;
+                if e.state != EngineState::Healthy {
+                    node.containers.retain(|c| !moved.contains(c.swarm_id()));
+                }
+                (e.addr, node)
+            })
             .collect();
         let Ok(mut pending) = self.pending.lock() else {
             return nodes;
@@ -205,6 +231,16 @@ impl Pool {
             Some((addr, node, c))
         })
     }
+}
+
+/// The Swarm IDs of containers listed on healthy engines.
+fn moved_swarm_ids(engines: &[EngineSnapshot]) -> HashSet<String> {
+    engines
+        .iter()
+        .filter(|e| e.state == EngineState::Healthy)
+        .flat_map(|e| e.node.containers.iter().map(|c| c.swarm_id().to_owned()))
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// The engines a discovery names right now.

@@ -19,7 +19,7 @@ mod members;
 
 pub use engine::Engine;
 pub use error::EngineError;
-pub use member::EngineSnapshot;
+pub use member::{EngineSnapshot, PoolEvent};
 pub use members::{PendingToken, Pool, PoolConfig};
 
 #[cfg(test)]

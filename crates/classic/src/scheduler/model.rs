@@ -6,6 +6,7 @@
 //! reservations compare with an engine's NCPU.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Label classic reads a container's Swarm ID from (set on every container it creates).
 pub const SWARM_ID_LABEL: &str = "com.docker.swarm.id";
@@ -161,6 +162,10 @@ pub struct Container {
     pub exposed_ports: Vec<String>,
     pub network_mode: String,
     pub state: String,
+    /// The engine's whole inspect, kept only for containers with a reschedule policy: when
+    /// their engine dies, it is the config they are recreated from elsewhere (classic kept
+    /// every container's inspect for this).
+    pub inspect: Option<Arc<serde_json::Value>>,
 }
 
 impl Container {
