@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use swarmd_classic::options::{ListenAddr, ManageArgs, ManageOptions};
 use swarmd_classic::pool::{Pool, PoolConfig};
+use swarmd_classic::reschedule::Watchdog;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ManageCli;
@@ -72,16 +73,39 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default();
+    let scheduler = swarmd_classic::api::scheduler(&options);
+    let schedule_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let watchdog = tokio::spawn(swarmd_classic::reschedule::run(
+        Watchdog {
+            pool: pool.clone(),
+            scheduler: scheduler.clone(),
+            schedule_lock: schedule_lock.clone(),
+            timeout: ENGINE_CALL_TIMEOUT,
+            interval: options.refresh.min,
+        },
+        cancel.clone(),
+    ));
     let options = Arc::new(options);
     let app_pool = pool.clone();
     let server = tokio::spawn(swarmd_engine_api::serve_app(
         listeners,
-        move |tracker, inner| swarmd_classic::api::app(app_pool, options, hostname, tracker, inner),
+        move |tracker, inner| {
+            swarmd_classic::api::app(
+                app_pool,
+                options,
+                scheduler,
+                schedule_lock,
+                hostname,
+                tracker,
+                inner,
+            )
+        },
         cancel.clone(),
     ));
     crate::wait_for_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), watchdog).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), pool.stopped()).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())

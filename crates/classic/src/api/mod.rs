@@ -47,20 +47,17 @@ use crate::scheduler::select::Scheduler;
 use crate::view::ManagerHost;
 
 /// The API of a manager over `pool`; `tracker`/`cancel` are the server's (see
-/// `swarmd_engine_api::serve_app`).
+/// `swarmd_engine_api::serve_app`). `schedule_lock` is shared with the rescheduler, so a
+/// moved container and a `docker run` never take the same slot or port.
 pub fn app(
     pool: Arc<Pool>,
     options: Arc<ManageOptions>,
+    scheduler: Scheduler,
+    schedule_lock: Arc<Mutex<()>>,
     hostname: String,
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) -> ApiApp {
-    let scheduler = Scheduler {
-        strategy: options.strategy,
-        filters: options.filters.clone(),
-        // Classic: int64(overcommitRatio * 100).
-        overcommit_percent: (options.cluster.overcommit * 100.0) as i64,
-    };
     let st = ClassicState {
         pool,
         proxy: Arc::new(EngineProxy::new(tracker, cancel.clone())),
@@ -68,10 +65,20 @@ pub fn app(
         options,
         host: Arc::new(manager_host(hostname)),
         event_listeners: Arc::default(),
-        schedule_lock: Arc::new(Mutex::new(())),
+        schedule_lock,
         cancel,
     };
     ApiApp::from_router(routes(st))
+}
+
+/// The manager's scheduler from its options.
+pub fn scheduler(options: &ManageOptions) -> Scheduler {
+    Scheduler {
+        strategy: options.strategy,
+        filters: options.filters.clone(),
+        // Classic: int64(overcommitRatio * 100).
+        overcommit_percent: (options.cluster.overcommit * 100.0) as i64,
+    }
 }
 
 /// The manager's own facts for `/info` and `/version`.
