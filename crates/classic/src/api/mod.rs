@@ -22,6 +22,9 @@ mod path;
 mod state;
 mod system;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use axum::Router;

@@ -74,9 +74,16 @@ impl Pool {
             cancel,
             events: broadcast::channel(EVENT_BACKLOG).0,
         });
-        let p = pool.clone();
-        pool.tracker
-            .spawn(async move { p.discover(discovery).await });
+        match discovery {
+            // A fixed list is known now: the engines are in the pool (pending) before the
+            // first request, so `docker info` never shows an empty pool at start.
+            Discovery::Nodes(addrs) => pool.set_engines(&addrs),
+            Discovery::File(_) => {
+                let p = pool.clone();
+                pool.tracker
+                    .spawn(async move { p.discover(discovery).await });
+            }
+        }
         pool
     }
 
@@ -92,9 +99,6 @@ impl Pool {
                 Ok(addrs) => self.set_engines(&addrs),
                 // Classic kept the pool it had when the file could not be read.
                 Err(e) => tracing::warn!(error = %e, "discovery unreadable; pool unchanged"),
-            }
-            if matches!(discovery, Discovery::Nodes(_)) {
-                return;
             }
             tokio::select! {
                 _ = self.cancel.cancelled() => return,
