@@ -66,7 +66,25 @@ async fn route(st: &ClassicState, req: Request) -> Result<Response, ApiError> {
     if method == Method::GET && action == Some("json") {
         return inspect(st, &addr, &path.build(), &version).await;
     }
-    forward(st, &addr, req, &path.build(), &version).await
+    let changes = changes_container(&method, action);
+    let resp = forward(st, &addr, req, &path.build(), &version).await?;
+    if changes && resp.status().is_success() {
+        st.pool.refresh_container(&addr, &id);
+    }
+    Ok(resp)
+}
+
+/// Whether a call changes what `docker ps` shows of the container (so the pool re-reads
+/// it before the next listing).
+fn changes_container(method: &Method, action: Option<&str>) -> bool {
+    match (method, action) {
+        (&Method::DELETE, None) => true,
+        (&Method::POST, Some(a)) => matches!(
+            a,
+            "start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "rename" | "update"
+        ),
+        _ => false,
+    }
 }
 
 /// Sends `req` to the engine at `addr` under `path_and_query` (streams and upgrades

@@ -192,6 +192,7 @@ impl Create<'_> {
                     && let Some(id) = v.get("Id").and_then(Value::as_str)
                 {
                     self.st.pool.pending_created(&token, id);
+                    self.st.pool.refresh_container(&addr, id);
                 }
                 tracing::debug!(engine = %addr, name = self.name, "container scheduled");
                 Ok((status, bytes))

@@ -97,6 +97,7 @@ fn apply_summary(c: &mut Container, s: &ContainerSummary) {
     c.image = s.image.clone().unwrap_or_default();
     c.labels = s.labels.clone().unwrap_or_default();
     c.state = s.state.map(|st| st.to_string()).unwrap_or_default();
+    c.summary = Some(Arc::new(s.clone()));
 }
 
 /// The fields classic reads from an inspect. CPU shares become CPUs on this engine
@@ -136,6 +137,8 @@ pub fn from_inspect(i: &ContainerInspectResponse, ncpu: i64) -> Container {
             .map(|s| s.to_string())
             .unwrap_or_default(),
         inspect,
+        summary: None,
+        state_detail: i.state.clone().map(Arc::new),
     }
 }
 

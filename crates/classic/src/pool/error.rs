@@ -25,6 +25,8 @@ pub enum EngineError {
     Response {
         addr: String,
         call: &'static str,
+        /// The HTTP status, 0 when the answer was unreadable.
+        status: u16,
         message: String,
     },
     /// The engine answered `/info` but classic would refuse it (see [`InfoError`]).
@@ -40,17 +42,27 @@ impl EngineError {
         matches!(self, Self::Timeout { .. } | Self::Connection { .. })
     }
 
+    /// Whether the engine answered 404 (the object is gone).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Response { status: 404, .. })
+    }
+
     pub(super) fn from_bollard(addr: &str, call: &'static str, e: bollard::errors::Error) -> Self {
         use bollard::errors::Error as B;
         match e {
-            B::DockerResponseServerError { message, .. } => Self::Response {
+            B::DockerResponseServerError {
+                status_code,
+                message,
+            } => Self::Response {
                 addr: addr.to_owned(),
                 call,
+                status: status_code,
                 message,
             },
             e @ (B::JsonDataError { .. } | B::JsonSerdeError { .. }) => Self::Response {
                 addr: addr.to_owned(),
                 call,
+                status: 0,
                 message: e.to_string(),
             },
             other => Self::Connection {

@@ -9,6 +9,13 @@ use futures::StreamExt;
 use super::{Engine, EngineError};
 use crate::engine::event::{Refresh, refresh_for};
 
+/// A request, from the API, to re-read one container now (after a call through the
+/// manager changed it), answered on `done` once the node holds the engine's answer.
+pub struct RefreshRequest {
+    pub id: String,
+    pub done: tokio::sync::oneshot::Sender<()>,
+}
+
 impl Engine {
     /// Follows the engine's events from `since` (unix seconds; `None` for from now),
     /// running for each the refresh [`refresh_for`] names, then calling `on_refresh` with
@@ -25,6 +32,7 @@ impl Engine {
     pub async fn watch_events(
         &mut self,
         since: Option<i64>,
+        requests: Option<&mut tokio::sync::mpsc::UnboundedReceiver<RefreshRequest>>,
         mut on_refresh: impl FnMut(&Refresh, &crate::scheduler::model::Node) -> ControlFlow<()>,
     ) -> Result<(), EngineError> {
         let docker = self.docker.clone();
@@ -32,8 +40,39 @@ impl Engine {
             since: since.map(|s| s.to_string()),
             ..Default::default()
         }));
+        let mut requests = requests;
         loop {
-            let ev = match stream.next().await {
+            let next = match requests.as_deref_mut() {
+                Some(rx) => tokio::select! {
+                    ev = stream.next() => Ok(ev),
+                    Some(req) = rx.recv() => Err(req),
+                },
+                None => Ok(stream.next().await),
+            };
+            let next = match next {
+                Ok(ev) => ev,
+                Err(req) => {
+                    let refresh = Refresh::Container {
+                        id: req.id,
+                        inspect: true,
+                    };
+                    let result = self.refresh_one(&refresh).await;
+                    self.record(&result, false);
+                    if let Err(e) = result {
+                        if e.is_connection_error() {
+                            return Err(e);
+                        }
+                        tracing::debug!(error = %e, "requested refresh failed");
+                    }
+                    let stop = on_refresh(&refresh, &self.node).is_break();
+                    let _ = req.done.send(());
+                    if stop {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            let ev = match next {
                 Some(Ok(ev)) => ev,
                 Some(Err(e)) => {
                     let err = EngineError::from_bollard(&self.addr().to_string(), "GET /events", e);
@@ -94,14 +133,24 @@ impl Engine {
                 // A container the node does not know yet has nothing to keep from an
                 // earlier inspect, so it is inspected whatever the event.
                 let known = self.node.containers.iter().any(|c| c.id == *id);
+                let mut summaries = summaries;
                 let inspected = if summaries.len() == 1 && (*inspect || !known) {
-                    Some(
-                        self.call(
+                    match self
+                        .call(
                             "GET /containers/{id}/json",
                             docker.inspect_container(id, None),
                         )
-                        .await?,
-                    )
+                        .await
+                    {
+                        Ok(i) => Some(i),
+                        // Removed between the listing and the inspect (`docker run --rm`
+                        // ends so): gone, not an error.
+                        Err(e) if e.is_not_found() => {
+                            summaries.clear();
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    }
                 } else {
                     None
                 };

@@ -6,9 +6,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::events::RefreshRequest;
 use super::{Engine, PoolConfig};
 use crate::discovery::{EngineAddr, EngineState};
 use crate::scheduler::model::Node;
@@ -67,6 +68,7 @@ pub(super) async fn run(
     view: Arc<RwLock<EngineSnapshot>>,
     config: PoolConfig,
     events: broadcast::Sender<PoolEvent>,
+    mut requests: mpsc::UnboundedReceiver<RefreshRequest>,
     cancel: CancellationToken,
 ) {
     let mut engine = match Engine::new(addr.clone(), config.timeout, config.failure_retry) {
@@ -103,7 +105,7 @@ pub(super) async fn run(
             .health()
             .refresh_wait(config.refresh, rand::rng().random());
         if engine.health().is_healthy() {
-            let watch = engine.watch_events(Some(since), |_, node| {
+            let watch = engine.watch_events(Some(since), Some(&mut requests), |_, node| {
                 if let Ok(mut v) = view.write() {
                     v.node = node.clone();
                 }

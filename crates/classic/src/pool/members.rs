@@ -2,13 +2,15 @@
 //! heartbeat, and the containers being created (counted before any engine lists them).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::events::RefreshRequest;
 use super::member::{self, EngineSnapshot, PoolEvent};
 use crate::discovery::{
     Discovery, EngineAddr, EngineState, RefreshIntervals, diff, parse_file_content,
@@ -37,6 +39,19 @@ const EVENT_BACKLOG: usize = 64;
 struct Member {
     view: Arc<RwLock<EngineSnapshot>>,
     cancel: CancellationToken,
+    /// Container re-reads asked for by the API, done by the engine's task.
+    refresh: mpsc::UnboundedSender<RefreshRequest>,
+}
+
+/// How long a caller waits for requested re-reads before answering from the view as it
+/// is (an engine that stopped answering must not hold `docker ps`).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Re-reads asked for and not yet done, and a wake-up for [`Pool::settled`].
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    done: Notify,
 }
 
 struct Pending {
@@ -60,6 +75,7 @@ pub struct Pool {
     tracker: TaskTracker,
     cancel: CancellationToken,
     events: broadcast::Sender<PoolEvent>,
+    inflight: Arc<InFlight>,
 }
 
 impl Pool {
@@ -73,6 +89,7 @@ impl Pool {
             tracker: TaskTracker::new(),
             cancel,
             events: broadcast::channel(EVENT_BACKLOG).0,
+            inflight: Arc::default(),
         });
         match discovery {
             // A fixed list is known now: the engines are in the pool (pending) before the
@@ -124,14 +141,66 @@ impl Pool {
             tracing::info!(engine = %addr, "engine discovered");
             let view = Arc::new(RwLock::new(EngineSnapshot::new(addr.clone())));
             let cancel = self.cancel.child_token();
+            let (refresh, requests) = mpsc::unbounded_channel();
             self.tracker.spawn(member::run(
                 addr.clone(),
                 view.clone(),
                 self.config,
                 self.events.clone(),
+                requests,
                 cancel.clone(),
             ));
-            members.insert(addr, Member { view, cancel });
+            members.insert(
+                addr,
+                Member {
+                    view,
+                    cancel,
+                    refresh,
+                },
+            );
+        }
+    }
+
+    /// Has the engine at `addr` re-read container `id` (its task does it between events),
+    /// after a call through the manager changed or removed it: [`Pool::settled`] then
+    /// waits for it, so `docker ps` right after `docker stop` shows the stop.
+    pub fn refresh_container(&self, addr: &EngineAddr, id: &str) {
+        let Some(tx) = self
+            .members
+            .read()
+            .ok()
+            .and_then(|m| m.get(addr).map(|m| m.refresh.clone()))
+        else {
+            return;
+        };
+        let (done, answered) = oneshot::channel();
+        let req = RefreshRequest {
+            id: id.to_owned(),
+            done,
+        };
+        if tx.send(req).is_err() {
+            return;
+        }
+        self.inflight.count.fetch_add(1, Ordering::SeqCst);
+        let inflight = self.inflight.clone();
+        self.tracker.spawn(async move {
+            let _ = tokio::time::timeout(SETTLE_TIMEOUT, answered).await;
+            inflight.count.fetch_sub(1, Ordering::SeqCst);
+            inflight.done.notify_waiters();
+        });
+    }
+
+    /// Waits (at most [`SETTLE_TIMEOUT`]) until every re-read asked for so far is done.
+    pub async fn settled(&self) {
+        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let woken = self.inflight.done.notified();
+            if self.inflight.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return;
+            }
         }
     }
 

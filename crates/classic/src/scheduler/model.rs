@@ -166,6 +166,12 @@ pub struct Container {
     /// their engine dies, it is the config they are recreated from elsewhere (classic kept
     /// every container's inspect for this).
     pub inspect: Option<Arc<serde_json::Value>>,
+    /// The engine's last `/containers/json` entry for it: `docker ps` through the manager
+    /// is answered from these (classic answered from its cache too).
+    pub summary: Option<Arc<bollard_stubs::models::ContainerSummary>>,
+    /// The inspect's `State`, redone on every state-changing event: `docker ps`'s Status
+    /// ("Up 5 minutes") is computed from it at answer time, as classic did.
+    pub state_detail: Option<Arc<bollard_stubs::models::ContainerState>>,
 }
 
 impl Container {

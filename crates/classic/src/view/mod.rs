@@ -27,6 +27,7 @@
 //!
 //! Errors carry classic's texts; [`resolve::ResolveError::status`] gives the HTTP status.
 
+pub mod cached;
 pub mod containers;
 pub mod events;
 pub mod images;
@@ -35,6 +36,7 @@ pub mod inspect;
 pub mod networks;
 pub mod resolve;
 mod sort;
+pub mod state_text;
 pub mod status;
 mod units;
 pub mod version;

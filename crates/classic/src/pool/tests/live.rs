@@ -156,7 +156,7 @@ async fn events_bring_a_created_container_in_and_a_removed_one_out() {
         - 1;
     let id = create(&label).await;
     assert!(engine.node().container(&id).is_none());
-    let watch = engine.watch_events(Some(since), |r, node| {
+    let watch = engine.watch_events(Some(since), None, |r, node| {
         if matches!(r, Refresh::Container { id: rid, .. } if *rid == id)
             && node.container(&id).is_some()
         {
@@ -172,7 +172,7 @@ async fn events_bring_a_created_container_in_and_a_removed_one_out() {
     assert_eq!(engine.node().container(&id).unwrap().state, "created");
 
     remove(&id).await;
-    let watch = engine.watch_events(Some(since), |_, node| {
+    let watch = engine.watch_events(Some(since), None, |_, node| {
         if node.container(&id).is_none() {
             ControlFlow::Break(())
         } else {
@@ -228,7 +228,7 @@ async fn events_alone_do_not_validate_a_pending_engine() {
         - 1;
     let id = create(&label).await;
     let mut engine = local();
-    let watch = engine.watch_events(Some(since), |_, node| {
+    let watch = engine.watch_events(Some(since), None, |_, node| {
         if node.container(&id).is_some() {
             ControlFlow::Break(())
         } else {
@@ -260,7 +260,7 @@ async fn a_die_event_refreshes_the_container_state() {
         - 1;
     swarmd_testkit::engine_docker(&["start", &id]).ok();
     // `true` exits at once: the die event's refresh must show it exited.
-    let watch = engine.watch_events(Some(since), |r, node| {
+    let watch = engine.watch_events(Some(since), None, |r, node| {
         let died = matches!(r, Refresh::Container { id: rid, inspect: true } if *rid == id);
         if died && node.container(&id).is_some_and(|c| c.state == "exited") {
             ControlFlow::Break(())

@@ -46,7 +46,7 @@ async fn silent_engine_times_out() {
 /// until the watch ends, which must be within 5 s and with an error.
 async fn watch_until_it_ends(port: u16, timeout: Duration) -> (EngineError, Engine) {
     let mut engine = Engine::new(tcp(port), timeout, 3).unwrap();
-    let watch = engine.watch_events(None, |_, _| ControlFlow::Continue(()));
+    let watch = engine.watch_events(None, None, |_, _| ControlFlow::Continue(()));
     let err = tokio::time::timeout(Duration::from_secs(5), watch)
         .await
         .expect("the watch ends on its own, its opening bounded by the timeout")
