@@ -441,6 +441,12 @@ fn a_crashed_manager_loses_nothing_and_its_restart_finds_every_container() {
         ])
         .ok();
     assert_eq!(label.stdout_trimmed(), r#"["zone==b"]"#);
+
+    // A graceful stop (SIGTERM) leaves them running too.
+    let status = m.sigterm().expect("the manager stops on SIGTERM");
+    assert!(status.success(), "swarmd manage exited with {status}");
+    assert!(names_on(&pool, 1, &[]).contains(&pinned));
+    assert!(names_on(&pool, plain_on, &[]).contains(&plain));
 }
 
 #[test]
