@@ -7,25 +7,20 @@
 //! restart and recovery tests need.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use crate::cmd::{
-    CmdOutput, DEFAULT_CMD_TIMEOUT, LOG_TAIL_LINES, describe, docker_cli, log_tail_section,
-    run_inner,
-};
+use crate::cmd::{CmdOutput, DEFAULT_CMD_TIMEOUT, LOG_TAIL_LINES, docker_cli, run_inner};
 use crate::engine::isolate_cli;
 use crate::http::{HttpResponse, unix_http};
+use crate::process::ServerProcess;
 
 /// How a node runs its tasks (`swarmd --executor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -187,15 +182,11 @@ impl DaemonBuilder {
             .context("creating the docker CLI config directory")?;
 
         let mut daemon = Daemon {
-            log_path: data_root.join("swarmd.log"),
+            process: ServerProcess::new(&self.bin, socket, data_root.join("swarmd.log")),
             data_root,
             data_root_tmp,
-            socket,
             run_dir,
             cfg: self,
-            child: None,
-            last_exit: None,
-            starts: 0,
         };
         daemon.spawn()?;
         Ok(daemon)
@@ -219,11 +210,8 @@ pub struct Daemon {
     data_root_tmp: Option<TempDir>,
     /// Holds the API socket and the docker CLI's empty config directory.
     run_dir: TempDir,
-    socket: PathBuf,
-    log_path: PathBuf,
-    child: Option<Child>,
-    last_exit: Option<ExitStatus>,
-    starts: u32,
+    /// The process, its socket and its log.
+    process: ServerProcess,
 }
 
 impl Daemon {
@@ -248,12 +236,12 @@ impl Daemon {
 
     /// The API socket's path.
     pub fn socket_path(&self) -> &Path {
-        &self.socket
+        self.process.socket()
     }
 
     /// `unix://<socket>`, the value for `DOCKER_HOST` or `docker -H`.
     pub fn docker_host(&self) -> String {
-        format!("unix://{}", self.socket.display())
+        format!("unix://{}", self.socket_path().display())
     }
 
     /// The `--data-root` directory.
@@ -273,62 +261,46 @@ impl Daemon {
 
     /// The file receiving the daemon's stdout and stderr (across restarts).
     pub fn log_path(&self) -> &Path {
-        &self.log_path
+        self.process.log_path()
     }
 
     /// The whole daemon log so far, for assertions and failure messages. Each start is marked
     /// by a `=== swarmd-testkit: start #N ...` line.
     pub fn log(&self) -> String {
-        std::fs::read(&self.log_path)
+        std::fs::read(self.log_path())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
 
     /// The last `lines` lines of the log, formatted for a failure message.
     pub fn log_tail(&self, lines: usize) -> String {
-        log_tail_section(&self.log_path, lines)
+        self.process.log_tail(lines)
     }
 
     /// The process id, if the process has been started and not yet reaped.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Whether the process is still running (reaping it if it has exited).
     pub fn is_running(&mut self) -> bool {
-        let Some(child) = self.child.as_mut() else {
-            return false;
-        };
-        match child.try_wait() {
-            Ok(None) => true,
-            Ok(Some(status)) => {
-                self.last_exit = Some(status);
-                self.child = None;
-                false
-            }
-            Err(_) => true,
-        }
+        self.process.is_running()
     }
 
     /// How the process last exited, once it has.
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        self.last_exit
+        self.process.exit_status()
     }
 
     /// One `GET /_ping`: Ok if the API answers 200.
     pub fn ping(&self) -> anyhow::Result<()> {
-        let resp = unix_http(&self.socket, "GET", "/_ping", None, Duration::from_secs(2))
-            .with_context(|| format!("GET /_ping on {}", self.socket.display()))?;
-        if resp.status != 200 {
-            bail!("GET /_ping answered {}: {}", resp.status, resp.text());
-        }
-        Ok(())
+        self.process.ping()
     }
 
     /// One raw HTTP request to the API (no docker CLI in between), for checking status codes,
     /// headers and bodies exactly. `body` is sent as JSON.
     pub fn http(&self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<HttpResponse> {
-        unix_http(&self.socket, method, path, body, self.cfg.cmd_timeout)
+        unix_http(self.socket_path(), method, path, body, self.cfg.cmd_timeout)
     }
 
     /// A `docker` command aimed at this daemon (`DOCKER_HOST` set, host config isolated), for
@@ -348,7 +320,7 @@ impl Daemon {
             self.docker_command(args),
             None,
             self.cfg.cmd_timeout,
-            Some(&self.log_path),
+            Some(self.log_path()),
         )
     }
 
@@ -360,7 +332,7 @@ impl Daemon {
             self.docker_command(args),
             Some(input),
             self.cfg.cmd_timeout,
-            Some(&self.log_path),
+            Some(self.log_path()),
         )
     }
 
@@ -368,41 +340,19 @@ impl Daemon {
     /// exit status. If it does not exit in time it is killed and an error (with the log tail)
     /// is returned: a daemon that ignores SIGTERM is a bug.
     pub fn sigterm(&mut self) -> anyhow::Result<ExitStatus> {
-        let Some(pid) = self.pid() else {
-            bail!("swarmd on {} is not running", self.socket.display())
-        };
-        // The child is not reaped yet, so its pid cannot have been reused.
-        kill(Pid::from_raw(pid as i32), Signal::SIGTERM).context("sending SIGTERM")?;
-        let timeout = self.cfg.stop_timeout;
-        self.wait_exit(timeout).inspect_err(|_| self.kill9())
+        self.process.sigterm(self.cfg.stop_timeout)
     }
 
     /// Waits up to `timeout` for the process to exit on its own (e.g. after a fatal error the
     /// test provoked) and returns its exit status. The process is left alone on timeout.
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if !self.is_running() {
-                return self.last_exit.context("the daemon was never started");
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "swarmd on {} did not exit within {timeout:?}\n{}",
-                    self.socket.display(),
-                    self.log_tail(LOG_TAIL_LINES)
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.process.wait_exit(timeout)
     }
 
     /// Kills the process with SIGKILL (a crash: no shutdown code runs) and reaps it. Does
     /// nothing if it is not running.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            self.last_exit = child.wait().ok();
-        }
+        self.process.kill9();
     }
 
     /// Starts the daemon again with the same options, data root and socket, and waits for its
@@ -417,7 +367,6 @@ impl Daemon {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        self.starts += 1;
         let mut cmd = match &self.cfg.netns {
             Some(ns) => {
                 let mut c = Command::new("nsenter");
@@ -446,77 +395,7 @@ impl Daemon {
             cmd.env("RUST_BACKTRACE", "1");
         }
         cmd.envs(self.cfg.envs.iter().map(|(k, v)| (k, v)));
-
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .with_context(|| format!("opening {}", self.log_path.display()))?;
-        writeln!(
-            log,
-            "=== swarmd-testkit: start #{}: {} ===",
-            self.starts,
-            describe(&cmd)
-        )?;
-        // Output goes to a file, never to the test's pipes: a daemon holding the test runner's
-        // stdout would make nextest report it as leaked.
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = spawn_retrying(&mut cmd)
-            .with_context(|| format!("starting {}", self.cfg.bin.display()))?;
-        self.child = Some(child);
-        self.wait_ready()
-    }
-
-    /// Polls `GET /_ping` until it answers, the process exits, or the start timeout passes.
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let bin = self.cfg.bin.display().to_string();
-        let timeout = self.cfg.start_timeout;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last_error = match self.ping() {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            if !self.is_running() {
-                bail!(
-                    "{bin} exited ({}) before its API answered on {}\n{}",
-                    self.last_exit
-                        .map_or("status unknown".into(), |s| s.to_string()),
-                    self.socket.display(),
-                    self.log_tail(LOG_TAIL_LINES)
-                );
-            }
-            if Instant::now() >= deadline {
-                self.kill9();
-                bail!(
-                    "{bin} did not answer GET /_ping on {} within {timeout:?} (last error: {last_error:#}); \
-                     killed it\n{}",
-                    self.socket.display(),
-                    self.log_tail(LOG_TAIL_LINES)
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// `Command::spawn`, retrying briefly on ETXTBSY: an executable written by this (multi-threaded)
-/// test process can be "busy" for a moment while another thread's fork still holds the write
-/// descriptor, a known race for tests that generate scripts.
-fn spawn_retrying(cmd: &mut Command) -> io::Result<Child> {
-    let mut attempts = 0;
-    loop {
-        match cmd.spawn() {
-            Err(e)
-                if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32) && attempts < 50 =>
-            {
-                attempts += 1;
-                thread::sleep(Duration::from_millis(10));
-            }
-            result => return result,
-        }
+        self.process.launch(cmd, self.cfg.start_timeout)
     }
 }
 

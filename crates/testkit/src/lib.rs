@@ -15,6 +15,7 @@
 //!   veth to the host) for tests whose traffic must cross between hosts; [`MachineBuilder`]
 //!   for one with a hostname, labels and a TCP listener.
 //! - [`EnginePool`]: several such engines at once, reachable over TCP, for classic Swarm.
+//! - [`ClassicManager`]: a `swarmd manage` over such a pool, to drive with real clients.
 //! - [`unique_name`]: collision-free names for services, secrets, networks, ...
 //! - [`find_secret`] / [`find_secret_in_tree`]: a secret in any encoding (raw, hex, base64,
 //!   JSON number array), for tests that prove none is left in plaintext.
@@ -39,7 +40,9 @@ mod engine;
 mod http;
 mod leak;
 mod machine;
+mod manager;
 mod pool;
+mod process;
 mod registry;
 mod wait;
 
@@ -51,6 +54,7 @@ pub use engine::{
 pub use http::{HttpResponse, unix_http};
 pub use leak::{MIN_SECRET_LEN, byte_forms, find_secret, find_secret_in_tree};
 pub use machine::{ENGINE_TCP_PORT, Machine, MachineBuilder};
+pub use manager::{ClassicManager, ClassicManagerBuilder};
 pub use pool::EnginePool;
 pub use registry::{REGISTRY_ADDR, REGISTRY_IMAGE};
 pub use wait::{wait_for, wait_for_async, wait_until, wait_until_async};
