@@ -345,3 +345,29 @@ fn tls_verify_without_a_ca_is_refused_not_a_panic() {
     });
     assert_eq!(err, "Couldn't read CA certificate: no CA certificate given");
 }
+
+#[tokio::test]
+async fn tls_engines_are_verified_only_with_tlsverify() {
+    let (dir, _server, manager) = certs();
+    // An engine whose certificate names another address, from a CA the manager does not
+    // know: classic's --tls (InsecureSkipVerify) talks to it anyway, --tlsverify does not.
+    let stranger = TestCa::new()
+        .unwrap()
+        .issue(dir.path(), "elsewhere", &["10.9.9.9"])
+        .unwrap();
+    let engine = TlsConfigs::load(&TlsFiles {
+        ca: None,
+        ..files(&stranger, false)
+    })
+    .unwrap();
+    let (addr, cancel) = serve(ping_router(), Some(engine.server)).await;
+
+    let insecure = TlsConfigs::load(&files(&manager, false)).unwrap().client;
+    let answer = tls_get(addr, insecure).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+
+    let verifying = TlsConfigs::load(&files(&manager, true)).unwrap().client;
+    let err = tls_get(addr, verifying).await.unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    cancel.cancel();
+}
