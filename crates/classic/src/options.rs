@@ -42,7 +42,8 @@ pub struct ManageArgs {
     pub tlskey: Option<String>,
 }
 
-/// TLS file paths for the API listener, checked for presence only.
+/// TLS file paths, checked for presence only: the API listener serves with them and the
+/// engines are dialled with them (classic's one TLS config; see `swarmd_engine_api::tls`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsOptions {
     pub cert: String,

@@ -27,6 +27,7 @@ pub mod server;
 pub mod spec;
 pub mod swarm_request;
 pub mod timestamp;
+pub mod tls;
 pub mod version;
 pub mod wire;
 
@@ -35,5 +36,5 @@ pub use decode::{DecodeError, decode_json, decode_service_spec};
 pub use error::ApiError;
 pub use filters::{FilterError, Filters, parse_filters};
 pub use router::ApiApp;
-pub use server::{ListenAddr, Listener, bind_all, serve, serve_app};
+pub use server::{ListenAddr, Listener, bind_all, serve, serve_app, serve_app_tls};
 pub use swarm_request::{InitRequest, JoinRequest};

@@ -9,7 +9,9 @@
 //!
 //! The same forwarding serves `swarmd manage` (classic Swarm), whose engines are reached over
 //! TCP: an upstream written `tcp://host:port` is dialled over TCP, anything else is a unix
-//! socket path.
+//! socket path. With [`EngineProxy::with_tls`] (`swarmd manage --tls`), every TCP upstream
+//! is dialled over TLS with the manager's certificate; upgraded connections are spliced
+//! over it the same way.
 //!
 //! One deliberate change: the version prefix. The CLI talks to us at our newest version
 //! (1.50), but the engine may be older (Debian's docker.io 20.10 speaks 1.41) and would
@@ -18,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
@@ -46,11 +48,13 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Forwards requests to engines on unix sockets. Connection drivers and upgraded splices
-/// run on `tracker` and stop on `cancel`.
+/// Forwards requests to engines on unix sockets or TCP (optionally TLS). Connection
+/// drivers and upgraded splices run on `tracker` and stop on `cancel`.
 pub struct EngineProxy {
     /// The API version of each engine socket seen so far.
     versions: Mutex<HashMap<String, String>>,
+    /// TLS towards `tcp://` upstreams (classic's engines); none: plain TCP.
+    tls: Option<Arc<rustls::ClientConfig>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
@@ -59,9 +63,17 @@ impl EngineProxy {
     pub fn new(tracker: TaskTracker, cancel: CancellationToken) -> Self {
         EngineProxy {
             versions: Mutex::new(HashMap::new()),
+            tls: None,
             tracker,
             cancel,
         }
+    }
+
+    /// Dials `tcp://` upstreams over TLS with `tls` (see [`crate::tls::TlsConfigs`]);
+    /// `None` keeps plain TCP.
+    pub fn with_tls(mut self, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Forwards `req` (whose URI has had its version prefix removed) to the engine at
@@ -221,11 +233,17 @@ impl EngineProxy {
             )
         };
         let (sender, conn) = match socket.strip_prefix("tcp://") {
-            Some(addr) => {
-                let stream = TcpStream::connect(addr).await.map_err(unreachable)?;
-                let _ = stream.set_nodelay(true);
-                handshake(socket, stream).await?
-            }
+            Some(addr) => match &self.tls {
+                Some(config) => {
+                    let stream = crate::tls::dial(config, addr).await.map_err(unreachable)?;
+                    handshake(socket, stream).await?
+                }
+                None => {
+                    let stream = TcpStream::connect(addr).await.map_err(unreachable)?;
+                    let _ = stream.set_nodelay(true);
+                    handshake(socket, stream).await?
+                }
+            },
             None => {
                 let stream = UnixStream::connect(socket).await.map_err(unreachable)?;
                 handshake(socket, stream).await?

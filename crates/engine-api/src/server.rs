@@ -1,4 +1,5 @@
-//! Listening: unix sockets (the CLI's default transport) and plain TCP.
+//! Listening: unix sockets (the CLI's default transport) and TCP, in the clear or over TLS
+//! (`swarmd manage --tls`, see [`crate::tls`]).
 
 use std::future::Future;
 use std::io;
@@ -17,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::backend::Backend;
 use crate::router::ApiApp;
+use crate::tls::TlsListener;
 
 /// How long in-flight requests get to finish after `cancel` before `serve` returns anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -140,6 +142,17 @@ pub async fn serve_app(
     make_app: impl FnOnce(TaskTracker, CancellationToken) -> ApiApp,
     cancel: CancellationToken,
 ) -> io::Result<()> {
+    serve_app_tls(listeners, None, make_app, cancel).await
+}
+
+/// [`serve_app`], with TLS on every listener when `tls` is given. Unix sockets included,
+/// as classic Swarm's `api.NewServer` did: with `--tls` there is no clear-text door.
+pub async fn serve_app_tls(
+    listeners: Vec<Listener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    make_app: impl FnOnce(TaskTracker, CancellationToken) -> ApiApp,
+    cancel: CancellationToken,
+) -> io::Result<()> {
     let tracker = TaskTracker::new();
     // Our own child token: it also ends the proxy's splices and streams if serving stops
     // for another reason, without cancelling the caller's other work.
@@ -151,19 +164,36 @@ pub async fn serve_app(
     for l in listeners {
         let shutdown = cancel.clone().cancelled_owned();
         let make = ServiceExt::<Request<Body>>::into_make_service(app.clone());
-        match l {
-            Listener::Unix(l, path) => {
-                tracing::info!(addr = %format!("unix://{}", path.display()), "API listening");
+        let tls_on = tls.is_some();
+        match (l, tls.clone()) {
+            (Listener::Unix(l, path), tls) => {
+                tracing::info!(addr = %format!("unix://{}", path.display()), tls = tls_on, "API listening");
                 sockets.push(path);
-                servers.push(Box::pin(async move {
-                    axum::serve(l, make).with_graceful_shutdown(shutdown).await
-                }));
+                servers.push(match tls {
+                    None => Box::pin(async move {
+                        axum::serve(l, make).with_graceful_shutdown(shutdown).await
+                    }),
+                    Some(config) => {
+                        let l = TlsListener::new(l, config)?;
+                        Box::pin(async move {
+                            axum::serve(l, make).with_graceful_shutdown(shutdown).await
+                        })
+                    }
+                });
             }
-            Listener::Tcp(l) => {
-                tracing::info!(addr = ?l.local_addr().ok(), "API listening");
-                servers.push(Box::pin(async move {
-                    axum::serve(l, make).with_graceful_shutdown(shutdown).await
-                }));
+            (Listener::Tcp(l), tls) => {
+                tracing::info!(addr = ?l.local_addr().ok(), tls = tls_on, "API listening");
+                servers.push(match tls {
+                    None => Box::pin(async move {
+                        axum::serve(l, make).with_graceful_shutdown(shutdown).await
+                    }),
+                    Some(config) => {
+                        let l = TlsListener::new(l, config)?;
+                        Box::pin(async move {
+                            axum::serve(l, make).with_graceful_shutdown(shutdown).await
+                        })
+                    }
+                });
             }
         }
     }

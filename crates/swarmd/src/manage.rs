@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use swarmd_classic::options::{ListenAddr, ManageArgs, ManageOptions};
+use anyhow::Context;
+use swarmd_classic::options::{ListenAddr, ManageArgs, ManageOptions, TlsOptions};
 use swarmd_classic::pool::{Pool, PoolConfig};
 use swarmd_classic::reschedule::Watchdog;
+use swarmd_engine_api::tls::{TlsConfigs, TlsFiles};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ManageCli;
@@ -35,10 +36,8 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
         tlskey: cli.tlskey,
     };
     let options = ManageOptions::from_args(&args)?;
-    if options.tls.is_some() {
-        // Refused rather than served in the clear.
-        bail!("--tls/--tlsverify are not supported by swarmd manage yet");
-    }
+    // Read once, before binding: a bad file stops the manager here with classic's message.
+    let tls = options.tls.as_ref().map(load_tls).transpose()?;
     let hosts: Vec<String> = options
         .hosts
         .iter()
@@ -57,6 +56,7 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
             failure_retry: options.failure_retry,
             refresh: options.refresh,
             heartbeat: options.heartbeat,
+            tls: tls.as_ref().map(|t| t.client.clone()),
         },
         options.discovery.clone(),
         cancel.clone(),
@@ -87,8 +87,9 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
     ));
     let options = Arc::new(options);
     let app_pool = pool.clone();
-    let server = tokio::spawn(swarmd_engine_api::serve_app(
+    let server = tokio::spawn(swarmd_engine_api::serve_app_tls(
         listeners,
+        tls.map(|t| t.server),
         move |tracker, inner| {
             swarmd_classic::api::app(
                 app_pool,
@@ -109,4 +110,15 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), pool.stopped()).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
+}
+
+/// The server and client TLS configs from `--tlscert/--tlskey[/--tlscacert]` (see
+/// `swarmd_engine_api::tls`: one certificate for clients and engines, as classic).
+fn load_tls(opts: &TlsOptions) -> anyhow::Result<TlsConfigs> {
+    Ok(TlsConfigs::load(&TlsFiles {
+        cert: opts.cert.clone().into(),
+        key: opts.key.clone().into(),
+        ca: opts.ca.clone().map(Into::into),
+        verify: opts.verify,
+    })?)
 }

@@ -44,6 +44,7 @@ mod manager;
 mod pool;
 mod process;
 mod registry;
+mod tls;
 mod wait;
 
 pub use cmd::{CmdOutput, DEFAULT_CMD_TIMEOUT, docker_cli, run, run_with};
@@ -53,10 +54,11 @@ pub use engine::{
 };
 pub use http::{HttpResponse, unix_http};
 pub use leak::{MIN_SECRET_LEN, byte_forms, find_secret, find_secret_in_tree};
-pub use machine::{ENGINE_TCP_PORT, Machine, MachineBuilder};
+pub use machine::{ENGINE_TCP_PORT, ENGINE_TLS_PORT, Machine, MachineBuilder};
 pub use manager::{ClassicManager, ClassicManagerBuilder};
 pub use pool::EnginePool;
 pub use registry::{REGISTRY_ADDR, REGISTRY_IMAGE};
+pub use tls::{CertFiles, TestCa};
 pub use wait::{wait_for, wait_for_async, wait_until, wait_until_async};
 
 use std::hash::{BuildHasher, RandomState};

@@ -68,7 +68,7 @@ mod builder;
 mod lifecycle;
 mod slash30;
 
-pub use builder::{ENGINE_TCP_PORT, MachineBuilder};
+pub use builder::{ENGINE_TCP_PORT, ENGINE_TLS_PORT, MachineBuilder};
 use slash30::Slash30;
 
 /// The image every test task uses; loaded into each machine's engine.
@@ -194,6 +194,7 @@ impl Machine {
             std::fs::create_dir(d.join(sub))?;
         }
         std::fs::write(d.join("daemon.json"), "{}\n")?;
+        self.opts.write_tls_files(self.addr, d)?;
         Ok(())
     }
 
@@ -216,7 +217,7 @@ impl Machine {
             format!("--cgroup-parent=/{}", self.cgroup),
             format!("--storage-driver={driver}"),
         ];
-        dockerd.extend(self.opts.dockerd_args(self.addr));
+        dockerd.extend(self.opts.dockerd_args(self.addr, d));
         let script = [
             format!("mount --rbind /sys/fs/cgroup {}", p("cg")),
             "mount -t sysfs sysfs /sys".to_string(),
@@ -331,12 +332,12 @@ impl Machine {
         self.opts.hostname.as_deref().unwrap_or(&self.name)
     }
 
-    /// `10.77.B.C:2375`, where the engine listens for TCP (an entry of classic Swarm's
-    /// discovery list), if it was asked to ([`MachineBuilder::tcp`]).
+    /// `10.77.B.C:2375` (`:2376` with TLS), where the engine listens for TCP (an entry of
+    /// classic Swarm's discovery list), if it was asked to ([`MachineBuilder::tcp`]).
     pub fn tcp_addr(&self) -> Option<String> {
         self.opts
             .tcp
-            .then(|| format!("{}:{ENGINE_TCP_PORT}", self.addr))
+            .then(|| format!("{}:{}", self.addr, self.opts.tcp_port()))
     }
 
     /// The host's end of the veth: give it to a node on the host as `--node-addr`.

@@ -61,9 +61,10 @@ pub fn app(
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) -> ApiApp {
+    let engine_tls = pool.engine_tls();
     let st = ClassicState {
         pool,
-        proxy: Arc::new(EngineProxy::new(tracker, cancel.clone())),
+        proxy: Arc::new(EngineProxy::new(tracker, cancel.clone()).with_tls(engine_tls)),
         scheduler,
         options,
         host: Arc::new(manager_host(hostname)),

@@ -44,6 +44,7 @@ fn fixture(engines: Vec<EngineAddr>) -> Fixture {
                 max: Duration::from_millis(200),
             },
             heartbeat: Duration::from_secs(1),
+            tls: None,
         },
         Discovery::Nodes(engines),
         cancel.clone(),

@@ -1,8 +1,11 @@
 //! One engine handle: dial, bounded calls, and the full refresh classic runs every
 //! refresh interval.
 
+mod tls_transport;
+
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -34,6 +37,18 @@ impl Engine {
         timeout: Duration,
         failure_retry: u32,
     ) -> Result<Self, EngineError> {
+        Self::with_tls(addr, timeout, failure_retry, None)
+    }
+
+    /// [`Engine::new`], and with `tls` (`--tls`/`--tlsverify`) a TCP engine is dialled
+    /// over TLS with it, as classic did with its one TLS config (see
+    /// `swarmd_engine_api::tls`).
+    pub fn with_tls(
+        addr: EngineAddr,
+        timeout: Duration,
+        failure_retry: u32,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, EngineError> {
         // bollard's own timeout is whole seconds; ours (below) is the precise bound.
         let secs = timeout.as_secs().max(1);
         // Start at the oldest API the pool supports (engine 20.10 speaks 1.41); the first
@@ -44,9 +59,10 @@ impl Engine {
         };
         let docker = match &addr {
             EngineAddr::Unix(path) => Docker::connect_with_unix(path, secs, version),
-            EngineAddr::Tcp { .. } => {
-                Docker::connect_with_http(&format!("http://{addr}"), secs, version)
-            }
+            EngineAddr::Tcp { .. } => match tls {
+                Some(config) => tls_transport::connect(&addr.to_string(), config, secs, version),
+                None => Docker::connect_with_http(&format!("http://{addr}"), secs, version),
+            },
         }
         .map_err(|e| EngineError::Client {
             addr: addr.to_string(),

@@ -71,7 +71,9 @@ pub(super) async fn run(
     mut requests: mpsc::UnboundedReceiver<RefreshRequest>,
     cancel: CancellationToken,
 ) {
-    let mut engine = match Engine::new(addr.clone(), config.timeout, config.failure_retry) {
+    let tls = config.tls.clone();
+    let mut engine = match Engine::with_tls(addr.clone(), config.timeout, config.failure_retry, tls)
+    {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(engine = %addr, error = %e, "engine address unusable");

@@ -18,7 +18,7 @@ use crate::discovery::{
 use crate::scheduler::model::{Container, Node};
 
 /// How the pool talks to its engines.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// Bound on every call the refresh loop makes.
     pub timeout: Duration,
@@ -26,6 +26,8 @@ pub struct PoolConfig {
     pub refresh: RefreshIntervals,
     /// `--heartbeat`: how often a `file://` discovery is re-read.
     pub heartbeat: Duration,
+    /// `--tls`: engines are dialled over TLS with it (`swarmd_engine_api::tls`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// A pending entry outlives its create by at most this long: by then the engine's events
@@ -104,6 +106,11 @@ impl Pool {
         pool
     }
 
+    /// TLS towards the engines (`--tls`), for the API's proxy to dial them the same way.
+    pub fn engine_tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        self.config.tls.clone()
+    }
+
     /// Waits for every engine task to end (after `cancel`).
     pub async fn stopped(&self) {
         self.tracker.close();
@@ -145,7 +152,7 @@ impl Pool {
             self.tracker.spawn(member::run(
                 addr.clone(),
                 view.clone(),
-                self.config,
+                self.config.clone(),
                 self.events.clone(),
                 requests,
                 cancel.clone(),

@@ -80,6 +80,7 @@ async fn start_pool(addrs: &[EngineAddr], cancel: &CancellationToken) -> Arc<Poo
                 max: Duration::from_secs(1),
             },
             heartbeat: Duration::from_secs(5),
+            tls: None,
         },
         Discovery::Nodes(addrs.to_vec()),
         cancel.clone(),

@@ -3,12 +3,21 @@
 //! (no TCP, `--bridge none`, the host-wide lock); classic Swarm's engine pools want the
 //! other settings.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::bail;
 
 use super::Machine;
+use crate::tls::{CertFiles, TestCa};
 
 /// The port of the engine's TCP listener (Docker's plain-HTTP port, classic's default).
 pub const ENGINE_TCP_PORT: u16 = 2375;
+
+/// The port of the engine's TLS listener (Docker's, with [`MachineBuilder::tls`]).
+pub const ENGINE_TLS_PORT: u16 = 2376;
+
+/// Where in the machine's directory the engine's TLS files go.
+const TLS_DIR: &str = "tls";
 
 /// Settings of a [`Machine`]; make one with [`Machine::builder`].
 #[derive(Debug, Clone)]
@@ -21,6 +30,7 @@ pub struct MachineBuilder {
     pub(super) host_lock: bool,
     pub(super) default_bridge: bool,
     pub(super) registry: bool,
+    pub(super) tls: Option<TestCa>,
 }
 
 impl MachineBuilder {
@@ -33,6 +43,7 @@ impl MachineBuilder {
             host_lock: true,
             default_bridge: false,
             registry: false,
+            tls: None,
         }
     }
 
@@ -81,6 +92,49 @@ impl MachineBuilder {
         self
     }
 
+    /// Whether the TCP listener is TLS on port 2376 (`dockerd --tlsverify`): the engine
+    /// presents a certificate `ca` signs for its address and requires clients to present
+    /// one `ca` signs. Implies [`MachineBuilder::tcp`]. Default: plain HTTP.
+    pub fn tls(mut self, ca: TestCa) -> Self {
+        self.tcp = true;
+        self.tls = Some(ca);
+        self
+    }
+
+    /// The TCP listener's port: [`ENGINE_TLS_PORT`] with TLS, else [`ENGINE_TCP_PORT`].
+    pub(super) fn tcp_port(&self) -> u16 {
+        if self.tls.is_some() {
+            ENGINE_TLS_PORT
+        } else {
+            ENGINE_TCP_PORT
+        }
+    }
+
+    /// The engine's TLS files under the machine's directory `dir`.
+    fn tls_files(dir: &Path) -> CertFiles {
+        let d: PathBuf = dir.join(TLS_DIR);
+        CertFiles {
+            ca: d.join("ca.pem"),
+            cert: d.join("engine-cert.pem"),
+            key: d.join("engine-key.pem"),
+        }
+    }
+
+    /// With [`MachineBuilder::tls`], issues the engine's certificate for `addr` into `dir`.
+    pub(super) fn write_tls_files(
+        &self,
+        addr: std::net::Ipv4Addr,
+        dir: &Path,
+    ) -> anyhow::Result<()> {
+        if let Some(ca) = &self.tls {
+            let d = dir.join(TLS_DIR);
+            std::fs::create_dir_all(&d)?;
+            let files = ca.issue(&d, "engine", &[&addr.to_string(), "127.0.0.1"])?;
+            debug_assert_eq!(files, Self::tls_files(dir));
+        }
+        Ok(())
+    }
+
     /// Makes the machine: see [`Machine::start`].
     pub fn start(self) -> anyhow::Result<Machine> {
         if let Some(h) = &self.hostname {
@@ -90,10 +144,19 @@ impl MachineBuilder {
     }
 
     /// `dockerd` arguments this builder adds (the machine's own paths aside).
-    pub(super) fn dockerd_args(&self, addr: std::net::Ipv4Addr) -> Vec<String> {
+    /// `dir` is the machine's directory (for the TLS files).
+    pub(super) fn dockerd_args(&self, addr: std::net::Ipv4Addr, dir: &Path) -> Vec<String> {
         let mut args = Vec::new();
         if self.tcp {
-            args.push(format!("-H=tcp://{addr}:{ENGINE_TCP_PORT}"));
+            args.push(format!("-H=tcp://{addr}:{}", self.tcp_port()));
+        }
+        if self.tcp && self.tls.is_some() {
+            let f = Self::tls_files(dir);
+            args.push("--tlsverify".to_string());
+            args.push(format!("--tlscacert={}", f.ca.display()));
+            args.push(format!("--tlscert={}", f.cert.display()));
+            args.push(format!("--tlskey={}", f.key.display()));
+        } else if self.tcp {
             // Without it, dockerd 20.10 waits 15 s before serving an unauthenticated TCP
             // socket (cmd/dockerd/daemon.go).
             args.push("--tls=false".to_string());
@@ -129,7 +192,7 @@ mod tests {
         let b = MachineBuilder::new("swm");
         assert!(b.host_lock);
         assert_eq!(
-            b.dockerd_args([10, 77, 1, 2].into()),
+            b.dockerd_args([10, 77, 1, 2].into(), Path::new("/m")),
             ["--bridge=none"],
             "no TCP listener, no labels, no bridge"
         );
@@ -143,7 +206,7 @@ mod tests {
             .label("zone", "a")
             .label("disk", "ssd with space");
         assert_eq!(
-            b.dockerd_args([10, 77, 3, 6].into()),
+            b.dockerd_args([10, 77, 3, 6].into(), Path::new("/m")),
             [
                 "-H=tcp://10.77.3.6:2375",
                 "--tls=false",
@@ -151,6 +214,29 @@ mod tests {
                 "--label=disk=ssd with space",
             ]
         );
+    }
+
+    #[test]
+    fn a_tls_engine_listens_on_2376_with_tlsverify() {
+        let b = MachineBuilder::new("swc").tls(TestCa::new().unwrap());
+        assert_eq!(
+            b.dockerd_args([10, 77, 3, 6].into(), Path::new("/m")),
+            [
+                "-H=tcp://10.77.3.6:2376",
+                "--tlsverify",
+                "--tlscacert=/m/tls/ca.pem",
+                "--tlscert=/m/tls/engine-cert.pem",
+                "--tlskey=/m/tls/engine-key.pem",
+                "--bridge=none",
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        b.write_tls_files([10, 77, 3, 6].into(), dir.path())
+            .unwrap();
+        let f = MachineBuilder::tls_files(dir.path());
+        for p in [f.ca, f.cert, f.key] {
+            assert!(p.is_file(), "{}", p.display());
+        }
     }
 
     #[test]
