@@ -306,10 +306,44 @@ fn container_commands_reach_the_engine_that_holds_the_container() {
             .stdout_trimmed()
             .to_owned()
     };
+    // `docker ps` through the manager reads its own writes at once (no wait): it answers
+    // from the pool's view, which a call through the manager re-reads before the listing.
+    let listed = |all: bool| -> Vec<String> {
+        let mut args = vec!["ps", "--format", "{{.Names}} {{.Status}}"];
+        if all {
+            args.insert(1, "-a");
+        }
+        m.docker(&args)
+            .ok()
+            .lines()
+            .iter()
+            .map(|l| l.to_string())
+            .collect()
+    };
+    let shown = format!("node-1/{b} ");
     m.docker(&["stop", "-t", "1", &b]).ok();
     assert_eq!(running_on_engine(&b), "false");
+    assert!(
+        !listed(false).iter().any(|l| l.starts_with(&shown)),
+        "{:?}",
+        listed(false)
+    );
+    assert!(
+        listed(true)
+            .iter()
+            .any(|l| l.starts_with(&shown) && l.contains("Exited (")),
+        "{:?}",
+        listed(true)
+    );
     m.docker(&["start", &b]).ok();
     assert_eq!(running_on_engine(&b), "true");
+    assert!(
+        listed(false)
+            .iter()
+            .any(|l| l.starts_with(&shown) && l.contains(" Up ")),
+        "{:?}",
+        listed(false)
+    );
     let started = |name: &str| {
         pool.machine(1)
             .docker(&["inspect", "--format", "{{.State.StartedAt}}", name])
@@ -326,6 +360,11 @@ fn container_commands_reach_the_engine_that_holds_the_container() {
     m.docker(&["rm", "-f", &b, &talker]).ok();
     let left = names_on(&pool, 1, &["-a"]);
     assert!(!left.contains(&b) && !left.contains(&talker), "{left:?}");
+    assert!(
+        !listed(true).iter().any(|l| l.starts_with(&shown)),
+        "{:?}",
+        listed(true)
+    );
     let gone = m.docker(&["inspect", &b]).fail();
     assert!(gone.stderr.contains("No such"), "{}", gone.stderr);
 }

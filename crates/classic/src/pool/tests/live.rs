@@ -30,7 +30,7 @@ fn local() -> Engine {
 }
 
 /// Removes every container labelled with the test's label, even when the test panics.
-struct Cleanup(String);
+pub(super) struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -39,7 +39,7 @@ impl Drop for Cleanup {
 }
 
 /// A label unique to this test and the guard that removes what carries it.
-fn labelled(tag: &str) -> (String, Cleanup) {
+pub(super) fn labelled(tag: &str) -> (String, Cleanup) {
     let label = format!(
         "swarmd.test.classic-pool={}",
         swarmd_testkit::unique_name(tag)
@@ -47,7 +47,7 @@ fn labelled(tag: &str) -> (String, Cleanup) {
     (label.clone(), Cleanup(label))
 }
 
-async fn create(label: &str) -> String {
+pub(super) async fn create(label: &str) -> String {
     let docker = client();
     let (key, value) = label.split_once('=').unwrap();
     docker
@@ -68,7 +68,7 @@ async fn create(label: &str) -> String {
         .id
 }
 
-async fn remove(id: &str) {
+pub(super) async fn remove(id: &str) {
     let docker = client();
     docker
         .remove_container(

@@ -12,3 +12,4 @@ fn tcp(port: u16) -> EngineAddr {
         port,
     }
 }
+mod settle;
