@@ -35,6 +35,7 @@ pub use backend::*;
 pub use decode::{DecodeError, decode_json, decode_service_spec};
 pub use error::ApiError;
 pub use filters::{FilterError, Filters, parse_filters};
+pub use handlers::system::ping_response;
 pub use router::ApiApp;
 pub use server::{ListenAddr, Listener, bind_all, serve, serve_app, serve_app_tls};
 pub use swarm_request::{InitRequest, JoinRequest};

@@ -14,7 +14,7 @@ use swarmd_engine_api::version::RequestVersion;
 
 use super::path::container_path;
 use super::state::{ClassicState, engine_ref, upstream};
-use super::{create, json, lists, request_version};
+use super::{create, json, lists, path_after, request_version};
 use crate::discovery::EngineAddr;
 use crate::scheduler::model::Node;
 use crate::view::inspect::container_inspect;
@@ -22,20 +22,14 @@ use crate::view::resolve::{ResolveError, check_name_available, resolve_healthy};
 
 /// Every `/containers/...` request.
 pub async fn containers(State(st): State<ClassicState>, req: Request) -> Response {
-    match route(&st, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    route(&st, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn route(st: &ClassicState, req: Request) -> Result<Response, ApiError> {
     let version = request_version(&req);
-    let rest = req
-        .uri()
-        .path()
-        .strip_prefix("/containers/")
-        .unwrap_or_default()
-        .to_owned();
+    let rest = path_after(&req, "/containers/");
     let method = req.method().clone();
     match (rest.as_str(), &method) {
         ("json", &Method::GET) => return lists::containers(st, req.uri(), &version).await,

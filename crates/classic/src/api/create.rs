@@ -13,7 +13,6 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
-use rand::Rng;
 use serde_json::Value;
 use swarmd_engine_api::ApiError;
 use swarmd_engine_api::engine_path::EnginePath;
@@ -367,10 +366,7 @@ fn image_not_found(message: &str) -> bool {
 
 /// A Swarm ID: 64 random hex digits, like a container ID.
 fn random_id() -> String {
-    let mut rng = rand::rng();
-    (0..32)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect()
+    swarmd_types::ids::new_hex_id()
 }
 
 #[cfg(test)]

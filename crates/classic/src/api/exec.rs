@@ -9,17 +9,12 @@ use swarmd_engine_api::ApiError;
 use swarmd_engine_api::engine_path::EnginePath;
 
 use super::containers::forward;
-use super::request_version;
 use super::state::ClassicState;
+use super::{path_after, request_version};
 
 pub async fn exec(State(st): State<ClassicState>, req: Request) -> Response {
     let version = request_version(&req);
-    let rest = req
-        .uri()
-        .path()
-        .strip_prefix("/exec/")
-        .unwrap_or_default()
-        .to_owned();
+    let rest = path_after(&req, "/exec/");
     let id = rest.split('/').next().unwrap_or_default().to_owned();
     let probe = EnginePath::new(["exec", id.as_str(), "json"]).build();
     let answers = st

@@ -14,7 +14,7 @@ use super::containers::{engine_error, forward, prune};
 use super::fanout_stream::{Broadcast, merged, untagged};
 use super::path::image_path;
 use super::state::ClassicState;
-use super::{json, lists, request_version};
+use super::{json, lists, path_after, request_version};
 use crate::pool::EngineSnapshot;
 
 /// The largest image tarball `docker load` may send; it is held in memory to be sent to
@@ -22,20 +22,14 @@ use crate::pool::EngineSnapshot;
 const MAX_LOAD: usize = 1 << 30;
 
 pub async fn images(State(st): State<ClassicState>, req: Request) -> Response {
-    match route(&st, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    route(&st, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn route(st: &ClassicState, req: Request) -> Result<Response, ApiError> {
     let version = request_version(&req);
-    let rest = req
-        .uri()
-        .path()
-        .strip_prefix("/images/")
-        .unwrap_or_default()
-        .to_owned();
+    let rest = path_after(&req, "/images/");
     let method = req.method().clone();
     let pq = req
         .uri()

@@ -212,18 +212,35 @@ async fn bound(
     Ok(Some(Bound { id, created }))
 }
 
+/// A listing merged by `merge` from every engine's answer to `path`, the `node` filter
+/// kept by the manager and the other filters forwarded.
+async fn merged_listing<T, M, F>(
+    st: &ClassicState,
+    path: &str,
+    uri: &Uri,
+    version: &RequestVersion,
+    merge: F,
+) -> Result<Response, ApiError>
+where
+    T: DeserializeOwned,
+    M: serde::Serialize,
+    F: FnOnce(&[String], &[EngineAnswer<T>]) -> M,
+{
+    let q = QueryParams::parse(uri.query().unwrap_or_default());
+    let mut filters = filters_of(&q)?;
+    let node = filters.take("node");
+    let target = engine_target(path, &q, &filters, &[]);
+    let got = answers::<T>(st, &target, version).await;
+    Ok(json(StatusCode::OK, &merge(&node, &got)))
+}
+
 /// `GET /images/json`.
 pub async fn images(
     st: &ClassicState,
     uri: &Uri,
     version: &RequestVersion,
 ) -> Result<Response, ApiError> {
-    let q = QueryParams::parse(uri.query().unwrap_or_default());
-    let mut filters = filters_of(&q)?;
-    let node = filters.take("node");
-    let target = engine_target("/images/json", &q, &filters, &[]);
-    let got = answers::<Vec<ImageSummary>>(st, &target, version).await;
-    Ok(json(StatusCode::OK, &images::merge(&node, &got)))
+    merged_listing::<Vec<ImageSummary>, _, _>(st, "/images/json", uri, version, images::merge).await
 }
 
 /// `GET /networks`.
@@ -232,12 +249,7 @@ pub async fn networks(
     uri: &Uri,
     version: &RequestVersion,
 ) -> Result<Response, ApiError> {
-    let q = QueryParams::parse(uri.query().unwrap_or_default());
-    let mut filters = filters_of(&q)?;
-    let node = filters.take("node");
-    let target = engine_target("/networks", &q, &filters, &[]);
-    let got = answers::<Vec<Value>>(st, &target, version).await;
-    Ok(json(StatusCode::OK, &networks::merge(&node, &got)))
+    merged_listing::<Vec<Value>, _, _>(st, "/networks", uri, version, networks::merge).await
 }
 
 /// `GET /volumes`.
@@ -246,12 +258,7 @@ pub async fn volumes(
     uri: &Uri,
     version: &RequestVersion,
 ) -> Result<Response, ApiError> {
-    let q = QueryParams::parse(uri.query().unwrap_or_default());
-    let mut filters = filters_of(&q)?;
-    let node = filters.take("node");
-    let target = engine_target("/volumes", &q, &filters, &[]);
-    let got = answers::<Value>(st, &target, version).await;
-    Ok(json(StatusCode::OK, &volumes::merge(&node, &got)))
+    merged_listing::<Value, _, _>(st, "/volumes", uri, version, volumes::merge).await
 }
 
 #[cfg(test)]

@@ -155,6 +155,23 @@ fn request_version(req: &Request) -> RequestVersion {
         .unwrap_or(RequestVersion { prefix: None })
 }
 
+/// The request path after `prefix` (`/containers/`), as sent.
+fn path_after(req: &Request, prefix: &str) -> String {
+    req.uri()
+        .path()
+        .strip_prefix(prefix)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A request body as JSON, at most `limit` bytes; Docker's 400s otherwise.
+async fn read_json(req: Request, limit: usize) -> Result<serde_json::Value, ApiError> {
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
 /// A JSON answer.
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_default();

@@ -15,7 +15,7 @@ use swarmd_engine_api::version::RequestVersion;
 use super::containers::{empty, engine_error, forward, locate, prune};
 use super::path::network_path;
 use super::state::ClassicState;
-use super::{lists, request_version};
+use super::{lists, read_json, request_version};
 use crate::pool::EngineSnapshot;
 
 /// Largest create/connect body accepted.
@@ -155,11 +155,7 @@ async fn create(
     req: Request,
     version: &RequestVersion,
 ) -> Result<Response, ApiError> {
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
-    let mut body: Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut body = read_json(req, MAX_BODY).await?;
     let name = body
         .get("Name")
         .and_then(Value::as_str)
@@ -224,11 +220,7 @@ async fn connect(
     action: &str,
     version: &RequestVersion,
 ) -> Result<Response, ApiError> {
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
-    let mut body: Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut body = read_json(req, MAX_BODY).await?;
     let container = body
         .get("Container")
         .and_then(Value::as_str)

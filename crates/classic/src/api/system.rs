@@ -1,8 +1,7 @@
 //! `/_ping`, `/version`, `/info` of the virtual host (answers built by [`crate::view`]).
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use std::sync::atomic::Ordering;
 use time::OffsetDateTime;
@@ -12,30 +11,10 @@ use super::json;
 use super::state::ClassicState;
 use crate::view::{self, ManagerRole};
 
-/// `GET`/`HEAD /_ping`. The headers are what today's CLI reads (classic lacked `OSType`,
-/// so a current CLI refused `docker run --device` through it; engine-api's app adds it).
+/// `GET`/`HEAD /_ping`: the daemon's answer and headers (engine-api's app adds
+/// `OSType`, which classic lacked, so a current CLI refused `docker run --device` through it).
 pub async fn ping(method: Method) -> Response {
-    let mut resp = if method == Method::HEAD {
-        let mut r = Response::new(Body::empty());
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        r
-    } else {
-        Response::new(Body::from("OK"))
-    };
-    let h = resp.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
-    );
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert("builder-version", HeaderValue::from_static("1"));
-    h.insert("swarm", HeaderValue::from_static("inactive"));
-    resp
+    swarmd_engine_api::ping_response(method == Method::HEAD, "inactive")
 }
 
 pub async fn version(State(st): State<ClassicState>) -> Response {

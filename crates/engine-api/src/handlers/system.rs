@@ -28,8 +28,16 @@ pub fn swarm_header(status: &SwarmStatus) -> &'static str {
 /// insists on the buildx plugin, which stock installs (and this machine) may lack, while
 /// `/build` is forwarded to the engine either way.
 pub async fn ping(State(st): State<AppState>, method: Method) -> Response {
-    let status = st.backend.swarm_status();
-    let mut resp = if method == Method::HEAD {
+    ping_response(
+        method == Method::HEAD,
+        swarm_header(&st.backend.swarm_status()),
+    )
+}
+
+/// The daemon's `/_ping` answer (`OK`, or empty for `HEAD`) with its headers and the
+/// given `Swarm` header; `swarmd manage` answers with it too.
+pub fn ping_response(head: bool, swarm: &'static str) -> Response {
+    let mut resp = if head {
         let mut r = Response::new(Body::empty());
         r.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
@@ -48,7 +56,7 @@ pub async fn ping(State(st): State<AppState>, method: Method) -> Response {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     h.insert("builder-version", HeaderValue::from_static("1"));
-    h.insert("swarm", HeaderValue::from_static(swarm_header(&status)));
+    h.insert("swarm", HeaderValue::from_static(swarm));
     resp
 }
 
