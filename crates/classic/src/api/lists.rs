@@ -252,7 +252,7 @@ pub async fn networks(
     // The primary locks of `swarmd manage --replication` are the managers' own business.
     merged_listing::<Vec<Value>, _, _>(st, "/networks", uri, version, |node, got| {
         let all = networks::merge(node, got).into_iter();
-        all.filter(|n| !crate::replication::lock::is_lock(n))
+        all.filter(|n| !crate::replication::lock::is_listed_lock(n))
             .collect::<Vec<_>>()
     })
     .await

@@ -21,10 +21,18 @@ pub struct Lock {
     pub holder: String,
 }
 
-/// Whether a network from an engine's listing is a lock (hidden from `docker network ls`
-/// through the managers).
-pub fn is_lock(network: &Value) -> bool {
+/// Whether a network from an engine's listing is a lock.
+fn is_lock(network: &Value) -> bool {
     network.get("Name").and_then(Value::as_str) == Some(LOCK_NAME)
+}
+
+/// Whether a network of the managers' merged listing is a lock (hidden from `docker
+/// network ls`): there a local network's name carries its engine's (`node-0/NAME`).
+pub fn is_listed_lock(network: &Value) -> bool {
+    network
+        .get("Name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| n.rsplit('/').next() == Some(LOCK_NAME))
 }
 
 /// The engine's lock among its `networks` (a `GET /networks` answer). An engine checks the
@@ -98,6 +106,9 @@ mod tests {
             })
         );
         assert!(is_lock(&nets[1]) && !is_lock(&nets[0]));
+        let listed = |n: &str| is_listed_lock(&json!({ "Name": n }));
+        assert!(listed("node-0/swarmd-manage-primary") && listed(LOCK_NAME));
+        assert!(!listed("node-0/swarmd-manage-primary-x") && !listed("node-0/bridge"));
     }
 
     #[test]

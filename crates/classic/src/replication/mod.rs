@@ -26,3 +26,5 @@ mod task;
 pub use config::{ReplicationArgs, ReplicationConfig, ReplicationError};
 pub use task::{Replication, start};
 
+#[cfg(test)]
+mod live_tests;
