@@ -189,6 +189,17 @@ fn locks_on(pool: &EnginePool, i: usize) -> Vec<String> {
         .collect()
 }
 
+/// Each engine holds exactly one lock, `holder`'s.
+fn assert_locks_held_by(pool: &EnginePool, holder: &str) {
+    for i in 0..2 {
+        assert_eq!(
+            locks_on(pool, i),
+            [format!("swarmd-manage-primary {holder}")],
+            "engine {i}'s lock"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root and dockerd: scripts/test runs it"]
 async fn replication_one_primary_replica_forwards_and_takes_over_after_a_crash() {
@@ -200,10 +211,7 @@ async fn replication_one_primary_replica_forwards_and_takes_over_after_a_crash()
     let (primary, replica) = (ms[p], ms[1 - p]);
 
     // The lock: one per engine, held by the primary.
-    let want = format!("swarmd-manage-primary {}", primary.advertise);
-    for i in 0..2 {
-        assert_eq!(locks_on(&pool, i), [want.clone()], "engine {i}'s lock");
-    }
+    assert_locks_held_by(&pool, &primary.advertise);
     // docker info shows the roles.
     assert_eq!(info_role(primary).await, ["Role: primary"]);
     assert_eq!(
@@ -271,10 +279,7 @@ async fn replication_one_primary_replica_forwards_and_takes_over_after_a_crash()
     .await;
     // Detection takes a TTL of failed checks, then one round.
     assert!(lost.elapsed() < TTL * 3, "took {:?}", lost.elapsed());
-    let want = format!("swarmd-manage-primary {}", replica.advertise);
-    for i in 0..2 {
-        assert_eq!(locks_on(&pool, i), [want.clone()], "engine {i}'s lock");
-    }
+    assert_locks_held_by(&pool, &replica.advertise);
     assert_eq!(info_role(replica).await, ["Role: primary"]);
     let ps = replica.docker(&["ps", "--format", "{{.Names}}"]).await.ok();
     assert!(
@@ -306,10 +311,7 @@ async fn replication_a_stopped_primary_resigns_and_a_new_one_is_elected_at_once(
     .await;
     // The resigned locks are gone: no TTL to wait out, one tick at most.
     assert!(stopped.elapsed() < TTL, "took {:?}", stopped.elapsed());
-    let want = format!("swarmd-manage-primary {}", replica.advertise);
-    for i in 0..2 {
-        assert_eq!(locks_on(&pool, i), [want.clone()], "engine {i}'s lock");
-    }
+    assert_locks_held_by(&pool, &replica.advertise);
     replica.cancel.cancel();
     tokio::time::timeout(Duration::from_secs(10), async {
         while !replica.election.is_finished() {
