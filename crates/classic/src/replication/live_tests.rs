@@ -53,6 +53,7 @@ impl TestManager {
                     max: Duration::from_secs(1),
                 },
                 heartbeat: Duration::from_secs(5),
+                tls: None,
             },
             Discovery::Nodes(engines.to_vec()),
             cancel.clone(),

@@ -66,8 +66,11 @@ async fn run(r: Replication, role: watch::Sender<ManagerRole>, cancel: Cancellat
         me: r.config.advertise.clone(),
         ttl: r.config.ttl,
         client: LockClient {
-            // Not `cancel`: resigning on shutdown still needs working connections.
-            proxy: EngineProxy::new(TaskTracker::new(), CancellationToken::new()),
+            // Not `cancel`: resigning on shutdown still needs working connections. With
+            // `--tls`, engines and the other managers are dialled with the manager's
+            // certificate, as classic's replica did.
+            proxy: EngineProxy::new(TaskTracker::new(), CancellationToken::new())
+                .with_tls(r.pool.engine_tls()),
             timeout: r.timeout.min(tick),
         },
         pool: r.pool,
