@@ -12,6 +12,9 @@ use crate::discovery::EngineAddr;
 pub struct EngineLock {
     pub engine: EngineAddr,
     pub lock: Option<Lock>,
+    /// Newer lock networks that lost a create race to `lock` (see
+    /// [`super::lock::locks_in`]): they count for nobody.
+    pub strays: Vec<Lock>,
 }
 
 /// A lock to delete: by ID on its engine, so a lock that was replaced meanwhile stays.
@@ -60,16 +63,29 @@ impl LockView {
             .collect()
     }
 
-    /// `holder`'s locks, to delete.
+    /// `holder`'s locks and strays, to delete.
     pub fn locks_of(&self, holder: &str) -> Vec<LockRef> {
+        let mut out = self.refs(holder, |e| e.lock.iter().collect());
+        out.extend(self.strays_of(holder));
+        out
+    }
+
+    /// `holder`'s strays: deleted by their creator as soon as it sees them.
+    pub fn strays_of(&self, holder: &str) -> Vec<LockRef> {
+        self.refs(holder, |e| e.strays.iter().collect())
+    }
+
+    fn refs(&self, holder: &str, pick: impl Fn(&EngineLock) -> Vec<&Lock>) -> Vec<LockRef> {
         self.read
             .iter()
-            .filter_map(|e| {
-                let l = e.lock.as_ref()?;
-                (l.holder == holder).then(|| LockRef {
-                    engine: e.engine.clone(),
-                    id: l.id.clone(),
-                })
+            .flat_map(|e| {
+                pick(e)
+                    .into_iter()
+                    .filter(|l| l.holder == holder)
+                    .map(|l| LockRef {
+                        engine: e.engine.clone(),
+                        id: l.id.clone(),
+                    })
             })
             .collect()
     }

@@ -25,6 +25,7 @@ fn view(healthy: usize, read: &[(u16, &str)]) -> LockView {
                     id: format!("{h}@{i}"),
                     holder: (*h).to_owned(),
                 }),
+                strays: vec![],
             })
             .collect(),
     }
@@ -158,4 +159,23 @@ fn the_backoff_stays_within_a_third_of_the_ttl() {
     assert_eq!(backoff(TTL, 0.0), Duration::ZERO);
     assert!(backoff(TTL, 0.999) <= TTL / 3);
     assert_eq!(backoff(TTL, 7.0), TTL / 3);
+}
+
+#[test]
+fn a_stray_counts_for_nobody_and_goes_with_its_holder_s_locks() {
+    let mut v = view(2, &[(1, "a"), (2, "b")]);
+    let stray = Lock {
+        id: "stray".into(),
+        holder: "b".into(),
+    };
+    v.read[0].strays.push(stray);
+    assert_eq!(v.held_by("b"), 1);
+    assert_eq!(v.majority_holder(), None);
+    let stray = LockRef {
+        engine: engine(1),
+        id: "stray".into(),
+    };
+    assert_eq!(v.strays_of("b"), std::slice::from_ref(&stray));
+    assert_eq!(v.locks_of("b"), [lock(2, "b"), stray]);
+    assert_eq!(v.strays_of("a"), []);
 }

@@ -13,7 +13,7 @@ use swarmd_engine_api::proxy::EngineProxy;
 use swarmd_engine_api::version::RequestVersion;
 
 use super::decide::{EngineLock, LockRef, LockView};
-use super::lock::{LOCK_NAME, Lock, create_body, lock_of};
+use super::lock::{LOCK_NAME, Lock, create_body, locks_in};
 use crate::api::upstream;
 use crate::discovery::EngineAddr;
 
@@ -63,8 +63,8 @@ impl LockClient {
         }
     }
 
-    /// The engine's lock, if it holds one.
-    pub async fn read(&self, engine: &EngineAddr) -> Result<Option<Lock>, LockError> {
+    /// The engine's lock networks, the lock first.
+    pub async fn read(&self, engine: &EngineAddr) -> Result<Vec<Lock>, LockError> {
         let filters = format!(r#"{{"name":["{LOCK_NAME}"]}}"#);
         let path = EnginePath::new(["networks"])
             .query("filters", &filters)
@@ -77,7 +77,7 @@ impl LockClient {
                         target: target.clone(),
                         message: format!("network list: {e}"),
                     })?;
-                Ok(lock_of(&nets))
+                Ok(locks_in(&nets))
             }
             (status, body) => Err(status_error(target, status, &body)),
         }
@@ -119,10 +119,14 @@ impl LockClient {
             .await
             .into_iter()
             .filter_map(|(engine, r)| match r {
-                Ok(lock) => Some(EngineLock {
-                    engine: engine.clone(),
-                    lock,
-                }),
+                Ok(mut locks) => {
+                    let lock = (!locks.is_empty()).then(|| locks.remove(0));
+                    Some(EngineLock {
+                        engine: engine.clone(),
+                        lock,
+                        strays: locks,
+                    })
+                }
                 Err(e) => {
                     tracing::warn!(engine = %engine, error = %e, "cannot read the primary lock");
                     None

@@ -35,12 +35,13 @@ pub fn is_listed_lock(network: &Value) -> bool {
         .is_some_and(|n| n.rsplit('/').next() == Some(LOCK_NAME))
 }
 
-/// The engine's lock among its `networks` (a `GET /networks` answer). An engine checks the
-/// name before creating (20.10's daemon without holding a lock across both steps), so two
-/// racing creates could in theory both land: then the oldest network (then the smallest
-/// ID) is the lock, the same answer for every reader.
-pub fn lock_of(networks: &[Value]) -> Option<Lock> {
-    networks
+/// The engine's lock networks among its `networks` (a `GET /networks` answer), the lock
+/// first. A 20.10 engine checks the name, then creates, without holding a lock across
+/// both: two racing creates can both land (seen in the live tests). Then the oldest
+/// network (then the smallest ID) is the lock, the same answer for every reader, and the
+/// others are strays their creators delete.
+pub fn locks_in(networks: &[Value]) -> Vec<Lock> {
+    let mut found: Vec<(OffsetDateTime, Lock)> = networks
         .iter()
         .filter(|n| is_lock(n))
         .filter_map(|n| {
@@ -58,8 +59,14 @@ pub fn lock_of(networks: &[Value]) -> Option<Lock> {
                 .to_owned();
             Some((created, Lock { id, holder }))
         })
-        .min_by(|(ca, a), (cb, b)| ca.cmp(cb).then_with(|| a.id.cmp(&b.id)))
-        .map(|(_, lock)| lock)
+        .collect();
+    found.sort_by(|(ca, a), (cb, b)| ca.cmp(cb).then_with(|| a.id.cmp(&b.id)));
+    found.into_iter().map(|(_, lock)| lock).collect()
+}
+
+/// The engine's lock: the first of [`locks_in`].
+pub fn lock_of(networks: &[Value]) -> Option<Lock> {
+    locks_in(networks).into_iter().next()
 }
 
 /// `POST /networks/create` body for `holder`'s lock. `CheckDuplicate` makes a 20.10
@@ -122,7 +129,9 @@ mod tests {
         }
         let a = net(LOCK_NAME, "bbb", "2026-01-01T00:00:00Z", "b:1");
         let b = net(LOCK_NAME, "aaa", "2026-01-01T00:00:00Z", "a:1");
-        assert_eq!(lock_of(&[a, b]).unwrap().id, "aaa");
+        assert_eq!(lock_of(&[a.clone(), b.clone()]).unwrap().id, "aaa");
+        let ids: Vec<String> = locks_in(&[a, b]).into_iter().map(|l| l.id).collect();
+        assert_eq!(ids, ["aaa", "bbb"], "the lock, then the strays");
     }
 
     #[test]

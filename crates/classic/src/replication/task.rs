@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::ReplicationConfig;
-use super::decide::{LockRef, ReplicaStep, Standing, backoff, replica_step, standing};
+use super::decide::{LockRef, LockView, ReplicaStep, Standing, backoff, replica_step, standing};
 use super::engines::LockClient;
 use super::role;
 use crate::discovery::{EngineAddr, EngineState};
@@ -137,6 +137,7 @@ impl Elector {
             self.client.create_all(&free, &self.me).await;
             view = self.client.read_all(&engines).await;
         }
+        self.sweep(&view).await;
         if let Standing::Lost { release, primary } = standing(&self.me, &view) {
             tracing::warn!(
                 held = view.held_by(&self.me),
@@ -155,6 +156,7 @@ impl Elector {
     async fn replica_tick(&mut self) -> Next {
         let engines = self.healthy();
         let view = self.client.read_all(&engines).await;
+        self.sweep(&view).await;
         let now = Instant::now();
         let dead = self.check_holders(view.holders(), now).await;
         if view.majority_holder().is_some() {
@@ -222,6 +224,15 @@ impl Elector {
                     }
                 }
             }
+        }
+    }
+
+    /// Deletes this manager's strays (creates that lost a race on an engine).
+    async fn sweep(&self, view: &LockView) {
+        let strays = view.strays_of(&self.me);
+        if !strays.is_empty() {
+            tracing::debug!(count = strays.len(), "removing stray primary locks");
+            self.client.remove_all(&strays).await;
         }
     }
 
