@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod engine;
 pub mod options;
 pub mod pool;
+pub mod replication;
 pub mod reschedule;
 pub mod scheduler;
 pub mod view;

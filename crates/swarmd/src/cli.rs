@@ -150,6 +150,20 @@ pub struct ManageCli {
     #[arg(long)]
     pub tlskey: Option<String>,
 
+    /// Enable Swarm manager replication: several managers over one pool elect one
+    /// primary, the others forward to it.
+    #[arg(long)]
+    pub replication: bool,
+
+    /// Address of this manager (HOST:PORT) the other managers reach it at; required with
+    /// --replication.
+    #[arg(long = "advertise", visible_alias = "addr", env = "SWARM_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// How long a silent primary keeps its role (Go duration, default 20s).
+    #[arg(long = "replication-ttl")]
+    pub replication_ttl: Option<String>,
+
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(short = 'l', long, default_value = "info")]
     pub log_level: String,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use swarmd_classic::options::{ListenAddr, ManageArgs, ManageOptions, TlsOptions};
 use swarmd_classic::pool::{Pool, PoolConfig};
+use swarmd_classic::replication::{self, Replication, ReplicationArgs};
 use swarmd_classic::reschedule::Watchdog;
 use swarmd_engine_api::tls::{TlsConfigs, TlsFiles};
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,12 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
         tlskey: cli.tlskey,
     };
     let options = ManageOptions::from_args(&args)?;
+    let replication = ReplicationArgs {
+        replication: cli.replication,
+        advertise: cli.advertise,
+        ttl: cli.replication_ttl,
+    }
+    .config()?;
     // Read once, before binding: a bad file stops the manager here with classic's message.
     let tls = options.tls.as_ref().map(load_tls).transpose()?;
     let hosts: Vec<String> = options
@@ -75,15 +82,32 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
         .unwrap_or_default();
     let scheduler = swarmd_classic::api::scheduler(&options);
     let schedule_lock = Arc::new(tokio::sync::Mutex::new(()));
-    let watchdog = tokio::spawn(swarmd_classic::reschedule::run(
-        Watchdog {
-            pool: pool.clone(),
-            scheduler: scheduler.clone(),
-            schedule_lock: schedule_lock.clone(),
-            timeout: ENGINE_CALL_TIMEOUT,
-            interval: options.refresh.min,
-        },
+    let (role, election) = match replication {
+        Some(config) => {
+            let (role, task) = replication::start(
+                Replication {
+                    pool: pool.clone(),
+                    config,
+                    timeout: ENGINE_CALL_TIMEOUT,
+                },
+                cancel.clone(),
+            );
+            (role, Some(task))
+        }
+        None => (replication::role::standalone(), None),
+    };
+    // Only the primary reschedules (a manager without --replication always is).
+    let watchdog = Watchdog {
+        pool: pool.clone(),
+        scheduler: scheduler.clone(),
+        schedule_lock: schedule_lock.clone(),
+        timeout: ENGINE_CALL_TIMEOUT,
+        interval: options.refresh.min,
+    };
+    let watchdog = tokio::spawn(replication::gate::while_primary(
+        role.clone(),
         cancel.clone(),
+        move |token| swarmd_classic::reschedule::run(watchdog.clone(), token),
     ));
     let options = Arc::new(options);
     let app_pool = pool.clone();
@@ -92,11 +116,14 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
         tls.map(|t| t.server),
         move |tracker, inner| {
             swarmd_classic::api::app(
-                app_pool,
-                options,
-                scheduler,
-                schedule_lock,
-                hostname,
+                swarmd_classic::api::Manager {
+                    pool: app_pool,
+                    options,
+                    scheduler,
+                    schedule_lock,
+                    hostname,
+                    role,
+                },
                 tracker,
                 inner,
             )
@@ -107,6 +134,10 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), watchdog).await;
+    if let Some(election) = election {
+        // Resigning deletes this manager's locks: a replica takes over at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), pool.stopped()).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())

@@ -249,7 +249,13 @@ pub async fn networks(
     uri: &Uri,
     version: &RequestVersion,
 ) -> Result<Response, ApiError> {
-    merged_listing::<Vec<Value>, _, _>(st, "/networks", uri, version, networks::merge).await
+    // The primary locks of `swarmd manage --replication` are the managers' own business.
+    merged_listing::<Vec<Value>, _, _>(st, "/networks", uri, version, |node, got| {
+        let all = networks::merge(node, got).into_iter();
+        all.filter(|n| !crate::replication::lock::is_listed_lock(n))
+            .collect::<Vec<_>>()
+    })
+    .await
 }
 
 /// `GET /volumes`.

@@ -27,49 +27,55 @@ mod tests;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{any, get, post};
+use axum::{Router, middleware};
 use serde::Serialize;
 use swarmd_engine_api::ApiApp;
 use swarmd_engine_api::ApiError;
 use swarmd_engine_api::proxy::EngineProxy;
 use swarmd_engine_api::version::RequestVersion;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use state::ClassicState;
+pub use state::{ClassicState, upstream};
 
 use crate::options::ManageOptions;
 use crate::pool::Pool;
 use crate::scheduler::select::Scheduler;
-use crate::view::ManagerHost;
+use crate::view::{ManagerHost, ManagerRole};
 
-/// The API of a manager over `pool`; `tracker`/`cancel` are the server's (see
-/// `swarmd_engine_api::serve_app`). `schedule_lock` is shared with the rescheduler, so a
-/// moved container and a `docker run` never take the same slot or port.
-pub fn app(
-    pool: Arc<Pool>,
-    options: Arc<ManageOptions>,
-    scheduler: Scheduler,
-    schedule_lock: Arc<Mutex<()>>,
-    hostname: String,
-    tracker: TaskTracker,
-    cancel: CancellationToken,
-) -> ApiApp {
-    let engine_tls = pool.engine_tls();
+/// What a manager's API is built from.
+pub struct Manager {
+    pub pool: Arc<Pool>,
+    pub options: Arc<ManageOptions>,
+    pub scheduler: Scheduler,
+    /// Shared with the rescheduler, so a moved container and a `docker run` never take
+    /// the same slot or port.
+    pub schedule_lock: Arc<Mutex<()>>,
+    pub hostname: String,
+    /// Primary or replica (`crate::replication`); [`crate::replication::role::standalone`]
+    /// without `--replication`.
+    pub role: watch::Receiver<ManagerRole>,
+}
+
+/// The API of a manager; `tracker`/`cancel` are the server's (see
+/// `swarmd_engine_api::serve_app`).
+pub fn app(m: Manager, tracker: TaskTracker, cancel: CancellationToken) -> ApiApp {
+    let engine_tls = m.pool.engine_tls();
     let st = ClassicState {
-        pool,
+        pool: m.pool,
         proxy: Arc::new(EngineProxy::new(tracker, cancel.clone()).with_tls(engine_tls)),
-        scheduler,
-        options,
-        host: Arc::new(manager_host(hostname)),
+        scheduler: m.scheduler,
+        options: m.options,
+        host: Arc::new(manager_host(m.hostname)),
         event_listeners: Arc::default(),
-        schedule_lock,
+        schedule_lock: m.schedule_lock,
+        role: m.role,
         cancel,
     };
     ApiApp::from_router(routes(st))
@@ -140,7 +146,12 @@ fn routes(st: ClassicState) -> Router {
         .route("/distribution/{*rest}", get(other::any_engine))
         .fallback(page_not_found)
         .method_not_allowed_fallback(page_not_found)
-        .with_state(st)
+        .with_state(st.clone())
+        // A replica forwards to the primary (a no-op on the primary).
+        .layer(middleware::from_fn_with_state(
+            st,
+            crate::replication::forward::to_primary,
+        ))
 }
 
 async fn page_not_found() -> ApiError {

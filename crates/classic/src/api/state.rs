@@ -15,7 +15,7 @@ use crate::discovery::{EngineAddr, EngineState};
 use crate::options::ManageOptions;
 use crate::pool::{EngineSnapshot, Pool};
 use crate::scheduler::select::Scheduler;
-use crate::view::{EngineRef, ManagerHost};
+use crate::view::{EngineRef, ManagerHost, ManagerRole};
 
 /// How long a fan-out call (`docker ps`, `images`, ...) waits for one engine before
 /// answering without it: one hung engine must not hang every listing.
@@ -35,6 +35,8 @@ pub struct ClassicState {
     /// Held from scheduling to counting the container as pending, as classic's scheduler
     /// lock: two concurrent creates must not both take the last free port or slot.
     pub schedule_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Primary or replica; a replica's requests go to the primary.
+    pub role: tokio::sync::watch::Receiver<ManagerRole>,
     pub cancel: CancellationToken,
 }
 

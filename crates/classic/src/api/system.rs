@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::json;
 use super::state::ClassicState;
-use crate::view::{self, ManagerRole};
+use crate::view;
 
 /// `GET`/`HEAD /_ping`: the daemon's answer and headers (engine-api's app adds
 /// `OSType`, which classic lacked, so a current CLI refused `docker run --device` through it).
@@ -37,11 +37,12 @@ pub async fn info(State(st): State<ClassicState>) -> Response {
     let now = OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default();
+    let role = st.role.borrow().clone();
     json(
         StatusCode::OK,
         &view::info::info(
             &st.host,
-            &ManagerRole::Primary,
+            &role,
             &st.scheduler,
             &snapshots,
             st.event_listeners.load(Ordering::Relaxed),

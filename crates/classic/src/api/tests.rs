@@ -51,11 +51,14 @@ fn fixture(engines: Vec<EngineAddr>) -> Fixture {
     );
     let scheduler = super::scheduler(&options);
     let app = super::app(
-        pool,
-        Arc::new(options),
-        scheduler,
-        Arc::default(),
-        "manager".into(),
+        super::Manager {
+            pool,
+            options: Arc::new(options),
+            scheduler,
+            schedule_lock: Arc::default(),
+            hostname: "manager".into(),
+            role: crate::replication::role::standalone(),
+        },
         TaskTracker::new(),
         cancel.clone(),
     );
