@@ -574,3 +574,48 @@ fn engine_of_running(pool: &EnginePool, name: &str) -> Option<usize> {
         .filter(|&i| pool.machine(i).engine_running())
         .find(|&i| names_on(pool, i, &[]).iter().any(|n| n == name))
 }
+
+/// An image only one engine has (no registry serves it) brings the container to that
+/// engine: the engine the strategy picks first cannot pull it ("pull access denied ...",
+/// what Docker Hub answers for an unknown repository), so the create is retried with an
+/// `image==` affinity, as classic did. An image nobody has fails with the engine's words.
+#[test]
+#[ignore = "needs root and dockerd: scripts/test runs it"]
+fn an_image_on_one_engine_only_brings_the_container_there() {
+    let (pool, m) = pool_and_manager(&[&[], &[]]);
+    let only = format!("127.0.0.1:5000/{}:latest", unique_name("only-here"));
+    pool.machine(0)
+        .docker(&["tag", "busybox:latest", &only])
+        .ok();
+    wait_until(T, POLL, "the manager sees the tag on node-0", || {
+        m.docker(&[
+            "images",
+            "--filter",
+            "node=node-0",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+        ])
+        .lines()
+        .contains(&only.as_str())
+    });
+    for i in 0..3 {
+        let name = unique_name(&format!("only-{i}"));
+        m.docker(&["run", "-d", "--name", &name, &only, "sleep", "1d"])
+            .ok();
+        assert_eq!(
+            engine_of(&pool, &name),
+            Ok(0),
+            "{name}: spread alone would have used node-1 by now"
+        );
+    }
+    let nope = m
+        .docker(&["run", "-d", "127.0.0.1:5000/nope-nowhere:latest", "true"])
+        .fail();
+    assert!(
+        nope.stderr.contains(
+            "pull access denied for 127.0.0.1:5000/nope-nowhere, repository does not exist"
+        ),
+        "{}",
+        nope.stderr
+    );
+}

@@ -6,9 +6,10 @@
 //! Registry v2 API on `127.0.0.1:5000` of the namespace, so the pullable name is
 //! [`REGISTRY_IMAGE`]; dockerd treats 127.0.0.0/8 registries as insecure and falls back to
 //! plain HTTP. Served: `GET /v2/`, `GET|HEAD /v2/<name>/manifests/<tag|digest>` and
-//! `GET|HEAD /v2/<name>/blobs/<digest>`; an unknown name answers 404 `NAME_UNKNOWN`, an
-//! unknown tag 404 `MANIFEST_UNKNOWN`, writes 405 `UNSUPPORTED`, each with the wording of
-//! Docker's own registry (distribution).
+//! `GET|HEAD /v2/<name>/blobs/<digest>`; an unknown repository answers 403 `DENIED`
+//! as Docker Hub does (the engine: "pull access denied for X, repository does not exist or
+//! may require 'docker login'"), an unknown tag 404 `MANIFEST_UNKNOWN`, writes 405
+//! `UNSUPPORTED`, each with the wording of Docker's own registry (distribution).
 //!
 //! Manifests are schema 2 (`application/vnd.docker.distribution.manifest.v2+json`) with
 //! the layers as `docker save` keeps them, uncompressed tars

@@ -206,13 +206,15 @@ fn an_engine_pulls_from_its_registry_and_is_refused_an_unknown_repository() {
         .ok();
     assert_eq!(ran.stdout_trimmed(), "pulled");
 
-    // dockerd 20.10's words (distribution/errors.go) for the registry's NAME_UNKNOWN and
-    // MANIFEST_UNKNOWN; classic Swarm matches `repository \S* not found`.
+    // dockerd 20.10's words (distribution/errors.go) for the registry's DENIED (Docker
+    // Hub's answer for a repository that does not exist) and MANIFEST_UNKNOWN; classic
+    // Swarm matches `repository does not exist`.
     let refused = m.docker_tcp(&["pull", "127.0.0.1:5000/nope"]).fail();
     assert_eq!(
         refused.stderr.trim(),
-        "Error response from daemon: repository 127.0.0.1:5000/nope not found: \
-         name unknown: repository name not known to registry"
+        "Error response from daemon: pull access denied for 127.0.0.1:5000/nope, repository \
+         does not exist or may require 'docker login': denied: requested access to the \
+         resource is denied"
     );
     let refused = m.docker_tcp(&["pull", "127.0.0.1:5000/busybox:1.0"]).fail();
     assert_eq!(

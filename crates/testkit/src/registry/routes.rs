@@ -60,10 +60,13 @@ async fn object(
         );
     }
     let Some(repo) = content.repos.get(name) else {
+        // Docker Hub's answer for a repository that does not exist (it cannot tell it
+        // from one the client may not read): the engine then says "pull access denied
+        // for X, repository does not exist or may require 'docker login'".
         return error(
-            StatusCode::NOT_FOUND,
-            "NAME_UNKNOWN",
-            "repository name not known to registry",
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            "requested access to the resource is denied",
             json!({ "name": name }),
         );
     };
@@ -197,10 +200,7 @@ mod tests {
             v["errors"][0]["code"].as_str().unwrap().to_string()
         };
         let (s, _, b) = call(&c, "GET", "/v2/nope/manifests/latest").await;
-        assert_eq!(
-            (s, code(&b).as_str()),
-            (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
-        );
+        assert_eq!((s, code(&b).as_str()), (StatusCode::FORBIDDEN, "DENIED"));
         let (s, _, b) = call(&c, "GET", "/v2/busybox/manifests/1.0").await;
         assert_eq!(
             (s, code(&b).as_str()),
