@@ -619,3 +619,75 @@ fn an_image_on_one_engine_only_brings_the_container_there() {
         nope.stderr
     );
 }
+
+/// `-e reschedule:on-node-failure` through `swarmd manage`: when the container's engine is
+/// lost, the manager's watchdog recreates it on another engine under the same name and
+/// starts it; a hard `node==` pin stays; when the engine returns, its stale copy goes.
+/// Also `docker run --device` through the manager (the `OSType` header classic lacked).
+#[test]
+#[ignore = "needs root and dockerd: scripts/test runs it"]
+fn a_lost_engines_reschedulable_containers_run_again_elsewhere() {
+    require_pool_and(|mut pool: EnginePool| {
+        let m = manager(&pool, &["--engine-failure-retry", "2"]);
+        let dev = m
+            .docker(&[
+                "run",
+                "--rm",
+                "--device",
+                "/dev/null:/dev/xnull",
+                "busybox",
+                "ls",
+                "/dev/xnull",
+            ])
+            .ok();
+        assert_eq!(dev.stdout_trimmed(), "/dev/xnull");
+
+        let policy = ["-e", "reschedule:on-node-failure"];
+        let moving = sleeper(
+            &m,
+            "moving",
+            &[policy[0], policy[1], "-e", "constraint:node==~node-1"],
+        );
+        let pinned = sleeper(
+            &m,
+            "pinned",
+            &[policy[0], policy[1], "-e", "constraint:node==node-1"],
+        );
+        assert_eq!(engine_of_running(&pool, &moving), Some(1));
+        assert_eq!(engine_of_running(&pool, &pinned), Some(1));
+
+        pool.machine_mut(1)
+            .stop_engine()
+            .expect("engine node-1 crashes");
+        wait_until(
+            Duration::from_secs(60),
+            POLL,
+            "the rescheduled container running on node-0",
+            || engine_of_running(&pool, &moving) == Some(0),
+        );
+        assert!(
+            !names_on(&pool, 0, &["-a"]).contains(&pinned),
+            "a node== pin is never moved"
+        );
+        let listed = m.docker(&["ps", "--format", "{{.Names}}"]).ok();
+        assert!(
+            listed
+                .lines()
+                .contains(&format!("node-0/{moving}").as_str()),
+            "{:?}",
+            listed.lines()
+        );
+
+        pool.machine_mut(1)
+            .start_engine()
+            .expect("engine node-1 back");
+        wait_until(
+            Duration::from_secs(60),
+            POLL,
+            "the stale copy removed from node-1",
+            || pool.machine(1).engine_running() && !names_on(&pool, 1, &["-a"]).contains(&moving),
+        );
+        assert_eq!(engine_of_running(&pool, &moving), Some(0));
+        assert!(names_on(&pool, 1, &["-a"]).contains(&pinned));
+    });
+}
