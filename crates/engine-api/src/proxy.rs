@@ -128,7 +128,9 @@ impl EngineProxy {
         Ok((status, bytes))
     }
 
-    async fn try_forward(
+    /// [`EngineProxy::forward`] that hands back a failure to reach the upstream instead of
+    /// answering it (a classic replica words it as classic did).
+    pub async fn try_forward(
         &self,
         socket: &str,
         mut req: Request<Body>,

@@ -37,9 +37,22 @@ pub async fn to_primary(State(st): State<ClassicState>, req: Request, next: Next
         .cloned()
         .unwrap_or(RequestVersion { prefix: None });
     tracing::debug!(primary = %primary, path = %req.uri().path(), "forwarding to the primary");
-    st.proxy
-        .forward(&format!("tcp://{primary}"), req, &version)
+    match st
+        .proxy
+        .try_forward(&format!("tcp://{primary}"), req, &version)
         .await
+    {
+        Ok(resp) => resp,
+        // Classic's words (its arguments in this order: the error, then the primary).
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "Unable to reach primary cluster manager ({}): {primary}",
+                e.message
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// `None` when this manager is the primary, else the primary's address once one is known.

@@ -270,8 +270,9 @@ async fn replication_one_primary_replica_forwards_and_takes_over_after_a_crash()
     let lost = std::time::Instant::now();
     // Until the replica takes over (a TTL at least), it still forwards: to nobody.
     let down = replica.docker(&["ps"]).await.fail();
+    // Classic's replica.go words it so (the error, then the primary's address).
     let unreachable = format!(
-        "Cannot connect to the Docker Engine at tcp://{}",
+        "Unable to reach primary cluster manager (Cannot connect to the Docker Engine at tcp://{}",
         primary.advertise
     );
     assert!(down.stderr.contains(&unreachable), "{}", down.stderr);
