@@ -62,13 +62,16 @@ mod tests {
 
     /// Waits (bounded) until `f` holds.
     async fn until(what: &str, f: impl Fn() -> bool) {
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !f() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+        swarmd_testkit::wait_until_async(
+            Duration::from_secs(5),
+            Duration::from_millis(5),
+            what,
+            || {
+                let held = f();
+                async move { held }
+            },
+        )
+        .await;
     }
 
     #[tokio::test]

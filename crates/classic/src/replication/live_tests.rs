@@ -319,13 +319,16 @@ async fn replication_a_stopped_primary_resigns_and_a_new_one_is_elected_at_once(
     assert!(stopped.elapsed() < TTL, "took {:?}", stopped.elapsed());
     assert_locks_held_by(&pool, &replica.advertise).await;
     replica.cancel.cancel();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !replica.election.is_finished() {
-            tokio::time::sleep(POLL).await;
-        }
-    })
-    .await
-    .expect("the election ends on cancel");
+    swarmd_testkit::wait_until_async(
+        Duration::from_secs(10),
+        POLL,
+        "the election ends on cancel",
+        || {
+            let done = replica.election.is_finished();
+            async move { done }
+        },
+    )
+    .await;
     // The last manager resigned too: no lock left behind.
     for i in 0..2 {
         assert_eq!(

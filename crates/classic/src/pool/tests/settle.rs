@@ -41,16 +41,18 @@ async fn settled_pool_shows_a_change_at_once() {
         Discovery::Nodes(vec![addr.clone()]),
         cancel.clone(),
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while pool.engines()[0].state != EngineState::Healthy {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "engine never healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Let the engine's task open its event stream.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A re-read asked before the engine's task follows its events waits in the task's
+    // queue, and `settled` waits for it: no need to wait for the event stream here.
+    swarmd_testkit::wait_until_async(
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        "the engine healthy",
+        || {
+            let healthy = pool.engines()[0].state == EngineState::Healthy;
+            async move { healthy }
+        },
+    )
+    .await;
 
     for round in 0..5 {
         let id = create(&label).await;

@@ -36,7 +36,7 @@ pub fn apply<'a>(
 }
 
 /// Classic's `listAllFilters`: the conditions of each filter up to and including
-/// `last`, skipping filters that ask nothing.
+/// `last`; a filter that asks nothing adds no line.
 fn conditions(filters: &[FilterKind], req: &Request, last: FilterKind) -> String {
     let mut out = String::new();
     for &kind in filters {
