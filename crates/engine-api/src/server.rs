@@ -107,6 +107,32 @@ pub async fn bind_all(hosts: &[String]) -> io::Result<Vec<Listener>> {
     Ok(out)
 }
 
+/// One listener's server, in the clear or behind TLS, until `shutdown`.
+fn serve_one<L>(
+    l: L,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: ApiApp,
+    shutdown: tokio_util::sync::WaitForCancellationFutureOwned,
+) -> io::Result<ServerFuture>
+where
+    L: axum::serve::Listener,
+    L::Addr: Clone + std::fmt::Debug + Sync,
+{
+    let make = ServiceExt::<Request<Body>>::into_make_service(app);
+    Ok(match tls {
+        None => {
+            Box::pin(async move { axum::serve(l, make).with_graceful_shutdown(shutdown).await })
+        }
+        Some(config) => {
+            let l = TlsListener::new(l, config)?;
+            Box::pin(async move { axum::serve(l, make).with_graceful_shutdown(shutdown).await })
+        }
+    })
+}
+
+/// A listener's server running.
+type ServerFuture = std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path),
@@ -159,41 +185,19 @@ pub async fn serve_app_tls(
     let inner = cancel.child_token();
     let app = make_app(tracker.clone(), inner.clone());
     let mut sockets = Vec::new();
-    let mut servers: Vec<std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>>> =
-        Vec::new();
+    let mut servers: Vec<ServerFuture> = Vec::new();
     for l in listeners {
         let shutdown = cancel.clone().cancelled_owned();
-        let make = ServiceExt::<Request<Body>>::into_make_service(app.clone());
         let tls_on = tls.is_some();
-        match (l, tls.clone()) {
-            (Listener::Unix(l, path), tls) => {
+        match l {
+            Listener::Unix(l, path) => {
                 tracing::info!(addr = %format!("unix://{}", path.display()), tls = tls_on, "API listening");
                 sockets.push(path);
-                servers.push(match tls {
-                    None => Box::pin(async move {
-                        axum::serve(l, make).with_graceful_shutdown(shutdown).await
-                    }),
-                    Some(config) => {
-                        let l = TlsListener::new(l, config)?;
-                        Box::pin(async move {
-                            axum::serve(l, make).with_graceful_shutdown(shutdown).await
-                        })
-                    }
-                });
+                servers.push(serve_one(l, tls.clone(), app.clone(), shutdown)?);
             }
-            (Listener::Tcp(l), tls) => {
+            Listener::Tcp(l) => {
                 tracing::info!(addr = ?l.local_addr().ok(), tls = tls_on, "API listening");
-                servers.push(match tls {
-                    None => Box::pin(async move {
-                        axum::serve(l, make).with_graceful_shutdown(shutdown).await
-                    }),
-                    Some(config) => {
-                        let l = TlsListener::new(l, config)?;
-                        Box::pin(async move {
-                            axum::serve(l, make).with_graceful_shutdown(shutdown).await
-                        })
-                    }
-                });
+                servers.push(serve_one(l, tls.clone(), app.clone(), shutdown)?);
             }
         }
     }

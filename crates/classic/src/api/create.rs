@@ -71,7 +71,7 @@ pub async fn create(
         st,
         name: &name,
         body: &body,
-        query: req_query(&query),
+        query: query.0.clone(),
         auth,
         version,
     };
@@ -101,11 +101,6 @@ pub async fn create(
     Ok(resp)
 }
 
-/// The query passed to the engine: the client's, minus nothing (name, platform).
-fn req_query(q: &QueryParams) -> Vec<(String, String)> {
-    q.0.clone()
-}
-
 struct Create<'a> {
     st: &'a ClassicState,
     name: &'a str,
@@ -122,31 +117,33 @@ impl Create<'_> {
         sreq: &SchedRequest,
         image_affinity: bool,
     ) -> Result<(StatusCode, Bytes), ApiError> {
-        let mut sreq = sreq.clone();
+        // The scheduler sees the `image==` affinity of this attempt; the engine does not.
+        let mut sched = sreq.clone();
         if image_affinity {
-            let mut list = label_list(&sreq.labels, AFFINITIES_LABEL);
-            list.push(format!("image=={}", sreq.image));
-            sreq.labels.insert(
+            let mut list = label_list(&sched.labels, AFFINITIES_LABEL);
+            list.push(format!("image=={}", sched.image));
+            sched.labels.insert(
                 AFFINITIES_LABEL.to_owned(),
                 serde_json::to_string(&list).unwrap_or_default(),
             );
         }
         let (addr, ncpu, token) = {
             let _lock = self.st.schedule_lock.lock().await;
-            let nodes = self.st.pool.nodes();
-            let refs: Vec<&Node> = nodes.iter().map(|(_, n)| n).collect();
+            let (addrs, nodes): (Vec<EngineAddr>, Vec<Node>) =
+                self.st.pool.nodes().into_iter().unzip();
+            let refs: Vec<&Node> = nodes.iter().collect();
             check_name_available(&refs, self.name)
                 .map_err(|e| ApiError::conflict(e.to_string()))?;
-            let only: Vec<_> = nodes.iter().map(|(_, n)| n.clone()).collect();
             let ranked = self
                 .st
                 .scheduler
-                .select(&only, &sreq, &mut rand::rng())
+                .select(&nodes, &sched, &mut rand::rng())
                 .map_err(|e| ApiError::internal(e.to_string()))?;
             let chosen = ranked[0];
-            let Some((addr, _)) = nodes.iter().find(|(_, n)| n.addr == chosen.addr) else {
+            let Some(i) = nodes.iter().position(|n| n.addr == chosen.addr) else {
                 return Err(ApiError::internal("error creating container"));
             };
+            let addr = &addrs[i];
             let pending = Container {
                 names: if self.name.is_empty() {
                     Vec::new()
@@ -166,25 +163,7 @@ impl Create<'_> {
             let token = self.st.pool.add_pending(addr, pending);
             (addr.clone(), chosen.cpus, token)
         };
-        // The engine gets the request as sent, less the affinity added for this attempt.
-        let mut engine_req = sreq.clone();
-        if image_affinity {
-            engine_req.labels = {
-                let mut l = sreq.labels.clone();
-                let mut list = label_list(&l, AFFINITIES_LABEL);
-                list.pop();
-                if list.is_empty() {
-                    l.remove(AFFINITIES_LABEL);
-                } else {
-                    l.insert(
-                        AFFINITIES_LABEL.to_owned(),
-                        serde_json::to_string(&list).unwrap_or_default(),
-                    );
-                }
-                l
-            };
-        }
-        let body = body_for_engine(self.body, &engine_req, ncpu);
+        let body = body_for_engine(self.body, sreq, ncpu);
         match self.create_on(&addr, &body, &sreq.image).await {
             Ok((status, bytes)) => {
                 if let Ok(v) = serde_json::from_slice::<Value>(&bytes)

@@ -24,7 +24,7 @@ pub async fn events(State(st): State<ClassicState>, req: Request) -> Response {
         .uri()
         .path_and_query()
         .map_or("/events".to_owned(), |p| p.as_str().to_owned());
-    let b = Broadcast::from_parts(&req, pq, Bytes::new());
+    let b = Broadcast::new(req.method(), req.headers(), pq, Bytes::new());
     match merged(&st, st.healthy_engines(), &b, &version, tag_event).await {
         Ok(r) => {
             let guard = Listener::new(st.event_listeners.clone());

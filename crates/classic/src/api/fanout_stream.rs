@@ -26,15 +26,15 @@ pub struct Broadcast {
 const KEPT: &[&str] = &["x-registry-auth", "content-type", "x-registry-config"];
 
 impl Broadcast {
-    pub fn from_parts(req: &Request, path_and_query: String, body: Bytes) -> Self {
+    pub fn new(method: &Method, from: &HeaderMap, path_and_query: String, body: Bytes) -> Self {
         let mut headers = HeaderMap::new();
         for k in KEPT {
-            if let Some(v) = req.headers().get(*k) {
+            if let Some(v) = from.get(*k) {
                 headers.insert(*k, v.clone());
             }
         }
         Self {
-            method: req.method().clone(),
+            method: method.clone(),
             path_and_query,
             headers,
             body,

@@ -132,17 +132,11 @@ pub async fn broadcast(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    let headers_req = axum::http::Request::builder()
-        .method(req.method().clone())
-        .uri(req.uri().clone());
-    let mut head = headers_req
-        .body(axum::body::Body::empty())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    *head.headers_mut() = req.headers().clone();
-    let body = axum::body::to_bytes(req.into_body(), MAX_LOAD)
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, MAX_LOAD)
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
-    let b = Broadcast::from_parts(&head, pq, body);
+    let b = Broadcast::new(&parts.method, &parts.headers, pq, body);
     merged(st, st.healthy_engines(), &b, version, untagged).await
 }
 

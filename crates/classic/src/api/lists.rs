@@ -33,12 +33,11 @@ fn filters_of(q: &QueryParams) -> Result<Filters, ApiError> {
     }
 }
 
-/// `path?query` with `filters` replaced by `filters` (left out when empty) and `drop`ped
-/// keys removed.
-fn engine_target(path: &str, q: &QueryParams, filters: &Filters, drop: &[&str]) -> String {
+/// `path?query` with `filters` replaced by `filters` (left out when empty).
+fn engine_target(path: &str, q: &QueryParams, filters: &Filters) -> String {
     let mut p = EnginePath::new(path.trim_start_matches('/').split('/'));
     for (k, v) in &q.0 {
-        if k != "filters" && !drop.contains(&k.as_str()) {
+        if k != "filters" {
             p = p.query(k, v);
         }
     }
@@ -229,7 +228,7 @@ where
     let q = QueryParams::parse(uri.query().unwrap_or_default());
     let mut filters = filters_of(&q)?;
     let node = filters.take("node");
-    let target = engine_target(path, &q, &filters, &[]);
+    let target = engine_target(path, &q, &filters);
     let got = answers::<T>(st, &target, version).await;
     Ok(json(StatusCode::OK, &merge(&node, &got)))
 }
@@ -278,7 +277,7 @@ mod tests {
         );
         let mut f = filters_of(&q).unwrap();
         assert_eq!(f.take("node"), ["node-1"]);
-        let target = engine_target("/images/json", &q, &f, &[]);
+        let target = engine_target("/images/json", &q, &f);
         assert!(
             target.starts_with("/images/json?all=1&filters="),
             "{target}"
@@ -294,6 +293,6 @@ mod tests {
         let q = QueryParams::parse("filters=%7B%22node%22%3A%5B%22n%22%5D%7D");
         let mut f = filters_of(&q).unwrap();
         assert_eq!(f.take("node"), ["n"]);
-        assert_eq!(engine_target("/networks", &q, &f, &[]), "/networks");
+        assert_eq!(engine_target("/networks", &q, &f), "/networks");
     }
 }

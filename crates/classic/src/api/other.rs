@@ -16,16 +16,19 @@ use crate::scheduler::model::Request as SchedRequest;
 /// built on one scheduled engine; the image then lives there only).
 pub async fn build(State(st): State<ClassicState>, req: Request) -> Response {
     let version = request_version(&req);
-    let nodes = st.pool.nodes();
-    let only: Vec<_> = nodes.iter().map(|(_, n)| n.clone()).collect();
+    let (addrs, nodes): (Vec<_>, Vec<_>) = st.pool.nodes().into_iter().unzip();
     let chosen = match st
         .scheduler
-        .select(&only, &SchedRequest::default(), &mut rand::rng())
+        .select(&nodes, &SchedRequest::default(), &mut rand::rng())
     {
         Ok(ranked) => ranked[0].addr.clone(),
         Err(e) => return ApiError::internal(e.to_string()).into_response(),
     };
-    let Some((addr, _)) = nodes.iter().find(|(_, n)| n.addr == chosen) else {
+    let Some(addr) = nodes
+        .iter()
+        .position(|n| n.addr == chosen)
+        .map(|i| &addrs[i])
+    else {
         return ApiError::internal("error scheduling the build").into_response();
     };
     let pq = path_and_query(&req);

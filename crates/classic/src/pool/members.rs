@@ -30,6 +30,24 @@ pub struct PoolConfig {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
+#[cfg(test)]
+impl PoolConfig {
+    /// Live tests' pool: short calls and refreshes, two failures flag an engine, so a lost
+    /// engine is noticed within seconds.
+    pub(crate) fn for_live_tests() -> Self {
+        Self {
+            timeout: Duration::from_secs(2),
+            failure_retry: 2,
+            refresh: RefreshIntervals {
+                min: Duration::from_millis(500),
+                max: Duration::from_secs(1),
+            },
+            heartbeat: Duration::from_secs(5),
+            tls: None,
+        }
+    }
+}
+
 /// A pending entry outlives its create by at most this long: by then the engine's events
 /// or a refresh have listed the container (or it is gone).
 const PENDING_TTL: Duration = Duration::from_secs(120);
@@ -302,14 +320,6 @@ impl Pool {
         if let Ok(mut pending) = self.pending.lock() {
             pending.1.retain(|p| p.token != token.0);
         }
-    }
-
-    /// The engine holding `id_or_name` (classic's lookup, first engine that knows it).
-    pub fn find_container(&self, id_or_name: &str) -> Option<(EngineAddr, Node, Container)> {
-        self.nodes().into_iter().find_map(|(addr, node)| {
-            let c = node.container(id_or_name)?.clone();
-            Some((addr, node, c))
-        })
     }
 }
 

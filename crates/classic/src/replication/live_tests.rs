@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Replication, ReplicationConfig, start};
 use crate::api::{self, Manager};
-use crate::discovery::{Discovery, EngineAddr, RefreshIntervals};
+use crate::discovery::{Discovery, EngineAddr};
 use crate::options::{ManageArgs, ManageOptions};
 use crate::pool::{Pool, PoolConfig};
 use crate::view::ManagerRole;
@@ -45,16 +45,7 @@ impl TestManager {
             other => panic!("not tcp: {other:?}"),
         };
         let pool = Pool::start(
-            PoolConfig {
-                timeout: Duration::from_secs(2),
-                failure_retry: 2,
-                refresh: RefreshIntervals {
-                    min: Duration::from_millis(500),
-                    max: Duration::from_secs(1),
-                },
-                heartbeat: Duration::from_secs(5),
-                tls: None,
-            },
+            PoolConfig::for_live_tests(),
             Discovery::Nodes(engines.to_vec()),
             cancel.clone(),
         );

@@ -11,7 +11,7 @@ use swarmd_testkit::{
 use tokio_util::sync::CancellationToken;
 
 use super::{Watchdog, run};
-use crate::discovery::{Discovery, EngineAddr, EngineState, RefreshIntervals};
+use crate::discovery::{Discovery, EngineAddr, EngineState};
 use crate::pool::{EngineSnapshot, Pool, PoolConfig};
 use crate::scheduler::select::Scheduler;
 
@@ -72,16 +72,7 @@ fn names_on(pool: &EnginePool, i: usize) -> Vec<String> {
 /// web is known with its inspect.
 async fn start_pool(addrs: &[EngineAddr], cancel: &CancellationToken) -> Arc<Pool> {
     let pool = Pool::start(
-        PoolConfig {
-            timeout: Duration::from_secs(2),
-            failure_retry: 2,
-            refresh: RefreshIntervals {
-                min: Duration::from_millis(500),
-                max: Duration::from_secs(1),
-            },
-            heartbeat: Duration::from_secs(5),
-            tls: None,
-        },
+        PoolConfig::for_live_tests(),
         Discovery::Nodes(addrs.to_vec()),
         cancel.clone(),
     );
@@ -210,8 +201,14 @@ async fn resched_moves_a_lost_engines_container_and_removes_the_stale_copy() {
         [["/pinned"]],
         "the lost engine's list drops the moved copy, keeps the pinned one"
     );
-    let web = pool.find_container("web").expect("the pool resolves web");
-    assert_eq!(web.0, addrs[1], "web resolves to its new engine");
+    let nodes = pool.nodes();
+    let refs: Vec<_> = nodes.iter().map(|(_, n)| n).collect();
+    let web = crate::view::resolve::resolve_container(&refs, "web").expect("the pool resolves web");
+    assert_eq!(
+        web.node.addr,
+        addrs[1].to_string(),
+        "web resolves to its new engine"
+    );
 
     engines
         .machine_mut(0)
