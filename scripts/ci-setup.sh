@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare this machine for swarmd's test suite (DESIGN.md §8).
+# Prepare this machine for swarmd's test suite (docs/DESIGN.md §8).
 #
 # The end-to-end tests drive real swarmd processes with the real docker CLI, and the docker
 # executor needs a real Docker Engine. No container registry is reachable, so the images the

@@ -1,4 +1,4 @@
-//! The agent: the node-side half of the swarm (DESIGN §5).
+//! The agent: the node-side half of the swarm (docs/DESIGN.md §5).
 //!
 //! It holds a session with the dispatcher (heartbeats, assignments, batched status
 //! reports), reconciles its running tasks with the assignment set (the worker), drives each

@@ -7,7 +7,7 @@
 //! thin loop that performs the chosen step, reports states through the worker and reacts
 //! to desired-state changes.
 //!
-//! States only move forward (DESIGN §2 principle 4): `decide` never returns a report at or
+//! States only move forward (docs/DESIGN.md §2 principle 4): `decide` never returns a report at or
 //! below the current state, and the loop refuses one if it ever did.
 
 use std::sync::Arc;

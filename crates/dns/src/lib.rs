@@ -1,4 +1,4 @@
-//! Service discovery by name (DESIGN.md §6): a DNS server on every node that answers, for
+//! Service discovery by name (docs/DESIGN.md §6): a DNS server on every node that answers, for
 //! tasks on an overlay network, the names Docker's embedded resolver answers for swarm
 //! services (`<service>`, `tasks.<service>`, network aliases) and forwards everything else
 //! to the host's resolvers.

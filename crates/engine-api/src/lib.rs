@@ -1,7 +1,7 @@
 //! The Docker Engine API server of a swarmd node.
 //!
 //! The stock docker CLI and docker-py drive swarmd unchanged, so this crate speaks the
-//! Engine API as the Docker daemon does (DESIGN §7): version prefixes, `/_ping` headers,
+//! Engine API as the Docker daemon does (docs/DESIGN.md §7): version prefixes, `/_ping` headers,
 //! `{"message"}` errors with the daemon's codes and texts, Go-style case-insensitive JSON,
 //! both forms of `filters`, name/prefix resolution, stdcopy log framing. Swarm objects go
 //! through the [`Backend`] trait; container/image/exec calls go to the local engine.

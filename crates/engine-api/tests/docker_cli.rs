@@ -1,5 +1,5 @@
 //! The stock docker CLI against the API (fake node behind it). Fails when no `docker`
-//! binary is on PATH. This is what DESIGN §7 promises: the CLI works unchanged.
+//! binary is on PATH. This is what docs/DESIGN.md §7 promises: the CLI works unchanged.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The overlay data plane of one node (DESIGN.md §6), over netlink.
+//! The overlay data plane of one node (docs/DESIGN.md §6), over netlink.
 //!
 //! Each overlay network has, on each machine, a bridge holding the network's gateway address
 //! (the engine's bridge network, `swarmd_agent::exec::overlay`). This crate joins those

@@ -1,7 +1,7 @@
 //! Real `swarmd` processes for end-to-end tests.
 //!
 //! Every node of a test cluster is a separate `swarmd` process with its own data root, API
-//! socket and loopback address (DESIGN.md §7 "Several nodes on one machine"). [`Daemon`] owns
+//! socket and loopback address (docs/DESIGN.md §7 "Several nodes on one machine"). [`Daemon`] owns
 //! one such process: it starts it, knows when its API is up, runs the docker CLI against it,
 //! and can stop it gracefully, crash it and start it again on the same state, which is what
 //! restart and recovery tests need.

@@ -1,4 +1,4 @@
-//! Helpers for swarmd's end-to-end tests (DESIGN.md §8).
+//! Helpers for swarmd's end-to-end tests (docs/DESIGN.md §8).
 //!
 //! End-to-end tests start real `swarmd` processes (each with its own data root, API socket and
 //! loopback address) and drive them with the real `docker` CLI, exactly as a user would. This
