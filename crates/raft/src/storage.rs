@@ -176,11 +176,29 @@ impl Db {
     /// The integrity check on open verifies every page checksum, so a file altered outside
     /// redb is an error here (a plain redb open trusts the file and may panic later).
     pub(crate) fn open(path: &Path, key: DataKey) -> io::Result<Db> {
-        let db = Database::builder()
-            .set_check_integrity_on_open(true)
-            .set_cache_size(DB_CACHE_BYTES)
-            .create(path)
+        let db = Self::builder().create(path).map_err(redb_err)?;
+        Self::ready(path.to_path_buf(), key, db)
+    }
+
+    /// [`Db::open`] over a simulated device (the power-loss tests).
+    #[cfg(test)]
+    fn open_on(backend: impl redb::StorageBackend, key: DataKey) -> io::Result<Db> {
+        let db = Self::builder()
+            .create_with_backend(backend)
             .map_err(redb_err)?;
+        Self::ready(PathBuf::from("<simulated device>"), key, db)
+    }
+
+    fn builder() -> redb::Builder {
+        let mut builder = Database::builder();
+        builder
+            .set_check_integrity_on_open(true)
+            .set_cache_size(DB_CACHE_BYTES);
+        builder
+    }
+
+    /// Makes sure the tables exist.
+    fn ready(path: PathBuf, key: DataKey, db: Database) -> io::Result<Db> {
         let txn = durable_write(&db)?;
         {
             txn.open_table(LOG).map_err(redb_err)?;
@@ -189,7 +207,7 @@ impl Db {
         }
         txn.commit().map_err(redb_err)?;
         Ok(Db {
-            path: path.to_path_buf(),
+            path,
             key,
             db: RwLock::new(Some(db)),
             recent: Mutex::new(Recent::default()),
@@ -583,6 +601,10 @@ pub(crate) fn count_entries(db: &Database) -> io::Result<u64> {
     let table = txn.open_table(LOG).map_err(redb_err)?;
     table.len().map_err(redb_err)
 }
+
+#[cfg(test)]
+#[path = "storage_power_loss.rs"]
+mod power_loss;
 
 #[cfg(test)]
 mod tests {
