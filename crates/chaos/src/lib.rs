@@ -6,3 +6,7 @@
 //! does) and lost acknowledged writes of a set.
 
 pub mod check;
+pub mod lab;
+pub mod nemesis;
+pub mod report;
+pub mod workload;
