@@ -94,10 +94,23 @@ enum Origin {
     Daemon,
 }
 
-/// A refusal as Docker's daemon reports it. Build it with the constructor that names the
-/// code ([`SwarmError::invalid_argument`], [`SwarmError::already_exists`], ...): those
-/// read like swarmkit's errors; the `daemon_*`-style ones ([`SwarmError::not_found`],
-/// [`SwarmError::forbidden`], [`SwarmError::conflict`], ...) like the daemon's own.
+/// Named constructors: `name => rpc(Code)` reads like swarmkit's error with that code,
+/// `name => daemon(Code)` like the daemon's own.
+macro_rules! constructors {
+    ($($(#[$doc:meta])* $name:ident => $origin:ident($code:ident);)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(message: impl std::fmt::Display) -> Self {
+                Self::$origin(Code::$code, message)
+            }
+        )*
+    };
+}
+
+/// A refusal as Docker's daemon reports it. Build it with a named constructor: swarmkit's
+/// codes ([`SwarmError::invalid_argument`], [`SwarmError::already_exists`], ...) read
+/// `rpc error: ...`; the daemon's own ([`SwarmError::not_found`],
+/// [`SwarmError::forbidden`], [`SwarmError::conflict`], ...) read plain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwarmError {
     code: Code,
@@ -130,24 +143,27 @@ impl SwarmError {
         Self::new(code, Origin::Daemon, message.to_string())
     }
 
-    pub fn invalid_argument(message: impl std::fmt::Display) -> Self {
-        Self::rpc(Code::InvalidArgument, message)
-    }
-
-    pub fn already_exists(message: impl std::fmt::Display) -> Self {
-        Self::rpc(Code::AlreadyExists, message)
-    }
-
-    pub fn failed_precondition(message: impl std::fmt::Display) -> Self {
-        Self::rpc(Code::FailedPrecondition, message)
-    }
-
-    pub fn unimplemented(message: impl std::fmt::Display) -> Self {
-        Self::rpc(Code::Unimplemented, message)
-    }
-
-    pub fn deadline_exceeded(message: impl std::fmt::Display) -> Self {
-        Self::rpc(Code::DeadlineExceeded, message)
+    constructors! {
+        /// swarmkit's `InvalidArgument` (400).
+        invalid_argument => rpc(InvalidArgument);
+        /// swarmkit's `AlreadyExists` (409).
+        already_exists => rpc(AlreadyExists);
+        /// swarmkit's `FailedPrecondition` (400).
+        failed_precondition => rpc(FailedPrecondition);
+        /// swarmkit's `Unimplemented` (501).
+        unimplemented => rpc(Unimplemented);
+        /// A deadline passed (500), e.g. a write whose outcome is unknown.
+        deadline_exceeded => rpc(DeadlineExceeded);
+        /// The daemon's "not allowed" errors (403).
+        forbidden => daemon(PermissionDenied);
+        /// The daemon's own conflicts (409), e.g. "network with name x already exists".
+        conflict => daemon(AlreadyExists);
+        /// The daemon's "not available" errors (503).
+        unavailable => daemon(Unavailable);
+        /// A fault of the node's own (500).
+        internal => daemon(Internal);
+        /// The daemon's "not implemented" (501): the node cannot do this at all.
+        not_implemented => daemon(Unimplemented);
     }
 
     /// swarmkit's store refusing a write made against an old version. Docker answers it
@@ -172,31 +188,6 @@ impl SwarmError {
             missing: Some((kind, id.clone())),
             ..Self::daemon(Code::NotFound, format!("{kind} {id} not found"))
         }
-    }
-
-    /// The daemon's "not allowed" errors (403).
-    pub fn forbidden(message: impl std::fmt::Display) -> Self {
-        Self::daemon(Code::PermissionDenied, message)
-    }
-
-    /// The daemon's own conflicts (409), e.g. "network with name x already exists".
-    pub fn conflict(message: impl std::fmt::Display) -> Self {
-        Self::daemon(Code::AlreadyExists, message)
-    }
-
-    /// The daemon's "not available" errors (503).
-    pub fn unavailable(message: impl std::fmt::Display) -> Self {
-        Self::daemon(Code::Unavailable, message)
-    }
-
-    /// A fault of the node's own (500).
-    pub fn internal(message: impl std::fmt::Display) -> Self {
-        Self::daemon(Code::Internal, message)
-    }
-
-    /// The daemon's "not implemented" (501): the node cannot do this at all.
-    pub fn not_implemented(message: impl std::fmt::Display) -> Self {
-        Self::daemon(Code::Unimplemented, message)
     }
 
     pub fn code(&self) -> Code {
