@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
+pub use swarmd_types::ObjectSpec;
+use swarmd_types::error::SwarmError;
 use swarmd_types::models::{ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmSpec};
 use swarmd_types::{Cluster, Config, Network, Node, Secret, Service, Task};
 
 pub use crate::swarm_request::{InitRequest, JoinRequest};
 
 /// Errors a backend call can end with. Mapped to HTTP status codes and Docker's message
-/// texts in one place (`error.rs`).
+/// texts in one place (`error.rs`): the node's swarm states here, every refusal with a
+/// code in [`SwarmError`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BackendError {
-    /// 404, e.g. "service web not found". `kind` is "service", "node", "task", ...
-    #[error("{kind} {id} not found")]
-    NotFound { kind: &'static str, id: String },
     /// 503 "This node is not a swarm manager. ..."
     #[error("not a swarm manager")]
     NotManager,
@@ -32,8 +32,14 @@ pub enum BackendError {
     /// 503 "Swarm is encrypted and needs to be unlocked before it can be used. ..."
     #[error("swarm is locked")]
     Locked,
-    /// 409: name conflicts ("service web already exists" style), stale versions
-    /// ("update out of sequence"), objects in use.
+    /// A refusal with its code (the manager's, or the node's own): the code picks the
+    /// status, the error renders Docker's text.
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
+    // The variants below carry a message and a fixed status for the node's own failures
+    // (join, leave, unlock, logs); they are `SwarmError`s in all but name and go once the
+    // node's backend builds those instead.
+    /// 409, e.g. "swarm is not locked".
     #[error("{0}")]
     Conflict(String),
     /// 400 with the given message (Docker's wording where Docker has one).
@@ -42,16 +48,9 @@ pub enum BackendError {
     /// 503: no leader / no quorum / shutting down; the message says which.
     #[error("{0}")]
     Unavailable(String),
-    /// 403: Docker's "not allowed" errors (e.g. "bridge is a pre-defined network and
-    /// cannot be created").
-    #[error("{0}")]
-    Forbidden(String),
     /// 401, e.g. "swarm could not be unlocked: invalid key provided".
     #[error("{0}")]
     Unauthorized(String),
-    /// 501: the node cannot do this at all (e.g. an executor without the feature).
-    #[error("{0}")]
-    NotImplemented(String),
     /// 500.
     #[error("{0}")]
     Internal(String),
@@ -273,14 +272,10 @@ pub trait Backend: Send + Sync + 'static {
         _spec: Network,
         _local_subnets: Vec<String>,
     ) -> BackendResult<String> {
-        Err(BackendError::NotImplemented(
-            "swarm networks are not supported by this backend".into(),
-        ))
+        Err(SwarmError::not_implemented("swarm networks are not supported by this backend").into())
     }
     async fn network_remove(&self, _id: &str) -> BackendResult<()> {
-        Err(BackendError::NotImplemented(
-            "swarm networks are not supported by this backend".into(),
-        ))
+        Err(SwarmError::not_implemented("swarm networks are not supported by this backend").into())
     }
 
     // --- tasks
@@ -296,38 +291,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn local_containers(&self) -> BackendResult<Vec<ContainerSummary>>;
 }
 
-/// A secret's or config's spec as the API decoded it (base64 data already decoded).
-/// Plain data rather than bollard's `SecretSpec`, so the backend never sees base64 and the
-/// bytes are never formatted into an error message by accident.
-#[derive(Clone, Default, PartialEq)]
-pub struct ObjectSpec {
-    pub name: String,
-    pub labels: std::collections::HashMap<String, String>,
-    pub data: Vec<u8>,
-    /// Secrets only: an external secret store's driver.
-    pub driver: Option<String>,
-    /// `--template-driver` (`golang`).
-    pub templating: Option<String>,
-    /// The templating driver's options, kept so they read back as sent.
-    pub templating_options: std::collections::HashMap<String, String>,
-}
-
-/// Never prints the data: specs end up in debug logs and error chains.
-impl std::fmt::Debug for ObjectSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectSpec")
-            .field("name", &self.name)
-            .field("labels", &self.labels)
-            .field("data_len", &self.data.len())
-            .field("driver", &self.driver)
-            .field("templating", &self.templating)
-            .field("templating_options", &self.templating_options)
-            .finish()
-    }
-}
-
 fn not_supported() -> BackendError {
-    BackendError::NotImplemented("secrets and configs are not supported by this backend".into())
+    SwarmError::not_implemented("secrets and configs are not supported by this backend").into()
 }
 
 /// Default period the CLI waits between polls; kept here so tests and docs agree.

@@ -90,17 +90,18 @@ impl std::error::Error for ApiError {}
 impl From<BackendError> for ApiError {
     fn from(err: BackendError) -> Self {
         match err {
-            BackendError::NotFound { kind, id } => ApiError::object_not_found(kind, &id),
             BackendError::NotManager => ApiError::unavailable(MSG_NOT_MANAGER),
             BackendError::AlreadyInSwarm => ApiError::unavailable(MSG_ALREADY_IN_SWARM),
             BackendError::NotInSwarm => ApiError::unavailable(MSG_NOT_IN_SWARM),
             BackendError::Locked => ApiError::unavailable(MSG_LOCKED),
+            BackendError::Swarm(e) => ApiError::new(
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                e.to_string(),
+            ),
             BackendError::Conflict(m) => ApiError::conflict(m),
             BackendError::InvalidArgument(m) => ApiError::bad_request(m),
             BackendError::Unavailable(m) => ApiError::unavailable(m),
-            BackendError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             BackendError::Unauthorized(m) => ApiError::new(StatusCode::UNAUTHORIZED, m),
-            BackendError::NotImplemented(m) => ApiError::not_implemented(m),
             BackendError::Internal(m) => ApiError::internal(m),
         }
     }
@@ -125,14 +126,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarmd_types::error::SwarmError;
 
     #[test]
     fn backend_errors_map_to_docker_codes_and_texts() {
-        let e: ApiError = BackendError::NotFound {
-            kind: "service",
-            id: "web".into(),
-        }
-        .into();
+        let e: ApiError = BackendError::from(SwarmError::not_found("service", "web")).into();
         assert_eq!(e.status, StatusCode::NOT_FOUND);
         assert_eq!(e.message, "service web not found");
 
@@ -143,8 +141,23 @@ mod tests {
                 .starts_with("This node is not a swarm manager. Use")
         );
 
-        let e: ApiError = BackendError::Conflict("update out of sequence".into()).into();
+        let e: ApiError = BackendError::Conflict("swarm is not locked".into()).into();
         assert_eq!(e.status, StatusCode::CONFLICT);
+
+        // A refusal with a code answers with the code's status and Docker's rendering.
+        let e: ApiError = BackendError::from(SwarmError::failed_precondition(
+            "node n is not down and can't be removed",
+        ))
+        .into();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.message,
+            "rpc error: code = FailedPrecondition desc = node n is not down and can't be removed"
+        );
+        let e: ApiError = BackendError::from(SwarmError::out_of_sequence()).into();
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        let e: ApiError = BackendError::from(SwarmError::unimplemented("no")).into();
+        assert_eq!(e.status, StatusCode::NOT_IMPLEMENTED);
 
         let e = ApiError::ambiguous("service", "ab", 2);
         assert_eq!(e.status, StatusCode::BAD_REQUEST);

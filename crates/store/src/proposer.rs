@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use swarmd_types::error::SwarmError;
 use swarmd_types::{Kind, Object, timefmt};
 
 use crate::{Batch, MemoryStore, ReadTx, StoreAction, StoreError};
@@ -36,6 +37,33 @@ pub enum ProposeError {
     /// Sent, but whether it committed is unknown (timeout or leadership lost mid-flight).
     #[error("outcome of the change is unknown: {0}")]
     OutcomeUnknown(String),
+}
+
+/// How a failed write reads at the Docker API: swarmkit's answers for the same refusals.
+impl From<ProposeError> for SwarmError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::Store(StoreError::NameConflict { kind, name }) => {
+                SwarmError::already_exists(format!(
+                    "name conflicts with an existing object: {kind} {name} already exists"
+                ))
+            }
+            ProposeError::Store(StoreError::VersionConflict { .. }) => {
+                SwarmError::out_of_sequence()
+            }
+            ProposeError::Store(StoreError::NotFound { kind, id }) => {
+                SwarmError::not_found(kind.as_str(), id)
+            }
+            ProposeError::Store(e) => SwarmError::internal(e),
+            e @ (ProposeError::NotLeader { .. } | ProposeError::Unavailable(_)) => {
+                // Whatever the cause (no leader elected, no quorum, shutting down), the
+                // user's remedy is Docker's: get a majority of managers back.
+                tracing::debug!(error = %e, "write refused: no leader");
+                SwarmError::no_leader()
+            }
+            e @ ProposeError::OutcomeUnknown(_) => SwarmError::deadline_exceeded(e),
+        }
+    }
 }
 
 /// Commits a batch to every replica (Raft in production) and returns once it is applied

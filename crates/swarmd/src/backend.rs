@@ -32,25 +32,11 @@ pub struct NodeBackend {
 }
 
 fn control_err(e: ControlError) -> BackendError {
-    match e {
-        ControlError::NotFound { kind, id } => BackendError::NotFound { kind, id },
-        ControlError::InvalidArgument(m) => BackendError::InvalidArgument(m),
-        ControlError::Conflict(m) => BackendError::Conflict(m),
-        ControlError::Unavailable(m) => BackendError::Unavailable(m),
-        ControlError::Internal(m) => BackendError::Internal(m),
-        ControlError::Forbidden(m) => BackendError::Forbidden(m),
-    }
+    e.into()
 }
 
 fn object_spec(s: ObjectSpec) -> swarmd_manager::control::ObjectSpec {
-    swarmd_manager::control::ObjectSpec {
-        name: s.name,
-        labels: s.labels,
-        data: s.data,
-        driver: s.driver,
-        templating: s.templating,
-        templating_options: s.templating_options,
-    }
+    s
 }
 
 /// The manager side of a membership, or the "not a manager" error workers get.

@@ -97,10 +97,8 @@ pub async fn inspect(
 /// A backend error as the daemon reports it: a network the swarm does not know but the
 /// engine does is a local network, which services cannot use (the daemon's 403).
 async fn explain(st: &AppState, version: &RequestVersion, e: BackendError) -> ApiError {
-    if let BackendError::NotFound {
-        kind: "network",
-        id,
-    } = &e
+    if let BackendError::Swarm(s) = &e
+        && let Some(("network", id)) = s.missing()
         && let Some(err) = super::networks::non_swarm_network_error(st, id, version).await
     {
         return err;

@@ -14,6 +14,7 @@ use swarmd_engine_api::{
     Backend, BackendError, BackendResult, DaemonInfo, LocalEngine, LogLine, LogOptions, LogStream,
     LogStreamKind, RaftView, ServiceUpdateOptions, SwarmStatus, SwarmUpdateFlags,
 };
+use swarmd_types::error::SwarmError;
 use swarmd_types::models::{
     ContainerSummary, ContainerSummaryStateEnum, LocalNodeState, NodeSpec, ServiceSpec, SwarmSpec,
     TaskState,
@@ -278,7 +279,7 @@ impl Backend for FakeBackend {
             let v = st.bump();
             let c = st.cluster.as_mut().ok_or(BackendError::NotManager)?;
             if c.meta.version != version {
-                return Err(BackendError::Conflict("update out of sequence".into()));
+                return Err(SwarmError::out_of_sequence().into());
             }
             c.spec = spec;
             c.meta.version = v;
@@ -312,12 +313,9 @@ impl Backend for FakeBackend {
                 .nodes
                 .iter_mut()
                 .find(|n| n.id == id)
-                .ok_or(BackendError::NotFound {
-                    kind: "node",
-                    id: id.into(),
-                })?;
+                .ok_or(BackendError::from(SwarmError::not_found("node", id)))?;
             if n.meta.version != version {
-                return Err(BackendError::Conflict("update out of sequence".into()));
+                return Err(SwarmError::out_of_sequence().into());
             }
             n.spec = spec;
             n.meta.version = v;
@@ -344,9 +342,10 @@ impl Backend for FakeBackend {
                 .iter()
                 .any(|s| s.spec.name.as_deref() == Some(name.as_str()))
             {
-                return Err(BackendError::Conflict(format!(
-                    "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {name} already exists"
-                )));
+                return Err(SwarmError::already_exists(format!(
+                    "name conflicts with an existing object: service {name} already exists"
+                ))
+                .into());
             }
             let id = st.id("svc");
             let version = st.bump();
@@ -371,18 +370,13 @@ impl Backend for FakeBackend {
     ) -> BackendResult<Vec<String>> {
         self.with(|st| {
             let v = st.bump();
-            let svc =
-                st.services
-                    .iter_mut()
-                    .find(|s| s.id == id)
-                    .ok_or(BackendError::NotFound {
-                        kind: "service",
-                        id: id.into(),
-                    })?;
+            let svc = st
+                .services
+                .iter_mut()
+                .find(|s| s.id == id)
+                .ok_or(BackendError::from(SwarmError::not_found("service", id)))?;
             if svc.meta.version != version {
-                return Err(BackendError::Conflict(
-                    "rpc error: code = Unknown desc = update out of sequence".into(),
-                ));
+                return Err(SwarmError::out_of_sequence().into());
             }
             let new_spec = if opts.rollback {
                 svc.previous_spec.clone().ok_or_else(|| {

@@ -5,6 +5,7 @@
 
 use swarmd_pki::RootCaMaterial;
 use swarmd_types::RootCa;
+use swarmd_types::error::SwarmError;
 use swarmd_types::models::{SwarmSpec, SwarmSpecCaConfig};
 
 use super::{ControlError, ControlResult, invalid};
@@ -77,8 +78,8 @@ pub fn plan_ca_change(
         {
             return Ok(CaRequest::Keep);
         }
-        let (_, given_key) = swarmd_pki::subject_and_key(&given.cert_pem)
-            .map_err(|e| ControlError::Internal(e.to_string()))?;
+        let (_, given_key) =
+            swarmd_pki::subject_and_key(&given.cert_pem).map_err(SwarmError::internal)?;
         if given_key == current_key {
             return Err(invalid("Cannot update to a cert with an identical key"));
         }
@@ -110,6 +111,7 @@ mod tests {
     use super::*;
     use crate::control::Control;
     use swarmd_types::Cluster;
+    use swarmd_types::error::Code;
 
     async fn control() -> Control {
         crate::control::initialised_for_test().await
@@ -190,10 +192,8 @@ mod tests {
         ];
         for (ca, want) in cases {
             let err = update(&c, with_ca(&before, ca)).await.unwrap_err();
-            assert!(
-                matches!(&err, ControlError::InvalidArgument(m) if m.contains(want)),
-                "{err:?}, want {want}"
-            );
+            assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+            assert!(err.message().contains(want), "{err}, want {want}");
             assert_eq!(cluster(&c), before, "a refused update changed the cluster");
         }
     }

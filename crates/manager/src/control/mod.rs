@@ -10,12 +10,15 @@ pub mod ca_config;
 mod names;
 pub mod networks;
 pub(crate) mod ports;
+#[cfg(test)]
+mod refusals;
 mod secrets;
 pub mod swarm_options;
 pub mod swarm_spec;
 mod validate;
 
-use swarmd_store::{ProposeError, Store, StoreError};
+use swarmd_store::Store;
+use swarmd_types::error::SwarmError;
 use swarmd_types::models::{
     NodeSpec, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, ServiceSpec, ServiceUpdateStatus,
     ServiceUpdateStatusStateEnum, SwarmSpec, SwarmSpecCaConfig, SwarmSpecDispatcher,
@@ -29,52 +32,9 @@ use swarmd_types::{
 pub use secrets::{MAX_CONFIG_SIZE, MAX_SECRET_SIZE, ObjectSpec, check_references};
 pub use validate::validate_service_spec;
 
-/// Errors of control operations, with Docker's wording (gRPC-prefixed where Docker's are).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ControlError {
-    #[error("{kind} {id} not found")]
-    NotFound { kind: &'static str, id: String },
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
-    /// Docker's "not allowed" errors (HTTP 403).
-    #[error("{0}")]
-    Forbidden(String),
-}
-
-impl From<ProposeError> for ControlError {
-    fn from(e: ProposeError) -> Self {
-        match e {
-            ProposeError::Store(StoreError::NameConflict { kind, name }) => {
-                ControlError::Conflict(format!(
-                    "rpc error: code = AlreadyExists desc = name conflicts with an existing object: {kind} {name} already exists"
-                ))
-            }
-            ProposeError::Store(StoreError::VersionConflict { .. }) => ControlError::Conflict(
-                "rpc error: code = Unknown desc = update out of sequence".into(),
-            ),
-            ProposeError::Store(StoreError::NotFound { kind, id }) => ControlError::NotFound {
-                kind: kind.as_str(),
-                id,
-            },
-            ProposeError::Store(e) => ControlError::Internal(e.to_string()),
-            e @ (ProposeError::NotLeader { .. } | ProposeError::Unavailable(_)) => {
-                // Whatever the cause (no leader elected, no quorum, shutting down), the
-                // user's remedy is Docker's: get a majority of managers back.
-                tracing::debug!(error = %e, "write refused: no leader");
-                ControlError::Unavailable(format!("rpc error: code = Unknown desc = {NO_LEADER}"))
-            }
-            e @ ProposeError::OutcomeUnknown(_) => {
-                ControlError::Unavailable(format!("rpc error: code = DeadlineExceeded desc = {e}"))
-            }
-        }
-    }
-}
+/// Errors of control operations: the shared API error, so refusals carry their code to
+/// the Docker API as they are (see [`swarmd_types::error`]).
+pub type ControlError = SwarmError;
 
 pub type ControlResult<T> = Result<T, ControlError>;
 
@@ -131,11 +91,10 @@ fn go_duration(d: std::time::Duration) -> String {
     }
 }
 
-/// Docker's words when a write finds no leader to take it.
-pub const NO_LEADER: &str = "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
+pub use swarmd_types::error::NO_LEADER;
 
 fn invalid(msg: impl std::fmt::Display) -> ControlError {
-    ControlError::InvalidArgument(format!("rpc error: code = InvalidArgument desc = {msg}"))
+    SwarmError::invalid_argument(msg)
 }
 
 /// What `swarm init` needs to create the cluster and its first node.
@@ -242,8 +201,7 @@ impl Control {
         let ca = match p.root_ca.clone() {
             Some(ca) => ca,
             None => {
-                let m = swarmd_pki::generate_root_ca()
-                    .map_err(|e| ControlError::Internal(e.to_string()))?;
+                let m = swarmd_pki::generate_root_ca().map_err(SwarmError::internal)?;
                 RootCa {
                     cert_pem: m.cert_pem,
                     key_pem: m.key_pem,
@@ -263,10 +221,8 @@ impl Control {
             ),
             ..ca
         };
-        let token = |_: ()| {
-            swarmd_pki::generate_join_token(&ca.digest)
-                .map_err(|e| ControlError::Internal(e.to_string()))
-        };
+        let token =
+            |_: ()| swarmd_pki::generate_join_token(&ca.digest).map_err(SwarmError::internal);
         let cluster = Cluster {
             id: p.cluster_id.clone().unwrap_or_else(ids::new_id),
             meta: Default::default(),
@@ -319,7 +275,7 @@ impl Control {
         self.store
             .update(|t, tx| {
                 if t.cluster().is_some() {
-                    return Err(ControlError::Conflict("already part of a swarm".into()));
+                    return Err(SwarmError::conflict("already part of a swarm"));
                 }
                 tx.create(cluster.clone());
                 tx.create(node.clone());
@@ -344,14 +300,10 @@ impl Control {
         self.store
             .update(|t, tx| {
                 let Some(c) = t.cluster() else {
-                    return Err(ControlError::Unavailable(
-                        "This node is not a swarm manager.".into(),
-                    ));
+                    return Err(SwarmError::unavailable("This node is not a swarm manager."));
                 };
                 if c.meta.version != version {
-                    return Err(ControlError::Conflict(
-                        "rpc error: code = Unknown desc = update out of sequence".into(),
-                    ));
+                    return Err(SwarmError::out_of_sequence());
                 }
                 let last_forced = ca_config::last_forced_rotation(&c.root_ca, &c.spec);
                 let plan =
@@ -377,11 +329,11 @@ impl Control {
                 c.root_ca.last_forced_rotation = Some(ca_config::force_rotate(&c.spec));
                 if rotate_worker {
                     c.join_tokens.worker = swarmd_pki::generate_join_token(&c.root_ca.digest)
-                        .map_err(|e| ControlError::Internal(e.to_string()))?;
+                        .map_err(SwarmError::internal)?;
                 }
                 if rotate_manager {
                     c.join_tokens.manager = swarmd_pki::generate_join_token(&c.root_ca.digest)
-                        .map_err(|e| ControlError::Internal(e.to_string()))?;
+                        .map_err(SwarmError::internal)?;
                 }
                 c.unlock_key = autolock::next_unlock_key(
                     autolock::autolock_enabled(&c.spec),
@@ -405,14 +357,15 @@ impl Control {
             .update(|t, tx| {
                 let name = spec.name.clone().unwrap_or_default();
                 if t.id_by_name(Kind::Service, &name).is_some() {
-                    return Err(ControlError::Conflict(format!(
-                        "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {name} already exists"
+                    return Err(SwarmError::already_exists(format!(
+                        "name conflicts with an existing object: service {name} already exists"
                     )));
                 }
                 secrets::check_references(t, &spec)?;
                 let mut spec = spec.clone();
                 networks::resolve_service_networks(t, &mut spec)?;
-                let ports = ports::allocate(t, &id, spec.endpoint_spec.as_ref()).map_err(invalid)?;
+                let ports =
+                    ports::allocate(t, &id, spec.endpoint_spec.as_ref()).map_err(invalid)?;
                 let virtual_ips = networks::allocate_vips(t, &id, &spec)?;
                 tx.create(Service {
                     id: id.clone(),
@@ -450,21 +403,16 @@ impl Control {
         self.store
             .update(|t, tx| {
                 let Some(cur) = t.services.get(id) else {
-                    return Err(ControlError::NotFound {
-                        kind: "service",
-                        id: id.to_string(),
-                    });
+                    return Err(SwarmError::not_found("service", id));
                 };
                 if cur.meta.version != version {
-                    return Err(ControlError::Conflict(
-                        "rpc error: code = Unknown desc = update out of sequence".into(),
-                    ));
+                    return Err(SwarmError::out_of_sequence());
                 }
                 let mut spec = match &new_spec {
                     Some(s) => s.clone(),
                     None => cur.previous_spec.clone().ok_or_else(|| {
-                        ControlError::InvalidArgument(format!(
-                            "rpc error: code = FailedPrecondition desc = service {id} does not have a previous spec"
+                        SwarmError::failed_precondition(format!(
+                            "service {id} does not have a previous spec"
                         ))
                     })?,
                 };
@@ -472,20 +420,23 @@ impl Control {
                     spec.name = cur.spec.name.clone();
                 }
                 if spec.name != cur.spec.name {
-                    return Err(ControlError::InvalidArgument(
-                        "rpc error: code = Unimplemented desc = renaming services is not supported".into(),
+                    return Err(SwarmError::unimplemented(
+                        "renaming services is not supported",
                     ));
                 }
                 if validate::mode_kind(&spec) != validate::mode_kind(&cur.spec) {
-                    return Err(invalid("service mode change is not allowed"));
+                    // swarmkit's errModeChangeNotAllowed, answered as Unimplemented.
+                    return Err(SwarmError::unimplemented(
+                        "service mode change is not allowed",
+                    ));
                 }
                 secrets::check_references(t, &spec)?;
                 networks::resolve_service_networks(t, &mut spec)?;
                 let ports = ports::allocate(t, id, spec.endpoint_spec.as_ref()).map_err(invalid)?;
                 let virtual_ips = networks::allocate_vips(t, id, &spec)?;
                 let mut svc = cur.clone();
-                let redeploy = spec.task_template != cur.spec.task_template
-                    || ports != cur.endpoint.ports;
+                let redeploy =
+                    spec.task_template != cur.spec.task_template || ports != cur.endpoint.ports;
                 svc.previous_spec = Some(cur.spec.clone());
                 svc.spec = spec;
                 // Every update of a job runs it again (swarmkit's JobIteration).
@@ -522,10 +473,7 @@ impl Control {
         self.store
             .update(|t, tx| {
                 if !t.services.contains_key(id) {
-                    return Err(ControlError::NotFound {
-                        kind: "service",
-                        id: id.to_string(),
-                    });
+                    return Err(SwarmError::not_found("service", id));
                 }
                 tx.remove(Kind::Service, id);
                 Ok(())
@@ -538,23 +486,18 @@ impl Control {
         self.store
             .update(|t, tx| {
                 let Some(cur) = t.nodes.get(id) else {
-                    return Err(ControlError::NotFound {
-                        kind: "node",
-                        id: id.to_string(),
-                    });
+                    return Err(SwarmError::not_found("node", id));
                 };
                 if cur.meta.version != version {
-                    return Err(ControlError::Conflict(
-                        "rpc error: code = Unknown desc = update out of sequence".into(),
-                    ));
+                    return Err(SwarmError::out_of_sequence());
                 }
                 let managers = t.nodes.values().filter(|n| n.role == Role::Manager).count();
                 if cur.role == Role::Manager
                     && spec.role == Some(NodeSpecRoleEnum::WORKER)
                     && managers <= 1
                 {
-                    return Err(ControlError::InvalidArgument(
-                        "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm".into(),
+                    return Err(SwarmError::failed_precondition(
+                        "attempting to demote the last manager of the swarm",
                     ));
                 }
                 let mut n = cur.clone();
@@ -576,19 +519,16 @@ impl Control {
         self.store
             .update(|t, tx| {
                 let Some(n) = t.nodes.get(id) else {
-                    return Err(ControlError::NotFound {
-                        kind: "node",
-                        id: id.to_string(),
-                    });
+                    return Err(SwarmError::not_found("node", id));
                 };
                 if n.role == Role::Manager {
-                    return Err(ControlError::InvalidArgument(format!(
-                        "rpc error: code = FailedPrecondition desc = node {id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"
+                    return Err(SwarmError::failed_precondition(format!(
+                        "node {id} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"
                     )));
                 }
                 if !force && n.status.state != NodeState::Down {
-                    return Err(ControlError::InvalidArgument(format!(
-                        "rpc error: code = FailedPrecondition desc = node {id} is not down and can't be removed"
+                    return Err(SwarmError::failed_precondition(format!(
+                        "node {id} is not down and can't be removed"
                     )));
                 }
                 tx.remove(Kind::Node, id);

@@ -9,12 +9,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use swarmd_store::Tables;
+use swarmd_types::error::SwarmError;
 use swarmd_types::models::{
     EndpointPortConfigPublishModeEnum as PubMode, EndpointSpecModeEnum, ServiceSpec,
 };
 use swarmd_types::{AttachedNetwork, Kind, Network, VirtualIp, ids, is_terminal};
 
-use super::{Control, ControlError, ControlResult, invalid};
+use super::{Control, ControlResult, invalid};
 use crate::ipam::{self, Cidr};
 
 /// Docker's option key for an overlay network's VXLAN ID.
@@ -23,10 +24,6 @@ pub const VXLAN_OPTION: &str = "com.docker.network.driver.overlay.vxlanid_list";
 const FIRST_VXLAN: u32 = 4096;
 /// Names Docker reserves for its predefined networks.
 const PREDEFINED: &[&str] = &["bridge", "host", "none", "default", "docker_gwbridge"];
-
-fn failed_precondition(msg: impl std::fmt::Display) -> ControlError {
-    ControlError::InvalidArgument(format!("rpc error: code = FailedPrecondition desc = {msg}"))
-}
 
 /// The cluster's default address pools (`10.0.0.0/8`) and subnet size (24).
 fn pools(t: &Tables) -> (Vec<Cidr>, u8) {
@@ -107,7 +104,7 @@ pub fn plan_network(
         return Err(invalid("meta: name must be provided"));
     }
     if PREDEFINED.contains(&n.name.as_str()) {
-        return Err(ControlError::Forbidden(format!(
+        return Err(SwarmError::forbidden(format!(
             "{} is a pre-defined network and cannot be created",
             n.name
         )));
@@ -127,8 +124,8 @@ pub fn plan_network(
     if n.ingress
         && let Some(cur) = t.networks.values().find(|x| x.ingress)
     {
-        return Err(ControlError::Conflict(format!(
-            "rpc error: code = AlreadyExists desc = ingress network ({}) is already present",
+        return Err(SwarmError::already_exists(format!(
+            "ingress network ({}) is already present",
             cur.id
         )));
     }
@@ -153,8 +150,8 @@ pub fn plan_network(
         let s = Cidr::parse(&n.subnet)
             .ok_or_else(|| invalid(format!("invalid subnet {}", n.subnet)))?;
         if swarm_subnets.iter().any(|u| u.overlaps(s)) {
-            return Err(ControlError::Forbidden(
-                "invalid pool request: Pool overlaps with other one on this address space".into(),
+            return Err(SwarmError::forbidden(
+                "invalid pool request: Pool overlaps with other one on this address space",
             ));
         }
         s
@@ -275,10 +272,8 @@ pub fn resolve_service_networks(t: &Tables, spec: &mut ServiceSpec) -> ControlRe
     let mut seen = BTreeSet::new();
     for att in tt.networks.iter_mut().flatten() {
         let target = att.target.clone().unwrap_or_default();
-        let net = find_network(t, &target).ok_or_else(|| ControlError::NotFound {
-            kind: "network",
-            id: target.clone(),
-        })?;
+        let net = find_network(t, &target)
+            .ok_or_else(|| SwarmError::not_found("network", target.clone()))?;
         if net.ingress {
             return Err(invalid(format!(
                 "Service cannot be explicitly attached to the ingress network \"{}\"",
@@ -413,7 +408,7 @@ impl Control {
         self.store
             .update(|t, tx| {
                 if t.id_by_name(Kind::Network, &spec.name).is_some() {
-                    return Err(ControlError::Conflict(format!(
+                    return Err(SwarmError::conflict(format!(
                         "network with name {} already exists",
                         spec.name
                     )));
@@ -435,14 +430,11 @@ impl Control {
         self.store
             .update(|t, tx| {
                 let Some(n) = t.networks.get(id) else {
-                    return Err(ControlError::NotFound {
-                        kind: "network",
-                        id: id.to_string(),
-                    });
+                    return Err(SwarmError::not_found("network", id));
                 };
                 if n.ingress {
                     if let Some(s) = t.services.values().find(|s| needs_ingress(&s.spec)) {
-                        return Err(failed_precondition(format!(
+                        return Err(SwarmError::failed_precondition(format!(
                             "ingress network cannot be removed because service {} depends on it",
                             s.id
                         )));
@@ -456,7 +448,7 @@ impl Control {
                             .is_some_and(|a| a.iter().any(|a| a.target.as_deref() == Some(id)))
                     };
                     if let Some(s) = t.services.values().find(|s| uses(s)) {
-                        return Err(failed_precondition(format!(
+                        return Err(SwarmError::failed_precondition(format!(
                             "network {id} is in use by service {}",
                             s.id
                         )));
@@ -472,6 +464,7 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarmd_types::error::Code;
     use swarmd_types::models::{
         EndpointPortConfig, EndpointSpec, NetworkAttachmentConfig, TaskSpec,
     };
@@ -571,15 +564,13 @@ mod tests {
         let mut r = req("x");
         r.subnet = "10.0.0.128/25".into();
         let e = plan_network(&t, r, &[]).unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e}");
         assert!(e.to_string().contains("Pool overlaps"), "{e}");
         let mut r = req("x");
         r.subnet = "nope".into();
-        assert!(
-            plan_network(&t, r, &[])
-                .unwrap_err()
-                .to_string()
-                .ends_with("invalid subnet nope")
-        );
+        let e = plan_network(&t, r, &[]).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+        assert_eq!(e.message(), "invalid subnet nope");
         let mut r = req("x");
         r.subnet = "10.9.0.0/24".into();
         r.gateway = "10.8.0.1".into();
@@ -591,16 +582,11 @@ mod tests {
         );
         let mut r = req("ingress2");
         r.ingress = true;
-        assert!(
-            plan_network(&t, r, &[])
-                .unwrap_err()
-                .to_string()
-                .contains("is already present")
-        );
-        assert!(matches!(
-            plan_network(&t, req("bridge"), &[]),
-            Err(ControlError::Forbidden(_))
-        ));
+        let e = plan_network(&t, r, &[]).unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists, "{e}");
+        assert!(e.message().contains("is already present"), "{e}");
+        let e = plan_network(&t, req("bridge"), &[]).unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e}");
     }
 
     fn spec_with(nets: &[&str], ports: bool, mode: Option<EndpointSpecModeEnum>) -> ServiceSpec {
@@ -671,12 +657,9 @@ mod tests {
         assert_eq!(allocate_vips(&t, "svc", &spec).unwrap(), vips);
 
         let mut bad = spec_with(&["nosuch"], false, None);
-        assert_eq!(
-            resolve_service_networks(&t, &mut bad)
-                .unwrap_err()
-                .to_string(),
-            "network nosuch not found"
-        );
+        let e = resolve_service_networks(&t, &mut bad).unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e}");
+        assert_eq!(e.to_string(), "network nosuch not found");
         let mut bad = spec_with(&["ingress"], false, None);
         assert!(resolve_service_networks(&t, &mut bad).is_err());
         let mut dnsrr = spec_with(&["front"], true, Some(EndpointSpecModeEnum::DNSRR));

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use swarmd_store::Tables;
+use swarmd_types::error::SwarmError;
 use swarmd_types::models::ServiceSpec;
 use swarmd_types::{Config, Kind, Object, Secret, ids};
 
@@ -17,19 +18,7 @@ pub const MAX_SECRET_SIZE: usize = 500 * 1024;
 /// swarmkit's `controlapi.MaxConfigSize`.
 pub const MAX_CONFIG_SIZE: usize = 1000 * 1024;
 
-/// What `secret create` / `config create` carry (the API decoded the base64 data).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ObjectSpec {
-    pub name: String,
-    pub labels: HashMap<String, String>,
-    pub data: Vec<u8>,
-    /// Secrets only: an external secret store's driver name (data must then be empty).
-    pub driver: Option<String>,
-    /// Templating driver name (`golang`), recorded as given.
-    pub templating: Option<String>,
-    /// Templating driver options, recorded as given.
-    pub templating_options: HashMap<String, String>,
-}
+pub use swarmd_types::ObjectSpec;
 
 /// swarmkit's `isValidConfigOrSecretName`: `^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$`,
 /// at most 64 characters.
@@ -205,17 +194,6 @@ pub fn check_references(t: &Tables, spec: &ServiceSpec) -> ControlResult<()> {
     Ok(())
 }
 
-fn out_of_sequence() -> ControlError {
-    ControlError::Conflict("rpc error: code = Unknown desc = update out of sequence".into())
-}
-
-fn not_found(kind: &'static str, id: &str) -> ControlError {
-    ControlError::NotFound {
-        kind,
-        id: id.to_string(),
-    }
-}
-
 impl Control {
     /// `secret create`. Returns the new ID. The data is never logged.
     pub async fn create_secret(&self, spec: ObjectSpec) -> ControlResult<String> {
@@ -224,8 +202,8 @@ impl Control {
         self.store
             .update(|t, tx| {
                 if t.id_by_name(Kind::Secret, &spec.name).is_some() {
-                    return Err(ControlError::Conflict(format!(
-                        "rpc error: code = AlreadyExists desc = secret {} already exists",
+                    return Err(SwarmError::already_exists(format!(
+                        "secret {} already exists",
                         spec.name
                     )));
                 }
@@ -267,8 +245,8 @@ impl Control {
         self.store
             .update(|t, tx| {
                 if t.id_by_name(Kind::Config, &spec.name).is_some() {
-                    return Err(ControlError::Conflict(format!(
-                        "rpc error: code = AlreadyExists desc = config {} already exists",
+                    return Err(SwarmError::already_exists(format!(
+                        "config {} already exists",
                         spec.name
                     )));
                 }
@@ -313,10 +291,10 @@ impl Control {
         self.store
             .update(|t, tx| {
                 let Some(cur) = T::table(t).get(id) else {
-                    return Err(not_found(T::NOUN, id));
+                    return Err(SwarmError::not_found(T::NOUN, id));
                 };
                 if cur.version() != version {
-                    return Err(out_of_sequence());
+                    return Err(SwarmError::out_of_sequence());
                 }
                 if cur.name() != spec.name || (!spec.data.is_empty() && spec.data != cur.data()) {
                     return Err(invalid("only updates to Labels are allowed"));
@@ -334,7 +312,7 @@ impl Control {
         self.store
             .update(|t, tx| {
                 let Some(cur) = T::table(t).get(id) else {
-                    return Err(not_found(T::NOUN, id));
+                    return Err(SwarmError::not_found(T::NOUN, id));
                 };
                 let users = services_using(t, T::KIND, id);
                 if !users.is_empty() {
@@ -389,6 +367,7 @@ file_object!(Config, Kind::Config, "config", configs);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarmd_types::error::Code;
 
     fn spec(name: &str, len: usize) -> ObjectSpec {
         ObjectSpec {
@@ -398,11 +377,11 @@ mod tests {
         }
     }
 
+    /// The message of an InvalidArgument refusal.
     fn msg(r: ControlResult<()>) -> String {
-        match r {
-            Err(ControlError::InvalidArgument(m)) => m,
-            other => panic!("expected InvalidArgument, got {other:?}"),
-        }
+        let e = r.expect_err("refused");
+        assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+        e.message().to_string()
     }
 
     #[test]
@@ -413,10 +392,7 @@ mod tests {
         for bad in ["", "-a", "a-", ".a", "a b", "a/b", "é", &"x".repeat(65)] {
             assert!(!valid_name(bad), "{bad}");
         }
-        assert_eq!(
-            msg(validate_secret(&spec("", 1))),
-            "rpc error: code = InvalidArgument desc = name must be provided"
-        );
+        assert_eq!(msg(validate_secret(&spec("", 1))), "name must be provided");
         assert!(msg(validate_secret(&spec("a b", 1))).contains("invalid name, only 64"));
     }
 
@@ -425,13 +401,13 @@ mod tests {
         assert!(validate_secret(&spec("s", MAX_SECRET_SIZE - 1)).is_ok());
         assert_eq!(
             msg(validate_secret(&spec("s", MAX_SECRET_SIZE))),
-            "rpc error: code = InvalidArgument desc = secret data must be larger than 0 and less than 512000 bytes"
+            "secret data must be larger than 0 and less than 512000 bytes"
         );
         assert!(msg(validate_secret(&spec("s", 0))).contains("larger than 0"));
         assert!(validate_config(&spec("c", MAX_CONFIG_SIZE - 1)).is_ok());
         assert_eq!(
             msg(validate_config(&spec("c", MAX_CONFIG_SIZE))),
-            "rpc error: code = InvalidArgument desc = config data must be larger than 0 and less than 1024000 bytes"
+            "config data must be larger than 0 and less than 1024000 bytes"
         );
     }
 
