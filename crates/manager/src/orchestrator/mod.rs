@@ -7,6 +7,7 @@
 //! from an older spec. The loop that runs it is in `crate::reconcile`.
 
 pub mod jobs;
+mod pass;
 pub mod reaper;
 mod slots;
 pub mod update;
@@ -19,6 +20,7 @@ use swarmd_types::models::{TaskSpec, TaskState};
 use swarmd_types::{Node, NodeState, Object, Service, SharedSpec, Task, TaskStatus, ids, timefmt};
 use time::OffsetDateTime;
 
+pub use pass::Orchestrator;
 pub use slots::{SlotKey, reconcile_service};
 
 use crate::reconcile::{Depth, Scope, Touch};
