@@ -244,4 +244,40 @@ mod tests {
             }
         }
     }
+
+    /// A pass moves at most [`MAX_WRITES_PER_PASS`] tasks and asks to run again at once for
+    /// the rest.
+    #[tokio::test]
+    async fn a_capped_pass_runs_again_at_once() {
+        use crate::reconcile::{Scope, pass, testing::store_with};
+        let mut objects = vec![swarmd_types::Object::from(Service {
+            id: "plain".into(),
+            ..Default::default()
+        })];
+        for i in 0..=MAX_WRITES_PER_PASS {
+            objects.push(
+                Task {
+                    id: format!("t{i:05}"),
+                    service_id: "plain".into(),
+                    desired_state: TaskState::RUNNING,
+                    ..Default::default()
+                }
+                .into(),
+            );
+        }
+        let s = store_with(objects).await;
+        let pending = || {
+            s.view(|v| {
+                v.tasks
+                    .values()
+                    .filter(|t| t.status.state == TaskState::PENDING)
+                    .count()
+            })
+        };
+        let again = pass(&Allocator, &s, &Scope::All).await.unwrap();
+        assert_eq!(again, Some(Duration::ZERO));
+        assert_eq!(pending(), MAX_WRITES_PER_PASS);
+        assert_eq!(pass(&Allocator, &s, &Scope::All).await.unwrap(), None);
+        assert_eq!(pending(), MAX_WRITES_PER_PASS + 1);
+    }
 }

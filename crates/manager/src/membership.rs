@@ -250,7 +250,7 @@ fn set_role(t: &ReadTx<'_>, tx: &mut WriteTx, node_id: &str, role: Role) {
 mod tests {
     use super::*;
     use crate::reconcile::pass;
-    use swarmd_store::{LocalProposer, MemoryStore, ProposeError, Store};
+    use swarmd_store::Store;
     use swarmd_types::{ManagerInfo, Node};
 
     fn node(id: &str, spec: Option<NodeSpecRoleEnum>, role: Role, raft_id: Option<u64>) -> Node {
@@ -276,18 +276,7 @@ mod tests {
     }
 
     async fn store_with(nodes: Vec<Node>) -> Store {
-        let mem = Arc::new(MemoryStore::new());
-        let store = Store::new(mem.clone(), Arc::new(LocalProposer::new(mem)));
-        store
-            .update(|_, tx| {
-                for n in &nodes {
-                    tx.create(n.clone());
-                }
-                Ok::<_, ProposeError>(())
-            })
-            .await
-            .unwrap();
-        store
+        crate::reconcile::testing::store_with(nodes.into_iter().map(Object::from).collect()).await
     }
 
     use NodeSpecRoleEnum::{MANAGER, WORKER};

@@ -13,6 +13,8 @@
 
 mod error;
 pub mod plan;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -224,15 +226,14 @@ pub async fn run_scoped<C, F, Fut>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmd_store::{LocalProposer, MemoryStore, ProposeError};
+    use swarmd_store::ProposeError;
     use swarmd_types::Task;
 
     /// The first pass sees everything; a commit then yields a pass scoped to the service it
     /// touched, and one the classifier ignores yields none.
     #[tokio::test(start_paused = true)]
     async fn passes_get_the_scope_their_events_touched() {
-        let mem = Arc::new(MemoryStore::new());
-        let store = Store::new(mem.clone(), Arc::new(LocalProposer::new(mem)));
+        let store = testing::store_with(vec![]).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
         fn classify(e: &Event) -> Touch<'_> {

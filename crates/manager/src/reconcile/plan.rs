@@ -85,9 +85,12 @@ pub async fn pass<R: Reconciler + ?Sized>(r: &R, store: &Store, scope: &Scope) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::testing::store_with;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    use swarmd_store::{Batch, LocalProposer, MemoryStore, ProposeError, Proposer};
+    use swarmd_store::{
+        Batch, LocalProposer, MAX_ACTIONS_PER_ENTRY, MemoryStore, ProposeError, Proposer,
+    };
     use swarmd_types::{Kind, Object, Task};
 
     /// Raft as seen by a writer that races others: before each of the first `races`
@@ -124,21 +127,14 @@ mod tests {
         }
     }
 
-    fn store(races: usize) -> (Store, Arc<Racing>) {
-        let mem = Arc::new(MemoryStore::new());
-        let mut tx = WriteTx::default();
-        tx.create(Task {
+    /// A store holding task "t", whose writers race `races` times.
+    async fn store(races: usize) -> (Store, Arc<Racing>) {
+        let seeded = store_with(vec![Object::from(Task {
             id: "t".into(),
             ..Default::default()
-        });
-        mem.apply(
-            1,
-            &Batch {
-                actions: tx.into_actions(),
-                proposed_at: String::new(),
-            },
-        )
-        .unwrap();
+        })])
+        .await;
+        let mem = seeded.memory().clone();
         let racing = Arc::new(Racing {
             local: LocalProposer::new(mem.clone()),
             mem: mem.clone(),
@@ -181,7 +177,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_conflict_re_plans_over_the_fresh_view() {
-        let (s, racing) = store(2);
+        let (s, racing) = store(2).await;
         let m = Marker::default();
         let wake = pass(&m, &s, &Scope::All).await.unwrap();
         assert_eq!(wake, Some(Duration::from_secs(7)));
@@ -204,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_plan_that_always_conflicts_gives_up_after_bounded_attempts() {
-        let (s, racing) = store(usize::MAX);
+        let (s, racing) = store(usize::MAX).await;
         let m = Marker::default();
         let err = pass(&m, &s, &Scope::All).await.unwrap_err();
         let plans = m.plans.load(Ordering::SeqCst);
@@ -223,10 +219,52 @@ mod tests {
                 Err(ProposeError::NotLeader { leader_addr: None })
             }
         }
-        let (s, _) = store(0);
+        let (s, _) = store(0).await;
         let s = Store::new(s.memory().clone(), Arc::new(Lost));
         let err = pass(&Marker::default(), &s, &Scope::All).await.unwrap_err();
         assert_eq!(err, ReconcileError::NotLeader);
         assert_eq!(err.kind(), "not_leader");
+    }
+
+    /// Creates tasks "t" (which exists) and "new-0".. , one entry's worth and one more.
+    struct Creator;
+
+    impl Reconciler for Creator {
+        type Then = ();
+        const NAME: &'static str = "creator";
+        fn touch(_: &Event) -> Touch<'_> {
+            Touch::All
+        }
+        fn plan(&self, view: &ReadTx<'_>, _: &Scope) -> Result<Plan, ReconcileError> {
+            let mut plan = Plan::idle();
+            if view.tasks.len() > 1 {
+                return Ok(plan);
+            }
+            plan.writes.create(Task {
+                id: "t".into(),
+                ..Default::default()
+            });
+            for i in 0..MAX_ACTIONS_PER_ENTRY {
+                plan.writes.create(Task {
+                    id: format!("new-{i}"),
+                    ..Default::default()
+                });
+            }
+            Ok(plan)
+        }
+    }
+
+    /// A plan split over entries commits what the store accepts; an entry rejected makes
+    /// the reconciler run again at once (its plan asked for no wake-up).
+    #[tokio::test]
+    async fn a_rejected_entry_of_a_split_plan_runs_the_pass_again_at_once() {
+        let (s, _) = store(0).await;
+        assert_eq!(
+            pass(&Creator, &s, &Scope::All).await.unwrap(),
+            Some(Duration::ZERO)
+        );
+        // The first entry (with "t") was rejected whole; the second committed.
+        assert_eq!(s.view(|v| v.tasks.len()), 2);
+        assert_eq!(pass(&Creator, &s, &Scope::All).await.unwrap(), None);
     }
 }
