@@ -145,27 +145,41 @@ mod tests {
         (Store::new(mem, racing.clone()), racing)
     }
 
-    /// Marks task "t" with the version it planned from; counts its plans.
-    #[derive(Default)]
-    struct Marker {
+    /// A reconciler planning with a function; counts its plans.
+    struct Planner<F> {
+        plan: F,
         plans: AtomicUsize,
     }
 
-    impl Reconciler for Marker {
+    fn planner<F: Fn(&ReadTx<'_>) -> Plan + Send + Sync + 'static>(plan: F) -> Planner<F> {
+        Planner {
+            plan,
+            plans: AtomicUsize::new(0),
+        }
+    }
+
+    impl<F: Fn(&ReadTx<'_>) -> Plan + Send + Sync + 'static> Reconciler for Planner<F> {
         type Then = ();
-        const NAME: &'static str = "marker";
+        const NAME: &'static str = "test";
         fn touch(_: &Event) -> Touch<'_> {
             Touch::All
         }
         fn plan(&self, view: &ReadTx<'_>, _: &Scope) -> Result<Plan, ReconcileError> {
             self.plans.fetch_add(1, Ordering::SeqCst);
+            Ok((self.plan)(view))
+        }
+    }
+
+    /// Marks task "t" with the version it planned from.
+    fn marker() -> Planner<impl Fn(&ReadTx<'_>) -> Plan + Send + Sync + 'static> {
+        planner(|view| {
             let mut t = view.tasks["t"].clone();
             t.status.err = format!("planned at version {}", t.meta.version);
             let mut plan = Plan::idle();
             plan.writes.update(t);
             plan.wake = Some(Duration::from_secs(7));
-            Ok(plan)
-        }
+            plan
+        })
     }
 
     fn task(s: &Store) -> Task {
@@ -178,7 +192,7 @@ mod tests {
     #[tokio::test]
     async fn a_version_conflict_re_plans_over_the_fresh_view() {
         let (s, racing) = store(2).await;
-        let m = Marker::default();
+        let m = marker();
         let wake = pass(&m, &s, &Scope::All).await.unwrap();
         assert_eq!(wake, Some(Duration::from_secs(7)));
         assert_eq!(
@@ -201,7 +215,7 @@ mod tests {
     #[tokio::test]
     async fn a_plan_that_always_conflicts_gives_up_after_bounded_attempts() {
         let (s, racing) = store(usize::MAX).await;
-        let m = Marker::default();
+        let m = marker();
         let err = pass(&m, &s, &Scope::All).await.unwrap_err();
         let plans = m.plans.load(Ordering::SeqCst);
         assert!(plans > 1, "retried");
@@ -221,50 +235,41 @@ mod tests {
         }
         let (s, _) = store(0).await;
         let s = Store::new(s.memory().clone(), Arc::new(Lost));
-        let err = pass(&Marker::default(), &s, &Scope::All).await.unwrap_err();
+        let err = pass(&marker(), &s, &Scope::All).await.unwrap_err();
         assert_eq!(err, ReconcileError::NotLeader);
         assert_eq!(err.kind(), "not_leader");
-    }
-
-    /// Creates tasks "t" (which exists) and "new-0".. , one entry's worth and one more.
-    struct Creator;
-
-    impl Reconciler for Creator {
-        type Then = ();
-        const NAME: &'static str = "creator";
-        fn touch(_: &Event) -> Touch<'_> {
-            Touch::All
-        }
-        fn plan(&self, view: &ReadTx<'_>, _: &Scope) -> Result<Plan, ReconcileError> {
-            let mut plan = Plan::idle();
-            if view.tasks.len() > 1 {
-                return Ok(plan);
-            }
-            plan.writes.create(Task {
-                id: "t".into(),
-                ..Default::default()
-            });
-            for i in 0..MAX_ACTIONS_PER_ENTRY {
-                plan.writes.create(Task {
-                    id: format!("new-{i}"),
-                    ..Default::default()
-                });
-            }
-            Ok(plan)
-        }
     }
 
     /// A plan split over entries commits what the store accepts; an entry rejected makes
     /// the reconciler run again at once (its plan asked for no wake-up).
     #[tokio::test]
     async fn a_rejected_entry_of_a_split_plan_runs_the_pass_again_at_once() {
+        // Creates "t" (which exists) and one entry's worth of new tasks, once.
+        let creator = planner(|view| {
+            let mut plan = Plan::idle();
+            if view.tasks.len() > 1 {
+                return plan;
+            }
+            for i in 0..=MAX_ACTIONS_PER_ENTRY {
+                let id = if i == 0 {
+                    "t".into()
+                } else {
+                    format!("new-{i}")
+                };
+                plan.writes.create(Task {
+                    id,
+                    ..Default::default()
+                });
+            }
+            plan
+        });
         let (s, _) = store(0).await;
         assert_eq!(
-            pass(&Creator, &s, &Scope::All).await.unwrap(),
+            pass(&creator, &s, &Scope::All).await.unwrap(),
             Some(Duration::ZERO)
         );
         // The first entry (with "t") was rejected whole; the second committed.
         assert_eq!(s.view(|v| v.tasks.len()), 2);
-        assert_eq!(pass(&Creator, &s, &Scope::All).await.unwrap(), None);
+        assert_eq!(pass(&creator, &s, &Scope::All).await.unwrap(), None);
     }
 }
