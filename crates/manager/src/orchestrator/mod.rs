@@ -10,6 +10,8 @@ pub mod jobs;
 mod pass;
 pub mod reaper;
 mod slots;
+#[cfg(test)]
+mod testing;
 pub mod update;
 
 use std::collections::BTreeMap;
@@ -291,29 +293,9 @@ pub type Nodes = BTreeMap<String, Node>;
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use swarmd_types::models::{
-        ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceUpdateStatus,
-        ServiceUpdateStatusStateEnum as U, TaskSpec,
-    };
+    use swarmd_types::models::{ServiceUpdateStatus, ServiceUpdateStatusStateEnum as U, TaskSpec};
 
-    fn service(id: &str, replicas: i64) -> Service {
-        Service {
-            id: id.into(),
-            spec: ServiceSpec {
-                name: Some(id.into()),
-                mode: Some(ServiceSpecMode {
-                    replicated: Some(ServiceSpecModeReplicated {
-                        replicas: Some(replicas),
-                    }),
-                    ..Default::default()
-                }),
-                task_template: Some(TaskSpec::default()),
-                ..Default::default()
-            },
-            spec_version: 1,
-            ..Default::default()
-        }
-    }
+    use testing::replicated as service;
 
     fn task(id: &str, service: &str, slot: u64, state: TaskState) -> Task {
         let mut t = Task {

@@ -142,22 +142,10 @@ pub fn reap_scope(tables: &Tables, scope: &Scope) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmd_types::{Node, TaskStatus};
+    use swarmd_types::Node;
 
     fn task(id: &str, slot: u64, state: TaskState, desired: TaskState, at: &str) -> Task {
-        Task {
-            id: id.into(),
-            service_id: "s".into(),
-            slot,
-            node_id: "n".into(),
-            desired_state: desired,
-            status: TaskStatus {
-                state,
-                timestamp: at.into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
+        crate::orchestrator::testing::slot_task((id, "s", "n"), slot, state, desired, at)
     }
 
     fn tables(tasks: Vec<Task>) -> Tables {
