@@ -281,6 +281,16 @@ mod tests {
 
     use NodeSpecRoleEnum::{MANAGER, WORKER};
 
+    /// Managers m1, m2 and m3 (Raft IDs 1 to 3), m3 demoted.
+    async fn m3_demoted() -> Store {
+        store_with(vec![
+            node("m1", Some(MANAGER), Role::Manager, Some(1)),
+            node("m2", Some(MANAGER), Role::Manager, Some(2)),
+            node("m3", Some(WORKER), Role::Manager, Some(3)),
+        ])
+        .await
+    }
+
     #[tokio::test]
     async fn a_joined_manager_is_added_and_a_promoted_worker_marked() {
         let store = store_with(vec![
@@ -313,12 +323,7 @@ mod tests {
 
     #[tokio::test]
     async fn demotion_removes_from_raft_first_then_marks_worker() {
-        let store = store_with(vec![
-            node("m1", Some(MANAGER), Role::Manager, Some(1)),
-            node("m2", Some(MANAGER), Role::Manager, Some(2)),
-            node("m3", Some(WORKER), Role::Manager, Some(3)),
-        ])
-        .await;
+        let store = m3_demoted().await;
         let all = [voter(1), voter(2), voter(3)];
         let up = HashSet::from([1, 2, 3]);
         assert_eq!(
@@ -336,12 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn removal_that_breaks_quorum_waits() {
-        let store = store_with(vec![
-            node("m1", Some(MANAGER), Role::Manager, Some(1)),
-            node("m2", Some(MANAGER), Role::Manager, Some(2)),
-            node("m3", Some(WORKER), Role::Manager, Some(3)),
-        ])
-        .await;
+        let store = m3_demoted().await;
         let all = [voter(1), voter(2), voter(3)];
         // m2 is down: removing m3 would leave 1 of 2 voters up, no quorum.
         assert!(
