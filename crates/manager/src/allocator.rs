@@ -5,72 +5,64 @@
 //! the address is free again once the task is terminal or removed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use swarmd_store::Tables;
-use swarmd_types::{NetworkAttachment, Task};
+use swarmd_store::{Event, ReadTx, Tables};
+use swarmd_types::models::TaskState;
+use swarmd_types::{NetworkAttachment, Object, Task, timefmt};
 
 use crate::control::networks::{attached_network, service_networks, take_address, used_addresses};
-
-use swarmd_store::{ProposeError, Store};
-use swarmd_types::models::TaskState;
-use swarmd_types::timefmt;
+use crate::reconcile::{Plan, ReconcileError, Reconciler, Scope, Touch};
 
 /// Most tasks one allocator pass moves on (see [`crate::scheduler::MAX_WRITES_PER_PASS`]).
 pub const MAX_WRITES_PER_PASS: usize = crate::scheduler::MAX_WRITES_PER_PASS;
 
-/// What one allocator pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pass {
-    /// Tasks moved to PENDING.
-    pub allocated: usize,
-    /// NEW tasks were left for the next pass (capped) or an entry was rejected.
-    pub again: bool,
-}
+/// The allocator reconciler: NEW tasks that are still wanted become PENDING, oldest first,
+/// at most [`MAX_WRITES_PER_PASS`] of them a pass (from the store's index of NEW tasks: no
+/// scan).
+pub struct Allocator;
 
-/// One pass: NEW tasks that are still wanted become PENDING, oldest first, at most
-/// [`MAX_WRITES_PER_PASS`] of them (from the store's index of NEW tasks: no scan).
-pub async fn allocate(store: &Store) -> Result<Pass, ProposeError> {
-    allocate_capped(store, MAX_WRITES_PER_PASS).await
-}
+impl Reconciler for Allocator {
+    type Then = ();
+    const NAME: &'static str = "allocator";
 
-/// One pass moving at most `max` tasks to PENDING.
-pub async fn allocate_capped(store: &Store, max: usize) -> Result<Pass, ProposeError> {
-    let now = timefmt::now();
-    let ((allocated, capped), rejected) = store
-        .update_chunked(|tables, tx| {
-            let mut n = 0;
-            let mut used = BTreeMap::new();
-            for t in tables.new_tasks() {
-                if n >= max {
-                    return Ok((n, true));
-                }
-                // Job tasks are desired COMPLETE; anything past that is being stopped.
-                if t.status.state != TaskState::NEW || t.desired_state > TaskState::COMPLETE {
-                    continue;
-                }
-                let Some(service) = tables.services.get(&t.service_id) else {
-                    continue;
-                };
-                let Some(networks) = plan_attachments(tables, t, &mut used) else {
-                    tracing::warn!(task = %t.id, "no free address on a network of the task; it stays NEW");
-                    continue;
-                };
-                let mut t = t.clone();
-                t.networks = networks;
-                t.endpoint_ports = service.endpoint.ports.clone();
-                t.status.state = TaskState::PENDING;
-                t.status.message = "pending task scheduling".into();
-                t.status.timestamp = now.clone();
-                tx.update(t);
-                n += 1;
+    fn touch(e: &Event) -> Touch<'_> {
+        Touch::all_if(matches!(e.object, Object::Task(_) | Object::Service(_)))
+    }
+
+    /// Runs again at once when it left NEW tasks for the next pass.
+    fn plan(&self, tables: &ReadTx<'_>, _: &Scope) -> Result<Plan, ReconcileError> {
+        let now = timefmt::now();
+        let mut plan = Plan::idle();
+        let mut n = 0;
+        let mut used = BTreeMap::new();
+        for t in tables.new_tasks() {
+            if n >= MAX_WRITES_PER_PASS {
+                plan.wake = Some(Duration::ZERO);
+                break;
             }
-            Ok::<_, ProposeError>((n, false))
-        })
-        .await?;
-    Ok(Pass {
-        allocated,
-        again: capped || rejected > 0,
-    })
+            // Job tasks are desired COMPLETE; anything past that is being stopped.
+            if t.status.state != TaskState::NEW || t.desired_state > TaskState::COMPLETE {
+                continue;
+            }
+            let Some(service) = tables.services.get(&t.service_id) else {
+                continue;
+            };
+            let Some(networks) = plan_attachments(tables, t, &mut used) else {
+                tracing::warn!(task = %t.id, "no free address on a network of the task; it stays NEW");
+                continue;
+            };
+            let mut t = t.clone();
+            t.networks = networks;
+            t.endpoint_ports = service.endpoint.ports.clone();
+            t.status.state = TaskState::PENDING;
+            t.status.message = "pending task scheduling".into();
+            t.status.timestamp = now.clone();
+            plan.writes.update(t);
+            n += 1;
+        }
+        Ok(plan)
+    }
 }
 
 /// Whether tasks of this service need anything allocated before they can be scheduled: an
@@ -251,5 +243,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A pass moves at most [`MAX_WRITES_PER_PASS`] tasks and asks to run again at once for
+    /// the rest.
+    #[tokio::test]
+    async fn a_capped_pass_runs_again_at_once() {
+        use crate::reconcile::{Scope, pass, testing::store_with};
+        let mut objects = vec![swarmd_types::Object::from(Service {
+            id: "plain".into(),
+            ..Default::default()
+        })];
+        for i in 0..=MAX_WRITES_PER_PASS {
+            objects.push(
+                Task {
+                    id: format!("t{i:05}"),
+                    service_id: "plain".into(),
+                    desired_state: TaskState::RUNNING,
+                    ..Default::default()
+                }
+                .into(),
+            );
+        }
+        let s = store_with(objects).await;
+        let pending = || {
+            s.view(|v| {
+                v.tasks
+                    .values()
+                    .filter(|t| t.status.state == TaskState::PENDING)
+                    .count()
+            })
+        };
+        let again = pass(&Allocator, &s, &Scope::All).await.unwrap();
+        assert_eq!(again, Some(Duration::ZERO));
+        assert_eq!(pending(), MAX_WRITES_PER_PASS);
+        assert_eq!(pass(&Allocator, &s, &Scope::All).await.unwrap(), None);
+        assert_eq!(pending(), MAX_WRITES_PER_PASS + 1);
     }
 }

@@ -6,17 +6,17 @@
 //! certificate, so a certificate it issues verifies against the old root and the new one;
 //! nodes trust both ([`trust_roots`]). Sessions carry the roots to trust, so every node,
 //! seeing them change, renews its certificate. Once every node's certificate comes from the
-//! new root ([`reconcile`], on the leader), the new root becomes the root, the join tokens
+//! new root ([`CompleteRotation`], on the leader), the new root becomes the root, the join tokens
 //! are regenerated with its digest, and the nodes renew once more to trust it alone.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use swarmd_pki::{PkiError, RootCaMaterial};
-use swarmd_store::{ProposeError, ReadTx, Store};
+use swarmd_store::{Event, ReadTx};
 use swarmd_types::models::TlsInfo;
-use swarmd_types::{JoinTokens, Node, RootCa, RootRotation};
+use swarmd_types::{JoinTokens, Node, Object, RootCa, RootRotation};
 
-use crate::reconcile::StepResult;
+use crate::reconcile::{Plan, ReconcileError, Reconciler, Scope, StepResult, Touch};
 
 /// The roots a node is to trust, as one PEM: the root, and the new root too while a
 /// rotation runs. The CA hands it out with every certificate and sessions carry it: a node
@@ -123,58 +123,65 @@ fn progress(t: &ReadTx<'_>) -> Option<(RootCa, usize)> {
 /// The leader's rotation reconciler: completes a rotation once every node (down ones too,
 /// as swarmkit) has a certificate from the new root. The new root becomes the root and
 /// the join tokens carry its digest; the old tokens stop working.
-pub async fn reconcile(store: &Store) -> StepResult {
-    let Some((expected, pending)) = store.view(progress) else {
-        return Ok(None);
-    };
-    if pending > 0 {
-        tracing::debug!(pending, "root rotation: nodes still to renew");
-        return Ok(None);
+pub struct CompleteRotation;
+
+#[async_trait::async_trait]
+impl Reconciler for CompleteRotation {
+    /// The new root's digest, once the rotation's end is written (to log it).
+    type Then = Option<String>;
+    const NAME: &'static str = "root rotation";
+
+    fn touch(e: &Event) -> Touch<'_> {
+        Touch::all_if(matches!(e.object, Object::Node(_) | Object::Cluster(_)))
     }
-    let Some(r) = expected.root_rotation.clone() else {
-        return Ok(None);
-    };
-    let digest = swarmd_pki::ca_digest_of(&r.cert_pem).map_err(|e| e.to_string())?;
-    let token = || swarmd_pki::generate_join_token(&digest).map_err(|e| e.to_string());
-    let join_tokens = JoinTokens {
-        worker: token()?,
-        manager: token()?,
-    };
-    let root_ca = RootCa {
-        cert_pem: r.cert_pem,
-        key_pem: r.key_pem,
-        digest: digest.clone(),
-        last_forced_rotation: expected.last_forced_rotation,
-        root_rotation: None,
-    };
-    let done = store
-        .update(|t, tx| {
-            let Some(c) = t.cluster() else {
-                return Ok(false);
-            };
-            // Another rotation started (or this one finished) meanwhile.
-            if c.root_ca != expected {
-                return Ok(false);
-            }
-            let mut c = c.clone();
-            c.join_tokens = join_tokens.clone();
-            c.root_ca = root_ca.clone();
-            tx.update(c);
-            Ok::<_, ProposeError>(true)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    if done {
-        tracing::info!(digest = %digest, "completed root rotation");
+
+    /// The join tokens are new random ones on every plan: a plan made again after a
+    /// conflict only writes its own.
+    fn plan(&self, t: &ReadTx<'_>, _: &Scope) -> Result<Plan<Option<String>>, ReconcileError> {
+        let mut plan = Plan::idle();
+        let Some((current, pending)) = progress(t) else {
+            return Ok(plan);
+        };
+        if pending > 0 {
+            tracing::debug!(pending, "root rotation: nodes still to renew");
+            return Ok(plan);
+        }
+        let (Some(r), Some(c)) = (current.root_rotation, t.cluster()) else {
+            return Ok(plan);
+        };
+        let digest = swarmd_pki::ca_digest_of(&r.cert_pem)?;
+        let token = || swarmd_pki::generate_join_token(&digest);
+        let mut c = c.clone();
+        c.join_tokens = JoinTokens {
+            worker: token()?,
+            manager: token()?,
+        };
+        c.root_ca = RootCa {
+            cert_pem: r.cert_pem,
+            key_pem: r.key_pem,
+            digest: digest.clone(),
+            last_forced_rotation: current.last_forced_rotation,
+            root_rotation: None,
+        };
+        plan.writes.update(c);
+        plan.then = Some(digest);
+        Ok(plan)
     }
-    Ok(None)
+
+    async fn then(&self, digest: Option<String>) -> StepResult {
+        if let Some(digest) = digest {
+            tracing::info!(digest = %digest, "completed root rotation");
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::reconcile;
+    use super::CompleteRotation;
     use crate::ca::issue_for_member;
     use crate::control::Control;
+    use crate::reconcile::{Scope, pass};
     use swarmd_types::Cluster;
 
     async fn control() -> Control {
@@ -216,7 +223,9 @@ mod tests {
         assert_eq!(cluster(&c).root_ca, started.root_ca);
 
         // manager1 still has its first certificate: the rotation waits.
-        reconcile(c.store()).await.unwrap();
+        pass(&CompleteRotation, c.store(), &Scope::All)
+            .await
+            .unwrap();
         assert_eq!(cluster(&c).root_ca, started.root_ca, "completed too early");
 
         let csr = swarmd_pki::generate_node_key_and_csr(None).unwrap();
@@ -231,7 +240,9 @@ mod tests {
             "both roots to trust"
         );
 
-        reconcile(c.store()).await.unwrap();
+        pass(&CompleteRotation, c.store(), &Scope::All)
+            .await
+            .unwrap();
         let done = cluster(&c);
         assert_eq!(done.root_ca.cert_pem, rotation.cert_pem);
         assert_eq!(done.root_ca.root_rotation, None);

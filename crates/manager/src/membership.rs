@@ -6,7 +6,7 @@
 //! is first removed from Raft (only while the rest keep a quorum), then recorded as a
 //! worker. Raft members that no manager in the store owns are removed.
 //!
-//! [`plan`] decides from a snapshot of both sides and does no I/O; [`reconcile`] carries
+//! [`plan`] decides from a snapshot of both sides and does no I/O; [`Membership`] carries
 //! the plan out on the leader through the [`RaftMembership`] trait that the daemon
 //! implements over its Raft node.
 
@@ -14,9 +14,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use swarmd_store::{ProposeError, ReadTx, Store};
-use swarmd_types::Role;
+use swarmd_store::{Event, ReadTx, WriteTx};
 use swarmd_types::models::NodeSpecRoleEnum;
+use swarmd_types::{Object, Role};
+
+use crate::reconcile::{Plan, ReconcileError, Reconciler, Scope, StepResult, Touch};
 
 /// One member of the Raft cluster as Raft sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,80 +139,118 @@ const PENDING_RECHECK: Duration = Duration::from_secs(1);
 #[derive(Default, Clone)]
 pub struct InFlight(Arc<Mutex<HashSet<u64>>>);
 
-/// One pass: plans and carries out the steps. Returns when to look again.
-pub async fn reconcile(
-    store: &Store,
-    raft: &Arc<dyn RaftMembership>,
-    adding: &InFlight,
-) -> Result<Option<Duration>, String> {
-    let members = raft.members();
-    let reachable = raft.reachable().unwrap_or_default();
-    let steps = store.view(|t| plan(t, &members, &reachable));
-    if steps.is_empty() {
-        return Ok(None);
+/// The membership reconciler: [`plan`] over the store and Raft's current membership; the
+/// store's side (a node's role) is written, then Raft's side is changed.
+pub struct Membership {
+    raft: Arc<dyn RaftMembership>,
+    adding: InFlight,
+}
+
+impl Membership {
+    pub fn new(raft: Arc<dyn RaftMembership>) -> Self {
+        Membership {
+            raft,
+            adding: InFlight::default(),
+        }
     }
-    for step in steps {
-        match step {
-            Step::MarkManager { node_id } => set_role(store, &node_id, Role::Manager)
-                .await
-                .map_err(|e| e.to_string())?,
-            Step::MarkWorker { node_id } => set_role(store, &node_id, Role::Worker)
-                .await
-                .map_err(|e| e.to_string())?,
-            Step::AddVoter { raft_id, addr } => {
-                if !adding
-                    .0
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(raft_id)
-                {
-                    continue;
+}
+
+#[async_trait::async_trait]
+impl Reconciler for Membership {
+    /// The Raft steps ([`Step::AddVoter`], [`Step::Remove`]).
+    type Then = Vec<Step>;
+    const NAME: &'static str = "membership";
+
+    fn touch(e: &Event) -> Touch<'_> {
+        Touch::all_if(matches!(e.object, Object::Node(_)))
+    }
+
+    /// Reads Raft's membership as it is now (an in-memory copy), so a plan made again after
+    /// a conflict sees both sides fresh.
+    fn plan(&self, t: &ReadTx<'_>, _: &Scope) -> Result<Plan<Vec<Step>>, ReconcileError> {
+        let members = self.raft.members();
+        let reachable = self.raft.reachable().unwrap_or_default();
+        let steps = plan(t, &members, &reachable);
+        let mut out = Plan::idle();
+        if steps.is_empty() {
+            return Ok(out);
+        }
+        // Membership changes make no store events of their own: look again soon.
+        out.wake = Some(PENDING_RECHECK);
+        for step in steps {
+            match step {
+                Step::MarkManager { node_id } => {
+                    set_role(t, &mut out.writes, &node_id, Role::Manager)
                 }
-                let raft = raft.clone();
-                let adding = adding.clone();
-                tokio::spawn(async move {
-                    tracing::info!(raft_id, %addr, "adding manager to raft");
-                    if let Err(e) = raft.add_voter(raft_id, addr.clone()).await {
-                        tracing::warn!(raft_id, %addr, error = %e, "could not add manager to raft yet");
-                    }
-                    adding
+                Step::MarkWorker { node_id } => {
+                    set_role(t, &mut out.writes, &node_id, Role::Worker)
+                }
+                raft => out.then.push(raft),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn then(&self, steps: Vec<Step>) -> StepResult {
+        for step in steps {
+            match step {
+                Step::AddVoter { raft_id, addr } => {
+                    if !self
+                        .adding
                         .0
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .remove(&raft_id);
-                });
-            }
-            Step::Remove { raft_id } => {
-                tracing::info!(raft_id, "removing manager from raft");
-                raft.remove(raft_id).await?;
+                        .insert(raft_id)
+                    {
+                        continue;
+                    }
+                    let raft = self.raft.clone();
+                    let adding = self.adding.clone();
+                    tokio::spawn(async move {
+                        tracing::info!(raft_id, %addr, "adding manager to raft");
+                        if let Err(e) = raft.add_voter(raft_id, addr.clone()).await {
+                            tracing::warn!(raft_id, %addr, error = %e, "could not add manager to raft yet");
+                        }
+                        adding
+                            .0
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&raft_id);
+                    });
+                }
+                Step::Remove { raft_id } => {
+                    tracing::info!(raft_id, "removing manager from raft");
+                    self.raft
+                        .remove(raft_id)
+                        .await
+                        .map_err(ReconcileError::Raft)?;
+                }
+                Step::MarkManager { .. } | Step::MarkWorker { .. } => {}
             }
         }
+        Ok(None)
     }
-    Ok(Some(PENDING_RECHECK))
 }
 
-async fn set_role(store: &Store, node_id: &str, role: Role) -> Result<(), ProposeError> {
-    store
-        .update(|t, tx| {
-            if let Some(n) = t.nodes.get(node_id)
-                && n.role != role
-            {
-                let mut n = n.clone();
-                n.role = role;
-                if role == Role::Worker {
-                    n.manager = None;
-                }
-                tx.update(n);
-            }
-            Ok(())
-        })
-        .await
+/// Records the node's role (a worker forgets its Raft ID).
+fn set_role(t: &ReadTx<'_>, tx: &mut WriteTx, node_id: &str, role: Role) {
+    if let Some(n) = t.nodes.get(node_id)
+        && n.role != role
+    {
+        let mut n = n.clone();
+        n.role = role;
+        if role == Role::Worker {
+            n.manager = None;
+        }
+        tx.update(n);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmd_store::{LocalProposer, MemoryStore};
+    use crate::reconcile::pass;
+    use swarmd_store::Store;
     use swarmd_types::{ManagerInfo, Node};
 
     fn node(id: &str, spec: Option<NodeSpecRoleEnum>, role: Role, raft_id: Option<u64>) -> Node {
@@ -236,21 +276,20 @@ mod tests {
     }
 
     async fn store_with(nodes: Vec<Node>) -> Store {
-        let mem = Arc::new(MemoryStore::new());
-        let store = Store::new(mem.clone(), Arc::new(LocalProposer::new(mem)));
-        store
-            .update(|_, tx| {
-                for n in &nodes {
-                    tx.create(n.clone());
-                }
-                Ok::<_, ProposeError>(())
-            })
-            .await
-            .unwrap();
-        store
+        crate::reconcile::testing::store_with(nodes.into_iter().map(Object::from).collect()).await
     }
 
     use NodeSpecRoleEnum::{MANAGER, WORKER};
+
+    /// Managers m1, m2 and m3 (Raft IDs 1 to 3), m3 demoted.
+    async fn m3_demoted() -> Store {
+        store_with(vec![
+            node("m1", Some(MANAGER), Role::Manager, Some(1)),
+            node("m2", Some(MANAGER), Role::Manager, Some(2)),
+            node("m3", Some(WORKER), Role::Manager, Some(3)),
+        ])
+        .await
+    }
 
     #[tokio::test]
     async fn a_joined_manager_is_added_and_a_promoted_worker_marked() {
@@ -284,12 +323,7 @@ mod tests {
 
     #[tokio::test]
     async fn demotion_removes_from_raft_first_then_marks_worker() {
-        let store = store_with(vec![
-            node("m1", Some(MANAGER), Role::Manager, Some(1)),
-            node("m2", Some(MANAGER), Role::Manager, Some(2)),
-            node("m3", Some(WORKER), Role::Manager, Some(3)),
-        ])
-        .await;
+        let store = m3_demoted().await;
         let all = [voter(1), voter(2), voter(3)];
         let up = HashSet::from([1, 2, 3]);
         assert_eq!(
@@ -307,12 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn removal_that_breaks_quorum_waits() {
-        let store = store_with(vec![
-            node("m1", Some(MANAGER), Role::Manager, Some(1)),
-            node("m2", Some(MANAGER), Role::Manager, Some(2)),
-            node("m3", Some(WORKER), Role::Manager, Some(3)),
-        ])
-        .await;
+        let store = m3_demoted().await;
         let all = [voter(1), voter(2), voter(3)];
         // m2 is down: removing m3 would leave 1 of 2 voters up, no quorum.
         assert!(
@@ -382,9 +411,13 @@ mod tests {
         .await;
         let fake = Arc::new(FakeRaft(Mutex::new(vec![voter(1), voter(2), voter(3)])));
         let raft: Arc<dyn RaftMembership> = fake.clone();
-        let adding = InFlight::default();
+        let membership = Membership::new(raft);
         for _ in 0..10 {
-            if reconcile(&store, &raft, &adding).await.unwrap().is_none() {
+            if pass(&membership, &store, &Scope::All)
+                .await
+                .unwrap()
+                .is_none()
+            {
                 break;
             }
             tokio::task::yield_now().await;

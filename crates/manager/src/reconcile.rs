@@ -1,4 +1,5 @@
-//! The loop shared by every leader-only reconciler.
+//! The loop shared by every leader-only reconciler ([`run`]), and the shape they share
+//! ([`Reconciler`]: a plan over a read view, written by one apply path, see [`plan`]).
 //!
 //! Level-triggered: events only mark the reconciler dirty; each pass reconciles the current
 //! state of what was marked. It also runs on a periodic resync, when a step asks to be woken
@@ -10,10 +11,18 @@
 //! make it walk the other services' tasks, and a status-only change can be skipped. Resyncs,
 //! wake-ups, lagged watches, resets and failed passes always get [`Scope::All`].
 
+mod error;
+pub mod plan;
+#[cfg(test)]
+pub(crate) mod testing;
+
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use swarmd_store::{Event, EventBatch, Store};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -28,8 +37,11 @@ const PACE_FACTOR: u32 = 4;
 /// Passes taking this long are logged (with their duration) at info level.
 const SLOW_PASS: Duration = Duration::from_millis(500);
 
+pub use error::ReconcileError;
+pub use plan::{Plan, Reconciler, pass};
+
 /// Result of one pass: when to run again at the latest, or an error to retry on.
-pub type StepResult = Result<Option<Duration>, String>;
+pub type StepResult = Result<Option<Duration>, ReconcileError>;
 
 /// What one store event asks of a scoped reconciler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +57,14 @@ pub enum Touch<'a> {
     Service(&'a str),
     /// Anything may have changed (a node or the cluster): reconcile everything.
     All,
+}
+
+impl Touch<'_> {
+    /// For a reconciler whose passes always look at everything: [`Touch::All`] when the
+    /// event is `relevant`.
+    pub fn all_if(relevant: bool) -> Self {
+        if relevant { Touch::All } else { Touch::None }
+    }
 }
 
 /// How much of a service a scoped pass must look at.
@@ -88,27 +108,16 @@ impl Scope {
     }
 }
 
-/// Runs `step` whenever a relevant event arrives, when it asked to be woken, or on resync.
-/// Every pass reconciles everything; see [`run_scoped`] for passes limited to what changed.
-pub async fn run_loop<F, Fut>(
-    name: &'static str,
-    store: Store,
-    cancel: CancellationToken,
-    relevant: fn(&Event) -> bool,
-    mut step: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = StepResult>,
-{
-    run_scoped(
-        name,
-        store,
-        cancel,
-        Duration::ZERO,
-        move |e| if relevant(e) { Touch::All } else { Touch::None },
-        move |_| step(),
-    )
-    .await
+/// Runs `r` until `cancel`: a [`pass`] whenever an event touches what it reads, when it
+/// asked to be woken, and on resync (see [`run_scoped`]).
+pub fn run<R: Reconciler>(r: R, store: Store, cancel: CancellationToken) -> BoxFuture<'static, ()> {
+    let r = Arc::new(r);
+    let s = store.clone();
+    run_scoped(R::NAME, store, cancel, R::PACE, R::touch, move |scope| {
+        let (r, s) = (r.clone(), s.clone());
+        async move { pass(&*r, &s, &scope).await }
+    })
+    .boxed()
 }
 
 /// Runs `step` with the scope the events since the last pass touched, with [`Scope::All`]
@@ -172,7 +181,13 @@ pub async fn run_scoped<C, F, Fut>(
             let next = match result {
                 Ok(w) => w.unwrap_or(RESYNC_PERIOD).min(RESYNC_PERIOD),
                 Err(e) => {
-                    tracing::warn!(reconciler = name, error = %e, "reconcile pass failed; retrying");
+                    tracing::warn!(
+                        reconciler = name,
+                        kind = e.kind(),
+                        error = %e,
+                        retry_ms = RETRY_BACKOFF.as_millis() as u64,
+                        "reconcile pass failed; retrying"
+                    );
                     RETRY_BACKOFF
                 }
             };
@@ -211,16 +226,14 @@ pub async fn run_scoped<C, F, Fut>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use swarmd_store::{LocalProposer, MemoryStore, ProposeError};
+    use swarmd_store::ProposeError;
     use swarmd_types::Task;
 
     /// The first pass sees everything; a commit then yields a pass scoped to the service it
     /// touched, and one the classifier ignores yields none.
     #[tokio::test(start_paused = true)]
     async fn passes_get_the_scope_their_events_touched() {
-        let mem = Arc::new(MemoryStore::new());
-        let store = Store::new(mem.clone(), Arc::new(LocalProposer::new(mem)));
+        let store = testing::store_with(vec![]).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
         fn classify(e: &Event) -> Touch<'_> {

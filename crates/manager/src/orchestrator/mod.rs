@@ -7,8 +7,11 @@
 //! from an older spec. The loop that runs it is in `crate::reconcile`.
 
 pub mod jobs;
+mod pass;
 pub mod reaper;
 mod slots;
+#[cfg(test)]
+mod testing;
 pub mod update;
 
 use std::collections::BTreeMap;
@@ -19,6 +22,7 @@ use swarmd_types::models::{TaskSpec, TaskState};
 use swarmd_types::{Node, NodeState, Object, Service, SharedSpec, Task, TaskStatus, ids, timefmt};
 use time::OffsetDateTime;
 
+pub use pass::Orchestrator;
 pub use slots::{SlotKey, reconcile_service};
 
 use crate::reconcile::{Depth, Scope, Touch};
@@ -289,29 +293,9 @@ pub type Nodes = BTreeMap<String, Node>;
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use swarmd_types::models::{
-        ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceUpdateStatus,
-        ServiceUpdateStatusStateEnum as U, TaskSpec,
-    };
+    use swarmd_types::models::{ServiceUpdateStatus, ServiceUpdateStatusStateEnum as U, TaskSpec};
 
-    fn service(id: &str, replicas: i64) -> Service {
-        Service {
-            id: id.into(),
-            spec: ServiceSpec {
-                name: Some(id.into()),
-                mode: Some(ServiceSpecMode {
-                    replicated: Some(ServiceSpecModeReplicated {
-                        replicas: Some(replicas),
-                    }),
-                    ..Default::default()
-                }),
-                task_template: Some(TaskSpec::default()),
-                ..Default::default()
-            },
-            spec_version: 1,
-            ..Default::default()
-        }
-    }
+    use testing::replicated as service;
 
     fn task(id: &str, service: &str, slot: u64, state: TaskState) -> Task {
         let mut t = Task {

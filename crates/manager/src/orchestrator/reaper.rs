@@ -7,11 +7,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use swarmd_store::{Event, EventAction, Tables};
-use swarmd_types::models::TaskState;
-use swarmd_types::{NodeState, Object, Task};
+use std::time::Duration;
 
-use crate::reconcile::{Scope, Touch};
+use swarmd_store::{Event, EventAction, ReadTx, Tables};
+use swarmd_types::models::TaskState;
+use swarmd_types::{Kind, NodeState, Object, Task};
+
+use crate::reconcile::{Plan, ReconcileError, Reconciler, Scope, Touch};
 
 /// Docker's default task history retention limit.
 pub const DEFAULT_HISTORY_LIMIT: i64 = 5;
@@ -32,6 +34,30 @@ pub fn touch(e: &Event) -> Touch<'_> {
         }
         Object::Node(_) | Object::Cluster(_) => Touch::All,
         _ => Touch::None,
+    }
+}
+
+/// The task reaper as a reconciler: deletes what [`reap_scope`] finds.
+pub struct Reaper;
+
+impl Reconciler for Reaper {
+    type Then = ();
+    const NAME: &'static str = "task-reaper";
+    /// Deleting history is not urgent, and a pass over a service of 100,000 tasks takes a
+    /// while: while `service create` commits its tasks in 50 entries, a pass per entry
+    /// was the top of the leader's profile.
+    const PACE: Duration = Duration::from_secs(1);
+
+    fn touch(e: &Event) -> Touch<'_> {
+        touch(e)
+    }
+
+    fn plan(&self, tables: &ReadTx<'_>, scope: &Scope) -> Result<Plan, ReconcileError> {
+        let mut plan = Plan::idle();
+        for id in reap_scope(tables, scope) {
+            plan.writes.remove(Kind::Task, id);
+        }
+        Ok(plan)
     }
 }
 
@@ -116,22 +142,10 @@ pub fn reap_scope(tables: &Tables, scope: &Scope) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmd_types::{Node, TaskStatus};
+    use swarmd_types::Node;
 
     fn task(id: &str, slot: u64, state: TaskState, desired: TaskState, at: &str) -> Task {
-        Task {
-            id: id.into(),
-            service_id: "s".into(),
-            slot,
-            node_id: "n".into(),
-            desired_state: desired,
-            status: TaskStatus {
-                state,
-                timestamp: at.into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
+        crate::orchestrator::testing::slot_task((id, "s", "n"), slot, state, desired, at)
     }
 
     fn tables(tasks: Vec<Task>) -> Tables {

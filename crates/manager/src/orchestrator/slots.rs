@@ -391,33 +391,17 @@ pub(super) fn with_desired(t: &Task, desired: TaskState) -> Task {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarmd_types::Node;
     use swarmd_types::models::{
-        ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecRestartPolicy,
+        ServiceSpecMode, ServiceUpdateStatus, ServiceUpdateStatusStateEnum, TaskSpecRestartPolicy,
     };
-    use swarmd_types::models::{ServiceUpdateStatus, ServiceUpdateStatusStateEnum};
-    use swarmd_types::{Node, TaskStatus};
 
     fn now() -> OffsetDateTime {
         timefmt::parse("2026-01-01T00:01:00Z").unwrap()
     }
 
     fn service(replicas: i64) -> Service {
-        Service {
-            id: "svc".into(),
-            spec: ServiceSpec {
-                name: Some("web".into()),
-                mode: Some(ServiceSpecMode {
-                    replicated: Some(ServiceSpecModeReplicated {
-                        replicas: Some(replicas),
-                    }),
-                    ..Default::default()
-                }),
-                task_template: Some(TaskSpec::default()),
-                ..Default::default()
-            },
-            spec_version: 1,
-            ..Default::default()
-        }
+        crate::orchestrator::testing::replicated("svc", replicas)
     }
 
     fn ready_node(id: &str) -> Node {
@@ -430,20 +414,7 @@ mod tests {
     }
 
     fn task(id: &str, slot: u64, state: TaskState, desired: TaskState, at: &str) -> Task {
-        Task {
-            id: id.into(),
-            service_id: "svc".into(),
-            slot,
-            node_id: "n1".into(),
-            spec_version: 1,
-            desired_state: desired,
-            status: TaskStatus {
-                state,
-                timestamp: at.into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        }
+        crate::orchestrator::testing::slot_task((id, "svc", "n1"), slot, state, desired, at)
     }
 
     fn nodes() -> Nodes {

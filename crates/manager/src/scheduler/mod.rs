@@ -10,7 +10,7 @@ pub mod constraint;
 mod platform;
 mod run;
 
-pub use run::{MAX_WRITES_PER_PASS, Pass, run_scheduler, run_scheduler_capped};
+pub use run::{MAX_WRITES_PER_PASS, Scheduler};
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
