@@ -16,6 +16,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use swarmd_types::{Config, Secret};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -65,20 +66,20 @@ fn routes(state: AppState) -> Router {
         )
         .route("/services/{id}/update", post(services::update))
         .route("/services/{id}/logs", get(services::logs))
-        .route("/secrets", get(secrets::secret_list))
-        .route("/secrets/create", post(secrets::secret_create))
+        .route("/secrets", get(secrets::list::<Secret>))
+        .route("/secrets/create", post(secrets::create::<Secret>))
         .route(
             "/secrets/{id}",
-            get(secrets::secret_inspect).delete(secrets::secret_remove),
+            get(secrets::inspect::<Secret>).delete(secrets::remove::<Secret>),
         )
-        .route("/secrets/{id}/update", post(secrets::secret_update))
-        .route("/configs", get(secrets::config_list))
-        .route("/configs/create", post(secrets::config_create))
+        .route("/secrets/{id}/update", post(secrets::update::<Secret>))
+        .route("/configs", get(secrets::list::<Config>))
+        .route("/configs/create", post(secrets::create::<Config>))
         .route(
             "/configs/{id}",
-            get(secrets::config_inspect).delete(secrets::config_remove),
+            get(secrets::inspect::<Config>).delete(secrets::remove::<Config>),
         )
-        .route("/configs/{id}/update", post(secrets::config_update))
+        .route("/configs/{id}/update", post(secrets::update::<Config>))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::inspect))
         .route("/tasks/{id}/logs", get(tasks::logs))

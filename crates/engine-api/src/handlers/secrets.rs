@@ -1,7 +1,7 @@
 //! `/secrets*` and `/configs*`.
 //!
 //! The two resources behave alike (swarmkit's controlapi shares their validation), so one
-//! set of functions serves both, told apart by [`Which`]. A secret's data is never encoded
+//! set of handlers serves both, told apart by [`FileKind`]. A secret's data is never encoded
 //! into an answer; a config's is (`docker config inspect` shows it, as Docker does).
 
 use std::collections::HashMap;
@@ -171,139 +171,160 @@ fn no_content() -> Response {
     r
 }
 
-async fn all_secrets(st: &AppState) -> ApiResult<Vec<Secret>> {
-    Ok(st.backend.secrets().await?)
+/// What tells secrets and configs apart for their handlers; everything else is shared.
+#[async_trait::async_trait]
+pub trait FileKind: Sized + Send + Sync + 'static {
+    /// "secret" or "config", in messages.
+    const NOUN: &'static str;
+    /// Its `moby` wire shape.
+    const WIRE: &'static wire::Ty;
+    type Spec: serde::de::DeserializeOwned + Send;
+    type Docker: serde::Serialize;
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
+    fn labels(&self) -> &HashMap<String, String>;
+    fn to_docker(&self) -> Self::Docker;
+    fn spec(spec: Self::Spec) -> ApiResult<ObjectSpec>;
+    async fn all(st: &AppState) -> ApiResult<Vec<Self>>;
+    async fn create(st: &AppState, spec: ObjectSpec) -> ApiResult<String>;
+    async fn update(st: &AppState, id: &str, version: u64, spec: ObjectSpec) -> ApiResult<()>;
+    async fn remove(st: &AppState, id: &str) -> ApiResult<()>;
 }
 
-async fn all_configs(st: &AppState) -> ApiResult<Vec<Config>> {
-    Ok(st.backend.configs().await?)
+#[async_trait::async_trait]
+impl FileKind for Secret {
+    const NOUN: &'static str = "secret";
+    const WIRE: &'static wire::Ty = &moby::SECRET;
+    type Spec = models::SecretSpec;
+    type Docker = models::Secret;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn labels(&self) -> &HashMap<String, String> {
+        &self.labels
+    }
+    fn to_docker(&self) -> models::Secret {
+        secret_to_docker(self)
+    }
+    fn spec(spec: models::SecretSpec) -> ApiResult<ObjectSpec> {
+        secret_spec(spec)
+    }
+    async fn all(st: &AppState) -> ApiResult<Vec<Secret>> {
+        Ok(st.backend.secrets().await?)
+    }
+    async fn create(st: &AppState, spec: ObjectSpec) -> ApiResult<String> {
+        Ok(st.backend.secret_create(spec).await?)
+    }
+    async fn update(st: &AppState, id: &str, version: u64, spec: ObjectSpec) -> ApiResult<()> {
+        Ok(st.backend.secret_update(id, version, spec).await?)
+    }
+    async fn remove(st: &AppState, id: &str) -> ApiResult<()> {
+        Ok(st.backend.secret_remove(id).await?)
+    }
 }
 
-fn find_secret<'a>(input: &str, all: &'a [Secret]) -> ApiResult<&'a Secret> {
-    resolve("secret", input, all, |s| &s.id, |s, n| s.name == n)
+#[async_trait::async_trait]
+impl FileKind for Config {
+    const NOUN: &'static str = "config";
+    const WIRE: &'static wire::Ty = &moby::CONFIG;
+    type Spec = models::ConfigSpec;
+    type Docker = models::Config;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn labels(&self) -> &HashMap<String, String> {
+        &self.labels
+    }
+    fn to_docker(&self) -> models::Config {
+        config_to_docker(self)
+    }
+    fn spec(spec: models::ConfigSpec) -> ApiResult<ObjectSpec> {
+        config_spec(spec)
+    }
+    async fn all(st: &AppState) -> ApiResult<Vec<Config>> {
+        Ok(st.backend.configs().await?)
+    }
+    async fn create(st: &AppState, spec: ObjectSpec) -> ApiResult<String> {
+        Ok(st.backend.config_create(spec).await?)
+    }
+    async fn update(st: &AppState, id: &str, version: u64, spec: ObjectSpec) -> ApiResult<()> {
+        Ok(st.backend.config_update(id, version, spec).await?)
+    }
+    async fn remove(st: &AppState, id: &str) -> ApiResult<()> {
+        Ok(st.backend.config_remove(id).await?)
+    }
 }
 
-fn find_config<'a>(input: &str, all: &'a [Config]) -> ApiResult<&'a Config> {
-    resolve("config", input, all, |c| &c.id, |c, n| c.name == n)
+fn find<'a, K: FileKind>(input: &str, all: &'a [K]) -> ApiResult<&'a K> {
+    resolve(K::NOUN, input, all, |o| o.id(), |o, n| o.name() == n)
 }
 
-pub async fn secret_list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Response> {
+/// `GET /secrets`, `GET /configs`.
+pub async fn list<K: FileKind>(State(st): State<AppState>, q: QueryParams) -> ApiResult<Response> {
     let f = parse_filters(q.get("filters").unwrap_or(""))?;
     f.validate(FILTERS)?;
     require_manager(&st)?;
-    let out: Vec<_> = all_secrets(&st)
+    let out: Vec<_> = K::all(&st)
         .await?
         .iter()
-        .filter(|s| matches(&f, &s.id, &s.name, &s.labels))
-        .map(secret_to_docker)
+        .filter(|o| matches(&f, o.id(), o.name(), o.labels()))
+        .map(K::to_docker)
         .collect();
-    Ok(json_ok(&wire::list_to_wire(&moby::SECRET, &out)))
+    Ok(json_ok(&wire::list_to_wire(K::WIRE, &out)))
 }
 
-pub async fn secret_inspect(
+/// `GET /secrets/{id}`, `GET /configs/{id}`.
+pub async fn inspect<K: FileKind>(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     require_manager(&st)?;
-    let all = all_secrets(&st).await?;
+    let all = K::all(&st).await?;
     Ok(json_ok(&wire::to_wire(
-        &moby::SECRET,
-        &secret_to_docker(find_secret(&id, &all)?),
+        K::WIRE,
+        &find(&id, &all)?.to_docker(),
     )))
 }
 
-pub async fn secret_create(
+/// `POST /secrets/create`, `POST /configs/create`.
+pub async fn create<K: FileKind>(
     State(st): State<AppState>,
-    JsonBody(spec): JsonBody<models::SecretSpec>,
+    JsonBody(spec): JsonBody<K::Spec>,
 ) -> ApiResult<Response> {
-    let spec = secret_spec(spec)?;
+    let spec = K::spec(spec)?;
     require_manager(&st)?;
-    Ok(created(st.backend.secret_create(spec).await?))
+    Ok(created(K::create(&st, spec).await?))
 }
 
-pub async fn secret_update(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    q: QueryParams,
-    JsonBody(spec): JsonBody<models::SecretSpec>,
-) -> ApiResult<Response> {
-    let version = q.object_version("secret")?;
-    let spec = secret_spec(spec)?;
-    require_manager(&st)?;
-    let all = all_secrets(&st).await?;
-    let s = find_secret(&id, &all)?;
-    st.backend.secret_update(&s.id, version, spec).await?;
-    Ok(super::empty_ok())
-}
-
-pub async fn secret_remove(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    require_manager(&st)?;
-    let all = all_secrets(&st).await?;
-    let s = find_secret(&id, &all)?;
-    st.backend.secret_remove(&s.id).await?;
-    Ok(no_content())
-}
-
-pub async fn config_list(State(st): State<AppState>, q: QueryParams) -> ApiResult<Response> {
-    let f = parse_filters(q.get("filters").unwrap_or(""))?;
-    f.validate(FILTERS)?;
-    require_manager(&st)?;
-    let out: Vec<_> = all_configs(&st)
-        .await?
-        .iter()
-        .filter(|c| matches(&f, &c.id, &c.name, &c.labels))
-        .map(config_to_docker)
-        .collect();
-    Ok(json_ok(&wire::list_to_wire(&moby::CONFIG, &out)))
-}
-
-pub async fn config_inspect(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    require_manager(&st)?;
-    let all = all_configs(&st).await?;
-    Ok(json_ok(&wire::to_wire(
-        &moby::CONFIG,
-        &config_to_docker(find_config(&id, &all)?),
-    )))
-}
-
-pub async fn config_create(
-    State(st): State<AppState>,
-    JsonBody(spec): JsonBody<models::ConfigSpec>,
-) -> ApiResult<Response> {
-    let spec = config_spec(spec)?;
-    require_manager(&st)?;
-    Ok(created(st.backend.config_create(spec).await?))
-}
-
-pub async fn config_update(
+/// `POST /secrets/{id}/update`, `POST /configs/{id}/update` (labels only).
+pub async fn update<K: FileKind>(
     State(st): State<AppState>,
     Path(id): Path<String>,
     q: QueryParams,
-    JsonBody(spec): JsonBody<models::ConfigSpec>,
+    JsonBody(spec): JsonBody<K::Spec>,
 ) -> ApiResult<Response> {
-    let version = q.object_version("config")?;
-    let spec = config_spec(spec)?;
+    let version = q.object_version(K::NOUN)?;
+    let spec = K::spec(spec)?;
     require_manager(&st)?;
-    let all = all_configs(&st).await?;
-    let c = find_config(&id, &all)?;
-    st.backend.config_update(&c.id, version, spec).await?;
+    let all = K::all(&st).await?;
+    K::update(&st, find(&id, &all)?.id(), version, spec).await?;
     Ok(super::empty_ok())
 }
 
-pub async fn config_remove(
+/// `DELETE /secrets/{id}`, `DELETE /configs/{id}`.
+pub async fn remove<K: FileKind>(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     require_manager(&st)?;
-    let all = all_configs(&st).await?;
-    let c = find_config(&id, &all)?;
-    st.backend.config_remove(&c.id).await?;
+    let all = K::all(&st).await?;
+    K::remove(&st, find(&id, &all)?.id()).await?;
     Ok(no_content())
 }
 
