@@ -9,10 +9,12 @@
 
 mod memory;
 mod proposer;
+mod read_barrier;
 mod tables;
 
 pub use memory::{MemoryStore, ReadTx, Snapshot};
 pub use proposer::{LocalProposer, MAX_ACTIONS_PER_ENTRY, ProposeError, Proposer, Store, WriteTx};
+pub use read_barrier::{Coalesced, ReadBarrier};
 pub use tables::{NodeLoad, Tables, holds_resources, reservations};
 
 use serde::{Deserialize, Serialize};
