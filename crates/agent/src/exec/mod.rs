@@ -33,7 +33,7 @@ pub mod host_opts;
 pub mod memfs;
 pub mod overlay;
 pub mod process;
-pub mod process_spec;
+
 pub mod template;
 
 /// Label carrying the service ID on every task container (Docker's own key).
