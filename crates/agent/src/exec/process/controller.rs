@@ -351,31 +351,22 @@ impl Controller for ProcessController {
     }
 
     async fn wait(&self) -> Result<ExitStatus, ExecError> {
-        let res = self.wait_task().await;
-        // The task has ended: its files go at once.
-        if !matches!(res, Err(ExecError::NotStarted(_))) {
-            files::remove(&self.rt.task_id);
-        }
-        res
+        files::remove_after_wait(&self.rt.task_id, self.wait_task().await)
     }
 
     async fn shutdown(&self, grace: Duration) -> Result<(), ExecError> {
-        self.stop(grace).await?;
-        files::remove(&self.rt.task_id);
-        Ok(())
+        files::remove_after(&self.rt.task_id, self.stop(grace).await)
     }
 
     async fn terminate(&self) -> Result<(), ExecError> {
-        let p = self.proc()?;
-        p.signal(Signal::SIGKILL);
-        files::remove(&self.rt.task_id);
-        Ok(())
+        let killed = self.proc().map(|p| {
+            p.signal(Signal::SIGKILL);
+        });
+        files::remove_after(&self.rt.task_id, killed)
     }
 
     async fn remove(&self) -> Result<(), ExecError> {
-        self.remove_task().await?;
-        files::remove(&self.rt.task_id);
-        Ok(())
+        files::remove_after(&self.rt.task_id, self.remove_task().await)
     }
 
     async fn status(&self) -> Result<RuntimeStatus, ExecError> {

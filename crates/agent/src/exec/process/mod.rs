@@ -266,6 +266,16 @@ mod tests {
         rt
     }
 
+    /// The task's whole output, followed to its end.
+    async fn followed_lines(c: &dyn Controller) -> Vec<Bytes> {
+        let opts = LogOptions {
+            follow: true,
+            ..Default::default()
+        };
+        let logs: Vec<_> = c.logs(opts).await.unwrap().collect().await;
+        logs.into_iter().map(|e| e.unwrap().line).collect()
+    }
+
     /// Polls the task's log until `needle` shows up (deadline 10 s).
     async fn wait_for_output(c: &dyn Controller, needle: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -305,16 +315,7 @@ mod tests {
         let st = c.status().await.unwrap();
         assert!(!st.running);
         assert_eq!(st.exit_code, Some(3));
-        let logs: Vec<_> = c
-            .logs(LogOptions {
-                follow: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .collect()
-            .await;
-        let text: Vec<_> = logs.into_iter().map(|e| e.unwrap().line).collect();
+        let text = followed_lines(c.as_ref()).await;
         assert!(text.contains(&Bytes::from_static(b"out\n")), "{text:?}");
         assert!(text.contains(&Bytes::from_static(b"err\n")), "{text:?}");
         let cs = exec.containers().await.unwrap();
@@ -439,17 +440,8 @@ mod tests {
         let st = c.status().await.unwrap();
         let port = st.ports[0].host_port;
         assert!(port > 0);
-        let logs: Vec<_> = c
-            .logs(LogOptions {
-                follow: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .collect()
-            .await;
-        let line = logs[0].as_ref().unwrap().line.clone();
-        assert_eq!(line, Bytes::from(format!("{port} {port} bar\n")));
+        let text = followed_lines(c.as_ref()).await;
+        assert_eq!(text[0], Bytes::from(format!("{port} {port} bar\n")));
         exec.close().await;
     }
 }
