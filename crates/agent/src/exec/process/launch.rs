@@ -275,6 +275,14 @@ mod tests {
         assert!(parse_signal(Some("SIGNOPE")).is_err());
     }
 
+    #[test]
+    fn exit_codes_read_as_a_shell_reports_them() {
+        use std::os::unix::process::ExitStatusExt;
+        // Raw wait statuses: exit code in the high byte, terminating signal in the low.
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(9)), 137);
+    }
+
     fn host() -> HostEnv {
         HostEnv {
             path: "/bin".into(),

@@ -224,7 +224,7 @@ impl TaskProc {
 }
 
 /// Joins argv for display (`docker ps` COMMAND column).
-pub(super) fn shell_join(argv: &[String]) -> String {
+fn shell_join(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
@@ -235,4 +235,20 @@ pub(super) fn shell_join(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_column_quotes_what_a_shell_would_split() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(shell_join(&argv(&["sleep", "60"])), "sleep 60");
+        assert_eq!(
+            shell_join(&argv(&["sh", "-c", "echo hi", ""])),
+            "sh -c 'echo hi' ''"
+        );
+        assert_eq!(shell_join(&argv(&["echo", "it's"])), r"echo 'it'\''s'");
+    }
 }
