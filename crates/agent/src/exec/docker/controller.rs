@@ -21,14 +21,14 @@ use futures::StreamExt;
 
 use crate::health::Health;
 
-use super::super::{
+use super::engine_error::{map_err, status_code};
+use super::events::EngineEvents;
+use super::{REQUEST_TIMEOUT_SECS, overlay};
+use crate::exec::{
     BoundPort, Controller, ExecError, ExitStatus, LABEL_TASK_ID, LogEntry, LogOptions, LogStream,
     LogStreamBox, Protocol, RuntimeStatus, TaskRuntime, entry_matches, files, host_opts,
     unix_seconds,
 };
-use super::engine_error::{map_err, status_code};
-use super::events::EngineEvents;
-use super::{REQUEST_TIMEOUT_SECS, overlay};
 
 /// The controller of one task run as a container.
 pub struct DockerController {
@@ -797,7 +797,7 @@ mod tests {
             }),
             ..Default::default()
         });
-        rt.ports = vec![super::super::super::TargetPort {
+        rt.ports = vec![crate::exec::TargetPort {
             target: 80,
             protocol: Protocol::Tcp,
             name: None,

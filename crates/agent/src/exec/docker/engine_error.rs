@@ -3,7 +3,7 @@
 
 use bollard::errors::Error as BollardError;
 
-use super::super::ExecError;
+use crate::exec::ExecError;
 
 /// Maps engine errors to executor errors: refusals are permanent, transport trouble is
 /// temporary (the runner retries it).

@@ -11,10 +11,6 @@ use nix::sys::signal::Signal;
 
 use crate::health::{Check, Health, Monitor};
 
-use super::super::{
-    Controller, ExecError, ExitStatus, LogOptions, LogStreamBox, RuntimeStatus, TaskRuntime, files,
-    filter_entries, hex_id_for, unix_now, unix_seconds,
-};
 use super::launch::{
     LaunchPlan, allocate_ports, check_dir, exit_code, parse_signal, resolve_user, task_argv,
 };
@@ -25,6 +21,10 @@ use super::records::{
 use super::task::TaskProc;
 use super::{
     EXIT_FILE, Inner, KILL_WAIT, PROC_FILE, STDERR_RAW, STDOUT_RAW, TASK_FILE, blocking, lock, spec,
+};
+use crate::exec::{
+    Controller, ExecError, ExitStatus, LogOptions, LogStreamBox, RuntimeStatus, TaskRuntime, files,
+    filter_entries, hex_id_for, unix_now, unix_seconds,
 };
 
 /// Runs one health probe on the host with the task's environment and working dir; a probe

@@ -7,8 +7,8 @@ use std::str::FromStr;
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Group, Uid, User};
 
-use super::super::{BoundPort, ExecError, Protocol, TaskRuntime, files};
 use super::DEFAULT_PATH;
+use crate::exec::{BoundPort, ExecError, Protocol, TaskRuntime, files};
 
 /// How to launch the task, derived from the spec at prepare/start time.
 pub(super) struct LaunchPlan {

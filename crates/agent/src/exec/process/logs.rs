@@ -11,13 +11,13 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::super::{ExecError, LogEntry, LogOptions, LogStream, entry_matches};
 use super::records::{read_json, write_json};
 use super::task::{Collector, TaskProc};
 use super::{
     COLLECT_CHUNK, COLLECT_MAX, COLLECT_MIN, Inner, LOG_FILE, MAX_LINE, OFFSETS_FILE, STDERR_RAW,
     STDOUT_RAW, blocking, lock,
 };
+use crate::exec::{ExecError, LogEntry, LogOptions, LogStream, entry_matches};
 
 impl TaskProc {
     pub(super) fn ensure_collector(self: &Arc<Self>, exec: &Inner) {

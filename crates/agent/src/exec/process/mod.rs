@@ -247,8 +247,7 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::Protocol;
-    use crate::exec::{ExitStatus, LogOptions};
+    use crate::exec::{ExitStatus, LogOptions, Protocol};
     use bollard_stubs::models::TaskSpecContainerSpec;
     use bytes::Bytes;
     use futures::StreamExt;
@@ -427,7 +426,7 @@ mod tests {
         let exec = ProcessExecutor::new(dir.path());
         let mut r = rt("t6", &["sh", "-c", "echo $PORT $SWARMD_PORT_80 $FOO"]);
         r.spec.env = Some(vec!["FOO=bar".into()]);
-        r.ports = vec![super::super::TargetPort {
+        r.ports = vec![crate::exec::TargetPort {
             target: 80,
             protocol: Protocol::Tcp,
             name: None,

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::super::{BoundPort, ExecError};
+use crate::exec::{BoundPort, ExecError};
 
 /// What prepare records about the task (the "container" the process executor presents).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -13,11 +13,11 @@ use nix::unistd::Pid;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::super::{Protocol, hex_id_for, human_duration, unix_now};
 use super::records::{
     Exit, ExitRecord, PidRecord, TaskMeta, exit_of, is_alive, read_json, write_json,
 };
 use super::{EXIT_FILE, Inner, LIVENESS_POLL, PROC_FILE, TASK_FILE, lock};
+use crate::exec::{Protocol, hex_id_for, human_duration, unix_now};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) enum Collector {
