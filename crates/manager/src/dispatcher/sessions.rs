@@ -26,6 +26,8 @@ const HEARTBEAT_GRACE: u32 = 3;
 const DISCONNECT_GRACE: u32 = 2;
 /// The heartbeat monitor looks at least this often.
 const MONITOR_TICK: Duration = Duration::from_millis(200);
+
+/// A node's open session with this manager (one per node).
 pub(super) struct Session {
     pub(super) node_id: String,
     pub(super) last_heartbeat: Instant,
@@ -38,9 +40,9 @@ pub(super) type Sessions = Arc<Mutex<HashMap<String, Session>>>;
 
 /// Lives inside a session's stream: when the transport drops the stream (the node's
 /// connection is gone), the session is marked disconnected.
-pub(super) struct DisconnectGuard {
-    pub(super) sessions: Sessions,
-    pub(super) session_id: String,
+struct DisconnectGuard {
+    sessions: Sessions,
+    session_id: String,
 }
 
 impl Drop for DisconnectGuard {
