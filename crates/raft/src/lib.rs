@@ -8,9 +8,11 @@
 //!   fsynced first.
 //! - State machine ([`state_machine`]): the in-memory store itself; rebuilt on open from the
 //!   snapshot plus committed log.
-//! - Network ([`network`]): openraft's RPCs over `swarmd_rpc` (gRPC over mTLS) to the
-//!   peers' [`Member::addr`]; [`RaftRpcHandler`] serves the receiving side. Without a
-//!   [`NetworkConfig`] a node runs alone (every peer unreachable).
+//! - Network ([`network`]): openraft's RPCs as payloads to the peers' [`Member::addr`];
+//!   [`RaftRpcHandler`] serves the receiving side.
+//! - Transport ([`transport`]): how payloads travel, chosen by whoever builds the node:
+//!   [`GrpcTransport`] (`swarmd_rpc`, gRPC over mTLS) from a [`NetworkConfig`], or none
+//!   (the node runs alone, every peer unreachable).
 //! - Testing (feature `testing`, dev only): `testing::Router`, an in-process transport with
 //!   fault injection (drop, delay, partition, isolate) for cluster tests and simulations.
 
@@ -22,13 +24,17 @@ pub mod state_machine;
 pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transport;
 mod types;
 
 pub use log_policy::LogPolicy;
-pub use network::{MANAGER_SERVER_NAME, NetworkConfig, NetworkFactory, RaftRpcHandler};
+pub use network::{NetworkFactory, RaftRpcHandler};
 pub use node::{
     DEFAULT_CATCH_UP_TIMEOUT, DEFAULT_KEEP_LOGS_AFTER_SNAPSHOT, DEFAULT_PROPOSE_TIMEOUT,
     DEFAULT_SNAPSHOT_EVERY, Raft, RaftConfig, RaftError, RaftNode,
 };
 pub use swarmd_crypto::DataKey;
+pub use transport::{
+    GrpcTransport, MANAGER_SERVER_NAME, NetworkConfig, NoTransport, RaftLink, RaftTransport,
+};
 pub use types::{Member, NodeId, Request, Response, SnapshotData, TypeConfig};

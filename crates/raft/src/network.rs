@@ -28,14 +28,14 @@
 //!
 //! Without a [`NetworkConfig`] (one-manager mode) every peer is unreachable.
 //!
-//! Tests can swap the gRPC client for an in-process one with fault injection
-//! ([`NetworkFactory::in_process`], feature `testing`): same payloads, same
-//! [`RaftRpcHandler`] on the receiving side, no sockets.
+//! How the payloads travel is the node's [`RaftTransport`] (module [`crate::transport`]):
+//! gRPC over mTLS in production; tests use an in-process router with fault injection
+//! (feature `testing`): same payloads, same [`RaftRpcHandler`] on the receiving side, no
+//! sockets.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::OptionalSend;
@@ -48,140 +48,51 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
-use swarmd_rpc::{Bytes, ClientOptions, PeerInfo, RaftClient, RaftService, RpcChannel, RpcError};
+use swarmd_rpc::{Bytes, PeerInfo, RaftService, RpcError};
 
 use crate::node::Raft;
+use crate::transport::{
+    CallError, GrpcTransport, NetworkConfig, NoTransport, RaftLink, RaftTransport, RpcMethod,
+};
 use crate::types::{C, Member, NodeId, Snapshot, SnapshotData, SnapshotMeta, Vote};
 
-/// The DNS name every manager's cluster-port certificate carries, checked by the client
-/// instead of the peer's address (managers are reached by IP).
-pub const MANAGER_SERVER_NAME: &str = "swarm-manager";
-
-/// How this manager reaches its peers over the cluster port.
+/// Creates openraft's clients to peers through the node's [`RaftTransport`], chosen by
+/// whoever builds the node: none ([`NetworkFactory::single`]), gRPC over mTLS
+/// ([`NetworkFactory::grpc`]) or another implementation ([`NetworkFactory::with_transport`]).
 #[derive(Clone)]
-pub struct NetworkConfig {
-    /// The manager's client TLS config (its node certificate and the swarm's root CA).
-    pub tls: Arc<rustls::ClientConfig>,
-    /// Connect/keepalive settings; the per-call deadline comes from openraft per RPC.
-    pub options: ClientOptions,
-}
-
-impl NetworkConfig {
-    /// Default client options, a connect timeout suited to elections (1 s) and the server
-    /// name [`MANAGER_SERVER_NAME`].
-    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
-        let server_name =
-            rustls::pki_types::ServerName::try_from(MANAGER_SERVER_NAME).expect("a valid DNS name");
-        NetworkConfig {
-            tls,
-            options: ClientOptions {
-                connect_timeout: Duration::from_secs(1),
-                server_name: Some(server_name),
-                ..ClientOptions::default()
-            },
-        }
-    }
-}
-
-impl fmt::Debug for NetworkConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NetworkConfig")
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Creates clients to peers; one cached [`RpcChannel`] per target (remade when its address
-/// changes), so every openraft replication stream to a peer shares one HTTP/2 connection.
-#[derive(Clone, Default)]
 pub struct NetworkFactory {
-    transport: Links,
-}
-
-/// How a [`NetworkFactory`] reaches peers.
-#[derive(Clone, Default)]
-enum Links {
-    /// One-manager mode.
-    #[default]
-    None,
-    Grpc(Arc<Transport>),
-    /// Test transport: calls the peers' handlers in this process through a router.
-    #[cfg(feature = "testing")]
-    InProcess {
-        me: NodeId,
-        router: crate::testing::Router,
-    },
-}
-
-struct Transport {
     /// This node's id, for openraft's `Timeout` errors.
     me: NodeId,
-    config: NetworkConfig,
-    channels: Mutex<HashMap<NodeId, RpcChannel>>,
+    transport: Arc<dyn RaftTransport>,
+}
+
+impl Default for NetworkFactory {
+    fn default() -> Self {
+        NetworkFactory::single()
+    }
 }
 
 impl NetworkFactory {
     /// One-manager mode: no transport, every peer unreachable.
     pub fn single() -> Self {
-        NetworkFactory::default()
+        NetworkFactory::with_transport(NodeId::default(), Arc::new(NoTransport))
     }
 
     /// Peers reached over gRPC/mTLS with `config`.
     pub fn grpc(me: NodeId, config: NetworkConfig) -> Self {
-        NetworkFactory {
-            transport: Links::Grpc(Arc::new(Transport {
-                me,
-                config,
-                channels: Mutex::new(HashMap::new()),
-            })),
-        }
+        NetworkFactory::with_transport(me, Arc::new(GrpcTransport::new(config)))
     }
 
-    /// **Test transport.** Peers are reached in this process through `router`, which can
-    /// drop, delay and partition messages (see [`crate::testing::Router`]). The payloads
-    /// are the same bytes the gRPC transport sends, handled by the peer's
-    /// [`RaftRpcHandler`]; only the sockets, TLS and HTTP/2 are left out. Open a node with
-    /// it through [`crate::RaftNode::open_with_network`].
-    #[cfg(feature = "testing")]
-    pub fn in_process(me: NodeId, router: crate::testing::Router) -> Self {
-        NetworkFactory {
-            transport: Links::InProcess { me, router },
-        }
-    }
-
-    fn me(&self) -> NodeId {
-        match &self.transport {
-            Links::None => NodeId::default(),
-            Links::Grpc(t) => t.me,
-            #[cfg(feature = "testing")]
-            Links::InProcess { me, .. } => *me,
-        }
-    }
-
-    fn channel(t: &Transport, target: NodeId, addr: &str) -> Result<RpcChannel, String> {
-        let mut channels = t.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(ch) = channels.get(&target)
-            && ch.addr() == addr
-        {
-            return Ok(ch.clone());
-        }
-        let ch = RpcChannel::new(addr, t.config.tls.clone(), t.config.options.clone())
-            .map_err(|e| e.to_string())?;
-        channels.insert(target, ch.clone());
-        Ok(ch)
+    /// Peers reached through `transport`.
+    pub fn with_transport(me: NodeId, transport: Arc<dyn RaftTransport>) -> Self {
+        NetworkFactory { me, transport }
     }
 }
 
 impl fmt::Debug for NetworkFactory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.transport {
-            Links::None => "none",
-            Links::Grpc(_) => "grpc",
-            #[cfg(feature = "testing")]
-            Links::InProcess { .. } => "in-process (test)",
-        };
         f.debug_struct("NetworkFactory")
-            .field("transport", &kind)
+            .field("transport", &self.transport.kind())
             .finish()
     }
 }
@@ -190,21 +101,12 @@ impl RaftNetworkFactory<C> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
-        let client = match &self.transport {
-            Links::None => {
-                Err("multi-manager transport is not configured on this node".to_string())
-            }
-            Links::Grpc(t) => Self::channel(t, target, &node.addr)
-                .map(RaftClient::new)
-                .map(PeerLink::Grpc),
-            #[cfg(feature = "testing")]
-            Links::InProcess { router, .. } => Ok(PeerLink::InProcess(router.clone())),
-        };
+        let client = self.transport.link(self.me, target, &node.addr);
         if let Err(e) = &client {
             tracing::debug!(target, addr = %node.addr, error = %e, "raft: peer has no client");
         }
         PeerClient {
-            me: self.me(),
+            me: self.me,
             target,
             addr: node.addr.clone(),
             client,
@@ -219,33 +121,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     /// `Err`: why this peer cannot be reached at all (no transport, bad address).
-    client: Result<PeerLink, String>,
-}
-
-/// The way one [`PeerClient`] reaches its peer.
-#[derive(Debug, Clone)]
-enum PeerLink {
-    Grpc(RaftClient),
-    #[cfg(feature = "testing")]
-    InProcess(crate::testing::Router),
-}
-
-/// Which of the three Raft RPCs a payload is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RpcMethod {
-    AppendEntries,
-    Vote,
-    InstallSnapshot,
-}
-
-impl RpcMethod {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            RpcMethod::AppendEntries => "append_entries",
-            RpcMethod::Vote => "vote",
-            RpcMethod::InstallSnapshot => "install_snapshot",
-        }
-    }
+    client: Result<Arc<dyn RaftLink>, String>,
 }
 
 /// A vote or pre-vote request, or a leadership transfer, as sent on the single Vote RPC.
@@ -267,13 +143,6 @@ struct SnapshotHead {
     meta: SnapshotMeta,
 }
 
-/// Why a call failed, before it is turned into the error type of the openraft method.
-pub(crate) enum CallError {
-    Timeout(Duration),
-    Unreachable(String),
-    Network(String),
-}
-
 impl CallError {
     fn into_rpc(self, p: &PeerClient, action: RPCTypes) -> RPCError<C> {
         match self {
@@ -290,40 +159,20 @@ impl CallError {
 }
 
 impl PeerClient {
-    /// Sends `payload` as `method`, bounded by `ttl` (tonic's own deadline plus a hard stop).
+    /// Sends `payload` as `method` through the peer's link, bounded by `ttl`.
     async fn call(
         &self,
         method: RpcMethod,
         ttl: Duration,
         payload: Bytes,
     ) -> Result<Bytes, CallError> {
-        let what = method.name();
-        let client = match &self.client {
-            Ok(PeerLink::Grpc(c)) => c.with_timeout(ttl),
-            #[cfg(feature = "testing")]
-            Ok(PeerLink::InProcess(router)) => {
-                return router
-                    .deliver(self.me, self.target, method, payload, ttl)
-                    .await;
-            }
-            Err(e) => {
-                return Err(CallError::Unreachable(format!(
-                    "raft peer {} at {}: {e}",
-                    self.target, self.addr
-                )));
-            }
-        };
-        let call = async move {
-            match method {
-                RpcMethod::AppendEntries => client.append_entries(payload).await,
-                RpcMethod::Vote => client.vote(payload).await,
-                RpcMethod::InstallSnapshot => client.install_snapshot(payload).await,
-            }
-        };
-        let res = tokio::time::timeout(ttl + Duration::from_millis(100), call).await;
-        map_call_result(res.map_err(|_| ()), ttl, || {
-            format!("raft {what} to peer {} at {}", self.target, self.addr)
-        })
+        match &self.client {
+            Ok(link) => link.call(method, payload, ttl).await,
+            Err(e) => Err(CallError::Unreachable(format!(
+                "raft peer {} at {}: {e}",
+                self.target, self.addr
+            ))),
+        }
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, what: &str, b: &[u8]) -> Result<T, CallError> {
@@ -353,20 +202,6 @@ impl PeerClient {
             .map_err(|e| e.into_rpc(self, RPCTypes::Vote))?;
         self.decode("vote", &bytes)
             .map_err(|e| e.into_rpc(self, RPCTypes::Vote))
-    }
-}
-
-/// Maps the outcome of one call (`Err(())`: the hard deadline passed) onto [`CallError`], the
-/// same way for every transport.
-pub(crate) fn map_call_result(
-    res: Result<Result<Bytes, RpcError>, ()>,
-    ttl: Duration,
-    context: impl FnOnce() -> String,
-) -> Result<Bytes, CallError> {
-    match res {
-        Err(()) | Ok(Err(RpcError::DeadlineExceeded(_))) => Err(CallError::Timeout(ttl)),
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => Err(CallError::Unreachable(format!("{}: {e}", context()))),
     }
 }
 

@@ -19,9 +19,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::log_policy::{LogPolicy, spawn_log_policy};
-use crate::network::{NetworkConfig, NetworkFactory};
+use crate::network::NetworkFactory;
 use crate::state_machine::StateMachine;
 use crate::storage::{self, DB_FILE, Db, LogStore};
+use crate::transport::NetworkConfig;
 use crate::types::{C, Member, NodeId, Request, TypeConfig};
 
 /// The openraft instance behind a [`RaftNode`].

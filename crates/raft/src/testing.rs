@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use swarmd_rpc::{Bytes, PeerInfo, RaftService};
 
-use crate::network::{CallError, RpcMethod, map_call_result};
-use crate::{NodeId, RaftRpcHandler};
+use crate::transport::{CallError, RaftLink, RaftTransport, RpcMethod, map_call_result};
+use crate::{NetworkFactory, NodeId, RaftRpcHandler};
 
 /// The switchboard between in-process Raft nodes, with fault injection. Cheap to clone;
 /// clones share the same state.
@@ -278,6 +278,53 @@ impl Router {
             Ok(r) => r,
             Err(_) => Err(CallError::Timeout(ttl)),
         }
+    }
+}
+
+impl NetworkFactory {
+    /// **Test transport.** Peers are reached in this process through `router`, which can
+    /// drop, delay and partition messages (see [`Router`]). The payloads are the same
+    /// bytes the gRPC transport sends, handled by the peer's [`RaftRpcHandler`]; only the
+    /// sockets, TLS and HTTP/2 are left out. Open a node with it through
+    /// [`crate::RaftNode::open_with_network`].
+    pub fn in_process(me: NodeId, router: Router) -> Self {
+        NetworkFactory::with_transport(me, Arc::new(router))
+    }
+}
+
+impl RaftTransport for Router {
+    fn link(&self, me: NodeId, target: NodeId, _addr: &str) -> Result<Arc<dyn RaftLink>, String> {
+        Ok(Arc::new(RouterLink {
+            router: self.clone(),
+            me,
+            target,
+        }))
+    }
+
+    fn kind(&self) -> &'static str {
+        "in-process (test)"
+    }
+}
+
+/// One node's way to one peer through the router.
+#[derive(Debug)]
+struct RouterLink {
+    router: Router,
+    me: NodeId,
+    target: NodeId,
+}
+
+#[async_trait::async_trait]
+impl RaftLink for RouterLink {
+    async fn call(
+        &self,
+        method: RpcMethod,
+        payload: Bytes,
+        ttl: Duration,
+    ) -> Result<Bytes, CallError> {
+        self.router
+            .deliver(self.me, self.target, method, payload, ttl)
+            .await
     }
 }
 

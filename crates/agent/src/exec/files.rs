@@ -389,6 +389,28 @@ pub fn remove(task_id: &str) {
     }
 }
 
+/// After a step that ends the task (shutdown, terminate, remove): its files go once the
+/// step succeeded. Passes the step's result on.
+pub fn remove_after<T>(task_id: &str, res: Result<T, ExecError>) -> Result<T, ExecError> {
+    if res.is_ok() {
+        remove(task_id);
+    }
+    res
+}
+
+/// After `wait`: the task has ended however it ended (its files go at once, not when the
+/// task is removed with the history), unless it never started or the runtime could not
+/// be asked. Passes the result on.
+pub fn remove_after_wait<T>(task_id: &str, res: Result<T, ExecError>) -> Result<T, ExecError> {
+    if !matches!(
+        res,
+        Err(ExecError::NotStarted(_) | ExecError::Unavailable(_))
+    ) {
+        remove(task_id);
+    }
+    res
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! Each spec struct is taken apart field by field with no `..`: a field added to the model
 //! does not compile until it is mapped or refused here, so none can be dropped silently.
 //! The process executor cannot apply any of them and refuses a task that sets one (see
-//! [`super::process_spec`]).
+//! [`super::process::spec`]).
 
 use base64::Engine as _;
 use bollard_stubs::models::{

@@ -25,16 +25,17 @@ use futures::stream::BoxStream;
 use swarmd_types::{NodeDescription, Task};
 
 pub mod docker;
-mod docker_events;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod files;
 pub mod host_opts;
 pub mod memfs;
-pub mod overlay;
 pub mod process;
-pub mod process_spec;
+
 pub mod template;
+
+/// Overlay attachments are part of every [`TaskRuntime`]; the docker executor applies them.
+pub use docker::overlay;
 
 /// Label carrying the service ID on every task container (Docker's own key).
 pub const LABEL_SERVICE_ID: &str = "com.docker.swarm.service.id";

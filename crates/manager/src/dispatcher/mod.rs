@@ -10,82 +10,32 @@ mod assignments;
 pub mod discovery;
 pub mod ingress;
 pub mod logs;
+mod net_tables;
+mod sessions;
+mod status;
 #[cfg(test)]
 mod test_support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use swarmd_store::{EventAction, EventBatch, ProposeError, Store};
+use swarmd_store::{ProposeError, Store};
 use swarmd_types::dispatcher::{
-    AssignmentsMessage, BrokerSubscription, DiscoveryTable, DispatchError, DispatchStream,
-    DispatcherApi, IngressTable, LogSubscription, PublishLogs, PublishedLine, SessionMessage,
-    SessionRequest, TaskStatusUpdate,
+    AssignmentsMessage, BrokerSubscription, DispatchError, DispatchStream, DispatcherApi,
+    LogSubscription, PublishLogs, PublishedLine, SessionMessage, SessionRequest, TaskStatusUpdate,
 };
-use swarmd_types::models::TaskState;
-use swarmd_types::{Node, NodeState, Object, Role, ids};
-
-use crate::membership::RaftMembership;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Missed heartbeat periods before a node is marked down (swarmkit's grace).
-const HEARTBEAT_GRACE: u32 = 3;
-/// Heartbeat periods a node whose session connection dropped has to come back (to this
-/// or, after a failover, another leader) before it is marked down. Shorter than the grace
-/// for silent nodes: a dropped connection is a strong sign the node died, so its tasks
-/// move sooner, while a restarting daemon still has two periods (10 s by default).
-const DISCONNECT_GRACE: u32 = 2;
-/// The heartbeat monitor looks at least this often.
-const MONITOR_TICK: Duration = Duration::from_millis(200);
-/// The data plane's tables are recomputed at most this often (each is a walk over the
-/// services' tasks; under load commits come every few milliseconds).
-const NET_TABLES_INTERVAL: Duration = Duration::from_millis(100);
-/// Most status updates folded into one Raft entry.
-const MAX_STATUS_BATCH: usize = swarmd_store::MAX_ACTIONS_PER_ENTRY;
-/// How long the batcher waits for more updates before writing.
-const STATUS_BATCH_WINDOW: Duration = Duration::from_millis(20);
-/// Status entries in Raft at once. One at a time capped status writes at one entry per
-/// commit latency: with a million placements queued in the log ahead of it, nodes' reports
-/// waited past their deadline (BENCHMARKS.md, "Scale simulation").
-const STATUS_WRITES_IN_FLIGHT: usize = 4;
-
-struct Session {
-    node_id: String,
-    last_heartbeat: Instant,
-    /// When the session's stream was dropped (the node went away or hung up).
-    disconnected: Option<Instant>,
-    closed: CancellationToken,
-}
-
-type Sessions = Arc<Mutex<HashMap<String, Session>>>;
-
-/// Lives inside a session's stream: when the transport drops the stream (the node's
-/// connection is gone), the session is marked disconnected.
-struct DisconnectGuard {
-    sessions: Sessions,
-    session_id: String,
-}
-
-impl Drop for DisconnectGuard {
-    fn drop(&mut self) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = sessions.get_mut(&self.session_id) {
-            s.disconnected = Some(Instant::now());
-        }
-    }
-}
-
-type StatusJob = (
-    String,
-    Vec<TaskStatusUpdate>,
-    oneshot::Sender<Result<(), DispatchError>>,
-);
+use crate::membership::RaftMembership;
+use net_tables::NetTables;
+use sessions::{Session, Sessions, manager_addrs};
+use status::StatusJob;
 
 /// The dispatcher of one manager.
 pub struct Dispatcher {
@@ -112,49 +62,6 @@ pub struct Dispatcher {
     /// The heartbeat period in nanoseconds as the monitor last read it (0: not yet), so a
     /// heartbeat answers without taking the store's lock, which a big apply holds.
     period_ns: AtomicU64,
-}
-
-/// What every node's data plane follows: the routing mesh's table and the discovery table.
-/// Both are pure functions of the store, computed once per change for all sessions.
-#[derive(Debug, Default, PartialEq)]
-struct NetTables {
-    ingress: IngressTable,
-    discovery: DiscoveryTable,
-}
-
-/// Whether a commit can change the data plane's tables, and whether it changed a node
-/// object (sessions carry their node and the manager set).
-///
-/// The tables list tasks that are RUNNING and meant to stay so. A task event with an
-/// observed state before RUNNING and a desired state up to RUNNING (the allocator, the
-/// scheduler, an agent on the way) leaves it out before and after, as states only move
-/// forward: it is the one kind skipped, and the most frequent under load. Secrets and
-/// configs are not read.
-fn net_relevant(batch: &EventBatch) -> (bool, bool) {
-    let EventBatch::Commit { events, .. } = batch else {
-        return (true, true);
-    };
-    let (mut net, mut nodes) = (false, false);
-    for e in events {
-        match &e.object {
-            Object::Task(t) => {
-                net |= e.action == EventAction::Removed
-                    || t.status.state >= TaskState::RUNNING
-                    || t.desired_state > TaskState::RUNNING
-            }
-            Object::Secret(_) | Object::Config(_) => {}
-            // A root rotation changes the roots sessions carry.
-            Object::Node(_) | Object::Cluster(_) => {
-                net = true;
-                nodes = true;
-            }
-            _ => net = true,
-        }
-        if net && nodes {
-            break;
-        }
-    }
-    (net, nodes)
 }
 
 fn unavailable(e: ProposeError) -> DispatchError {
@@ -272,49 +179,6 @@ impl Dispatcher {
             .spawn(self.fanout.clone().run(self.cancel.clone()));
     }
 
-    /// Keeps the data plane's tables current, once for all sessions: recomputed when a commit
-    /// touched something they read (see [`net_relevant`]), at most once per
-    /// [`NET_TABLES_INTERVAL`] (commits in between are folded into the next recompute, so a
-    /// change is never lost, only delayed), and published only when they differ. Also tells
-    /// the session streams when node objects changed, so they need not each look at every
-    /// commit.
-    async fn net_tables_tracker(&self) {
-        let mut events = self.store.memory().watch();
-        let mut dirty = true;
-        let mut next_at = Instant::now();
-        loop {
-            tokio::select! {
-                _ = self.cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(next_at), if dirty => {
-                    dirty = false;
-                    let table = self.store.view(|t| NetTables {
-                        ingress: ingress::table(t),
-                        discovery: discovery::table(t),
-                    });
-                    self.net_tables.send_if_modified(|cur| {
-                        if **cur == table {
-                            return false;
-                        }
-                        *cur = Arc::new(table);
-                        true
-                    });
-                    next_at = Instant::now() + NET_TABLES_INTERVAL;
-                }
-                ev = events.recv() => {
-                    let (net, nodes) = match ev {
-                        Ok(batch) => net_relevant(&batch),
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => (true, true),
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    };
-                    dirty |= net;
-                    if nodes {
-                        self.nodes_changed.send_modify(|g| *g += 1);
-                    }
-                }
-            }
-        }
-    }
-
     /// Stops background work and closes every session.
     pub async fn stop(&self) {
         self.cancel.cancel();
@@ -324,156 +188,6 @@ impl Dispatcher {
         self.tracker.close();
         self.tracker.wait().await;
     }
-
-    /// Folds reports into Raft entries: a batch is written once it holds
-    /// [`MAX_STATUS_BATCH`] updates or its first report has waited [`STATUS_BATCH_WINDOW`],
-    /// with up to [`STATUS_WRITES_IN_FLIGHT`] entries in Raft at once; while all are in
-    /// flight, reports gather into the next batch. Each caller is answered once its entry
-    /// committed (or failed).
-    async fn status_batcher(&self, mut rx: mpsc::Receiver<StatusJob>) {
-        use futures::stream::FuturesUnordered;
-        let mut writing = FuturesUnordered::new();
-        let mut jobs: Vec<StatusJob> = Vec::new();
-        let mut count = 0usize;
-        // When the oldest gathered report's window ends.
-        let mut deadline: Option<Instant> = None;
-        let mut closed = false;
-        loop {
-            let slot_free = writing.len() < STATUS_WRITES_IN_FLIGHT;
-            let due = count >= MAX_STATUS_BATCH
-                || closed
-                || deadline.is_some_and(|d| Instant::now() >= d);
-            if slot_free && !jobs.is_empty() && due {
-                let batch = std::mem::take(&mut jobs);
-                count = 0;
-                deadline = None;
-                writing.push(async move {
-                    let result = self.write_statuses(&batch).await;
-                    for (_, _, reply) in batch {
-                        let _ = reply.send(result.clone());
-                    }
-                });
-                continue;
-            }
-            if closed && jobs.is_empty() && writing.is_empty() {
-                return;
-            }
-            let timer = deadline.filter(|_| slot_free && !jobs.is_empty());
-            tokio::select! {
-                _ = self.cancel.cancelled() => return,
-                job = rx.recv(), if !closed && count < MAX_STATUS_BATCH => match job {
-                    Some(j) => {
-                        count += j.1.len();
-                        jobs.push(j);
-                        deadline.get_or_insert_with(|| Instant::now() + STATUS_BATCH_WINDOW);
-                    }
-                    None => closed = true,
-                },
-                _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {}
-                Some(()) = writing.next(), if !writing.is_empty() => {}
-            }
-        }
-    }
-
-    /// Applies status reports: only for tasks on the reporting node, only forward.
-    async fn write_statuses(&self, jobs: &[StatusJob]) -> Result<(), DispatchError> {
-        self.store
-            .update(|t, tx| {
-                // The last report of each task, with the task (looked up once).
-                let mut latest: HashMap<&str, (&swarmd_types::Task, &TaskStatusUpdate)> =
-                    HashMap::new();
-                for (node_id, updates, _) in jobs {
-                    for u in updates {
-                        let Some(task) = t.tasks.get(&u.task_id) else {
-                            continue;
-                        };
-                        if &task.node_id != node_id {
-                            tracing::warn!(task = %u.task_id, node = %node_id, "status report for a task of another node ignored");
-                            continue;
-                        }
-                        latest.insert(&u.task_id, (task, u));
-                    }
-                }
-                for (id, (task, u)) in latest {
-                    if u.status.state < task.status.state {
-                        tracing::debug!(task = %id, from = %task.status.state, to = %u.status.state, "backward status report ignored");
-                        continue;
-                    }
-                    if task.status == u.status {
-                        continue;
-                    }
-                    let mut task = task.clone();
-                    task.status = u.status.clone();
-                    tx.update(task);
-                }
-                Ok::<_, ProposeError>(())
-            })
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn heartbeat_monitor(&self) {
-        loop {
-            let period = self.heartbeat_period();
-            self.period_ns
-                .store(period.as_nanos() as u64, Ordering::Relaxed);
-            let grace = period * HEARTBEAT_GRACE;
-            tokio::select! {
-                _ = self.cancel.cancelled() => return,
-                _ = tokio::time::sleep((period / 2).min(MONITOR_TICK)) => {}
-            }
-            if !self.leading.load(Ordering::SeqCst) {
-                continue;
-            }
-            let started = *self.lead_since.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            let mut expired = HashSet::new();
-            let live_nodes: HashSet<String> = {
-                let mut sessions = self.sessions();
-                sessions.retain(|_, s| {
-                    let hung_up = s
-                        .disconnected
-                        .is_some_and(|d| now.duration_since(d) > period * DISCONNECT_GRACE);
-                    if hung_up || now.duration_since(s.last_heartbeat) > grace {
-                        s.closed.cancel();
-                        expired.insert(s.node_id.clone());
-                        false
-                    } else {
-                        true
-                    }
-                });
-                sessions.values().map(|s| s.node_id.clone()).collect()
-            };
-            // Nodes marked ready that never opened a session here since we started.
-            let stale_after_start = now.duration_since(started) > grace;
-            let silent = |n: &Node| {
-                n.status.state == NodeState::Ready
-                    && !live_nodes.contains(&n.id)
-                    && (expired.contains(&n.id) || stale_after_start)
-            };
-            // Looked at under the read lock first: most ticks find nothing to write.
-            if !self.store.view(|t| t.nodes.values().any(&silent)) {
-                continue;
-            }
-            let res = self
-                .store
-                .update(|t, tx| {
-                    for n in t.nodes.values() {
-                        if silent(n) {
-                            let mut n = n.clone();
-                            n.status.state = NodeState::Down;
-                            n.status.message = "heartbeat failure".into();
-                            tx.update(n);
-                        }
-                    }
-                    Ok::<_, ProposeError>(())
-                })
-                .await;
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "could not mark nodes down");
-            }
-        }
-    }
 }
 
 #[async_trait::async_trait]
@@ -482,103 +196,11 @@ impl DispatcherApi for Dispatcher {
         &self,
         req: SessionRequest,
     ) -> Result<DispatchStream<SessionMessage>, DispatchError> {
-        self.check_leading()?;
-        let node = self
-            .store
-            .update(|t, tx| {
-                let Some(stored) = t.nodes.get(&req.node_id) else {
-                    return Ok(Err(DispatchError::NodeRemoved(req.node_id.clone())));
-                };
-                let mut n = stored.clone();
-                n.description = req.description.clone();
-                // The CA records the certificate's TLS info; the node does not report it.
-                if n.description.tls_info.is_none() {
-                    n.description.tls_info = stored.description.tls_info.clone();
-                }
-                n.status.state = NodeState::Ready;
-                n.status.message = String::new();
-                if !req.addr.is_empty() {
-                    n.status.addr = req.addr.clone();
-                }
-                // A node reconnecting as it was (after a leader change or a dropped
-                // connection) costs no Raft write: 1,000 of them at once queued behind
-                // each other and the load that made them reconnect.
-                if n != *stored {
-                    tx.update(n.clone());
-                }
-                Ok::<_, ProposeError>(Ok(n))
-            })
-            .await
-            .map_err(unavailable)??;
-        let session_id = ids::new_id();
-        let closed = self.cancel.child_token();
-        {
-            let mut sessions = self.sessions();
-            // One session per node: a new one replaces the old.
-            sessions.retain(|_, s| {
-                if s.node_id == req.node_id {
-                    s.closed.cancel();
-                    false
-                } else {
-                    true
-                }
-            });
-            sessions.insert(
-                session_id.clone(),
-                Session {
-                    node_id: req.node_id.clone(),
-                    last_heartbeat: Instant::now(),
-                    disconnected: None,
-                    closed: closed.clone(),
-                },
-            );
-        }
-        tracing::info!(node = %req.node_id, session = %session_id, "agent session opened");
-        // Subscribe before reading the first state, so no change falls in between.
-        let nodes_rx = self.nodes_changed.subscribe();
-        // The shared table (not one computed here), so a session never steps back to an
-        // older table than the one it was given.
-        let mut tables_rx = self.net_tables.subscribe();
-        let tables = tables_rx.borrow_and_update().clone();
-        let msg = SessionMessage {
-            session_id,
-            node,
-            managers: self.manager_addrs(),
-            heartbeat_period_ms: self.heartbeat_period().as_millis() as u64,
-            ingress: Some(tables.ingress.clone()),
-            discovery: Some(tables.discovery.clone()),
-            trust_roots: self.store.view(|t| {
-                t.cluster()
-                    .map(|c| crate::ca_rotation::trust_roots(&c.root_ca))
-            }),
-        };
-        let guard = DisconnectGuard {
-            sessions: self.sessions.clone(),
-            session_id: msg.session_id.clone(),
-        };
-        let updates = session_updates(self.store.clone(), nodes_rx, tables_rx, msg.clone(), closed);
-        Ok(futures::stream::once(async move { Ok(msg) })
-            .chain(updates)
-            .map(move |m| {
-                let _alive = &guard;
-                m
-            })
-            .boxed())
+        self.open_session(req).await
     }
 
     async fn heartbeat(&self, session_id: &str) -> Result<Duration, DispatchError> {
-        self.check_leading()?;
-        {
-            let mut sessions = self.sessions();
-            let s = sessions
-                .get_mut(session_id)
-                .ok_or(DispatchError::SessionInvalid)?;
-            s.last_heartbeat = Instant::now();
-        }
-        match self.period_ns.load(Ordering::Relaxed) {
-            0 => Ok(self.heartbeat_period()),
-            ns => Ok(Duration::from_nanos(ns)),
-        }
+        self.record_heartbeat(session_id)
     }
 
     async fn assignments(
@@ -640,91 +262,14 @@ impl DispatcherApi for Dispatcher {
     }
 }
 
-/// Cluster addresses of the managers that have joined Raft.
-fn manager_addrs(nodes: &std::collections::BTreeMap<String, Node>) -> Vec<String> {
-    nodes
-        .values()
-        .filter(|n| n.role == Role::Manager)
-        .filter_map(|n| n.manager.as_ref().map(|m| m.addr.clone()))
-        .collect()
-}
-
-/// The rest of a session stream: a new message whenever the node's role or spec, the
-/// manager set (a promoted node learns it here) or the data plane's tables change, until the
-/// session closes. Woken only when a commit changed node objects (`nodes`, bumped by the
-/// dispatcher's tracker) or the tables changed: 1,000 sessions each looking at every commit
-/// cost O(sessions) wake-ups per commit.
-fn session_updates(
-    store: Store,
-    nodes: watch::Receiver<u64>,
-    ingress: watch::Receiver<Arc<NetTables>>,
-    first: SessionMessage,
-    closed: CancellationToken,
-) -> DispatchStream<SessionMessage> {
-    futures::stream::unfold(
-        (store, (nodes, ingress), first, closed, false),
-        move |(store, (mut nodes, mut ingress), mut last, closed, ended)| async move {
-            if ended {
-                return None;
-            }
-            loop {
-                tokio::select! {
-                    _ = closed.cancelled() => return None,
-                    r = nodes.changed() => if r.is_err() { return None },
-                    r = ingress.changed() => if r.is_err() { return None },
-                }
-                let tables = ingress.borrow_and_update().clone();
-                let ingress_changed = last.ingress.as_ref() != Some(&tables.ingress);
-                let discovery_changed = last.discovery.as_ref() != Some(&tables.discovery);
-                if ingress_changed || discovery_changed {
-                    if ingress_changed {
-                        last.ingress = Some(tables.ingress.clone());
-                    }
-                    if discovery_changed {
-                        last.discovery = Some(tables.discovery.clone());
-                    }
-                    let msg = last.clone();
-                    return Some((Ok(msg), (store, (nodes, ingress), last, closed, false)));
-                }
-                nodes.borrow_and_update();
-                let next = store.view(|t| {
-                    t.nodes.get(&last.node.id).map(|n| {
-                        let roots = t
-                            .cluster()
-                            .map(|c| crate::ca_rotation::trust_roots(&c.root_ca));
-                        (n.clone(), manager_addrs(&t.nodes), roots)
-                    })
-                });
-                let Some((node, managers, trust_roots)) = next else {
-                    let id = last.node.id.clone();
-                    return Some((
-                        Err(DispatchError::NodeRemoved(id)),
-                        (store, (nodes, ingress), last, closed, true),
-                    ));
-                };
-                let changed = node.role != last.node.role
-                    || node.spec != last.node.spec
-                    || managers != last.managers
-                    || trust_roots != last.trust_roots;
-                if changed {
-                    last.node = node;
-                    last.managers = managers;
-                    last.trust_roots = trust_roots;
-                    let msg = last.clone();
-                    return Some((Ok(msg), (store, (nodes, ingress), last, closed, false)));
-                }
-            }
-        },
-    )
-    .boxed()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::status::{STATUS_BATCH_WINDOW, STATUS_WRITES_IN_FLIGHT};
     use super::*;
     use crate::membership::RaftMember;
     use std::collections::HashSet;
     use swarmd_store::{LocalProposer, MemoryStore};
+    use swarmd_types::NodeState;
     use swarmd_types::{Cluster, Node, NodeDescription};
 
     /// Raft as a dispatcher needs it: only the leader's address (unit tests only).

@@ -14,7 +14,7 @@ use bollard_stubs::models::{
     TaskSpecContainerSpec, TaskSpecContainerSpecIsolationEnum, TaskSpecLogDriver, TaskSpecResources,
 };
 
-use super::host_opts;
+use crate::exec::host_opts;
 
 /// Why the process executor refuses the task, if it sets a field a host process cannot
 /// get. Zero values (the CLI sends many) are not settings.

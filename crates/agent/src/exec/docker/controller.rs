@@ -1,188 +1,34 @@
-//! The docker executor: runs tasks as containers of the local Docker Engine (bollard).
-//!
-//! Containers follow Docker's own swarm conventions (name `<service>.<slot>.<task id>`,
-//! `com.docker.swarm.*` labels), so `docker ps` on the engine looks as it does under Docker
-//! swarm mode. The task ID label is the key: every controller finds its container by it,
-//! which makes all steps idempotent and lets a restarted agent adopt running containers.
-//! The node ID label keeps several swarmd nodes sharing one engine apart.
-//!
-//! Published target ports are bound to ephemeral host ports on the node address
-//! (`PortBindings {"80/tcp": [{HostIp: node_addr, HostPort: ""}]}`); the routing mesh
-//! forwards to the host ports that `status()` reports.
+//! The controller of one task run as a container: the container's create body from the
+//! spec, and the executor steps against the engine.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
     LogsOptions as EngineLogsOptions, RemoveContainerOptions, StartContainerOptions,
     StopContainerOptions,
 };
 use bollard_stubs::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    HealthStatusEnum, HostConfig, HostConfigIsolationEnum, Mount, MountType, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum, TaskSpecContainerSpec,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum,
+    HostConfig, HostConfigIsolationEnum, Mount, MountType, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum, TaskSpecContainerSpec,
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use swarmd_types::NodeDescription;
 
 use crate::health::Health;
 
-use super::docker_events::EngineEvents;
-
-use super::{
-    BoundPort, Controller, ExecError, Executor, ExitStatus, LABEL_NODE_ID, LABEL_TASK_ID, LogEntry,
-    LogOptions, LogStream, LogStreamBox, Protocol, RuntimeStatus, TaskRuntime, entry_matches,
-    files, host_opts, overlay, unix_seconds,
+use super::engine_error::{map_err, status_code};
+use super::events::EngineEvents;
+use super::{REQUEST_TIMEOUT_SECS, overlay};
+use crate::exec::{
+    BoundPort, Controller, ExecError, ExitStatus, LABEL_TASK_ID, LogEntry, LogOptions, LogStream,
+    LogStreamBox, Protocol, RuntimeStatus, TaskRuntime, entry_matches, files, host_opts,
+    unix_seconds,
 };
-
-/// The engine's default socket.
-pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
-/// Request timeout for ordinary engine calls (seconds). Long calls (stop) get their own.
-const REQUEST_TIMEOUT_SECS: u64 = 120;
-
-/// Runs tasks as containers of a local Docker Engine.
-pub struct DockerExecutor {
-    docker: Docker,
-    node_id: String,
-    /// The one event stream the controllers wait on (instead of a `wait` call each).
-    events: Arc<EngineEvents>,
-}
-
-impl Drop for DockerExecutor {
-    fn drop(&mut self) {
-        self.events.close();
-    }
-}
-
-impl DockerExecutor {
-    /// Connects to the engine at `socket` (`unix:///var/run/docker.sock` or a path),
-    /// negotiates the API version (engines as old as 1.41 are in use) and checks that the
-    /// engine answers. `node_id` scopes the containers this executor lists and adopts.
-    pub async fn connect(socket: &str, node_id: impl Into<String>) -> Result<Self, ExecError> {
-        let docker =
-            Docker::connect_with_unix(socket, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-                .map_err(map_err)?
-                .negotiate_version()
-                .await
-                .map_err(map_err)?;
-        docker.ping().await.map_err(map_err)?;
-        Ok(Self::with_client(docker, node_id))
-    }
-
-    /// Uses an already connected (and version-negotiated) client.
-    pub fn with_client(docker: Docker, node_id: impl Into<String>) -> Self {
-        let node_id = node_id.into();
-        DockerExecutor {
-            events: EngineEvents::new(docker.clone(), node_id.clone()),
-            docker,
-            node_id,
-        }
-    }
-
-    /// How many containers have a task waiting on their events (diagnostics and tests).
-    pub fn watched(&self) -> usize {
-        self.events.watched()
-    }
-
-    /// The engine client, for callers that proxy other engine endpoints.
-    pub fn client(&self) -> &Docker {
-        &self.docker
-    }
-
-    async fn list(&self) -> Result<Vec<ContainerSummary>, ExecError> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![
-                LABEL_TASK_ID.to_string(),
-                format!("{LABEL_NODE_ID}={}", self.node_id),
-            ],
-        )]);
-        self.docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(map_err)
-    }
-}
-
-/// Maps engine errors to executor errors: refusals are permanent, transport trouble is
-/// temporary (the runner retries it).
-fn map_err(e: BollardError) -> ExecError {
-    match e {
-        BollardError::DockerResponseServerError { message, .. } => ExecError::Engine(message),
-        BollardError::JsonDataError { .. } | BollardError::JsonSerdeError { .. } => {
-            ExecError::Engine(e.to_string())
-        }
-        other => ExecError::Unavailable(format!("docker engine unavailable: {other}")),
-    }
-}
-
-/// The HTTP status of an engine refusal, if it was one.
-pub(super) fn status_code(e: &BollardError) -> Option<u16> {
-    match e {
-        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
-        _ => None,
-    }
-}
-
-#[async_trait::async_trait]
-impl Executor for DockerExecutor {
-    async fn describe(&self) -> Result<NodeDescription, ExecError> {
-        let info = self.docker.info().await.map_err(map_err)?;
-        let engine_labels = info
-            .labels
-            .unwrap_or_default()
-            .into_iter()
-            .map(|l| match l.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (l, String::new()),
-            })
-            .collect();
-        Ok(NodeDescription {
-            hostname: info.name.unwrap_or_default(),
-            os: info.os_type.unwrap_or_else(|| "linux".into()),
-            architecture: info
-                .architecture
-                .unwrap_or_else(|| std::env::consts::ARCH.into()),
-            nano_cpus: info.ncpu.unwrap_or(0) * 1_000_000_000,
-            memory_bytes: info.mem_total.unwrap_or(0),
-            engine_version: info.server_version.unwrap_or_default(),
-            engine_labels,
-            executor: "docker".into(),
-            tls_info: None,
-        })
-    }
-
-    fn controller(&self, rt: &TaskRuntime) -> Arc<dyn Controller> {
-        Arc::new(DockerController {
-            docker: self.docker.clone(),
-            events: Arc::clone(&self.events),
-            rt: rt.clone(),
-            id: Mutex::new(None),
-        })
-    }
-
-    async fn list_tasks(&self) -> Result<Vec<String>, ExecError> {
-        Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .filter_map(|c| c.labels.and_then(|mut l| l.remove(LABEL_TASK_ID)))
-            .collect())
-    }
-
-    async fn containers(&self) -> Result<Vec<ContainerSummary>, ExecError> {
-        self.list().await
-    }
-}
 
 /// The controller of one task run as a container.
 pub struct DockerController {
@@ -194,6 +40,15 @@ pub struct DockerController {
 }
 
 impl DockerController {
+    pub(super) fn new(docker: Docker, events: Arc<EngineEvents>, rt: TaskRuntime) -> Self {
+        DockerController {
+            docker,
+            events,
+            rt,
+            id: Mutex::new(None),
+        }
+    }
+
     fn cached(&self) -> Option<String> {
         self.id.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -776,34 +631,19 @@ impl Controller for DockerController {
     }
 
     async fn wait(&self) -> Result<ExitStatus, ExecError> {
-        let res = self.wait_exit().await;
-        // The task has ended (or its container is gone): its files go at once, not when
-        // the container is removed with the task history.
-        if !matches!(
-            res,
-            Err(ExecError::NotStarted(_) | ExecError::Unavailable(_))
-        ) {
-            files::remove(&self.rt.task_id);
-        }
-        res
+        files::remove_after_wait(&self.rt.task_id, self.wait_exit().await)
     }
 
     async fn shutdown(&self, grace: Duration) -> Result<(), ExecError> {
-        self.stop(grace).await?;
-        files::remove(&self.rt.task_id);
-        Ok(())
+        files::remove_after(&self.rt.task_id, self.stop(grace).await)
     }
 
     async fn terminate(&self) -> Result<(), ExecError> {
-        self.kill().await?;
-        files::remove(&self.rt.task_id);
-        Ok(())
+        files::remove_after(&self.rt.task_id, self.kill().await)
     }
 
     async fn remove(&self) -> Result<(), ExecError> {
-        self.remove_container().await?;
-        files::remove(&self.rt.task_id);
-        Ok(())
+        files::remove_after(&self.rt.task_id, self.remove_container().await)
     }
 
     async fn status(&self) -> Result<RuntimeStatus, ExecError> {
@@ -957,7 +797,7 @@ mod tests {
             }),
             ..Default::default()
         });
-        rt.ports = vec![super::super::TargetPort {
+        rt.ports = vec![crate::exec::TargetPort {
             target: 80,
             protocol: Protocol::Tcp,
             name: None,

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{ExecError, LABEL_NODE_ID};
+use crate::exec::{ExecError, LABEL_NODE_ID};
 
 /// Pause before reopening a broken event stream (the engine may be restarting).
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);

@@ -22,8 +22,8 @@ use swarmd_types::models::{
     NetworkCreateRequest,
 };
 
-use super::ExecError;
-use super::docker::status_code;
+use super::engine_error::status_code;
+use crate::exec::ExecError;
 
 /// The label carrying the overlay network's ID on its engine bridge network.
 pub const LABEL_NETWORK_ID: &str = "com.swarmd.network.id";
