@@ -68,8 +68,24 @@ pub struct Args {
 }
 
 impl Args {
+    /// What the node needs of these flags.
+    pub fn node_config(&self) -> swarmd_node::NodeConfig {
+        swarmd_node::NodeConfig {
+            data_root: self.data_root.clone(),
+            executor: match self.executor {
+                ExecutorKind::Auto => swarmd_node::ExecutorKind::Auto,
+                ExecutorKind::Docker => swarmd_node::ExecutorKind::Docker,
+                ExecutorKind::Process => swarmd_node::ExecutorKind::Process,
+            },
+            engine_socket: self.engine_socket(),
+            node_addr: self.node_addr,
+            hostname: self.hostname.clone(),
+            userland_mesh: self.userland_mesh,
+        }
+    }
+
     /// The engine socket path from `--engine-host`.
-    pub fn engine_socket(&self) -> Option<String> {
+    fn engine_socket(&self) -> Option<String> {
         self.engine_host
             .strip_prefix("unix://")
             .map(str::to_string)

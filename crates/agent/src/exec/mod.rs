@@ -26,8 +26,8 @@ use swarmd_types::{NodeDescription, Task};
 
 pub mod docker;
 mod docker_events;
-#[cfg(test)]
-pub(crate) mod fake;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod files;
 pub mod host_opts;
 pub mod memfs;

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::autolock::{SealState, desired_seal, keep_keys_sealed};
-use crate::cli::{Args, ExecutorKind};
 use crate::cluster::{self, NodeCerts};
+use crate::config::{ExecChoice, NodeConfig, choose_executor};
 use crate::follow::{FollowingDispatcher, LocalManager};
 use crate::raft_glue::{LeaderProposer, Membership};
 
@@ -98,16 +98,9 @@ enum RaftStart {
     ForceNew(Box<Tables>),
 }
 
-/// Which executor this node uses, decided once at start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExecChoice {
-    Docker { socket: String },
-    Process,
-}
-
-/// The node: its flags, its executor choice and its (optional) swarm membership.
+/// The node: its configuration, its executor choice and its (optional) swarm membership.
 pub struct SwarmNode {
-    pub args: Args,
+    pub config: NodeConfig,
     pub exec: ExecChoice,
     pub engine_version: Option<String>,
     pub hostname: String,
@@ -136,20 +129,20 @@ fn swarm_dir(root: &Path) -> PathBuf {
 
 impl SwarmNode {
     /// Picks the executor and, if this node was in a swarm, rejoins it from disk.
-    pub async fn start(args: Args) -> anyhow::Result<Arc<SwarmNode>> {
-        std::fs::create_dir_all(&args.data_root)
-            .with_context(|| format!("creating {}", args.data_root.display()))?;
-        let (exec, engine_version) = choose_executor(&args).await?;
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Arc<SwarmNode>> {
+        std::fs::create_dir_all(&config.data_root)
+            .with_context(|| format!("creating {}", config.data_root.display()))?;
+        let (exec, engine_version) = choose_executor(&config).await?;
         let process_exec = match exec {
-            ExecChoice::Process => Some(Arc::new(ProcessExecutor::new(&args.data_root))),
-            ExecChoice::Docker { .. } => None,
+            ExecChoice::Process => Some(Arc::new(ProcessExecutor::new(&config.data_root))),
+            ExecChoice::Docker { .. } | ExecChoice::Given(_) => None,
         };
-        let hostname = args
+        let hostname = config
             .hostname
             .clone()
             .unwrap_or_else(crate::sysinfo::hostname);
         let node = Arc::new_cyclic(|me| SwarmNode {
-            args,
+            config,
             exec,
             engine_version,
             hostname,
@@ -160,12 +153,12 @@ impl SwarmNode {
             lifecycle: Mutex::new(()),
             me: me.clone(),
         });
-        let state_file = swarm_dir(&node.args.data_root).join("state.json");
+        let state_file = swarm_dir(&node.config.data_root).join("state.json");
         if state_file.exists() {
             let state: NodeState = serde_json::from_slice(&std::fs::read(&state_file)?)
                 .with_context(|| format!("reading {}", state_file.display()))?;
             let _g = node.lifecycle.lock().await;
-            if cluster::keys_are_sealed(&swarm_dir(&node.args.data_root)) {
+            if cluster::keys_are_sealed(&swarm_dir(&node.config.data_root)) {
                 tracing::warn!(
                     node.id = %state.node_id,
                     "swarm is locked: its keys are sealed by the unlock key; run \"docker swarm unlock\""
@@ -195,7 +188,7 @@ impl SwarmNode {
             return Err(UnlockError::NotLocked);
         };
         let key = UnlockKey::parse(key).map_err(|e| UnlockError::Invalid(e.to_string()))?;
-        let dir = swarm_dir(&self.args.data_root);
+        let dir = swarm_dir(&self.config.data_root);
         match cluster::NodeCerts::load(&dir, Some(&key)) {
             Ok(_) => {}
             Err(cluster::KeysError::WrongKey) => return Err(UnlockError::WrongKey),
@@ -218,7 +211,7 @@ impl SwarmNode {
     pub fn reconcile_seal(&self) {
         let Some(a) = self.active() else { return };
         let desired = a.mgr.as_ref().and_then(|m| desired_seal(&m.store));
-        let dir = swarm_dir(&self.args.data_root);
+        let dir = swarm_dir(&self.config.data_root);
         if let Err(e) = self.seal.apply(&dir, desired) {
             tracing::error!(error = %format!("{e:#}"), "could not re-seal the node's keys");
         }
@@ -244,6 +237,7 @@ impl SwarmNode {
                 let docker = exec.client().clone();
                 (Arc::new(exec), Some(docker))
             }
+            ExecChoice::Given(e) => (e.clone(), None),
             ExecChoice::Process => (
                 self.process_exec
                     .clone()
@@ -257,7 +251,7 @@ impl SwarmNode {
     /// Starts this node's part in the swarm: for a manager Raft, the manager and the
     /// cluster port; for every node the agent. `init` creates the cluster.
     async fn activate(&self, state: NodeState, start: RaftStart) -> anyhow::Result<Arc<Active>> {
-        let dir = swarm_dir(&self.args.data_root);
+        let dir = swarm_dir(&self.config.data_root);
         // A new swarm's CA and this manager's certificate come first: every TLS config
         // (Raft's transport among them) presents it.
         let new_ca = match &start {
@@ -279,7 +273,7 @@ impl SwarmNode {
         let (executor, docker) = self.make_executor(&state.node_id).await?;
         let mut cfg = AgentConfig::new(
             state.node_id.clone(),
-            self.args.node_addr.to_string(),
+            self.config.node_addr.to_string(),
             dir.join("agent"),
             certs.dek.clone(),
         );
@@ -325,8 +319,8 @@ impl SwarmNode {
         // or not); it keeps forwarding to the last known tasks while no session is open.
         // nftables forwards the ports whose tasks the kernel can reach (unless
         // --userland-mesh); the user-space listeners serve the rest.
-        let mut mesh = swarmd_mesh::Mesh::new(self.args.node_addr, agent_cancel.clone());
-        if !self.args.userland_mesh {
+        let mut mesh = swarmd_mesh::Mesh::new(self.config.node_addr, agent_cancel.clone());
+        if !self.config.userland_mesh {
             mesh = mesh.with_kernel_path();
         }
         agent_tracker.spawn(mesh.run(follow.latest(), |m: &Option<SessionMessage>| {
@@ -336,7 +330,7 @@ impl SwarmNode {
         if let Some(docker) = docker {
             let plane = crate::dataplane::DataPlane::new(
                 state.node_id.clone(),
-                self.args.node_addr,
+                self.config.node_addr,
                 docker,
                 agent_cancel.clone(),
             );
@@ -382,7 +376,7 @@ impl SwarmNode {
             RaftStart::Init { options, .. } => options.clone(),
             _ => InitOptions::default(),
         };
-        let dir = swarm_dir(&self.args.data_root);
+        let dir = swarm_dir(&self.config.data_root);
         let mem = Arc::new(MemoryStore::new());
         let raft = Arc::new(
             RaftNode::open(
@@ -451,7 +445,7 @@ impl SwarmNode {
                 .init_cluster(InitParams {
                     node_id: state.node_id.clone(),
                     description,
-                    node_addr: self.args.node_addr.to_string(),
+                    node_addr: self.config.node_addr.to_string(),
                     // Peers and joining nodes reach the manager at its advertised address.
                     listen_addr: state.advertise_addr.clone(),
                     raft_id: state.raft_id,
@@ -511,7 +505,7 @@ impl SwarmNode {
             manager_addrs: vec![advertise_addr],
             raft_id: new_raft_id(),
         };
-        let dir = swarm_dir(&self.args.data_root);
+        let dir = swarm_dir(&self.config.data_root);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| InitError::Other(e.to_string()))?;
         let cert_expiry = spec
@@ -591,7 +585,7 @@ impl SwarmNode {
         }
         tracing::warn!("forcing a new one-manager cluster from this manager's state");
         self.stop_active(&active).await;
-        let dir = swarm_dir(&self.args.data_root);
+        let dir = swarm_dir(&self.config.data_root);
         let old_raft = dir.join("raft");
         let kept = dir.join("raft.before-force-new-cluster");
         let _ = std::fs::remove_dir_all(&kept);
@@ -646,7 +640,7 @@ impl SwarmNode {
         let granted = cluster::request_certificate(token, remote, &advertise_addr, availability)
             .await
             .map_err(JoinFailure::Join)?;
-        let dir = swarm_dir(&self.args.data_root);
+        let dir = swarm_dir(&self.config.data_root);
         let _ = std::fs::remove_dir_all(&dir);
         let node_id = granted.node_id.clone();
         let state = NodeState {
@@ -709,7 +703,7 @@ impl SwarmNode {
             to = role.as_str(),
             "the swarm changed this node's role"
         );
-        let dir = swarm_dir(&self.args.data_root);
+        let dir = swarm_dir(&self.config.data_root);
         let own = active.state.advertise_addr.clone();
         let others: Vec<String> = managers.iter().filter(|a| **a != own).cloned().collect();
         let granted = {
@@ -780,7 +774,7 @@ impl SwarmNode {
             }
             *self.locked.write().unwrap_or_else(|e| e.into_inner()) = None;
             self.seal.set(None);
-            let _ = std::fs::remove_dir_all(swarm_dir(&self.args.data_root));
+            let _ = std::fs::remove_dir_all(swarm_dir(&self.config.data_root));
             tracing::info!("left the swarm (it was locked)");
             return Ok(());
         }
@@ -805,7 +799,7 @@ impl SwarmNode {
         remove_all_tasks(executor.as_ref()).await;
         *self.active.write().unwrap_or_else(|e| e.into_inner()) = None;
         self.seal.set(None);
-        let _ = std::fs::remove_dir_all(swarm_dir(&self.args.data_root));
+        let _ = std::fs::remove_dir_all(swarm_dir(&self.config.data_root));
         tracing::info!("left the swarm");
         Ok(())
     }
@@ -1213,40 +1207,6 @@ pub enum LeaveError {
     /// A manager leaves only with `--force`; Docker's explanation.
     #[error("{0}")]
     Manager(String),
-}
-
-/// Decides the executor: docker when asked or (auto) when the engine answers.
-async fn choose_executor(args: &Args) -> anyhow::Result<(ExecChoice, Option<String>)> {
-    let socket = args.engine_socket();
-    let probe = |socket: String| async move {
-        let exec = tokio::time::timeout(
-            Duration::from_secs(5),
-            DockerExecutor::connect(&socket, "probe"),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        let d = exec.describe().await.ok()?;
-        Some(d.engine_version)
-    };
-    match args.executor {
-        ExecutorKind::Process => Ok((ExecChoice::Process, None)),
-        ExecutorKind::Docker => {
-            let socket =
-                socket.context("--engine-host must be unix://PATH for the docker executor")?;
-            let version = probe(socket.clone())
-                .await
-                .with_context(|| format!("no Docker Engine answers on unix://{socket}"))?;
-            Ok((ExecChoice::Docker { socket }, Some(version)))
-        }
-        ExecutorKind::Auto => match socket {
-            Some(socket) => match probe(socket.clone()).await {
-                Some(v) => Ok((ExecChoice::Docker { socket }, Some(v))),
-                None => Ok((ExecChoice::Process, None)),
-            },
-            None => Ok((ExecChoice::Process, None)),
-        },
-    }
 }
 
 /// How long `swarm init` waits for the node's own session to register it.

@@ -17,8 +17,9 @@ use swarmd_types::dispatcher::DispatcherApi;
 use swarmd_types::models::{ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmSpec};
 use swarmd_types::{Cluster, Config, Node, Role, Secret, Service, Task};
 
+use crate::config::ExecChoice;
 use crate::node::{
-    Active, ExecChoice, InitError, JoinFailure, LeaveError, ManagerParts, SwarmNode, UnlockError,
+    Active, InitError, JoinFailure, LeaveError, ManagerParts, SwarmNode, UnlockError,
 };
 
 /// How long the leader may go without a manager's heartbeat acknowledgement before `node ls`
@@ -75,11 +76,8 @@ impl Backend for NodeBackend {
             os: "linux".into(),
             arch: crate::sysinfo::arch().into(),
             kernel_version: crate::sysinfo::kernel_version(),
-            data_root: self.node.args.data_root.display().to_string(),
-            executor: match self.node.exec {
-                ExecChoice::Docker { .. } => "docker".into(),
-                ExecChoice::Process => "process".into(),
-            },
+            data_root: self.node.config.data_root.display().to_string(),
+            executor: self.node.exec.name().into(),
             engine_version: self.node.engine_version.clone(),
             labels: vec![],
             // Not counted yet: `docker info` shows 0 (the API's info call is synchronous;
@@ -90,7 +88,7 @@ impl Backend for NodeBackend {
     }
 
     fn swarm_status(&self) -> SwarmStatus {
-        let addr = self.node.args.node_addr.to_string();
+        let addr = self.node.config.node_addr.to_string();
         if let Some(state) = self.node.locked() {
             // Locked: nothing runs, nothing of the swarm can be read until `swarm unlock`.
             return SwarmStatus {
@@ -169,7 +167,7 @@ impl Backend for NodeBackend {
     }
 
     async fn swarm_init(&self, req: InitRequest) -> BackendResult<String> {
-        let node_addr = self.node.args.node_addr.to_string();
+        let node_addr = self.node.config.node_addr.to_string();
         // The cluster port binds the node address: several nodes share one machine, and
         // the CLI sends 0.0.0.0:2377 when the user gave nothing.
         let requested = req.listen_addr.clone().unwrap_or_default();
@@ -233,7 +231,7 @@ impl Backend for NodeBackend {
         } else {
             format!("{remote}:2377")
         };
-        let node_addr = self.node.args.node_addr.to_string();
+        let node_addr = self.node.config.node_addr.to_string();
         let listen = req
             .listen_addr
             .clone()
@@ -638,7 +636,7 @@ impl Backend for NodeBackend {
             ExecChoice::Docker { socket } => LocalEngine::Docker {
                 socket_path: socket.clone(),
             },
-            ExecChoice::Process => LocalEngine::Processes,
+            ExecChoice::Process | ExecChoice::Given(_) => LocalEngine::Processes,
         }
     }
 
