@@ -71,12 +71,25 @@ impl ManagerParts {
 pub struct Active {
     pub state: NodeState,
     /// Present on managers.
-    pub mgr: Option<ManagerParts>,
+    pub mgr: Option<Arc<ManagerParts>>,
     pub agent: Agent,
     /// The agent's way to the leader; knows the managers and this node's recorded role.
     pub follow: Arc<FollowingDispatcher>,
     agent_cancel: CancellationToken,
     agent_tracker: TaskTracker,
+}
+
+/// Where a node is in its lifecycle: one of these at a time, so a node can't be both
+/// locked and running, or running without its state.
+#[derive(Clone)]
+pub enum NodePhase {
+    /// In no swarm (before `swarm init`/`join`, after `swarm leave`).
+    Inactive,
+    /// A member whose keys are sealed by the unlock key and that has not been unlocked since
+    /// it started (`docker info`: "locked"): its state, waiting for `swarm unlock`.
+    Locked(NodeState),
+    /// A running membership.
+    Active(Arc<Active>),
 }
 
 /// How a manager's Raft starts.
@@ -106,10 +119,8 @@ pub struct SwarmNode {
     pub hostname: String,
     /// The process executor for `docker ps` before and after init (process mode only).
     pub process_exec: Option<Arc<ProcessExecutor>>,
-    active: RwLock<Option<Arc<Active>>>,
-    /// A member whose keys are sealed by the unlock key and that has not been unlocked since
-    /// it started (`docker info`: "locked"): its state, waiting for `swarm unlock`.
-    locked: RwLock<Option<NodeState>>,
+    /// Where the node is in its lifecycle.
+    phase: RwLock<NodePhase>,
     /// The unlock key `swarm/certs/node.keys` is sealed with right now (`None`: in the
     /// clear). Held while the file is rewritten, so renewals and re-sealing never race.
     seal: SealState,
@@ -147,8 +158,7 @@ impl SwarmNode {
             engine_version,
             hostname,
             process_exec,
-            active: RwLock::new(None),
-            locked: RwLock::new(None),
+            phase: RwLock::new(NodePhase::Inactive),
             seal: SealState::default(),
             lifecycle: Mutex::new(()),
             me: me.clone(),
@@ -163,22 +173,31 @@ impl SwarmNode {
                     node.id = %state.node_id,
                     "swarm is locked: its keys are sealed by the unlock key; run \"docker swarm unlock\""
                 );
-                *node.locked.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+                node.set_phase(NodePhase::Locked(state));
             } else {
                 let active = node.activate(state, RaftStart::Existing).await?;
-                *node.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
+                node.set_phase(NodePhase::Active(active));
                 tracing::info!("rejoined the swarm from local state");
             }
         }
         Ok(node)
     }
 
+    /// Where the node is in its lifecycle now.
+    pub fn phase(&self) -> NodePhase {
+        self.phase.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_phase(&self, phase: NodePhase) {
+        *self.phase.write().unwrap_or_else(|e| e.into_inner()) = phase;
+    }
+
     /// The state of a member that waits for `swarm unlock`, if this node is locked.
     pub fn locked(&self) -> Option<NodeState> {
-        self.locked
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        match self.phase() {
+            NodePhase::Locked(state) => Some(state),
+            _ => None,
+        }
     }
 
     /// `swarm unlock`: opens the node's keys with `key` and starts the membership.
@@ -199,8 +218,7 @@ impl SwarmNode {
             .activate(state, RaftStart::Existing)
             .await
             .map_err(|e| UnlockError::Other(format!("{e:#}")))?;
-        *self.locked.write().unwrap_or_else(|e| e.into_inner()) = None;
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
+        self.set_phase(NodePhase::Active(active));
         tracing::info!("swarm unlocked");
         Ok(())
     }
@@ -219,10 +237,10 @@ impl SwarmNode {
 
     /// The running membership, if any.
     pub fn active(&self) -> Option<Arc<Active>> {
-        self.active
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        match self.phase() {
+            NodePhase::Active(a) => Some(a),
+            _ => None,
+        }
     }
 
     /// The node's executor and, with the docker executor, the engine client the overlay data
@@ -293,7 +311,7 @@ impl SwarmNode {
                     addr: state.advertise_addr.clone(),
                     lease: RAFT_ELECTION.1,
                 };
-                (Some(parts), Some(local))
+                (Some(Arc::new(parts)), Some(local))
             }
             Role::Worker => (None, None),
         };
@@ -488,7 +506,7 @@ impl SwarmNode {
     ) -> Result<String, InitError> {
         let _g = self.lifecycle.lock().await;
         // A locked member is still one: `init`/`join` would wipe its state.
-        if self.active().is_some() || self.locked().is_some() {
+        if !matches!(self.phase(), NodePhase::Inactive) {
             return Err(InitError::AlreadyInSwarm);
         }
         let options = options.check().map_err(InitError::Invalid)?;
@@ -556,7 +574,7 @@ impl SwarmNode {
             wait_node_ready(&m.store, &state.node_id, INIT_READY_WAIT).await;
         }
         write_state(&dir, &state).map_err(|e| InitError::Other(e.to_string()))?;
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active);
+        self.set_phase(NodePhase::Active(active));
         // `swarm init --autolock`: sealed before the CLI asks for the key.
         self.reconcile_seal();
         tracing::info!(node.id = %state.node_id, "swarm initialized");
@@ -602,7 +620,7 @@ impl SwarmNode {
             Ok(a) => {
                 write_state(&dir, &state).map_err(|e| InitError::Other(e.to_string()))?;
                 let _ = std::fs::remove_dir_all(&kept);
-                *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(a);
+                self.set_phase(NodePhase::Active(a));
                 tracing::info!(raft_id = state.raft_id, "new cluster formed");
                 Ok(state.node_id)
             }
@@ -610,7 +628,7 @@ impl SwarmNode {
                 // Put the old Raft data back: a restart finds the swarm as it was.
                 let _ = std::fs::remove_dir_all(&old_raft);
                 let _ = std::fs::rename(&kept, &old_raft);
-                *self.active.write().unwrap_or_else(|e| e.into_inner()) = None;
+                self.set_phase(NodePhase::Inactive);
                 Err(InitError::Other(format!(
                     "{e:#}; restart swarmd to resume the old cluster"
                 )))
@@ -631,7 +649,7 @@ impl SwarmNode {
         availability: Option<String>,
     ) -> Result<(), JoinFailure> {
         let _g = self.lifecycle.lock().await;
-        if self.active().is_some() || self.locked().is_some() {
+        if !matches!(self.phase(), NodePhase::Inactive) {
             return Err(JoinFailure::AlreadyInSwarm);
         }
         // Checked here as moby's node runner does, before the manager is asked.
@@ -667,7 +685,7 @@ impl SwarmNode {
                 return Err(JoinFailure::Other(format!("{e:#}")));
             }
         };
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(active.clone());
+        self.set_phase(NodePhase::Active(active.clone()));
         tracing::info!(node.id = %node_id, manager = %remote, role = granted.role.as_str(), "joined the swarm");
         if let Some(m) = &active.mgr {
             wait_caught_up(m, &node_id, MANAGER_JOIN_WAIT)
@@ -752,11 +770,11 @@ impl SwarmNode {
         .await;
         match restarted {
             Ok(a) => {
-                *self.active.write().unwrap_or_else(|e| e.into_inner()) = Some(a);
+                self.set_phase(NodePhase::Active(a));
                 tracing::info!(role = role.as_str(), "now running as {}", role.as_str());
             }
             Err(e) => {
-                *self.active.write().unwrap_or_else(|e| e.into_inner()) = None;
+                self.set_phase(NodePhase::Inactive);
                 tracing::error!(error = %format!("{e:#}"), "could not restart in the new role; restart swarmd to retry");
             }
         }
@@ -772,7 +790,7 @@ impl SwarmNode {
                     "Swarm is encrypted and locked. Please unlock it first or use `--force` to ignore this message.".into(),
                 ));
             }
-            *self.locked.write().unwrap_or_else(|e| e.into_inner()) = None;
+            self.set_phase(NodePhase::Inactive);
             self.seal.set(None);
             let _ = std::fs::remove_dir_all(swarm_dir(&self.config.data_root));
             tracing::info!("left the swarm (it was locked)");
@@ -797,7 +815,7 @@ impl SwarmNode {
         self.stop_active(&active).await;
         let executor = active.agent.executor().clone();
         remove_all_tasks(executor.as_ref()).await;
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.set_phase(NodePhase::Inactive);
         self.seal.set(None);
         let _ = std::fs::remove_dir_all(swarm_dir(&self.config.data_root));
         tracing::info!("left the swarm");
