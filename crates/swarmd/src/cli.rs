@@ -184,3 +184,53 @@ pub struct ManageCli {
     #[arg(short = 'l', long, default_value = "info")]
     pub log_level: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_gets_the_flags_it_needs() {
+        let args = Args::try_parse_from([
+            "swarmd",
+            "--data-root",
+            "/tmp/n1",
+            "--executor",
+            "process",
+            "--engine-host",
+            "unix:///run/e.sock",
+            "--node-addr",
+            "127.0.0.5",
+            "--hostname",
+            "n1",
+            "--userland-mesh",
+        ])
+        .unwrap();
+        let c = args.node_config();
+        assert_eq!(c.data_root, PathBuf::from("/tmp/n1"));
+        assert!(matches!(c.executor, swarmd_node::ExecutorKind::Process));
+        assert_eq!(c.engine_socket.as_deref(), Some("/run/e.sock"));
+        assert_eq!(c.node_addr, IpAddr::from([127, 0, 0, 5]));
+        assert_eq!(c.hostname.as_deref(), Some("n1"));
+        assert!(c.userland_mesh);
+    }
+
+    #[test]
+    fn only_a_unix_engine_host_gives_the_docker_executor_a_socket() {
+        let socket = |host: &str| {
+            Args::try_parse_from(["swarmd", "--engine-host", host])
+                .unwrap()
+                .node_config()
+                .engine_socket
+        };
+        assert_eq!(
+            socket("unix:///var/run/docker.sock").as_deref(),
+            Some("/var/run/docker.sock")
+        );
+        assert_eq!(socket("/run/d.sock").as_deref(), Some("/run/d.sock"));
+        assert_eq!(socket("tcp://127.0.0.1:2375"), None);
+        let auto = Args::try_parse_from(["swarmd"]).unwrap().node_config();
+        assert!(matches!(auto.executor, swarmd_node::ExecutorKind::Auto));
+        assert!(!auto.userland_mesh);
+    }
+}
