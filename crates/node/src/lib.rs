@@ -14,6 +14,7 @@ mod follow;
 pub mod node;
 mod raft_glue;
 mod raft_spec;
+mod store_watch;
 mod sysinfo;
 
 pub use backend::NodeBackend;
