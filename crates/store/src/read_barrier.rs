@@ -81,7 +81,7 @@ impl Coalesced {
                 tokio::spawn(async move {
                     let result = this.inner.read_index().await;
                     this.rounds().running = false;
-                    this.done.send_replace((need, result));
+                    let _previous = this.done.send_replace((need, result));
                 });
             }
             if done.changed().await.is_err() {

@@ -68,8 +68,24 @@ pub struct Args {
 }
 
 impl Args {
+    /// What the node needs of these flags.
+    pub fn node_config(&self) -> swarmd_node::NodeConfig {
+        swarmd_node::NodeConfig {
+            data_root: self.data_root.clone(),
+            executor: match self.executor {
+                ExecutorKind::Auto => swarmd_node::ExecutorKind::Auto,
+                ExecutorKind::Docker => swarmd_node::ExecutorKind::Docker,
+                ExecutorKind::Process => swarmd_node::ExecutorKind::Process,
+            },
+            engine_socket: self.engine_socket(),
+            node_addr: self.node_addr,
+            hostname: self.hostname.clone(),
+            userland_mesh: self.userland_mesh,
+        }
+    }
+
     /// The engine socket path from `--engine-host`.
-    pub fn engine_socket(&self) -> Option<String> {
+    fn engine_socket(&self) -> Option<String> {
         self.engine_host
             .strip_prefix("unix://")
             .map(str::to_string)
@@ -167,4 +183,54 @@ pub struct ManageCli {
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(short = 'l', long, default_value = "info")]
     pub log_level: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_gets_the_flags_it_needs() {
+        let args = Args::try_parse_from([
+            "swarmd",
+            "--data-root",
+            "/tmp/n1",
+            "--executor",
+            "process",
+            "--engine-host",
+            "unix:///run/e.sock",
+            "--node-addr",
+            "127.0.0.5",
+            "--hostname",
+            "n1",
+            "--userland-mesh",
+        ])
+        .unwrap();
+        let c = args.node_config();
+        assert_eq!(c.data_root, PathBuf::from("/tmp/n1"));
+        assert!(matches!(c.executor, swarmd_node::ExecutorKind::Process));
+        assert_eq!(c.engine_socket.as_deref(), Some("/run/e.sock"));
+        assert_eq!(c.node_addr, IpAddr::from([127, 0, 0, 5]));
+        assert_eq!(c.hostname.as_deref(), Some("n1"));
+        assert!(c.userland_mesh);
+    }
+
+    #[test]
+    fn only_a_unix_engine_host_gives_the_docker_executor_a_socket() {
+        let socket = |host: &str| {
+            Args::try_parse_from(["swarmd", "--engine-host", host])
+                .unwrap()
+                .node_config()
+                .engine_socket
+        };
+        assert_eq!(
+            socket("unix:///var/run/docker.sock").as_deref(),
+            Some("/var/run/docker.sock")
+        );
+        assert_eq!(socket("/run/d.sock").as_deref(), Some("/run/d.sock"));
+        assert_eq!(socket("tcp://127.0.0.1:2375"), None);
+        let auto = Args::try_parse_from(["swarmd"]).unwrap().node_config();
+        assert!(matches!(auto.executor, swarmd_node::ExecutorKind::Auto));
+        assert!(!auto.userland_mesh);
+    }
 }

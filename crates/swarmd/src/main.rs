@@ -1,17 +1,8 @@
 //! swarmd: one node of a swarm. Starts the Docker Engine API server and, once the node is
 //! part of a swarm, the manager (Raft, reconcilers, dispatcher) and the agent.
 
-mod autolock;
-mod backend;
 mod cli;
-mod cluster;
-mod dataplane;
-mod follow;
 mod manage;
-mod node;
-mod raft_glue;
-mod raft_spec;
-mod sysinfo;
 
 use std::sync::Arc;
 
@@ -19,8 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::NodeBackend;
-use crate::node::SwarmNode;
+use swarmd_node::{NodeBackend, SwarmNode};
 
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(match level {
@@ -142,7 +132,7 @@ async fn run() -> anyhow::Result<()> {
     let listeners = swarmd_engine_api::bind_all(&args.hosts)
         .await
         .context("binding the API listeners")?;
-    let node = SwarmNode::start(args.clone()).await?;
+    let node = SwarmNode::start(args.node_config()).await?;
     let daemon_id = daemon_id(&args.data_root);
     let backend = Arc::new(NodeBackend {
         node: node.clone(),
@@ -155,8 +145,8 @@ async fn run() -> anyhow::Result<()> {
     println!(
         "executor: {}; node address: {}; data root: {}",
         match &node.exec {
-            node::ExecChoice::Docker { socket } => format!("docker (unix://{socket})"),
-            node::ExecChoice::Process => "process".into(),
+            swarmd_node::ExecChoice::Docker { socket } => format!("docker (unix://{socket})"),
+            other => other.name().into(),
         },
         args.node_addr,
         args.data_root.display()

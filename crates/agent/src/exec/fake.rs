@@ -1,4 +1,5 @@
-//! `FakeExecutor`: an in-memory executor for unit tests of the runner and worker loops.
+//! `FakeExecutor`: an in-memory executor for unit tests of the runner and worker loops, and
+//! (feature `fake`) for other crates' in-process tests of whole nodes.
 //!
 //! Tasks "run" until told otherwise. A spec whose command is `["exit", "N"]` exits with N
 //! right after start; image `missing:latest` fails prepare with "No such image".
@@ -17,7 +18,7 @@ use super::{
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FakeState {
+pub enum FakeState {
     Created,
     Running,
     Exited(i64),
@@ -26,7 +27,7 @@ pub(crate) enum FakeState {
 
 /// In-memory executor; see the module docs.
 #[derive(Default)]
-pub(crate) struct FakeExecutor {
+pub struct FakeExecutor {
     tasks: Arc<Mutex<HashMap<String, watch::Sender<FakeState>>>>,
 }
 
@@ -40,21 +41,20 @@ impl FakeExecutor {
             .clone()
     }
 
-    pub(crate) fn state(&self, id: &str) -> FakeState {
+    pub fn state(&self, id: &str) -> FakeState {
         *self.sender(id).borrow()
     }
 
-    pub(crate) fn is_running(&self, id: &str) -> bool {
+    pub fn is_running(&self, id: &str) -> bool {
         self.state(id) == FakeState::Running
     }
 
     /// Simulates the task's process exiting (or being killed) behind the agent's back.
-    #[allow(dead_code)]
-    pub(crate) fn exit(&self, id: &str, code: i64) {
+    pub fn exit(&self, id: &str, code: i64) {
         self.sender(id).send_replace(FakeState::Exited(code));
     }
 
-    pub(crate) async fn wait_removed(&self, id: &str) {
+    pub async fn wait_removed(&self, id: &str) {
         let mut rx = self.sender(id).subscribe();
         let res = tokio::time::timeout(
             Duration::from_secs(10),

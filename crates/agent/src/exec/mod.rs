@@ -25,8 +25,8 @@ use futures::stream::BoxStream;
 use swarmd_types::{NodeDescription, Task};
 
 pub mod docker;
-#[cfg(test)]
-pub(crate) mod fake;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod files;
 pub mod host_opts;
 pub mod memfs;

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use swarmd_raft::{LogPolicy, RaftNode};
 use swarmd_store::Store;
 use swarmd_types::models::SwarmSpec;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
+
+use crate::store_watch::on_every_change;
 
 /// The log policy a spec asks for; swarmkit's defaults where it says nothing (a 0
 /// interval is kept: never snapshot by count, as swarmkit).
@@ -31,19 +32,12 @@ pub fn log_policy_of(spec: &SwarmSpec) -> LogPolicy {
 /// Level-triggered: sets the Raft node's log policy from the replicated cluster spec on
 /// every store change until `cancel` (every manager runs it: each snapshots its own log).
 pub async fn follow_raft_spec(store: Store, raft: Arc<RaftNode>, cancel: CancellationToken) {
-    let mut events = store.memory().watch();
-    loop {
+    on_every_change(&store, &cancel, || async {
         if let Some(policy) = store.view(|t| t.cluster().map(|c| log_policy_of(&c.spec))) {
             raft.set_log_policy(policy);
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            ev = events.recv() => match ev {
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            },
-        }
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -17,8 +17,9 @@ use swarmd_types::dispatcher::DispatcherApi;
 use swarmd_types::models::{ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmSpec};
 use swarmd_types::{Cluster, Config, Node, Role, Secret, Service, Task};
 
+use crate::config::ExecChoice;
 use crate::node::{
-    Active, ExecChoice, InitError, JoinFailure, LeaveError, ManagerParts, SwarmNode, UnlockError,
+    Active, InitError, JoinFailure, LeaveError, ManagerParts, NodePhase, SwarmNode, UnlockError,
 };
 
 /// How long the leader may go without a manager's heartbeat acknowledgement before `node ls`
@@ -39,14 +40,15 @@ fn object_spec(s: ObjectSpec) -> swarmd_manager::control::ObjectSpec {
     s
 }
 
-/// The manager side of a membership, or the "not a manager" error workers get.
-fn mgr_of(a: &Active) -> BackendResult<&ManagerParts> {
-    a.mgr.as_ref().ok_or(BackendError::NotManager)
-}
-
 impl NodeBackend {
     fn active(&self) -> BackendResult<Arc<Active>> {
         self.node.active().ok_or(BackendError::NotManager)
+    }
+
+    /// The manager side of this node's membership, or the "not a manager" error that
+    /// inactive nodes and workers get.
+    fn manager(&self) -> BackendResult<Arc<ManagerParts>> {
+        self.active()?.mgr.clone().ok_or(BackendError::NotManager)
     }
 }
 
@@ -61,11 +63,8 @@ impl Backend for NodeBackend {
             os: "linux".into(),
             arch: crate::sysinfo::arch().into(),
             kernel_version: crate::sysinfo::kernel_version(),
-            data_root: self.node.args.data_root.display().to_string(),
-            executor: match self.node.exec {
-                ExecChoice::Docker { .. } => "docker".into(),
-                ExecChoice::Process => "process".into(),
-            },
+            data_root: self.node.config.data_root.display().to_string(),
+            executor: self.node.exec.name().into(),
             engine_version: self.node.engine_version.clone(),
             labels: vec![],
             // Not counted yet: `docker info` shows 0 (the API's info call is synchronous;
@@ -76,10 +75,10 @@ impl Backend for NodeBackend {
     }
 
     fn swarm_status(&self) -> SwarmStatus {
-        let addr = self.node.args.node_addr.to_string();
-        if let Some(state) = self.node.locked() {
+        let addr = self.node.config.node_addr.to_string();
+        match self.node.phase() {
             // Locked: nothing runs, nothing of the swarm can be read until `swarm unlock`.
-            return SwarmStatus {
+            NodePhase::Locked(state) => SwarmStatus {
                 local_node_state: LocalNodeState::LOCKED,
                 node_id: state.node_id,
                 node_addr: addr,
@@ -89,10 +88,8 @@ impl Backend for NodeBackend {
                 nodes: 0,
                 managers: 0,
                 cluster: None,
-            };
-        }
-        match self.node.active() {
-            None => SwarmStatus {
+            },
+            NodePhase::Inactive => SwarmStatus {
                 local_node_state: LocalNodeState::INACTIVE,
                 node_id: String::new(),
                 node_addr: String::new(),
@@ -103,7 +100,7 @@ impl Backend for NodeBackend {
                 managers: 0,
                 cluster: None,
             },
-            Some(a) => match &a.mgr {
+            NodePhase::Active(a) => match &a.mgr {
                 Some(m) => m.store.view(|t| {
                     let managers: Vec<&Node> = t
                         .nodes
@@ -155,7 +152,7 @@ impl Backend for NodeBackend {
     }
 
     async fn swarm_init(&self, req: InitRequest) -> BackendResult<String> {
-        let node_addr = self.node.args.node_addr.to_string();
+        let node_addr = self.node.config.node_addr.to_string();
         // The cluster port binds the node address: several nodes share one machine, and
         // the CLI sends 0.0.0.0:2377 when the user gave nothing.
         let requested = req.listen_addr.clone().unwrap_or_default();
@@ -219,7 +216,7 @@ impl Backend for NodeBackend {
         } else {
             format!("{remote}:2377")
         };
-        let node_addr = self.node.args.node_addr.to_string();
+        let node_addr = self.node.config.node_addr.to_string();
         let listen = req
             .listen_addr
             .clone()
@@ -266,8 +263,7 @@ impl Backend for NodeBackend {
     }
 
     async fn swarm_inspect(&self) -> BackendResult<Cluster> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.store
             .view(|t| t.cluster().cloned())
             .ok_or(BackendError::NotManager)
@@ -279,8 +275,7 @@ impl Backend for NodeBackend {
         spec: SwarmSpec,
         flags: SwarmUpdateFlags,
     ) -> BackendResult<()> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control()
             .update_swarm(
                 version,
@@ -312,22 +307,19 @@ impl Backend for NodeBackend {
     /// The swarm's unlock key, or "" without autolock (the CLI then says "no unlock key is
     /// set"), as Docker answers.
     async fn swarm_unlock_key(&self) -> BackendResult<String> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         Ok(m.store
             .view(|t| t.cluster().map(|c| c.unlock_key.clone()))
             .unwrap_or_default())
     }
 
     async fn nodes(&self) -> BackendResult<Vec<Node>> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         Ok(m.store.view(|t| t.nodes.values().cloned().collect()))
     }
 
     async fn raft_view(&self) -> BackendResult<RaftView> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         let leader = m.raft.leader().map(|(id, _)| id);
         let unreachable = m.raft.unreachable_peers(MANAGER_UNREACHABLE_AFTER);
         Ok(m.store.view(|t| {
@@ -345,8 +337,7 @@ impl Backend for NodeBackend {
     }
 
     async fn node_update(&self, id: &str, version: u64, spec: NodeSpec) -> BackendResult<()> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control()
             .update_node(id, version, spec)
             .await
@@ -354,8 +345,7 @@ impl Backend for NodeBackend {
     }
 
     async fn node_remove(&self, id: &str, force: bool) -> BackendResult<()> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control()
             .remove_node(id, force)
             .await
@@ -363,14 +353,12 @@ impl Backend for NodeBackend {
     }
 
     async fn services(&self) -> BackendResult<Vec<Service>> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         Ok(m.store.view(|t| t.services.values().cloned().collect()))
     }
 
     async fn service_create(&self, spec: ServiceSpec) -> BackendResult<(String, Vec<String>)> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control().create_service(spec).await.map_err(control_err)
     }
 
@@ -381,8 +369,7 @@ impl Backend for NodeBackend {
         spec: ServiceSpec,
         opts: ServiceUpdateOptions,
     ) -> BackendResult<Vec<String>> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control()
             .update_service(id, version, spec, opts.rollback)
             .await
@@ -390,20 +377,17 @@ impl Backend for NodeBackend {
     }
 
     async fn service_remove(&self, id: &str) -> BackendResult<()> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control().remove_service(id).await.map_err(control_err)
     }
 
     async fn secrets(&self) -> BackendResult<Vec<Secret>> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         Ok(m.store.view(|t| t.secrets.values().cloned().collect()))
     }
 
     async fn secret_create(&self, spec: ObjectSpec) -> BackendResult<String> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control()
             .create_secret(object_spec(spec))
             .await
@@ -411,8 +395,7 @@ impl Backend for NodeBackend {
     }
 
     async fn secret_update(&self, id: &str, version: u64, spec: ObjectSpec) -> BackendResult<()> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control()
             .update_secret(id, version, object_spec(spec))
             .await
@@ -420,20 +403,17 @@ impl Backend for NodeBackend {
     }
 
     async fn secret_remove(&self, id: &str) -> BackendResult<()> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control().remove_secret(id).await.map_err(control_err)
     }
 
     async fn configs(&self) -> BackendResult<Vec<Config>> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         Ok(m.store.view(|t| t.configs.values().cloned().collect()))
     }
 
     async fn config_create(&self, spec: ObjectSpec) -> BackendResult<String> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control()
             .create_config(object_spec(spec))
             .await
@@ -441,8 +421,7 @@ impl Backend for NodeBackend {
     }
 
     async fn config_update(&self, id: &str, version: u64, spec: ObjectSpec) -> BackendResult<()> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control()
             .update_config(id, version, object_spec(spec))
             .await
@@ -450,14 +429,12 @@ impl Backend for NodeBackend {
     }
 
     async fn config_remove(&self, id: &str) -> BackendResult<()> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control().remove_config(id).await.map_err(control_err)
     }
 
     async fn networks(&self) -> BackendResult<Vec<swarmd_types::Network>> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         Ok(m.store.view(|t| t.networks.values().cloned().collect()))
     }
 
@@ -466,8 +443,7 @@ impl Backend for NodeBackend {
         spec: swarmd_types::Network,
         local_subnets: Vec<String>,
     ) -> BackendResult<String> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control()
             .create_network(spec, local_subnets)
             .await
@@ -475,14 +451,12 @@ impl Backend for NodeBackend {
     }
 
     async fn network_remove(&self, id: &str) -> BackendResult<()> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         m.control().remove_network(id).await.map_err(control_err)
     }
 
     async fn tasks(&self) -> BackendResult<Vec<Task>> {
-        let a = self.active()?;
-        let m = mgr_of(&a)?;
+        let m = self.manager()?;
         Ok(m.store.view(|t| t.tasks.values().cloned().collect()))
     }
 
@@ -624,7 +598,7 @@ impl Backend for NodeBackend {
             ExecChoice::Docker { socket } => LocalEngine::Docker {
                 socket_path: socket.clone(),
             },
-            ExecChoice::Process => LocalEngine::Processes,
+            ExecChoice::Process | ExecChoice::Given(_) => LocalEngine::Processes,
         }
     }
 

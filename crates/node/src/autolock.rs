@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use swarmd_crypto::UnlockKey;
 use swarmd_store::Store;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{KeysError, NodeCerts};
+use crate::store_watch::on_every_change;
 
 /// The unlock key the node's keys file is sealed with right now (`None`: in the clear).
 /// Cheap to clone; all clones share the state. Its lock is held while the file is read or
@@ -101,8 +101,7 @@ pub async fn keep_keys_sealed(
         }
         return;
     };
-    let mut events = store.memory().watch();
-    loop {
+    on_every_change(&store, &cancel, || async {
         let desired = desired_seal(&store);
         let current = seal.clone();
         let dir = swarm_dir.clone();
@@ -114,14 +113,8 @@ pub async fn keep_keys_sealed(
             }
             Err(e) => tracing::error!(error = %e, "re-sealing task failed"),
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            ev = events.recv() => match ev {
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            },
-        }
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -1,0 +1,353 @@
+//! A 3-manager swarm in one process: three [`SwarmNode`]s on their own loopback addresses,
+//! joined over real mTLS, each running its tasks on the agent's fake executor. No process
+//! is spawned and nothing needs root or an engine, so these run in seconds.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarmd_agent::exec::fake::FakeExecutor;
+use swarmd_engine_api::backend::{
+    Backend, BackendError, InitRequest, JoinRequest, SwarmUpdateFlags,
+};
+use swarmd_node::node::NodePhase;
+use swarmd_node::{ExecutorKind, NodeBackend, NodeConfig, SwarmNode};
+use swarmd_testkit::{unique_loopback, wait_for_async, wait_until_async};
+use swarmd_types::models::{
+    LocalNodeState, NodeSpecRoleEnum, ServiceSpec, TaskSpec, TaskSpecContainerSpec, TaskState,
+};
+
+/// Long enough for an election and a catch-up on a loaded machine; conditions usually
+/// hold well within a second.
+const WAIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
+
+/// One node of the test swarm and the API over it.
+struct Member {
+    addr: IpAddr,
+    root: PathBuf,
+    node: Arc<SwarmNode>,
+    api: NodeBackend,
+}
+
+impl Member {
+    /// Starts a node on `addr` with its state in `root` (rejoining the swarm recorded there,
+    /// if any).
+    async fn start(root: &Path, addr: IpAddr) -> Member {
+        let node = SwarmNode::start(NodeConfig {
+            data_root: root.to_path_buf(),
+            executor: ExecutorKind::Given(Arc::new(FakeExecutor::default())),
+            engine_socket: None,
+            node_addr: addr,
+            hostname: Some(format!("node-{addr}")),
+            userland_mesh: true,
+        })
+        .await
+        .expect("node starts");
+        let api = NodeBackend {
+            node: node.clone(),
+            daemon_id: format!("daemon-{addr}"),
+        };
+        Member {
+            addr,
+            root: root.to_path_buf(),
+            node,
+            api,
+        }
+    }
+
+    /// Stops the node as SIGTERM would (its state stays on disk).
+    async fn stop(self) -> (PathBuf, IpAddr) {
+        self.node.shutdown().await;
+        (self.root, self.addr)
+    }
+
+    fn cluster_addr(&self) -> String {
+        format!("{}:2377", self.addr)
+    }
+
+    fn node_id(&self) -> String {
+        self.node
+            .active()
+            .expect("in a swarm")
+            .state
+            .node_id
+            .clone()
+    }
+
+    /// This manager's Raft: whether it leads, and its voters.
+    fn raft(&self) -> Option<(bool, usize)> {
+        let a = self.node.active()?;
+        let m = a.mgr.as_ref()?;
+        let leads = m.raft.leader().map(|(id, _)| id) == Some(m.raft.node_id());
+        let voters = m.raft.members().iter().filter(|(_, _, v)| *v).count();
+        Some((leads, voters))
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft().is_some_and(|(leads, _)| leads)
+    }
+
+    /// The names of the services this node's replica holds (empty off a manager).
+    async fn service_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = (self.api.services().await)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| s.spec.name)
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// Three managers: the first inits, the other two join it with the manager token.
+async fn three_managers(dir: &Path) -> Vec<Member> {
+    swarmd_pki::install_crypto_provider();
+    let first = Member::start(&dir.join("m0"), unique_loopback()).await;
+    first
+        .api
+        .swarm_init(InitRequest {
+            listen_addr: Some(first.cluster_addr()),
+            advertise_addr: Some(first.cluster_addr()),
+            ..Default::default()
+        })
+        .await
+        .expect("swarm init");
+    let token = first
+        .api
+        .swarm_inspect()
+        .await
+        .expect("swarm inspect")
+        .join_tokens
+        .manager;
+    let mut members = vec![first];
+    for i in 1..3 {
+        let m = Member::start(&dir.join(format!("m{i}")), unique_loopback()).await;
+        m.api
+            .swarm_join(JoinRequest {
+                listen_addr: Some(m.cluster_addr()),
+                advertise_addr: Some(m.cluster_addr()),
+                remote_addrs: Some(vec![members[0].cluster_addr()]),
+                join_token: Some(token.clone()),
+                ..Default::default()
+            })
+            .await
+            .expect("swarm join as a manager");
+        members.push(m);
+    }
+    for m in &members {
+        wait_until_async(WAIT, POLL, "every manager sees 3 voters", || async {
+            m.raft().is_some_and(|(_, voters)| voters == 3)
+        })
+        .await;
+    }
+    members
+}
+
+fn service(name: &str) -> ServiceSpec {
+    ServiceSpec {
+        name: Some(name.into()),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some("busybox:latest".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn leader(members: &[Member]) -> usize {
+    members
+        .iter()
+        .position(Member::is_leader)
+        .expect("a leader among the managers")
+}
+
+async fn wait_leader(members: &[Member]) -> usize {
+    wait_until_async(WAIT, POLL, "a leader", || async {
+        members.iter().any(Member::is_leader)
+    })
+    .await;
+    leader(members)
+}
+
+/// Creates service `name` through `m`, retrying while the swarm has no leader; a try
+/// whose answer was lost but that committed is found by name rather than created twice.
+async fn create_service(m: &Member, name: &str) {
+    wait_for_async(WAIT, POLL, &format!("service {name} created"), || async {
+        if m.service_names().await.iter().any(|n| n == name) {
+            return Ok(());
+        }
+        m.api.service_create(service(name)).await.map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_leader_is_replaced_and_nothing_committed_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = three_managers(dir.path()).await;
+    let l = wait_leader(&members).await;
+    create_service(&members[l], "before").await;
+    for m in &members {
+        wait_until_async(WAIT, POLL, "every replica holds the service", || async {
+            m.service_names().await == ["before"]
+        })
+        .await;
+    }
+
+    let old = members.remove(l);
+    let old_id = old.node_id();
+    old.stop().await;
+
+    let new = wait_leader(&members).await;
+    assert_ne!(members[new].node_id(), old_id);
+    // A write through the follower goes to the new leader.
+    let follower = &members[1 - new];
+    create_service(follower, "after").await;
+    for m in &members {
+        wait_until_async(WAIT, POLL, "both services on the survivors", || async {
+            m.service_names().await == ["after", "before"]
+        })
+        .await;
+    }
+    // The new service's task runs on a surviving node (the fake executor).
+    let survivors: Vec<String> = members.iter().map(Member::node_id).collect();
+    let api = &members[new].api;
+    wait_until_async(WAIT, POLL, "the new service's task running", || async {
+        let services = api.services().await.unwrap_or_default();
+        let Some(after) = services
+            .iter()
+            .find(|s| s.spec.name.as_deref() == Some("after"))
+        else {
+            return false;
+        };
+        api.tasks().await.unwrap_or_default().iter().any(|t| {
+            t.service_id == after.id
+                && t.status.state == TaskState::RUNNING
+                && survivors.contains(&t.node_id)
+        })
+    })
+    .await;
+    for m in members {
+        m.stop().await;
+    }
+}
+
+/// Sets node `id`'s desired role through `api`.
+async fn set_role(api: &NodeBackend, id: &str, role: NodeSpecRoleEnum) {
+    let node = api
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.id == id)
+        .expect("the node is listed");
+    let mut spec = node.spec.clone();
+    spec.role = Some(role);
+    api.node_update(id, node.meta.version, spec)
+        .await
+        .expect("node update");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_demoted_manager_runs_as_a_worker_until_promoted_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = three_managers(dir.path()).await;
+    let l = wait_leader(&members).await;
+    let target = &members[(l + 1) % 3];
+    let id = target.node_id();
+
+    set_role(&members[l].api, &id, NodeSpecRoleEnum::WORKER).await;
+    wait_until_async(WAIT, POLL, "the demoted node runs as a worker", || async {
+        target.node.active().is_some_and(|a| a.mgr.is_none())
+    })
+    .await;
+    let status = target.api.swarm_status();
+    assert_eq!(status.local_node_state, LocalNodeState::ACTIVE);
+    assert!(!status.control_available, "a worker serves no control API");
+    assert!(matches!(
+        target.api.nodes().await,
+        Err(BackendError::NotManager)
+    ));
+    wait_until_async(WAIT, POLL, "the leader's raft down to 2 voters", || async {
+        members[l].raft().is_some_and(|(_, voters)| voters == 2)
+    })
+    .await;
+
+    set_role(&members[l].api, &id, NodeSpecRoleEnum::MANAGER).await;
+    wait_until_async(WAIT, POLL, "the promoted node a voter again", || async {
+        target.raft().is_some_and(|(_, voters)| voters == 3)
+    })
+    .await;
+    wait_until_async(WAIT, POLL, "the promoted node serves the API", || async {
+        target.api.nodes().await.is_ok_and(|n| n.len() == 3)
+    })
+    .await;
+    assert!(target.api.swarm_status().control_available);
+    for m in members {
+        m.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_autolocked_manager_restarts_locked_and_serves_once_unlocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut members = three_managers(dir.path()).await;
+    let l = wait_leader(&members).await;
+    let api = &members[l].api;
+    let cluster = api.swarm_inspect().await.unwrap();
+    let mut spec = cluster.spec.clone();
+    spec.encryption_config
+        .get_or_insert_with(Default::default)
+        .auto_lock_managers = Some(true);
+    api.swarm_update(cluster.meta.version, spec, SwarmUpdateFlags::default())
+        .await
+        .expect("swarm update --autolock");
+    let key = api.swarm_unlock_key().await.unwrap();
+    assert!(key.starts_with("SWMKEY-1-"), "{key}");
+
+    // A follower seals its keys as the change replicates to it.
+    let f = (l + 1) % 3;
+    let sealed = members[f].root.join("swarm");
+    wait_until_async(WAIT, POLL, "the follower's keys sealed", || async {
+        swarmd_node::cluster::keys_are_sealed(&sealed)
+    })
+    .await;
+    let (root, addr) = members.remove(f).stop().await;
+    let restarted = Member::start(&root, addr).await;
+    assert!(matches!(restarted.node.phase(), NodePhase::Locked(_)));
+    assert_eq!(
+        restarted.api.swarm_status().local_node_state,
+        LocalNodeState::LOCKED
+    );
+    assert!(
+        restarted.api.nodes().await.is_err(),
+        "locked: nothing served"
+    );
+
+    let wrong = swarmd_crypto::UnlockKey::generate().to_human().to_string();
+    assert!(matches!(
+        restarted.api.swarm_unlock(wrong).await,
+        Err(BackendError::Unauthorized(_))
+    ));
+    assert!(matches!(restarted.node.phase(), NodePhase::Locked(_)));
+
+    restarted.api.swarm_unlock(key).await.expect("unlock");
+    assert!(matches!(restarted.node.phase(), NodePhase::Active(_)));
+    // It serves again, and follows what the swarm commits after its restart.
+    let l = wait_leader(&members).await;
+    create_service(&members[l], "after-unlock").await;
+    wait_until_async(WAIT, POLL, "the unlocked manager replicates", || async {
+        restarted.service_names().await == ["after-unlock"]
+    })
+    .await;
+    assert!(restarted.api.swarm_status().control_available);
+    members.push(restarted);
+    for m in members {
+        m.stop().await;
+    }
+}
