@@ -11,7 +11,6 @@ use swarmd_engine_api::backend::{
     LogLine, LogOptions, LogStream, LogStreamKind, ObjectSpec, RaftView, ServiceUpdateOptions,
     SwarmStatus, SwarmUpdateFlags,
 };
-use swarmd_manager::ControlError;
 use swarmd_manager::control::swarm_options::InitRequestOptions;
 use swarmd_types::dispatcher::DispatcherApi;
 use swarmd_types::models::{ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmSpec};
@@ -30,14 +29,6 @@ const MANAGER_UNREACHABLE_AFTER: Duration = Duration::from_secs(2);
 pub struct NodeBackend {
     pub node: Arc<SwarmNode>,
     pub daemon_id: String,
-}
-
-fn control_err(e: ControlError) -> BackendError {
-    e.into()
-}
-
-fn object_spec(s: ObjectSpec) -> swarmd_manager::control::ObjectSpec {
-    s
 }
 
 impl NodeBackend {
@@ -284,8 +275,7 @@ impl Backend for NodeBackend {
                 flags.rotate_manager_token,
                 flags.rotate_manager_unlock_key,
             )
-            .await
-            .map_err(control_err)?;
+            .await?;
         // This manager's keys follow at once (the CLI prints the key next); the others'
         // reconcilers follow the replicated change.
         let node = self.node.clone();
@@ -338,18 +328,12 @@ impl Backend for NodeBackend {
 
     async fn node_update(&self, id: &str, version: u64, spec: NodeSpec) -> BackendResult<()> {
         let m = self.manager()?;
-        m.control()
-            .update_node(id, version, spec)
-            .await
-            .map_err(control_err)
+        Ok(m.control().update_node(id, version, spec).await?)
     }
 
     async fn node_remove(&self, id: &str, force: bool) -> BackendResult<()> {
         let m = self.manager()?;
-        m.control()
-            .remove_node(id, force)
-            .await
-            .map_err(control_err)
+        Ok(m.control().remove_node(id, force).await?)
     }
 
     async fn services(&self) -> BackendResult<Vec<Service>> {
@@ -359,7 +343,7 @@ impl Backend for NodeBackend {
 
     async fn service_create(&self, spec: ServiceSpec) -> BackendResult<(String, Vec<String>)> {
         let m = self.manager()?;
-        m.control().create_service(spec).await.map_err(control_err)
+        Ok(m.control().create_service(spec).await?)
     }
 
     async fn service_update(
@@ -370,15 +354,14 @@ impl Backend for NodeBackend {
         opts: ServiceUpdateOptions,
     ) -> BackendResult<Vec<String>> {
         let m = self.manager()?;
-        m.control()
+        Ok(m.control()
             .update_service(id, version, spec, opts.rollback)
-            .await
-            .map_err(control_err)
+            .await?)
     }
 
     async fn service_remove(&self, id: &str) -> BackendResult<()> {
         let m = self.manager()?;
-        m.control().remove_service(id).await.map_err(control_err)
+        Ok(m.control().remove_service(id).await?)
     }
 
     async fn secrets(&self) -> BackendResult<Vec<Secret>> {
@@ -388,23 +371,17 @@ impl Backend for NodeBackend {
 
     async fn secret_create(&self, spec: ObjectSpec) -> BackendResult<String> {
         let m = self.manager()?;
-        m.control()
-            .create_secret(object_spec(spec))
-            .await
-            .map_err(control_err)
+        Ok(m.control().create_secret(spec).await?)
     }
 
     async fn secret_update(&self, id: &str, version: u64, spec: ObjectSpec) -> BackendResult<()> {
         let m = self.manager()?;
-        m.control()
-            .update_secret(id, version, object_spec(spec))
-            .await
-            .map_err(control_err)
+        Ok(m.control().update_secret(id, version, spec).await?)
     }
 
     async fn secret_remove(&self, id: &str) -> BackendResult<()> {
         let m = self.manager()?;
-        m.control().remove_secret(id).await.map_err(control_err)
+        Ok(m.control().remove_secret(id).await?)
     }
 
     async fn configs(&self) -> BackendResult<Vec<Config>> {
@@ -414,23 +391,17 @@ impl Backend for NodeBackend {
 
     async fn config_create(&self, spec: ObjectSpec) -> BackendResult<String> {
         let m = self.manager()?;
-        m.control()
-            .create_config(object_spec(spec))
-            .await
-            .map_err(control_err)
+        Ok(m.control().create_config(spec).await?)
     }
 
     async fn config_update(&self, id: &str, version: u64, spec: ObjectSpec) -> BackendResult<()> {
         let m = self.manager()?;
-        m.control()
-            .update_config(id, version, object_spec(spec))
-            .await
-            .map_err(control_err)
+        Ok(m.control().update_config(id, version, spec).await?)
     }
 
     async fn config_remove(&self, id: &str) -> BackendResult<()> {
         let m = self.manager()?;
-        m.control().remove_config(id).await.map_err(control_err)
+        Ok(m.control().remove_config(id).await?)
     }
 
     async fn networks(&self) -> BackendResult<Vec<swarmd_types::Network>> {
@@ -444,15 +415,12 @@ impl Backend for NodeBackend {
         local_subnets: Vec<String>,
     ) -> BackendResult<String> {
         let m = self.manager()?;
-        m.control()
-            .create_network(spec, local_subnets)
-            .await
-            .map_err(control_err)
+        Ok(m.control().create_network(spec, local_subnets).await?)
     }
 
     async fn network_remove(&self, id: &str) -> BackendResult<()> {
         let m = self.manager()?;
-        m.control().remove_network(id).await.map_err(control_err)
+        Ok(m.control().remove_network(id).await?)
     }
 
     async fn tasks(&self) -> BackendResult<Vec<Task>> {

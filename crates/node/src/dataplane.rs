@@ -1,4 +1,4 @@
-//! The node's overlay data plane (DESIGN.md §6), following the discovery table the
+//! The node's overlay data plane (docs/DESIGN.md §6), following the discovery table the
 //! dispatcher sends on every session. For the docker executor's containers:
 //!
 //! - **DNS**: a server on the gateway of each overlay network this node has containers on

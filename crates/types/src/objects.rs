@@ -1,6 +1,6 @@
 //! The objects kept in the replicated store.
 //!
-//! Field ownership (DESIGN §2, principle 3): each field's doc comment names its one writer.
+//! Field ownership (docs/DESIGN.md §2, principle 3): each field's doc comment names its one writer.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Executors: the backends that actually run a node's tasks (DESIGN §5).
+//! Executors: the backends that actually run a node's tasks (docs/DESIGN.md §5).
 //!
 //! An [`Executor`] describes the node and hands out one [`Controller`] per task. The
 //! controller's steps (prepare, start, wait, shutdown, terminate, remove) are driven by the

@@ -1,4 +1,4 @@
-//! Overlay networks on the local Docker Engine (DESIGN.md §6).
+//! Overlay networks on the local Docker Engine (docs/DESIGN.md §6).
 //!
 //! The engine cannot run Docker's own overlay driver outside Docker's swarm mode, so each
 //! overlay network becomes, on each engine, a bridge network with the overlay's subnet and
