@@ -197,6 +197,12 @@ fn final_reads(
             .iter()
             .all(|s| s.as_ref().is_some_and(|s| s.is_superset(acknowledged)));
         if complete || Instant::now() >= deadline {
+            for (n, s) in lab.nodes.iter().filter(|n| n.manager).zip(&sets) {
+                match s {
+                    Some(s) => eprintln!("chaos: {} lists {} of the set", n.name, s.len()),
+                    None => eprintln!("chaos: {} did not answer the final read", n.name),
+                }
+            }
             return Ok(sets.into_iter().map(Option::unwrap_or_default).collect());
         }
         std::thread::sleep(Duration::from_millis(500));

@@ -12,7 +12,9 @@ use swarmd_engine_api::backend::{
     SwarmStatus, SwarmUpdateFlags,
 };
 use swarmd_manager::control::swarm_options::InitRequestOptions;
+use swarmd_store::ProposeError;
 use swarmd_types::dispatcher::DispatcherApi;
+use swarmd_types::error::{Code, NO_LEADER, SwarmError};
 use swarmd_types::models::{ContainerSummary, LocalNodeState, NodeSpec, ServiceSpec, SwarmSpec};
 use swarmd_types::{Cluster, Config, Node, Role, Secret, Service, Task};
 
@@ -31,7 +33,25 @@ pub struct NodeBackend {
     pub daemon_id: String,
 }
 
+/// Why a read could not be made linearizable: no leader to confirm it (or this replica
+/// cannot catch up with it). Docker's words, with gRPC's Unavailable (503), since nothing
+/// was attempted and the same read may succeed once a quorum is back.
+fn read_refusal(e: ProposeError) -> BackendError {
+    match e {
+        ProposeError::Store(e) => SwarmError::internal(e).into(),
+        _ => SwarmError::rpc(Code::Unavailable, NO_LEADER).into(),
+    }
+}
+
 impl NodeBackend {
+    /// The manager side, once its replica holds every write acknowledged before this call
+    /// on any manager (a read-index through the leader): what an API read reads from.
+    async fn manager_for_read(&self) -> BackendResult<Arc<ManagerParts>> {
+        let m = self.manager()?;
+        m.reads.read_index().await.map_err(read_refusal)?;
+        Ok(m)
+    }
+
     fn active(&self) -> BackendResult<Arc<Active>> {
         self.node.active().ok_or(BackendError::NotManager)
     }
@@ -254,7 +274,7 @@ impl Backend for NodeBackend {
     }
 
     async fn swarm_inspect(&self) -> BackendResult<Cluster> {
-        let m = self.manager()?;
+        let m = self.manager_for_read().await?;
         m.store
             .view(|t| t.cluster().cloned())
             .ok_or(BackendError::NotManager)
@@ -297,14 +317,14 @@ impl Backend for NodeBackend {
     /// The swarm's unlock key, or "" without autolock (the CLI then says "no unlock key is
     /// set"), as Docker answers.
     async fn swarm_unlock_key(&self) -> BackendResult<String> {
-        let m = self.manager()?;
+        let m = self.manager_for_read().await?;
         Ok(m.store
             .view(|t| t.cluster().map(|c| c.unlock_key.clone()))
             .unwrap_or_default())
     }
 
     async fn nodes(&self) -> BackendResult<Vec<Node>> {
-        let m = self.manager()?;
+        let m = self.manager_for_read().await?;
         Ok(m.store.view(|t| t.nodes.values().cloned().collect()))
     }
 
@@ -337,7 +357,7 @@ impl Backend for NodeBackend {
     }
 
     async fn services(&self) -> BackendResult<Vec<Service>> {
-        let m = self.manager()?;
+        let m = self.manager_for_read().await?;
         Ok(m.store.view(|t| t.services.values().cloned().collect()))
     }
 
@@ -365,7 +385,7 @@ impl Backend for NodeBackend {
     }
 
     async fn secrets(&self) -> BackendResult<Vec<Secret>> {
-        let m = self.manager()?;
+        let m = self.manager_for_read().await?;
         Ok(m.store.view(|t| t.secrets.values().cloned().collect()))
     }
 
@@ -385,7 +405,7 @@ impl Backend for NodeBackend {
     }
 
     async fn configs(&self) -> BackendResult<Vec<Config>> {
-        let m = self.manager()?;
+        let m = self.manager_for_read().await?;
         Ok(m.store.view(|t| t.configs.values().cloned().collect()))
     }
 
@@ -405,7 +425,7 @@ impl Backend for NodeBackend {
     }
 
     async fn networks(&self) -> BackendResult<Vec<swarmd_types::Network>> {
-        let m = self.manager()?;
+        let m = self.manager_for_read().await?;
         Ok(m.store.view(|t| t.networks.values().cloned().collect()))
     }
 
@@ -424,7 +444,7 @@ impl Backend for NodeBackend {
     }
 
     async fn tasks(&self) -> BackendResult<Vec<Task>> {
-        let m = self.manager()?;
+        let m = self.manager_for_read().await?;
         Ok(m.store.view(|t| t.tasks.values().cloned().collect()))
     }
 

@@ -334,7 +334,10 @@ pub async fn serve_cluster_port(
         .raft(Arc::new(raft.rpc_handler()))
         // Forwarded writes go straight into this node's Raft: a follower answers NotLeader
         // and the caller follows, so a write is never forwarded twice.
-        .proposer(raft)
+        .proposer(raft.clone())
+        // Followers' read-index requests, answered by the leader's Raft (a follower answers
+        // NotLeader), concurrent ones sharing a round.
+        .read_barrier(Arc::new(swarmd_store::Coalesced::new(raft)))
         .ca(Arc::new(CaServiceImpl { store }));
     let server = RpcServer::bind(addr, tls, authorizer, services)
         .await

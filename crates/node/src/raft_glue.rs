@@ -6,11 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use openraft::Instant as _;
 use swarmd_manager::{RaftMember, RaftMembership};
 use swarmd_raft::RaftNode;
 use swarmd_rpc::{ClientOptions, RemoteProposer, RpcChannel};
-use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer};
+use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer, ReadBarrier};
 
 /// A member the leader has not heard from for this long counts as unreachable.
 const REACHABLE_WITHIN: Duration = Duration::from_secs(5);
@@ -71,12 +72,21 @@ impl RaftMembership for Membership {
 
 /// The store's proposer on a manager: local Raft when this node leads, otherwise the
 /// leader's `Control.Propose` over mutual TLS. Every API handler and reconciler is thus
-/// the same on every manager.
+/// the same on every manager. It is the manager's [`ReadBarrier`] too, the same way: the
+/// leader's read-index, asked locally or over `Control.ReadIndex`.
 pub struct LeaderProposer {
     raft: Arc<RaftNode>,
     tls: Arc<rustls::ClientConfig>,
     remotes: Mutex<HashMap<String, RemoteProposer>>,
 }
+
+/// Where [`LeaderProposer::at_leader`] runs a call.
+enum Leader<'a> {
+    Here(&'a RaftNode),
+    There(RemoteProposer),
+}
+
+type Call<'a, T> = BoxFuture<'a, Result<T, ProposeError>>;
 
 impl LeaderProposer {
     pub fn new(raft: Arc<RaftNode>, tls: Arc<rustls::ClientConfig>) -> Self {
@@ -99,43 +109,24 @@ impl LeaderProposer {
         Ok(r)
     }
 
-    async fn forward(&self, mut addr: String, batch: Batch) -> Result<u64, ProposeError> {
-        // One redirect: leadership may have moved while the request was on its way.
-        for _ in 0..2 {
-            match self.remote(&addr)?.propose(batch.clone()).await {
-                Ok(index) => {
-                    wait_applied(self.raft.store(), index, LOCAL_APPLY_WAIT).await;
-                    return Ok(index);
-                }
-                Err(ProposeError::NotLeader {
-                    leader_addr: Some(next),
-                }) if next != addr && !next.is_empty() => addr = next,
-                Err(ProposeError::NotLeader { .. }) => {
-                    return Err(ProposeError::Unavailable(NO_LEADER.into()));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ProposeError::Unavailable(NO_LEADER.into()))
-    }
-}
-
-#[async_trait::async_trait]
-impl Proposer for LeaderProposer {
-    /// Writes through the leader. While there is none (an election is under way, ~1 s)
-    /// it keeps looking for up to [`LEADER_WAIT`], so a write during a failover lands
-    /// instead of failing; without a quorum it fails after that bound, never hangs. Only
-    /// refusals that certainly did not apply the batch are retried.
-    async fn propose(&self, batch: Batch) -> Result<u64, ProposeError> {
+    /// Runs `call` on the leader: this node's Raft when it leads, else the leader's
+    /// Control service (following one redirect: leadership may have moved while the request
+    /// was on its way). While there is no leader (an election is under way, ~1 s) it keeps
+    /// looking for up to [`LEADER_WAIT`]; without a quorum it fails after that bound, never
+    /// hangs. Only refusals that certainly did nothing are retried.
+    async fn at_leader<T>(
+        &self,
+        call: impl Fn(Leader<'_>) -> Call<'_, T>,
+    ) -> Result<T, ProposeError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
             let attempt = match self.raft.leader() {
                 Some((id, addr)) if id != self.raft.node_id() && !addr.is_empty() => {
-                    self.forward(addr, batch.clone()).await
+                    self.forward(addr, &call).await
                 }
                 // This node leads (or believes so): its own Raft decides.
                 Some(_) => {
-                    return match self.raft.propose(batch).await {
+                    return match call(Leader::Here(&self.raft)).await {
                         Err(ProposeError::NotLeader { .. }) => {
                             Err(ProposeError::Unavailable(NO_LEADER.into()))
                         }
@@ -157,23 +148,88 @@ impl Proposer for LeaderProposer {
             }
         }
     }
+
+    async fn forward<T>(
+        &self,
+        mut addr: String,
+        call: &impl Fn(Leader<'_>) -> Call<'_, T>,
+    ) -> Result<T, ProposeError> {
+        for _ in 0..2 {
+            match call(Leader::There(self.remote(&addr)?)).await {
+                Err(ProposeError::NotLeader {
+                    leader_addr: Some(next),
+                }) if next != addr && !next.is_empty() => addr = next,
+                Err(ProposeError::NotLeader { .. }) => {
+                    return Err(ProposeError::Unavailable(NO_LEADER.into()));
+                }
+                r => return r,
+            }
+        }
+        Err(ProposeError::Unavailable(NO_LEADER.into()))
+    }
 }
 
-/// Waits (bounded) until `store` has applied `index`, so a read right after a forwarded
-/// write sees it.
-async fn wait_applied(store: &MemoryStore, index: u64, limit: Duration) {
+#[async_trait::async_trait]
+impl Proposer for LeaderProposer {
+    /// Writes through the leader ([`LeaderProposer::at_leader`]); a forwarded write is
+    /// waited for in the local replica (bounded), so a read right after it sees it.
+    async fn propose(&self, batch: Batch) -> Result<u64, ProposeError> {
+        let index = self
+            .at_leader(|leader| {
+                let batch = batch.clone();
+                Box::pin(async move {
+                    match leader {
+                        Leader::Here(raft) => raft.propose(batch).await,
+                        Leader::There(remote) => remote.propose(batch).await,
+                    }
+                })
+            })
+            .await?;
+        if wait_applied(self.raft.store(), index, LOCAL_APPLY_WAIT)
+            .await
+            .is_err()
+        {
+            tracing::debug!(index, "local replica has not applied a forwarded write yet");
+        }
+        Ok(index)
+    }
+}
+
+#[async_trait::async_trait]
+impl ReadBarrier for LeaderProposer {
+    /// The leader's read-index, then the local replica caught up to it: a read after this
+    /// is linearizable. A replica that cannot catch up in time (cut off from the leader's
+    /// log) fails the read rather than answer stale.
+    async fn read_index(&self) -> Result<u64, ProposeError> {
+        let index = self
+            .at_leader(|leader| {
+                Box::pin(async move {
+                    match leader {
+                        Leader::Here(raft) => raft.ensure_linearizable().await,
+                        Leader::There(remote) => remote.read_index().await,
+                    }
+                })
+            })
+            .await?;
+        wait_applied(self.raft.store(), index, LOCAL_APPLY_WAIT)
+            .await
+            .map_err(|()| ProposeError::Unavailable(NO_LEADER.into()))?;
+        Ok(index)
+    }
+}
+
+/// Waits (bounded by `limit`) until `store` has applied `index`; `Err` if it has not by
+/// then (or the store is gone).
+async fn wait_applied(store: &MemoryStore, index: u64, limit: Duration) -> Result<(), ()> {
     let mut rx = store.watch();
     let deadline = tokio::time::Instant::now() + limit;
     while store.applied_index() < index {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Err(_) => {
-                tracing::debug!(index, "local replica has not applied a forwarded write yet");
-                return;
-            }
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
+            Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return Err(()),
             Ok(_) => {}
         }
     }
+    Ok(())
 }
 
 /// Managers' certificates name `swarm-manager`, whatever address they are dialled at.

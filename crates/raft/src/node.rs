@@ -14,7 +14,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, ForwardToLeader, InitializeError, LinearizableReadError};
 use openraft::{RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
 use swarmd_crypto::DataKey;
-use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer};
+use swarmd_store::{Batch, MemoryStore, ProposeError, Proposer, ReadBarrier};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -835,6 +835,14 @@ impl RaftNode {
 /// `after` cannot commit: refusing up front gives a certain failure instead of a timeout.
 fn quorum_lost(voters: usize, since_quorum_ack: Option<Duration>, after: Duration) -> bool {
     voters > 1 && since_quorum_ack.is_some_and(|d| d > after)
+}
+
+/// On the leader, the read-index round itself; elsewhere `NotLeader`, to forward.
+#[async_trait::async_trait]
+impl ReadBarrier for RaftNode {
+    async fn read_index(&self) -> Result<u64, ProposeError> {
+        self.ensure_linearizable().await
+    }
 }
 
 #[async_trait::async_trait]

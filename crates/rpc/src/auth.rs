@@ -35,11 +35,12 @@ pub enum RpcKind {
     /// The root CA certificate; public by design (joiners pin it by the token's digest).
     CaGetRootCa,
     ControlPropose,
+    ControlReadIndex,
 }
 
 impl RpcKind {
     /// Every RPC, for lookups by path.
-    pub const ALL: [RpcKind; 13] = [
+    pub const ALL: [RpcKind; 14] = [
         RpcKind::DispatcherSession,
         RpcKind::DispatcherHeartbeat,
         RpcKind::DispatcherAssignments,
@@ -53,6 +54,7 @@ impl RpcKind {
         RpcKind::CaIssueNodeCertificate,
         RpcKind::CaGetRootCa,
         RpcKind::ControlPropose,
+        RpcKind::ControlReadIndex,
     ];
 
     /// The RPC a request path (`/swarmd.v1.Raft/Vote`) names; `None` for anything else.
@@ -77,6 +79,7 @@ impl RpcKind {
             RpcKind::CaIssueNodeCertificate => "/swarmd.v1.Ca/IssueNodeCertificate",
             RpcKind::CaGetRootCa => "/swarmd.v1.Ca/GetRootCa",
             RpcKind::ControlPropose => "/swarmd.v1.Control/Propose",
+            RpcKind::ControlReadIndex => "/swarmd.v1.Control/ReadIndex",
         }
     }
 
@@ -95,7 +98,8 @@ impl RpcKind {
             | RpcKind::RaftAppendEntries
             | RpcKind::RaftVote
             | RpcKind::RaftInstallSnapshot
-            | RpcKind::ControlPropose => Requirement::Manager,
+            | RpcKind::ControlPropose
+            | RpcKind::ControlReadIndex => Requirement::Manager,
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use swarmd_store::{Batch, ProposeError, Proposer};
+use swarmd_store::{Batch, ProposeError, Proposer, ReadBarrier};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Authorizer, RpcKind};
@@ -17,16 +17,22 @@ use crate::pb;
 use crate::pb::control_client::ControlClient;
 use crate::server::{authorize, decode_json};
 
-/// Serves a [`Proposer`] as `Control.Propose`.
+/// Serves a [`Proposer`] as `Control.Propose` and a [`ReadBarrier`] as `Control.ReadIndex`.
 pub struct ProposeServer {
     proposer: Arc<dyn Proposer>,
+    read_barrier: Option<Arc<dyn ReadBarrier>>,
     authorizer: Arc<dyn Authorizer>,
 }
 
 impl ProposeServer {
-    pub fn new(proposer: Arc<dyn Proposer>, authorizer: Arc<dyn Authorizer>) -> Self {
+    pub fn new(
+        proposer: Arc<dyn Proposer>,
+        read_barrier: Option<Arc<dyn ReadBarrier>>,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Self {
         ProposeServer {
             proposer,
+            read_barrier,
             authorizer,
         }
     }
@@ -46,6 +52,18 @@ impl pb::control_server::Control for ProposeServer {
             .await
             .map_err(|e| propose_status(&e))?;
         Ok(Response::new(pb::ProposeResponse { index }))
+    }
+
+    async fn read_index(
+        &self,
+        req: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        authorize(&*self.authorizer, RpcKind::ControlReadIndex, &req)?;
+        let Some(barrier) = &self.read_barrier else {
+            return Err(Status::unimplemented("no read barrier on this manager"));
+        };
+        let index = barrier.read_index().await.map_err(|e| propose_status(&e))?;
+        Ok(Response::new(pb::ReadIndexResponse { index }))
     }
 }
 
@@ -85,6 +103,22 @@ impl Proposer for RemoteProposer {
             .request(pb::ProposeRequest { json: json.into() });
         let resp = client
             .propose(req)
+            .await
+            .map_err(|s| propose_error_from_status(&s))?;
+        Ok(resp.get_ref().index)
+    }
+}
+
+/// The leader's `Control.ReadIndex`: the index a linearizable read must see applied.
+/// Errors as [`RemoteProposer::propose`]'s (a lost connection is harmless here: a read
+/// changes nothing).
+#[async_trait::async_trait]
+impl ReadBarrier for RemoteProposer {
+    async fn read_index(&self) -> Result<u64, ProposeError> {
+        let mut client = ControlClient::new(self.channel.channel.clone());
+        let req = self.channel.request(pb::ReadIndexRequest {});
+        let resp = client
+            .read_index(req)
             .await
             .map_err(|s| propose_error_from_status(&s))?;
         Ok(resp.get_ref().index)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
-use swarmd_store::Proposer;
+use swarmd_store::{Proposer, ReadBarrier};
 use swarmd_types::dispatcher::DispatcherApi;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +62,8 @@ pub struct Services {
     pub ca: Option<Arc<dyn CaService>>,
     /// Served as `Control.Propose`: on the leader, the Raft proposer.
     pub proposer: Option<Arc<dyn Proposer>>,
+    /// Served as `Control.ReadIndex` (with `proposer`): on the leader, its read barrier.
+    pub read_barrier: Option<Arc<dyn ReadBarrier>>,
 }
 
 impl Services {
@@ -82,6 +84,10 @@ impl Services {
     }
     pub fn proposer(mut self, proposer: Arc<dyn Proposer>) -> Self {
         self.proposer = Some(proposer);
+        self
+    }
+    pub fn read_barrier(mut self, barrier: Arc<dyn ReadBarrier>) -> Self {
+        self.read_barrier = Some(barrier);
         self
     }
 }
@@ -241,7 +247,11 @@ fn routes(
         );
     }
     if let Some(proposer) = &services.proposer {
-        let svc = ProposeServer::new(proposer.clone(), authorizer.clone());
+        let svc = ProposeServer::new(
+            proposer.clone(),
+            services.read_barrier.clone(),
+            authorizer.clone(),
+        );
         routes.add_service(
             pb::control_server::ControlServer::new(svc)
                 .max_decoding_message_size(max)

@@ -253,7 +253,8 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
         "the worker's task kept running: {now_on_worker:?} vs {worker_task:?}"
     );
 
-    // Quorum lost (2 of 3 down): writes fail fast with Docker's message, reads answer.
+    // Quorum lost (2 of 3 down): writes fail fast with Docker's message; so do reads (a
+    // 503 rather than what may be stale: no leader can confirm the replica is current).
     let other = followers[1];
     n[other].kill9();
     let refused = wait_write_refused(&n[survivor], &svc, 5);
@@ -261,11 +262,19 @@ fn three_managers_replicate_fail_over_and_refuse_writes_without_quorum() {
         refused < Duration::from_secs(20),
         "a write without quorum must fail, not hang ({refused:?})"
     );
-    let s = services(&n[survivor]);
+    let t0 = Instant::now();
+    let read = n[survivor].docker(&["service", "ls"]);
     assert!(
-        s.contains(&svc) && s.contains(&svc2),
-        "reads still answer: {s:?}"
+        !read.success() && read.stderr.contains("The swarm does not have a leader"),
+        "a read without quorum is refused: {read:?}"
     );
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "and does not hang ({:?})",
+        t0.elapsed()
+    );
+    let raw = n[survivor].http("GET", "/services", None).unwrap();
+    assert_eq!(raw.status, 503, "{}", raw.text());
 
     // Both come back: quorum again, writes work, everything is there.
     n[li].restart().unwrap();

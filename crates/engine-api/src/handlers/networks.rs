@@ -198,8 +198,13 @@ pub async fn list(
         }
         out = serde_json::from_slice(&body).unwrap_or_default();
     }
+    // As the daemon: the swarm's networks when the manager can answer (not while the
+    // swarm has no leader), the engine's always.
     if is_manager(&st) {
-        let nets = st.backend.networks().await?;
+        let nets = st.backend.networks().await.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "network list without the swarm's networks");
+            Vec::new()
+        });
         for n in filter_networks(&nets, &f) {
             out.push(wire::to_wire(&moby::NETWORK, &network_to_docker(n)));
         }
@@ -240,7 +245,8 @@ async fn locate(
     version: &RequestVersion,
 ) -> ApiResult<Result<Network, Response>> {
     let nets = if is_manager(st) && scope != "local" {
-        st.backend.networks().await?
+        // As the daemon: without a leader, only the engine's networks are found.
+        st.backend.networks().await.unwrap_or_default()
     } else {
         Vec::new()
     };

@@ -215,7 +215,9 @@ impl SwarmNode {
         if !matches!(start, RaftStart::Existing) {
             raft.initialize_single().await?;
         }
-        let store = Store::new(mem, Arc::new(LeaderProposer::new(raft.clone(), tls)));
+        let proposer = Arc::new(LeaderProposer::new(raft.clone(), tls));
+        let reads = swarmd_store::Coalesced::new(proposer.clone());
+        let store = Store::new(mem, proposer);
         if let RaftStart::ForceNew(tables) = start {
             let restored = store.propose(restore_batch(&tables, state)).await;
             if let Err(e) = restored {
@@ -261,6 +263,7 @@ impl SwarmNode {
             raft,
             store,
             manager,
+            reads,
             rpc_cancel,
             rpc_task: std::sync::Mutex::new(Some(rpc_task)),
         };

@@ -64,6 +64,8 @@ pub struct ManagerParts {
     pub raft: Arc<RaftNode>,
     pub store: Store,
     pub manager: Manager,
+    /// Passed before every API read, so none is stale (`swarmd_store::ReadBarrier`).
+    pub reads: Arc<swarmd_store::Coalesced>,
     rpc_cancel: CancellationToken,
     rpc_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
