@@ -151,6 +151,17 @@ async fn run() -> anyhow::Result<()> {
         args.node_addr,
         args.data_root.display()
     );
+    if matches!(args.executor, cli::ExecutorKind::Auto)
+        && matches!(node.exec, swarmd_node::ExecChoice::Process)
+    {
+        // Said at start, not left to be discovered: a user who meant containers (the quick
+        // start with no engine installed yet) learns why tasks run as host processes.
+        println!(
+            "no Docker Engine answered on {}: tasks run as host processes; start an engine and \
+             restart swarmd for containers, or pass --executor docker to require one",
+            args.engine_host
+        );
+    }
     if args.init && node.active().is_none() {
         use swarmd_engine_api::backend::Backend;
         let id = backend
