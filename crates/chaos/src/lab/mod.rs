@@ -91,7 +91,10 @@ impl Lab {
 
     fn spawn(&self, bin: &Path, i: usize, manager: bool) -> anyhow::Result<Node> {
         let name = format!("n{i}");
-        let disk = self.dir.join(&name);
+        // The node's swarm state (Raft log, snapshots, task db, keys) is on the small
+        // tmpfs; its log stays on the real disk, readable after a "disk full".
+        let root = self.dir.join(&name);
+        let disk = root.join("swarm");
         std::fs::create_dir_all(&disk)?;
         run(Command::new("mount")
             .args([
@@ -109,7 +112,7 @@ impl Lab {
             .netns(self.net.ns(i))
             .node_addr(self.net.addr(i))
             .hostname(&name)
-            .data_root(disk.join("root"))
+            .data_root(&root)
             .log_level("info")
             .env("LD_PRELOAD", LIBFAKETIME)
             .env("FAKETIME_TIMESTAMP_FILE", &clock_file)
