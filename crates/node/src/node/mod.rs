@@ -10,7 +10,6 @@
 
 mod assembly;
 mod lifecycle;
-mod recovery;
 mod renewal;
 mod role;
 
