@@ -36,24 +36,6 @@ pub enum BackendError {
     /// status, the error renders Docker's text.
     #[error(transparent)]
     Swarm(#[from] SwarmError),
-    // The variants below carry a message and a fixed status for the node's own failures
-    // (join, leave, unlock, logs); they are `SwarmError`s in all but name and go once the
-    // node's backend builds those instead.
-    /// 409, e.g. "swarm is not locked".
-    #[error("{0}")]
-    Conflict(String),
-    /// 400 with the given message (Docker's wording where Docker has one).
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// 503: no leader / no quorum / shutting down; the message says which.
-    #[error("{0}")]
-    Unavailable(String),
-    /// 401, e.g. "swarm could not be unlocked: invalid key provided".
-    #[error("{0}")]
-    Unauthorized(String),
-    /// 500.
-    #[error("{0}")]
-    Internal(String),
 }
 
 pub type BackendResult<T> = Result<T, BackendError>;

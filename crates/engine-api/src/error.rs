@@ -98,11 +98,6 @@ impl From<BackendError> for ApiError {
                 StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 e.to_string(),
             ),
-            BackendError::Conflict(m) => ApiError::conflict(m),
-            BackendError::InvalidArgument(m) => ApiError::bad_request(m),
-            BackendError::Unavailable(m) => ApiError::unavailable(m),
-            BackendError::Unauthorized(m) => ApiError::new(StatusCode::UNAUTHORIZED, m),
-            BackendError::Internal(m) => ApiError::internal(m),
         }
     }
 }
@@ -141,8 +136,21 @@ mod tests {
                 .starts_with("This node is not a swarm manager. Use")
         );
 
-        let e: ApiError = BackendError::Conflict("swarm is not locked".into()).into();
+        // The daemon's own refusals read plain, with their class's status.
+        let e: ApiError = BackendError::from(SwarmError::conflict("swarm is not locked")).into();
         assert_eq!(e.status, StatusCode::CONFLICT);
+        assert_eq!(e.message, "swarm is not locked");
+        let e: ApiError = BackendError::from(SwarmError::unauthorized(
+            "swarm could not be unlocked: invalid key provided",
+        ))
+        .into();
+        assert_eq!(e.status, StatusCode::UNAUTHORIZED);
+        let e: ApiError =
+            BackendError::from(SwarmError::invalid_parameter("invalid key string")).into();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (StatusCode::BAD_REQUEST, "invalid key string")
+        );
 
         // A refusal with a code answers with the code's status and Docker's rendering.
         let e: ApiError = BackendError::from(SwarmError::failed_precondition(

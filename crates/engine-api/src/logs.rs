@@ -303,8 +303,8 @@ mod tests {
         let lines: Vec<crate::backend::BackendResult<LogLine>> = vec![
             Ok(line(LogStreamKind::Stdout, "out\n")),
             Ok(line(LogStreamKind::Stderr, "err\n")),
-            Err(crate::backend::BackendError::Unavailable(
-                "node gone".into(),
+            Err(crate::backend::BackendError::from(
+                swarmd_types::error::SwarmError::unavailable("node gone"),
             )),
         ];
         let opts = LogOptions {

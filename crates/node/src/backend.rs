@@ -184,8 +184,8 @@ impl Backend for NodeBackend {
         let init_err = |e| match e {
             InitError::AlreadyInSwarm => BackendError::AlreadyInSwarm,
             InitError::NotInSwarm => BackendError::NotInSwarm,
-            InitError::Invalid(m) => BackendError::InvalidArgument(m),
-            InitError::Other(m) => BackendError::Internal(m),
+            InitError::Invalid(m) => BackendError::from(SwarmError::invalid_parameter(m)),
+            InitError::Other(m) => BackendError::from(SwarmError::internal(m)),
         };
         if req.force_new_cluster == Some(true) && self.node.active().is_some() {
             return self.node.force_new_cluster().await.map_err(init_err);
@@ -218,9 +218,9 @@ impl Backend for NodeBackend {
             .and_then(|r| r.first().cloned())
             .filter(|r| !r.is_empty())
         else {
-            return Err(BackendError::InvalidArgument(
-                "at least 1 RemoteAddr is required to join".into(),
-            ));
+            return Err(BackendError::from(SwarmError::invalid_parameter(
+                "at least 1 RemoteAddr is required to join",
+            )));
         };
         let remote = if remote.contains(':') {
             remote
@@ -246,30 +246,30 @@ impl Backend for NodeBackend {
             .map_err(|e| match e {
                 JoinFailure::AlreadyInSwarm => BackendError::AlreadyInSwarm,
                 JoinFailure::Join(crate::cluster::JoinError::BadToken) => {
-                    BackendError::InvalidArgument("invalid join token".into())
+                    BackendError::from(SwarmError::invalid_parameter("invalid join token"))
                 }
                 // Docker keeps trying in the background; swarmd gives up at once and says
                 // so, leaving the node out of any swarm.
                 JoinFailure::Join(crate::cluster::JoinError::Unreachable(m)) => {
-                    BackendError::Unavailable(format!(
+                    BackendError::from(SwarmError::unavailable(format!(
                         "could not reach the manager at {remote}; this node did not join: {m}"
-                    ))
+                    )))
                 }
                 JoinFailure::Join(crate::cluster::JoinError::Refused(m)) => {
-                    BackendError::InvalidArgument(m)
+                    BackendError::from(SwarmError::invalid_parameter(m))
                 }
-                JoinFailure::StillJoining(m) => BackendError::Unavailable(format!(
+                JoinFailure::StillJoining(m) => BackendError::from(SwarmError::unavailable(format!(
                     "Timeout was reached before node joined. The attempt to join the swarm will continue in the background. Use the \"docker info\" command to see the current swarm status of your node. ({m})"
-                )),
-                JoinFailure::Invalid(m) => BackendError::InvalidArgument(m),
-                JoinFailure::Other(m) => BackendError::Internal(m),
+                ))),
+                JoinFailure::Invalid(m) => BackendError::from(SwarmError::invalid_parameter(m)),
+                JoinFailure::Other(m) => BackendError::from(SwarmError::internal(m)),
             })
     }
 
     async fn swarm_leave(&self, force: bool) -> BackendResult<()> {
         self.node.leave(force).await.map_err(|e| match e {
             LeaveError::NotInSwarm => BackendError::NotInSwarm,
-            LeaveError::Manager(m) => BackendError::Unavailable(m),
+            LeaveError::Manager(m) => BackendError::from(SwarmError::unavailable(m)),
         })
     }
 
@@ -301,16 +301,16 @@ impl Backend for NodeBackend {
         let node = self.node.clone();
         tokio::task::spawn_blocking(move || node.reconcile_seal())
             .await
-            .map_err(|e| BackendError::Internal(e.to_string()))?;
+            .map_err(|e| BackendError::from(SwarmError::internal(e.to_string())))?;
         Ok(())
     }
 
     async fn swarm_unlock(&self, key: String) -> BackendResult<()> {
         self.node.unlock(&key).await.map_err(|e| match e {
-            UnlockError::NotLocked => BackendError::Conflict(e.to_string()),
-            UnlockError::Invalid(m) => BackendError::InvalidArgument(m),
-            UnlockError::WrongKey => BackendError::Unauthorized(e.to_string()),
-            UnlockError::Other(m) => BackendError::Internal(m),
+            UnlockError::NotLocked => BackendError::from(SwarmError::conflict(e.to_string())),
+            UnlockError::Invalid(m) => BackendError::from(SwarmError::invalid_parameter(m)),
+            UnlockError::WrongKey => BackendError::from(SwarmError::unauthorized(e.to_string())),
+            UnlockError::Other(m) => BackendError::from(SwarmError::internal(m)),
         })
     }
 
@@ -501,7 +501,9 @@ impl Backend for NodeBackend {
                                     data: e.line,
                                 }))
                             }
-                            Err(e) => Some(Err(BackendError::Internal(e.to_string()))),
+                            Err(e) => {
+                                Some(Err(BackendError::from(SwarmError::internal(e.to_string()))))
+                            }
                         };
                         futures::future::ready(line)
                     })
@@ -541,7 +543,7 @@ impl Backend for NodeBackend {
                     },
                 )
                 .await
-                .map_err(|e| BackendError::Unavailable(e.to_string()))?
+                .map_err(|e| BackendError::from(SwarmError::unavailable(e.to_string())))?
                 .filter_map(move |r| {
                     let line = match r {
                         Ok(l) => {
@@ -566,7 +568,9 @@ impl Backend for NodeBackend {
                                 })
                             })
                         }
-                        Err(e) => Some(Err(BackendError::Unavailable(e.to_string()))),
+                        Err(e) => Some(Err(BackendError::from(SwarmError::unavailable(
+                            e.to_string(),
+                        )))),
                     };
                     futures::future::ready(line)
                 })
@@ -603,7 +607,7 @@ impl Backend for NodeBackend {
             Some(e) => e
                 .containers()
                 .await
-                .map_err(|e| BackendError::Internal(e.to_string())),
+                .map_err(|e| BackendError::from(SwarmError::internal(e.to_string()))),
             None => Ok(vec![]),
         }
     }

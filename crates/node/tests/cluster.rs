@@ -332,7 +332,7 @@ async fn an_autolocked_manager_restarts_locked_and_serves_once_unlocked() {
     let wrong = swarmd_crypto::UnlockKey::generate().to_human().to_string();
     assert!(matches!(
         restarted.api.swarm_unlock(wrong).await,
-        Err(BackendError::Unauthorized(_))
+        Err(BackendError::Swarm(e)) if e.code() == swarmd_types::error::Code::Unauthenticated
     ));
     assert!(matches!(restarted.node.phase(), NodePhase::Locked(_)));
 

@@ -160,6 +160,10 @@ impl SwarmError {
         conflict => daemon(AlreadyExists);
         /// The daemon's "not available" errors (503).
         unavailable => daemon(Unavailable);
+        /// The daemon's invalid parameters (400), e.g. a malformed unlock key.
+        invalid_parameter => daemon(InvalidArgument);
+        /// The daemon's "unauthorized" (401), e.g. a wrong unlock key.
+        unauthorized => daemon(Unauthenticated);
         /// A fault of the node's own (500).
         internal => daemon(Internal);
         /// The daemon's "not implemented" (501): the node cannot do this at all.

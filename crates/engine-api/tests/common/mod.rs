@@ -243,7 +243,9 @@ impl Backend for FakeBackend {
     }
 
     async fn swarm_join(&self, _req: swarmd_engine_api::JoinRequest) -> BackendResult<()> {
-        Err(BackendError::Unavailable("join is not faked".into()))
+        Err(BackendError::from(SwarmError::unavailable(
+            "join is not faked",
+        )))
     }
 
     async fn swarm_leave(&self, force: bool) -> BackendResult<()> {
@@ -252,9 +254,9 @@ impl Backend for FakeBackend {
                 return Err(BackendError::NotInSwarm);
             }
             if !force {
-                return Err(BackendError::Unavailable(
-                    "You are attempting to leave the swarm on a node that is participating as a manager. Use `--force` to ignore this message.".into(),
-                ));
+                return Err(BackendError::from(SwarmError::unavailable(
+                    "You are attempting to leave the swarm on a node that is participating as a manager. Use `--force` to ignore this message.",
+                )));
             }
             *st = State {
                 engine: st.engine.take(),
@@ -380,7 +382,9 @@ impl Backend for FakeBackend {
             }
             let new_spec = if opts.rollback {
                 svc.previous_spec.clone().ok_or_else(|| {
-                    BackendError::InvalidArgument("service does not have a previous spec".into())
+                    BackendError::from(SwarmError::invalid_parameter(
+                        "service does not have a previous spec",
+                    ))
                 })?
             } else {
                 spec
