@@ -96,7 +96,8 @@ impl Lab {
         let root = self.dir.join(&name);
         let disk = root.join("swarm");
         std::fs::create_dir_all(&disk)?;
-        run(Command::new("mount")
+        let mut mount = Command::new("mount");
+        mount
             .args([
                 "-t",
                 "tmpfs",
@@ -104,7 +105,8 @@ impl Lab {
                 &format!("size={DISK_BYTES},mode=0700"),
                 "tmpfs",
             ])
-            .arg(&disk))?;
+            .arg(&disk);
+        run(mount)?;
         let clock_file = self.dir.join(format!("{name}.clock"));
         std::fs::write(&clock_file, "+0s\n")?;
         let daemon = Daemon::builder(bin)

@@ -13,24 +13,30 @@
 
 use std::net::Ipv4Addr;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-/// Runs `cmd`, failing with its stderr.
-pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+/// How long one setup command (`ip`, `nft`, `mount`) may take.
+const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `cmd` (testkit's runner: bounded, output captured), failing with its stderr.
+pub fn run(cmd: Command) -> anyhow::Result<String> {
+    run_with_stdin(cmd, None)
+}
+
+fn run_with_stdin(cmd: Command, stdin: Option<&[u8]>) -> anyhow::Result<String> {
+    let out = swarmd_testkit::run_with(cmd, stdin, CMD_TIMEOUT);
+    if !out.success() {
+        bail!("{} failed: {}", out.command(), out.stderr.trim());
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(out.stdout)
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<String> {
-    run(Command::new("ip").args(args))
+    let mut cmd = Command::new("ip");
+    cmd.args(args);
+    run(cmd)
 }
 
 /// The namespaces and links of one lab; removed on drop.
@@ -131,27 +137,11 @@ impl Net {
 }
 
 fn nft(ns: &str, script: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("running nft")?;
-    child
-        .stdin
-        .take()
-        .context("nft's stdin")?
-        .write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "nft in {ns} failed: {}\n{script}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, "nft", "-f", "-"]);
+    run_with_stdin(cmd, Some(script.as_bytes()))
+        .map(drop)
+        .with_context(|| format!("nft in {ns}:\n{script}"))
 }
 
 /// A /24 in 10.79.0.0/16 no address of the host is in.
