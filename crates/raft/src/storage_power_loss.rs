@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
 use openraft::vote::RaftLeaderId;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
 use redb::StorageBackend;
 use swarmd_crypto::DataKey;
 use swarmd_store::Batch;
@@ -30,21 +32,6 @@ use crate::types::{Entry, LogId, Request, Vote};
 
 /// The unit a disk persists whole.
 const SECTOR: usize = 512;
-
-/// A deterministic pseudo-random sequence (xorshift64*), so a failing seed can be rerun.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// A write the device took but has not synced.
 enum Unsynced {
@@ -89,18 +76,18 @@ impl Device {
 
     /// What a restart finds: the synced bytes plus a random subset of the unsynced
     /// sectors and resizes, applied in the order they were issued.
-    fn after_power_loss(&self, rng: &mut Rng) -> Vec<u8> {
+    fn after_power_loss(&self, rng: &mut StdRng) -> Vec<u8> {
         let mut image = self.synced.clone();
         for u in &self.unsynced {
             match u {
                 Unsynced::SetLen(len) => {
-                    if rng.below(2) == 0 {
+                    if rng.random_bool(0.5) {
                         image.resize(*len as usize, 0);
                     }
                 }
                 Unsynced::Write(offset, data) => {
                     for (i, sector) in data.chunks(SECTOR).enumerate() {
-                        if rng.below(2) == 0 {
+                        if rng.random_bool(0.5) {
                             continue;
                         }
                         let at = *offset as usize + i * SECTOR;
@@ -211,15 +198,15 @@ struct Acked {
 
 /// Runs a seeded workload of appends, votes, commits, truncations and purges until it ends
 /// or the device loses power. Returns what was acknowledged.
-async fn workload(store: &mut LogStore, rng: &mut Rng) -> Acked {
+async fn workload(store: &mut LogStore, rng: &mut StdRng) -> Acked {
     let mut acked = Acked::default();
     let mut next = 1u64;
     let mut term = 1u64;
     for _ in 0..60 {
-        let res = match rng.below(12) {
+        let res = match rng.random_range(0..12) {
             0 => {
                 term += 1;
-                let vote = Vote::new(term, 1 + rng.below(3));
+                let vote = Vote::new(term, 1 + rng.random_range(0..3));
                 acked.maybe_vote = Some(vote);
                 let r = store.save_vote(&vote).await;
                 if r.is_ok() {
@@ -229,7 +216,7 @@ async fn workload(store: &mut LogStore, rng: &mut Rng) -> Acked {
             }
             1 if next > 3 => {
                 // Truncate the last one or two entries (a new leader overwrites them).
-                let keep = next - 1 - rng.below(2).min(next - 2);
+                let keep = next - 1 - rng.random_range(0..2).min(next - 2);
                 acked.maybe_removed = Some(keep + 1..=next);
                 let r = store.truncate_after(Some(log_id(term, keep))).await;
                 if r.is_ok() {
@@ -239,7 +226,7 @@ async fn workload(store: &mut LogStore, rng: &mut Rng) -> Acked {
                 r
             }
             2 if next > 10 => {
-                let upto = acked.purged.unwrap_or(0) + 1 + rng.below(4);
+                let upto = acked.purged.unwrap_or(0) + 1 + rng.random_range(0..4);
                 let upto = upto.min(next - 2);
                 acked.maybe_removed = Some(0..=upto);
                 let r = store.purge(acked.entries[&upto]).await;
@@ -251,9 +238,9 @@ async fn workload(store: &mut LogStore, rng: &mut Rng) -> Acked {
             }
             3 if next > 1 => store.save_committed(Some(log_id(term, next - 1))).await,
             _ => {
-                let n = 1 + rng.below(3);
+                let n = 1 + rng.random_range(0..3);
                 let entries: Vec<Entry> = (next..next + n)
-                    .map(|i| entry(term, i, 10 + rng.below(6000) as usize))
+                    .map(|i| entry(term, i, 10 + rng.random_range(0..6000) as usize))
                     .collect();
                 let r = store.append(entries, IOFlushed::noop()).await;
                 if r.is_ok() {
@@ -277,7 +264,7 @@ async fn workload(store: &mut LogStore, rng: &mut Rng) -> Acked {
 /// One run: a fresh device losing power at `crash_at`, then a restart from what it kept.
 async fn crash_and_restart(seed: u64, crash_at: u64) -> Result<u64, String> {
     let disk = Disk(Arc::new(Mutex::new(Device::new(Vec::new(), crash_at))));
-    let mut rng = Rng(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let acked = match Db::open_on(disk.clone(), key()) {
         Ok(db) => {
             let db = Arc::new(db);
