@@ -37,10 +37,10 @@ struct Cli {
     #[arg(long, default_value_t = 20)]
     faults: usize,
     /// How long each fault holds (varied ±50 %).
-    #[arg(long, value_parser = humantime, default_value = "5s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     hold: Duration,
     /// How long the cluster gets after each heal.
-    #[arg(long, value_parser = humantime, default_value = "5s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     quiet: Duration,
     /// Concurrent clients.
     #[arg(long, default_value_t = 6)]
@@ -49,19 +49,9 @@ struct Cli {
     seed: u64,
 }
 
-fn humantime(s: &str) -> Result<Duration, String> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n.parse().map_err(|_| format!("not a duration: {s}"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("not a duration: {s}")),
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    anyhow::ensure!(cli.managers >= 1, "--managers must be at least 1");
     let started = Instant::now();
     let mut lab = Lab::start(&cli.swarmd, cli.managers, cli.workers).context("starting the lab")?;
     eprintln!(
