@@ -70,12 +70,8 @@ impl DnsServer {
         });
         let mut local = Vec::new();
         for &addr in addrs {
-            let udp = bind_udp(addr).map_err(|source| DnsError::Bind { addr, source })?;
-            // Port 0 picks a port for UDP; TCP then takes the same one.
-            let bound = udp
-                .local_addr()
-                .map_err(|source| DnsError::Bind { addr, source })?;
-            let tcp = bind_tcp(bound).map_err(|source| DnsError::Bind { addr, source })?;
+            let (udp, tcp, bound) =
+                bind_pair(addr).map_err(|source| DnsError::Bind { addr, source })?;
             local.push(bound);
             tokio::spawn(serve_udp(udp, resolver.clone(), cancel.clone()));
             tokio::spawn(serve_tcp(tcp, resolver.clone(), cancel.clone()));
@@ -102,6 +98,21 @@ fn reuse_socket(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2:
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
     Ok(s)
+}
+
+/// UDP and TCP on one port. Port 0 lets UDP pick one and TCP take the same; when another
+/// socket already holds that port for TCP, a few other picks are tried.
+fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener, SocketAddr)> {
+    let mut tries = if addr.port() == 0 { 8 } else { 1 };
+    loop {
+        let udp = bind_udp(addr)?;
+        let bound = udp.local_addr()?;
+        match bind_tcp(bound) {
+            Ok(tcp) => return Ok((udp, tcp, bound)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries > 1 => tries -= 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
