@@ -151,6 +151,12 @@ impl RaftConfig {
             // openraft's default of 300 entries per AppendEntries would make one RPC hundreds
             // of MB, decoded by the follower in one go while its heartbeats wait.
             max_payload_entries: MAX_PAYLOAD_ENTRIES,
+            // A restarted leader wins an election like anyone else. Restored as leader of
+            // its old term, a leader whose last append never reached its disk (a full
+            // disk, a crash before the fsync) while its followers committed it would serve
+            // reads without that entry and could write a different one under the same log
+            // id (found by scripts/chaos; `tests/in_process.rs` replays it).
+            enable_leader_restore: Some(false),
             ..Default::default()
         }
         .validate()

@@ -424,8 +424,55 @@ async fn healthy_leader_keeps_its_leadership_watch_over_slow_links() {
     c.shutdown().await;
 }
 
-/// A leader that restarts after the others moved on to a higher term comes back believing
-/// it still leads its old term (openraft restores its own committed vote). Until a quorum
+/// A leader whose disk lost its last entry (an append that failed on a full disk, or never
+/// reached the disk before a crash) while its followers committed it, restarted before they
+/// noticed it was gone. Restored as leader of its old term (openraft's default), it served
+/// reads without that entry and wrote a different one under the same log id, which its
+/// followers took for the one they had: `scripts/chaos --seed 11` saw a stale read. It must
+/// win an election instead, which its shorter log cannot.
+#[tokio::test(start_paused = true)]
+async fn a_restarted_leader_missing_a_committed_entry_does_not_lead_again() {
+    init_tracing();
+    let mut c = Cluster::new(3).await;
+    let mut acked = vec![("a".to_string(), c.write("a").await)];
+    let old = c.wait_leader().await;
+    c.stop(old).await;
+    let before = c.copy_disk(old);
+    c.start(old).await;
+    let leader = c.wait_leader().await;
+    if leader != old {
+        c.node(leader)
+            .raft()
+            .trigger()
+            .transfer_leader(old)
+            .await
+            .unwrap();
+    }
+    c.wait_until("the old leader leads again", || c.node(old).is_leader())
+        .await;
+    let term = c.node(old).metrics().current_term;
+    let b = c.propose(old, create("b")).await.unwrap();
+    acked.push(("b".into(), b));
+    // Both followers hold "b", as when the leader's own append failed and they alone
+    // committed it; then the leader's disk turns out not to have it.
+    for id in c.ids().into_iter().filter(|id| *id != old) {
+        c.wait_applied(id, b).await;
+    }
+    c.stop(old).await;
+    c.set_disk(old, before);
+    c.start(old).await;
+
+    let leader = c.wait_leader().await;
+    assert_ne!(leader, old, "a leader without a committed entry leads");
+    assert!(c.node(leader).metrics().current_term > term);
+    acked.push(("c".into(), c.write("c").await));
+    c.assert_all_present(&acked).await;
+    c.assert_one_leader_per_term();
+    c.shutdown().await;
+}
+
+/// A leader that restarts after the others moved on to a higher term comes back with its
+/// old term's committed vote on disk (openraft demotes it in memory only). Until a quorum
 /// acknowledges it, it must not claim leadership: its leadership watch never turns true, so
 /// leader-only components do not start on a deposed manager.
 #[tokio::test(start_paused = true)]

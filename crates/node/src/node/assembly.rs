@@ -142,6 +142,13 @@ impl SwarmNode {
             state.role,
             agent_cancel.clone(),
         ));
+        if let Some(m) = &mgr {
+            agent_tracker.spawn(super::recovery::watch_raft(
+                self.me.clone(),
+                m.raft.clone(),
+                agent_cancel.clone(),
+            ));
+        }
         // The routing mesh follows the ingress table the sessions bring (every node, tasks
         // or not); it keeps forwarding to the last known tasks while no session is open.
         // nftables forwards the ports whose tasks the kernel can reach (unless

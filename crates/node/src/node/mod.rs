@@ -10,6 +10,7 @@
 
 mod assembly;
 mod lifecycle;
+mod recovery;
 mod renewal;
 mod role;
 

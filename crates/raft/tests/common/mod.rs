@@ -260,6 +260,33 @@ impl Cluster {
         self.start(id).await;
     }
 
+    /// A copy of node `id`'s directory as it is now (stop the node first for a
+    /// consistent one); [`Cluster::set_disk`] puts it back.
+    pub fn copy_disk(&self, id: NodeId) -> tempfile::TempDir {
+        fn copy(from: &std::path::Path, to: &std::path::Path) {
+            for e in std::fs::read_dir(from).unwrap() {
+                let e = e.unwrap();
+                let dest = to.join(e.file_name());
+                if e.file_type().unwrap().is_dir() {
+                    std::fs::create_dir(&dest).unwrap();
+                    copy(&e.path(), &dest);
+                } else {
+                    std::fs::copy(e.path(), dest).unwrap();
+                }
+            }
+        }
+        let to = tempfile::tempdir().unwrap();
+        copy(self.slots[&id].dir.path(), to.path());
+        to
+    }
+
+    /// Gives the stopped node `id` the directory `disk` (e.g. an older [`Cluster::copy_disk`]:
+    /// a disk that lost its latest writes).
+    pub fn set_disk(&mut self, id: NodeId, disk: tempfile::TempDir) {
+        assert!(!self.is_running(id), "node {id} still runs");
+        self.slots.get_mut(&id).unwrap().dir = disk;
+    }
+
     /// Stops node `id` and gives it a new, empty directory (a wiped disk).
     pub async fn wipe(&mut self, id: NodeId) {
         if self.is_running(id) {

@@ -1,0 +1,138 @@
+//! Faults the fault harness (`scripts/chaos`) found, each replayed as a test: three
+//! managers in their own network namespaces, each on a tmpfs data root of its own (the
+//! harness's lab, crates/chaos).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use swarmd_chaos::lab::Lab;
+use swarmd_testkit::{unix_http, wait_for, wait_until};
+
+const T: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(200);
+const CALL: Duration = Duration::from_secs(30);
+
+fn call(lab: &Lab, i: usize, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let body = body.map(|b| b.to_string());
+    match unix_http(
+        &lab.nodes[i].socket(),
+        method,
+        path,
+        body.as_deref().map(str::as_bytes),
+        CALL,
+    ) {
+        Ok(r) => (
+            r.status,
+            serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+        ),
+        Err(e) => (0, json!(e.to_string())),
+    }
+}
+
+/// A full disk made openraft's core stop on the write error, and nothing restarted it:
+/// once space was back the manager still neither replicated nor answered reads.
+#[test]
+#[ignore = "needs root, network namespaces, nftables and faketime: scripts/test runs it"]
+fn a_follower_whose_disk_filled_up_catches_up_once_space_is_back() {
+    disk_fills_up_and_frees(false);
+}
+
+/// The same on the leader: its own append fails, the others elect a leader among
+/// themselves and go on; back, it must not lead its old term from a log without the
+/// entries they committed (`scripts/chaos --seed 11` saw a stale read on it), and it reads
+/// the last write.
+#[test]
+#[ignore = "needs root, network namespaces, nftables and faketime: scripts/test runs it"]
+fn a_leader_whose_disk_filled_up_catches_up_once_space_is_back() {
+    disk_fills_up_and_frees(true);
+}
+
+fn disk_fills_up_and_frees(on_leader: bool) {
+    swarmd_testkit::require("root", swarmd_testkit::is_root());
+    let lab = Lab::start(env!("CARGO_BIN_EXE_swarmd").as_ref(), 3, 0).unwrap();
+    let leader = swarmd_chaos::nemesis::leader(&lab).unwrap();
+    let full = if on_leader {
+        leader
+    } else {
+        (0..3).find(|i| *i != leader).unwrap()
+    };
+    // Writes go through a manager whose disk stays free.
+    let writer = (0..3).find(|i| *i != full).unwrap();
+    let (status, created) = call(
+        &lab,
+        writer,
+        "POST",
+        "/configs/create",
+        Some(json!({ "Name": "reg", "Labels": { "v": "0" }, "Data": "AA==" })),
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = created["ID"].as_str().unwrap().to_string();
+
+    lab.fill_disk(full).unwrap();
+    // Writes go on (two managers are a quorum) until the full one's Raft gives up, and
+    // after (a leader's loss costs an election).
+    let mut last = 0;
+    let mut after_stop = 0;
+    wait_until(
+        T,
+        POLL,
+        "the full manager's raft stops and the others take writes",
+        || {
+            let (_, v) = call(&lab, writer, "GET", "/configs/reg", None);
+            let version = v["Version"]["Index"].as_u64().unwrap_or(0);
+            let next = last + 1;
+            let (status, _) = call(
+                &lab,
+                writer,
+                "POST",
+                &format!("/configs/{id}/update?version={version}"),
+                Some(json!({ "Name": "reg", "Labels": { "v": next.to_string() } })),
+            );
+            let stopped = lab.nodes[full]
+                .daemon
+                .log()
+                .contains("raft stopped on a storage error");
+            if status == 200 {
+                last = next;
+                if stopped {
+                    after_stop += 1;
+                }
+            }
+            after_stop >= 3
+        },
+    );
+
+    lab.free_disk(full).unwrap();
+    let want = last.to_string();
+    wait_for(
+        T,
+        POLL,
+        "the manager catches up and reads the last write",
+        || match call(&lab, full, "GET", "/configs/reg", None) {
+            (200, v) if v["Spec"]["Labels"]["v"].as_str() == Some(want.as_str()) => Ok(()),
+            (s, v) => Err(format!("{s} {v}")),
+        },
+    );
+    assert!(
+        lab.nodes[full]
+            .daemon
+            .log()
+            .contains("manager restarted after its raft stopped")
+    );
+    // And it takes part again: a write through it is read everywhere.
+    let (_, v) = call(&lab, full, "GET", "/configs/reg", None);
+    let version = v["Version"]["Index"].as_u64().unwrap();
+    let (status, body) = call(
+        &lab,
+        full,
+        "POST",
+        &format!("/configs/{id}/update?version={version}"),
+        Some(json!({ "Name": "reg", "Labels": { "v": "final" } })),
+    );
+    assert_eq!(status, 200, "{body}");
+    for i in 0..3 {
+        let (status, v) = call(&lab, i, "GET", "/configs/reg", None);
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["Spec"]["Labels"]["v"], "final", "manager {i}");
+    }
+}
