@@ -24,9 +24,10 @@ readonly DOCKERD_LOG=${SWARMD_CI_DOCKERD_LOG:-/tmp/swarmd-ci-dockerd.log}
 readonly ENGINE_WAIT=${SWARMD_CI_ENGINE_WAIT:-60}
 # iproute2, util-linux (nsenter, unshare) and mount: the second "machine" of e2e_machines.
 # docker-compose (1.29.2) and python3-docker (docker-py): real clients of `swarmd manage`
-# in e2e_classic_compose. faketime (libfaketime): clock jumps of one swarmd in scripts/chaos.
+# in e2e_classic_compose. faketime (libfaketime): clock jumps of one swarmd in scripts/chaos;
+# e2fsprogs: the ext4 on each chaos node's loop-device disk.
 readonly PACKAGES=(docker.io busybox-static iproute2 curl procps nftables util-linux mount
-	docker-compose python3-docker faketime)
+	docker-compose python3-docker faketime e2fsprogs)
 readonly IMAGE=busybox:latest
 readonly IMAGE_ALIASES=(alpine:latest alpine:3.10)
 # dockerd flag sets to try, in order. The defaults (overlay2, iptables-managed port publishing)

@@ -33,9 +33,15 @@ struct Cli {
     managers: usize,
     #[arg(long, default_value_t = 0)]
     workers: usize,
-    /// How many faults, one after another.
-    #[arg(long, default_value_t = 20)]
+    /// How many faults, one after another, of every kind (weighted at random).
+    #[arg(long, default_value_t = 20, conflicts_with = "counts")]
     faults: usize,
+    /// A fixed campaign instead: exactly this many faults of each kind, in a seeded random
+    /// order, e.g. `kill-leader=100,partition=50,pause-leader=50,clock=20`. Kinds:
+    /// kill-leader, kill, pause-leader, pause, isolate-leader, partition, bridge, one-way,
+    /// clock, clocks, disk-full, slow-disk, slow-disk-leader, mixed.
+    #[arg(long, value_parser = Counts::parse)]
+    counts: Option<Counts>,
     /// How long each fault holds (varied ±50 %).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     hold: Duration,
@@ -49,9 +55,23 @@ struct Cli {
     seed: u64,
 }
 
+/// `--counts`, one value (clap would take a bare `Vec` for a repeated flag).
+#[derive(Debug, Clone)]
+struct Counts(Vec<(String, usize)>);
+
+impl Counts {
+    fn parse(s: &str) -> Result<Counts, String> {
+        nemesis::parse_counts(s).map(Counts)
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     anyhow::ensure!(cli.managers >= 1, "--managers must be at least 1");
+    let steps = match &cli.counts {
+        Some(Counts(counts)) => nemesis::campaign(cli.seed, counts, cli.hold, cli.quiet)?,
+        None => nemesis::plan(cli.seed, cli.faults, cli.hold, cli.quiet),
+    };
     let started = Instant::now();
     let mut lab = Lab::start(&cli.swarmd, cli.managers, cli.workers).context("starting the lab")?;
     eprintln!(
@@ -85,7 +105,7 @@ fn main() -> anyhow::Result<()> {
 
     let mut rng = StdRng::seed_from_u64(cli.seed);
     let mut injected = Vec::new();
-    for step in nemesis::plan(cli.seed, cli.faults, cli.hold, cli.quiet) {
+    for step in steps {
         let t0 = clients.now();
         let (nodes, undo) = match nemesis::inject(&mut lab, &step.fault, &mut rng) {
             Ok(x) => x,

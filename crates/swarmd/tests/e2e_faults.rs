@@ -70,14 +70,27 @@ fn disk_fills_up_and_frees(on_leader: bool) {
 
     lab.fill_disk(full).unwrap();
     // Writes go on (two managers are a quorum) until the full one's Raft gives up, and
-    // after (a leader's loss costs an election).
+    // after (a leader's loss costs an election). Big configs make its database grow: it
+    // fills its free pages first, as a real one would.
+    // 300 KiB of zeros, base64.
+    let big = "A".repeat(4 * (100 << 10));
     let mut last = 0;
     let mut after_stop = 0;
+    let mut bigs = 0;
+    let mut stopped = false;
     wait_until(
         T,
         POLL,
         "the full manager's raft stops and the others take writes",
         || {
+            bigs += 1;
+            call(
+                &lab,
+                writer,
+                "POST",
+                "/configs/create",
+                Some(json!({ "Name": format!("big-{bigs}"), "Data": big })),
+            );
             let (_, v) = call(&lab, writer, "GET", "/configs/reg", None);
             let version = v["Version"]["Index"].as_u64().unwrap_or(0);
             let next = last + 1;
@@ -88,10 +101,10 @@ fn disk_fills_up_and_frees(on_leader: bool) {
                 &format!("/configs/{id}/update?version={version}"),
                 Some(json!({ "Name": "reg", "Labels": { "v": next.to_string() } })),
             );
-            let stopped = lab.nodes[full]
-                .daemon
-                .log()
-                .contains("raft stopped on a storage error");
+            // Its Raft stopped: it cannot pass the read barrier any more.
+            if !stopped {
+                stopped = call(&lab, full, "GET", "/configs/reg", None).0 != 200;
+            }
             if status == 200 {
                 last = next;
                 if stopped {

@@ -1,11 +1,12 @@
-//! The lab: N swarmd managers (plus workers), each in its own network namespace, on a data
-//! root of its own tmpfs, with its wall clock under the harness's control (libfaketime).
-//! Dropping it kills the daemons and removes namespaces and mounts.
+//! The lab: N swarmd managers (plus workers), each in its own network namespace, its swarm
+//! state on a small disk of its own (`disk.rs`: fills up, slows down), its wall clock under
+//! the harness's control (libfaketime). Dropping it kills the daemons and removes
+//! namespaces, mounts and loop devices.
 
+mod disk;
 mod net;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -14,12 +15,11 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use swarmd_testkit::{Daemon, Executor};
 
+use disk::{Backing, Disk};
 pub use net::{Net, run};
 
 /// libfaketime from Debian's `faketime` package (scripts/ci-setup.sh installs it).
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-/// Each node's data root is a tmpfs this big, so "disk full" is a file away.
-const DISK_BYTES: u64 = 256 << 20;
 /// How long an API call of the harness's own (setup, not the workload) may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -29,7 +29,8 @@ pub struct Node {
     pub daemon: Daemon,
     /// The file libfaketime reads this node's clock offset from (`+0s`, `-30s`, ...).
     clock_file: PathBuf,
-    disk: PathBuf,
+    /// Dropped after the daemon (field order): unmounted once nothing uses it.
+    disk: Disk,
     pub manager: bool,
     /// Whether the harness paused it (SIGSTOP) and has not resumed it yet.
     pub paused: bool,
@@ -46,6 +47,8 @@ pub struct Lab {
     pub nodes: Vec<Node>,
     pub net: Net,
     dir: PathBuf,
+    /// The disks' backing files; unmounted after every node's disk (field order).
+    backing: Backing,
 }
 
 fn api(socket: &Path, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
@@ -76,10 +79,12 @@ impl Lab {
         std::fs::create_dir_all(&dir)?;
         let total = managers + workers;
         let net = Net::create(&id, total)?;
+        let backing = Backing::mount(&dir.join("disks"), total)?;
         let mut lab = Lab {
             nodes: Vec::new(),
             net,
             dir,
+            backing,
         };
         for i in 1..=total {
             let node = lab.spawn(bin, i, i <= managers)?;
@@ -91,22 +96,10 @@ impl Lab {
 
     fn spawn(&self, bin: &Path, i: usize, manager: bool) -> anyhow::Result<Node> {
         let name = format!("n{i}");
-        // The node's swarm state (Raft log, snapshots, task db, keys) is on the small
-        // tmpfs; its log stays on the real disk, readable after a "disk full".
+        // The node's swarm state (Raft log, snapshots, task db, keys) is on its small
+        // disk; its log stays on the real disk, readable after a "disk full".
         let root = self.dir.join(&name);
-        let disk = root.join("swarm");
-        std::fs::create_dir_all(&disk)?;
-        let mut mount = Command::new("mount");
-        mount
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={DISK_BYTES},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(&disk);
-        run(mount)?;
+        let disk = Disk::create(&self.backing, &name, &root.join("swarm"))?;
         let clock_file = self.dir.join(format!("{name}.clock"));
         std::fs::write(&clock_file, "+0s\n")?;
         let daemon = Daemon::builder(bin)
@@ -221,26 +214,18 @@ impl Lab {
         Ok(())
     }
 
-    /// Fills node `i`'s disk (its tmpfs) to the last byte.
+    /// Fills node `i`'s disk to the last byte.
     pub fn fill_disk(&self, i: usize) -> anyhow::Result<()> {
-        use std::io::Write as _;
-        let mut f = std::fs::File::create(self.nodes[i].disk.join("ballast"))?;
-        let block = vec![0u8; 1 << 20];
-        loop {
-            if let Err(e) = f.write_all(&block) {
-                if e.raw_os_error() == Some(libc::ENOSPC) {
-                    return Ok(());
-                }
-                return Err(e.into());
-            }
-        }
+        self.nodes[i].disk.fill()
     }
 
     pub fn free_disk(&self, i: usize) -> anyhow::Result<()> {
-        match std::fs::remove_file(self.nodes[i].disk.join("ballast")) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
+        self.nodes[i].disk.free()
+    }
+
+    /// Slows node `i`'s disk to `iops` reads and writes per second (0: full speed again).
+    pub fn slow_disk(&self, i: usize, iops: u64) -> anyhow::Result<()> {
+        self.nodes[i].disk.throttle(iops)
     }
 
     /// The lab's directory (daemons' data roots and logs, history files).
@@ -254,21 +239,14 @@ impl Drop for Lab {
         for i in 0..self.nodes.len() {
             self.resume(i);
         }
-        // The daemons go first (Daemon's drop kills them), then their disks.
-        let disks: Vec<PathBuf> = self
-            .nodes
-            .drain(..)
-            .map(|n| {
-                // Keep the log past the tmpfs, for a failing run's reader.
-                let _ = std::fs::copy(
-                    n.daemon.log_path(),
-                    self.dir.join(format!("{}.log", n.name)),
-                );
-                n.disk.clone()
-            })
-            .collect();
-        for d in disks {
-            let _ = Command::new("umount").arg("-l").arg(&d).status();
+        // Each node drops its daemon (killed) before its disk (unmounted, loop device
+        // detached); the backing tmpfs goes last, with the lab's fields.
+        for n in self.nodes.drain(..) {
+            // Keep the log past the lab, for a failing run's reader.
+            let _ = std::fs::copy(
+                n.daemon.log_path(),
+                self.dir.join(format!("{}.log", n.name)),
+            );
         }
     }
 }
