@@ -55,6 +55,50 @@ struct Cli {
     seed: u64,
 }
 
+/// Ctrl-C or SIGTERM ends the campaign early and cleanly: the current fault is healed and
+/// the lab dropped (daemons, mounts, namespaces), which a default signal death would skip.
+mod interrupt {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+    static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_signal(_: nix::libc::c_int) {
+        // An atomic store is async-signal-safe.
+        REQUESTED.store(true, Ordering::Relaxed);
+    }
+
+    pub fn install() {
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+            // SAFETY: the handler only stores to an atomic.
+            let _ = unsafe { sigaction(sig, &action) };
+        }
+    }
+
+    pub fn requested() -> bool {
+        REQUESTED.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps `d`, or less when interrupted.
+    pub fn sleep(d: Duration) {
+        let end = Instant::now() + d;
+        while !requested() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+    }
+}
+
 /// `--counts`, one value (clap would take a bare `Vec` for a repeated flag).
 #[derive(Debug, Clone)]
 struct Counts(Vec<(String, usize)>);
@@ -73,6 +117,7 @@ fn main() -> anyhow::Result<()> {
         None => nemesis::plan(cli.seed, cli.faults, cli.hold, cli.quiet),
     };
     let started = Instant::now();
+    interrupt::install();
     let mut lab = Lab::start(&cli.swarmd, cli.managers, cli.workers).context("starting the lab")?;
     eprintln!(
         "chaos: lab up in {:.1} s ({})",
@@ -123,7 +168,7 @@ fn main() -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
         );
         // The fault's duration: the harness holds it, nothing waits on a condition here.
-        std::thread::sleep(step.hold);
+        interrupt::sleep(step.hold);
         nemesis::heal(&mut lab, undo).with_context(|| format!("healing {:?}", step.fault))?;
         injected.push(Injected {
             fault: step.fault,
@@ -131,7 +176,11 @@ fn main() -> anyhow::Result<()> {
             started: t0,
             healed: clients.now(),
         });
-        std::thread::sleep(step.quiet);
+        interrupt::sleep(step.quiet);
+        if interrupt::requested() {
+            eprintln!("chaos: interrupted; healing, checking what was recorded, cleaning up");
+            break;
+        }
     }
     clients.stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -161,6 +210,10 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!("{}", report.line());
+    if interrupt::requested() {
+        drop(lab);
+        std::process::exit(130);
+    }
     let dir = lab.dir().to_path_buf();
     drop(lab);
     if report.passed() {

@@ -17,9 +17,9 @@ use super::net::run;
 /// Size of each node's file system: "disk full" is a file away.
 pub const DISK_BYTES: u64 = 256 << 20;
 /// Where cgroup v1 keeps the root group's block throttle (Debian's hybrid hierarchy).
-const THROTTLE_DIR: &str = "/sys/fs/cgroup/blkio";
+pub(super) const THROTTLE_DIR: &str = "/sys/fs/cgroup/blkio";
 /// The throttle knobs a slow disk sets (and a heal clears).
-const THROTTLE_KNOBS: [&str; 2] = [
+pub(super) const THROTTLE_KNOBS: [&str; 2] = [
     "blkio.throttle.write_iops_device",
     "blkio.throttle.read_iops_device",
 ];

@@ -5,6 +5,7 @@
 
 mod disk;
 mod net;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub struct Lab {
     dir: PathBuf,
     /// The disks' backing files; unmounted after every node's disk (field order).
     backing: Backing,
+    /// Last: its file goes once everything above is clean.
+    _owner: sweep::Owner,
 }
 
 fn api(socket: &Path, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
@@ -74,9 +77,11 @@ impl Lab {
         if !Path::new(LIBFAKETIME).exists() {
             bail!("{LIBFAKETIME} is missing: install Debian's faketime (scripts/ci-setup.sh)");
         }
+        sweep::sweep_orphans();
         let id = format!("{:x}", std::process::id() % 0xfffff);
-        let dir = PathBuf::from(format!("/tmp/swarmd-chaos-{id}"));
+        let dir = Path::new(sweep::PARENT).join(format!("swarmd-chaos-{id}"));
         std::fs::create_dir_all(&dir)?;
+        let owner = sweep::Owner::claim(&dir)?;
         let total = managers + workers;
         let net = Net::create(&id, total)?;
         let backing = Backing::mount(&dir.join("disks"), total)?;
@@ -85,6 +90,7 @@ impl Lab {
             net,
             dir,
             backing,
+            _owner: owner,
         };
         for i in 1..=total {
             let node = lab.spawn(bin, i, i <= managers)?;
