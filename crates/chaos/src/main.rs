@@ -160,7 +160,8 @@ fn main() -> anyhow::Result<()> {
             }
         };
         eprintln!(
-            "chaos: {} on {:?}",
+            "chaos: {:>7.1} s {} on {:?}",
+            started.elapsed().as_secs_f64(),
             step.fault.kind(),
             nodes
                 .iter()
@@ -169,7 +170,12 @@ fn main() -> anyhow::Result<()> {
         );
         // The fault's duration: the harness holds it, nothing waits on a condition here.
         interrupt::sleep(step.hold);
+        let healing = Instant::now();
         nemesis::heal(&mut lab, undo).with_context(|| format!("healing {:?}", step.fault))?;
+        let heal_secs = healing.elapsed().as_secs_f64();
+        if heal_secs > 1.0 {
+            eprintln!("chaos: healing took {heal_secs:.1} s");
+        }
         injected.push(Injected {
             fault: step.fault,
             nodes,
