@@ -22,6 +22,8 @@ pub struct Report {
     pub violations: BTreeMap<RegisterId, Verdict>,
     /// The task invariants (nothing checked when the run had no workers).
     pub tasks: TaskReport,
+    /// Scales and forced updates of the task services that were acknowledged.
+    pub task_changes: u64,
     pub faults: Vec<Injected>,
 }
 
@@ -67,6 +69,7 @@ impl Report {
             set,
             violations,
             tasks: check_tasks(&history.tasks.observations, &history.tasks.orders),
+            task_changes: history.tasks.changes,
             faults,
         }
     }
@@ -86,9 +89,10 @@ impl Report {
     pub fn tasks_summary(&self) -> String {
         let t = &self.tasks;
         let mut out = format!(
-            "chaos: tasks: {} nodes and {} tasks listings, {} tasks; checked {} running slots, \
-             {} state changes, {} assignments; violations: {} too many running, {} backwards, \
-             {} on a down node\n",
+            "chaos: tasks: {} scales and updates; {} nodes and {} tasks listings, {} tasks; \
+             checked {} running slots, {} state changes, {} assignments; violations: {} too \
+             many running, {} backwards, {} on a down node\n",
+            self.task_changes,
             t.nodes_listings,
             t.task_listings,
             t.tasks,

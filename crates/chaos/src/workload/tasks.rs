@@ -47,8 +47,10 @@ fn order_of(k: usize) -> Order {
     }
 }
 
-/// The spec of task service `k`: long sleeps on workers only (the nemesis kills and pauses
-/// managers; the tasks' nodes lose their manager, not their processes).
+/// The spec of task service `k`, on workers only (the nemesis kills and pauses managers;
+/// the tasks' nodes lose their manager, not their processes). A task takes about 2 s to
+/// stop on SIGTERM, as a service with a graceful shutdown does: long enough for the
+/// observer to see two tasks of a slot run at once if the update order is not kept.
 fn service_spec(k: usize) -> Value {
     let order = match order_of(k) {
         Order::StopFirst => "stop-first",
@@ -60,8 +62,8 @@ fn service_spec(k: usize) -> Value {
         "TaskTemplate": {
             "ContainerSpec": {
                 "Image": "busybox",
-                "Args": ["sleep", "300"],
-                "StopGracePeriod": 2_000_000_000u64,
+                "Args": ["sh", "-c", "trap 'sleep 2; exit 0' TERM; while :; do sleep 1; done"],
+                "StopGracePeriod": 10_000_000_000u64,
             },
             "Placement": { "Constraints": ["node.role==worker"] },
             "ForceUpdate": 0,
