@@ -35,6 +35,11 @@ const UNKNOWN_SETTLES: Duration = Duration::from_secs(60);
 /// load on two cores.
 const OBSERVER_PAUSE: Duration = Duration::from_millis(100);
 
+/// A task's process: stops 2 s after SIGTERM, and ends by itself after 5 minutes (the
+/// restart policy replaces it) so that none outlives a lab whose teardown missed it.
+const TASK_SCRIPT: &str =
+    "trap 'sleep 2; exit 0' TERM; i=0; while [ $i -lt 300 ]; do sleep 1; i=$((i+1)); done";
+
 fn service_name(k: usize) -> String {
     format!("chaos-task-{k}")
 }
@@ -62,7 +67,7 @@ fn service_spec(k: usize) -> Value {
         "TaskTemplate": {
             "ContainerSpec": {
                 "Image": "busybox",
-                "Args": ["sh", "-c", "trap 'sleep 2; exit 0' TERM; while :; do sleep 1; done"],
+                "Args": ["sh", "-c", TASK_SCRIPT],
                 "StopGracePeriod": 10_000_000_000u64,
             },
             "Placement": { "Constraints": ["node.role==worker"] },
