@@ -131,7 +131,7 @@ fn main() -> anyhow::Result<()> {
     for (k, v) in &report.violations {
         eprintln!("chaos: register {k} is not linearizable: {v:?}");
     }
-    eprint!("{}", report.tasks_summary());
+    eprint!("{}", report.checked_summary());
     if !report.set.lost.is_empty() {
         eprintln!("chaos: lost acknowledged creates: {:?}", report.set.lost);
     }

@@ -10,7 +10,7 @@ use crate::check::tasks::{TaskReport, TaskViolation, check_tasks};
 use crate::check::{Verdict, check_linearizable};
 use crate::nemesis::Injected;
 use crate::workload::History;
-use crate::workload::registers::RegisterId;
+use crate::workload::registers::{Kind, RegisterId};
 
 /// What a run found.
 pub struct Report {
@@ -24,6 +24,8 @@ pub struct Report {
     pub tasks: TaskReport,
     /// Scales and forced updates of the task services that were acknowledged.
     pub task_changes: u64,
+    /// Register operations recorded, per kind of object.
+    pub register_ops: BTreeMap<Kind, usize>,
     pub faults: Vec<Injected>,
 }
 
@@ -70,6 +72,10 @@ impl Report {
             violations,
             tasks: check_tasks(&history.tasks.observations, &history.tasks.orders),
             task_changes: history.tasks.changes,
+            register_ops: history.registers.iter().fold(BTreeMap::new(), |mut m, r| {
+                *m.entry(r.register.kind).or_default() += 1;
+                m
+            }),
             faults,
         }
     }
@@ -85,10 +91,15 @@ impl Report {
             && self.tasks.violations.is_empty()
     }
 
-    /// What the task checker looked at, then each task violation, a line each.
-    pub fn tasks_summary(&self) -> String {
+    /// What the checkers looked at (register operations per kind, the task listings), then
+    /// each task violation, a line each.
+    pub fn checked_summary(&self) -> String {
         let t = &self.tasks;
         let mut out = format!(
+            "chaos: register operations per kind: {:?}\n",
+            self.register_ops
+        );
+        out += &format!(
             "chaos: tasks: {} scales and updates; {} nodes and {} tasks listings, {} tasks; \
              checked {} running slots, {} state changes, {} assignments; violations: {} too \
              many running, {} backwards, {} on a down node\n",
