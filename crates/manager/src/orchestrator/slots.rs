@@ -336,13 +336,20 @@ fn rolling_update(
 const OLD_TASK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Whether READY task `t` is a stop-first update's replacement rather than a delayed
-/// restart: the slot's task made just before it is of an older spec.
+/// restart: the slot's task made just before it is of an older spec and did not end on its
+/// own (one that did is restarted, after the restart delay).
 fn replaces_an_update(service: &Service, t: &Task, slot_tasks: &[&Task]) -> bool {
     slot_tasks
         .iter()
         .filter(|o| (&o.meta.created_at, &o.id) < (&t.meta.created_at, &t.id))
         .max_by(|a, b| (&a.meta.created_at, &a.id).cmp(&(&b.meta.created_at, &b.id)))
-        .is_some_and(|prev| update::is_dirty(service, prev))
+        .is_some_and(|prev| {
+            update::is_dirty(service, prev)
+                && !matches!(
+                    prev.status.state,
+                    TaskState::COMPLETE | TaskState::FAILED | TaskState::REJECTED
+                )
+        })
 }
 
 /// While a task of the slot that is being stopped may still run (observed up to RUNNING,
@@ -716,6 +723,15 @@ mod tests {
         new.meta.created_at = "2026-01-01T00:00:00Z".into();
         let p = reconcile_service(&svc, &[&old, &new], &nodes(), now());
         assert_eq!(updates(&p), start);
+
+        // An old task that failed by itself 2 s ago is restarted: the delay (5 s) applies.
+        let mut failed = old.clone();
+        failed.status.state = TaskState::FAILED;
+        failed.status.timestamp = "2026-01-01T00:00:58Z".into();
+        new.meta.created_at = "2026-01-01T00:00:58Z".into();
+        let p = reconcile_service(&svc, &[&failed, &new], &nodes(), now());
+        assert!(updates(&p).is_empty(), "{p:?}");
+        assert_eq!(p.wake_after, Some(Duration::from_secs(3)));
     }
 
     #[test]
