@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use swarmd_chaos::lab::Lab;
 use swarmd_chaos::nemesis::{self, Injected};
 use swarmd_chaos::report::Report;
-use swarmd_chaos::workload::{self, Clients, REGISTERS};
+use swarmd_chaos::workload::{self, Clients};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -124,22 +124,15 @@ fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         lab.dir().display()
     );
-    for k in 0..REGISTERS {
-        lab.call(
-            "POST",
-            "/configs/create",
-            Some(workload::register_create(k)),
-        )?;
-    }
-
     let clients = Clients::new();
+    workload::setup(&lab, cli.workers > 0, &clients.history)?;
     let sockets: Vec<PathBuf> = lab
         .nodes
         .iter()
         .filter(|n| n.manager)
         .map(|n| n.socket())
         .collect();
-    let threads: Vec<_> = (0..cli.clients)
+    let mut threads: Vec<_> = (0..cli.clients)
         .map(|c| {
             let clients = Arc::clone(&clients);
             let sockets = sockets.clone();
@@ -147,6 +140,13 @@ fn main() -> anyhow::Result<()> {
             std::thread::spawn(move || clients.run(seed, sockets))
         })
         .collect();
+    if cli.workers > 0 {
+        threads.extend(workload::tasks::start(
+            &clients,
+            cli.seed * 1000 + 999,
+            sockets.clone(),
+        ));
+    }
 
     let mut rng = StdRng::seed_from_u64(cli.seed);
     let mut injected = Vec::new();
@@ -206,6 +206,7 @@ fn main() -> anyhow::Result<()> {
     for (k, v) in &report.violations {
         eprintln!("chaos: register {k} is not linearizable: {v:?}");
     }
+    eprint!("{}", report.checked_summary());
     if !report.set.lost.is_empty() {
         eprintln!("chaos: lost acknowledged creates: {:?}", report.set.lost);
     }

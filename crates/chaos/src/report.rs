@@ -1,14 +1,16 @@
-//! The verdict of a run: the checkers over the history, unavailability per fault kind, and
-//! the one summary line CI greps.
+//! The verdict of a run: the checkers over the history (registers, the set, the task
+//! invariants), unavailability per fault kind, and the one summary line CI greps.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::check::register::Register;
 use crate::check::set::{SetReport, check_set};
+use crate::check::tasks::{TaskReport, TaskViolation, check_tasks};
 use crate::check::{Verdict, check_linearizable};
 use crate::nemesis::Injected;
 use crate::workload::History;
+use crate::workload::registers::{Kind, RegisterId};
 
 /// What a run found.
 pub struct Report {
@@ -16,8 +18,14 @@ pub struct Report {
     pub acknowledged: usize,
     pub unknown: usize,
     pub set: SetReport,
-    /// Registers (by key) whose history is not linearizable, with the checker's verdict.
-    pub violations: BTreeMap<u64, Verdict>,
+    /// Registers whose history is not linearizable, with the checker's verdict.
+    pub violations: BTreeMap<RegisterId, Verdict>,
+    /// The task invariants (nothing checked when the run had no workers).
+    pub tasks: TaskReport,
+    /// Scales and forced updates of the task services that were acknowledged.
+    pub task_changes: u64,
+    /// Register operations recorded, per kind of object.
+    pub register_ops: BTreeMap<Kind, usize>,
     pub faults: Vec<Injected>,
 }
 
@@ -28,9 +36,9 @@ impl Report {
         final_sets: &[BTreeSet<String>],
         faults: Vec<Injected>,
     ) -> Report {
-        let mut by_key: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+        let mut by_key: BTreeMap<RegisterId, Vec<_>> = BTreeMap::new();
         for r in &history.registers {
-            by_key.entry(r.key).or_default().push(r.op.clone());
+            by_key.entry(r.register).or_default().push(r.op.clone());
         }
         let violations = by_key
             .into_iter()
@@ -62,6 +70,12 @@ impl Report {
             unknown: history.unknown(),
             set,
             violations,
+            tasks: check_tasks(&history.tasks.observations, &history.tasks.orders),
+            task_changes: history.tasks.changes,
+            register_ops: history.registers.iter().fold(BTreeMap::new(), |mut m, r| {
+                *m.entry(r.register.kind).or_default() += 1;
+                m
+            }),
             faults,
         }
     }
@@ -71,7 +85,43 @@ impl Report {
     }
 
     pub fn passed(&self) -> bool {
-        self.lost() == 0 && self.violations.is_empty() && self.set.unexpected.is_empty()
+        self.lost() == 0
+            && self.violations.is_empty()
+            && self.set.unexpected.is_empty()
+            && self.tasks.violations.is_empty()
+    }
+
+    /// What the checkers looked at (register operations per kind, the task listings), then
+    /// each task violation, a line each.
+    pub fn checked_summary(&self) -> String {
+        let t = &self.tasks;
+        let mut out = format!(
+            "chaos: register operations per kind: {:?}\n",
+            self.register_ops
+        );
+        out += &format!(
+            "chaos: tasks: {} scales and updates; {} nodes and {} tasks listings, {} tasks; \
+             checked {} running slots, {} state changes, {} assignments; violations: {} too \
+             many running, {} backwards, {} on a down node\n",
+            self.task_changes,
+            t.nodes_listings,
+            t.task_listings,
+            t.tasks,
+            t.slots_checked,
+            t.transitions_checked,
+            t.assignments_checked,
+            self.task_violations(|v| matches!(v, TaskViolation::TooManyRunning { .. })),
+            self.task_violations(|v| matches!(v, TaskViolation::Backwards { .. })),
+            self.task_violations(|v| matches!(v, TaskViolation::AssignedToDownNode { .. })),
+        );
+        for v in &t.violations {
+            let _ = writeln!(out, "chaos: task invariant broken: {v:?}");
+        }
+        out
+    }
+
+    fn task_violations(&self, kind: impl Fn(&TaskViolation) -> bool) -> usize {
+        self.tasks.violations.iter().filter(|v| kind(v)).count()
     }
 
     /// The summary line.
@@ -82,7 +132,7 @@ impl Report {
             self.acknowledged,
             self.unknown,
             self.lost(),
-            self.violations.len(),
+            self.violations.len() + self.tasks.violations.len(),
             self.faults.len()
         )
     }

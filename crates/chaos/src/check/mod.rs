@@ -9,6 +9,7 @@
 mod linearizable;
 pub mod register;
 pub mod set;
+pub mod tasks;
 
 pub use linearizable::{Model, Verdict, check_linearizable};
 

@@ -239,8 +239,17 @@ pub fn reconcile_service(
                 }
             }
             Some(t) => {
-                // A delayed restart becomes runnable once the delay has passed.
-                if t.desired_state == TaskState::READY {
+                // A stop-first replacement starts once the task it replaces has stopped.
+                if t.desired_state == TaskState::READY && replaces_an_update(service, t, slot_tasks)
+                {
+                    match waits_for_old(t, slot_tasks, nodes, now) {
+                        Some(left) => plan.wake(left),
+                        None => plan
+                            .changes
+                            .push(Change::Update(with_desired(t, TaskState::RUNNING))),
+                    }
+                } else if t.desired_state == TaskState::READY {
+                    // A delayed restart becomes runnable once the delay has passed.
                     let last_end = slot_tasks
                         .iter()
                         .filter(|o| o.id != t.id)
@@ -310,14 +319,59 @@ fn rolling_update(
                 .push(Change::Update(with_desired(t, TaskState::SHUTDOWN)));
         }
         let node = if t.slot == 0 { t.node_id.as_str() } else { "" };
+        // Stop-first: the replacement is prepared but waits in READY until the old task
+        // has stopped (`waits_for_old`), as swarmkit's updater does.
+        let desired = match order {
+            update::Order::StopFirst => TaskState::READY,
+            update::Order::StartFirst => TaskState::RUNNING,
+        };
         plan.changes.push(Change::Create(new_task(
-            service,
-            t.slot,
-            node,
-            TaskState::RUNNING,
-            now,
+            service, t.slot, node, desired, now,
         )));
     }
+}
+
+/// How long swarmkit's restart supervisor waits for the old task of a stop-first update to
+/// stop before starting its replacement anyway (`defaultOldTaskTimeout`).
+const OLD_TASK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether READY task `t` is a stop-first update's replacement rather than a delayed
+/// restart: the slot's task made just before it is of an older spec and did not end on its
+/// own (one that did is restarted, after the restart delay).
+fn replaces_an_update(service: &Service, t: &Task, slot_tasks: &[&Task]) -> bool {
+    slot_tasks
+        .iter()
+        .filter(|o| (&o.meta.created_at, &o.id) < (&t.meta.created_at, &t.id))
+        .max_by(|a, b| (&a.meta.created_at, &a.id).cmp(&(&b.meta.created_at, &b.id)))
+        .is_some_and(|prev| {
+            update::is_dirty(service, prev)
+                && !matches!(
+                    prev.status.state,
+                    TaskState::COMPLETE | TaskState::FAILED | TaskState::REJECTED
+                )
+        })
+}
+
+/// While a task of the slot that is being stopped may still run (observed up to RUNNING,
+/// on a node not Down), how long the replacement `t` may still wait for it; `None`: start
+/// it now. swarmkit's `DelayStart` with `waitStop`: the old task past RUNNING, its node
+/// down, or a minute since the replacement was made.
+fn waits_for_old(
+    t: &Task,
+    slot_tasks: &[&Task],
+    nodes: &Nodes,
+    now: OffsetDateTime,
+) -> Option<Duration> {
+    let old_runs = slot_tasks.iter().any(|o| {
+        o.id != t.id
+            && !is_live(o)
+            && o.status.state <= TaskState::RUNNING
+            && nodes
+                .get(&o.node_id)
+                .is_some_and(|n| n.status.state != NodeState::Down)
+    });
+    let waited = since(now, timefmt::parse(&t.meta.created_at));
+    (old_runs && waited < OLD_TASK_TIMEOUT).then(|| OLD_TASK_TIMEOUT - waited)
 }
 
 /// Nodes a global service runs on: up, not drained, constraints satisfied. Paused nodes
@@ -393,7 +447,8 @@ mod tests {
     use super::*;
     use swarmd_types::Node;
     use swarmd_types::models::{
-        ServiceSpecMode, ServiceUpdateStatus, ServiceUpdateStatusStateEnum, TaskSpecRestartPolicy,
+        ServiceSpecMode, ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatus,
+        ServiceUpdateStatusStateEnum, TaskSpecRestartPolicy,
     };
 
     fn now() -> OffsetDateTime {
@@ -615,14 +670,13 @@ mod tests {
         assert!(p.changes.is_empty(), "{p:?}");
     }
 
-    #[test]
-    fn start_first_keeps_the_old_task_until_the_new_one_runs() {
-        use swarmd_types::models::{ServiceSpecUpdateConfig, ServiceSpecUpdateConfigOrderEnum};
+    /// A one-replica service in the middle of a forced update with `order`.
+    fn forced_update(order: ServiceSpecUpdateConfigOrderEnum) -> Service {
         let mut svc = service(1);
         svc.spec_version = 2;
         svc.previous_spec = Some(svc.spec.clone());
-        svc.spec.update_config = Some(ServiceSpecUpdateConfig {
-            order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+        svc.spec.update_config = Some(swarmd_types::models::ServiceSpecUpdateConfig {
+            order: Some(order),
             ..Default::default()
         });
         svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
@@ -630,6 +684,59 @@ mod tests {
             state: Some(ServiceUpdateStatusStateEnum::UPDATING),
             ..Default::default()
         });
+        svc
+    }
+
+    #[test]
+    fn stop_first_starts_the_replacement_once_the_old_task_stopped() {
+        let svc = forced_update(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST);
+        let old = task("old", 1, TaskState::RUNNING, TaskState::RUNNING, "");
+        // First pass: the old task is stopped, its replacement made to wait in READY.
+        let p = reconcile_service(&svc, &[&old], &nodes(), now());
+        assert_eq!(updates(&p), vec![("old", TaskState::SHUTDOWN)]);
+        assert_eq!(creates(&p)[0].desired_state, TaskState::READY);
+
+        let mut new = creates(&p)[0].clone();
+        new.id = "new".into();
+        new.meta.created_at = "2026-01-01T00:00:30Z".into();
+        new.status.state = TaskState::READY;
+        let mut old = with_desired(&old, TaskState::SHUTDOWN);
+        old.meta.created_at = "2026-01-01T00:00:00Z".into();
+        // The old task still runs: the replacement waits (at most a minute from its making).
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now());
+        assert!(updates(&p).is_empty(), "{p:?}");
+        assert_eq!(p.wake_after, Some(Duration::from_secs(30)));
+
+        let start = vec![("new", TaskState::RUNNING)];
+        // It stopped, or its node is down, or the minute is over: the replacement starts.
+        let mut stopped = old.clone();
+        stopped.status.state = TaskState::SHUTDOWN;
+        let p = reconcile_service(&svc, &[&stopped, &new], &nodes(), now());
+        assert_eq!(updates(&p), start);
+        let mut down = nodes();
+        down.get_mut("n1").unwrap().status.state = NodeState::Down;
+        new.node_id = "n2".into();
+        down.insert("n2".into(), ready_node("n2"));
+        let p = reconcile_service(&svc, &[&old, &new], &down, now());
+        assert_eq!(updates(&p), start);
+        new.node_id = "n1".into();
+        new.meta.created_at = "2026-01-01T00:00:00Z".into();
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now());
+        assert_eq!(updates(&p), start);
+
+        // An old task that failed by itself 2 s ago is restarted: the delay (5 s) applies.
+        let mut failed = old.clone();
+        failed.status.state = TaskState::FAILED;
+        failed.status.timestamp = "2026-01-01T00:00:58Z".into();
+        new.meta.created_at = "2026-01-01T00:00:58Z".into();
+        let p = reconcile_service(&svc, &[&failed, &new], &nodes(), now());
+        assert!(updates(&p).is_empty(), "{p:?}");
+        assert_eq!(p.wake_after, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn start_first_keeps_the_old_task_until_the_new_one_runs() {
+        let svc = forced_update(ServiceSpecUpdateConfigOrderEnum::START_FIRST);
         let old = task("old", 1, TaskState::RUNNING, TaskState::RUNNING, "");
         // First pass: the replacement is created, the old task is left running.
         let p = reconcile_service(&svc, &[&old], &nodes(), now());

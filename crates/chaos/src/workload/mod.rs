@@ -1,19 +1,25 @@
 //! The workload: clients calling the Docker API of the managers while faults happen, each
 //! operation recorded with its invocation and return times.
 //!
-//! - **Registers**: `configs` named `chaos-reg-K`, their label `v` the value. A read is
-//!   `GET /configs/{name}`; a compare-and-set reads, and if the value is the expected one
-//!   updates with `?version=` of that read (see [`crate::check::register`]).
+//! - **Registers** ([`registers`]): configs `chaos-reg-K` and services `chaos-svc-K`, their
+//!   label `v` the value. A read is `GET /configs/{name}` (or `/services/`); a
+//!   compare-and-set reads, and if the value is the expected one updates with `?version=`
+//!   of that read (see [`crate::check::register`]). Each (kind, key) is its own register.
 //! - **Set**: secrets with unique names (`chaos-set-C-N`); after the run, every acknowledged
 //!   one must be listed.
+//! - **Tasks** ([`tasks`], with workers): services of real tasks scaled and updated now and
+//!   then, and an observer recording nodes and tasks listings for [`crate::check::tasks`].
 //!
 //! A client keeps one operation in flight. An operation whose outcome is unknown (timeout,
 //! connection lost, 5xx) ends that client's identity: it continues as a new client, as
 //! Jepsen's processes do, since the old operation may still take effect later.
 
-use std::collections::BTreeSet;
+pub mod registers;
+pub mod tasks;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,19 +30,31 @@ use serde_json::{Value, json};
 
 use crate::check::Operation;
 use crate::check::register::{RegisterOp, RegisterOut};
+use crate::check::tasks::{Observation, Order};
+use crate::lab::Lab;
+use registers::{Kind, REGISTERS, RegisterId, parse_register};
 
 /// How long one API call may take before its outcome counts as unknown.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Registers per run.
-pub const REGISTERS: u64 = 3;
 
 /// A recorded register operation, with which register.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterRecord {
-    pub key: u64,
+    pub register: RegisterId,
     /// Which manager (0-based) the client asked.
     pub node: usize,
     pub op: Operation<RegisterOp, RegisterOut>,
+}
+
+/// What the task observer saw, for [`crate::check::tasks`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct TaskHistory {
+    /// The task services' update orders, by service ID.
+    pub orders: BTreeMap<String, Order>,
+    /// Nodes and tasks listings in the order they were read.
+    pub observations: Vec<Observation>,
+    /// Scales and forced updates the driver had acknowledged.
+    pub changes: u64,
 }
 
 /// Everything the clients recorded.
@@ -47,9 +65,10 @@ pub struct History {
     pub set_unknown: BTreeSet<String>,
     /// Operations that failed for certain (a 4xx other than a refused compare-and-set), by
     /// status and message.
-    pub failed: std::collections::BTreeMap<String, u64>,
+    pub failed: BTreeMap<String, u64>,
     /// (invoked, returned) of every acknowledged write, for the unavailability windows.
     pub writes_ok: Vec<(u64, u64)>,
+    pub tasks: TaskHistory,
 }
 
 impl History {
@@ -57,11 +76,14 @@ impl History {
         self.registers.len() + self.set_acknowledged.len() + self.set_unknown.len()
     }
     pub fn acknowledged(&self) -> usize {
+        self.registers_answered(true) + self.set_acknowledged.len()
+    }
+
+    fn registers_answered(&self, answered: bool) -> usize {
         self.registers
             .iter()
-            .filter(|r| r.op.returned.is_some())
+            .filter(|r| r.op.returned.is_some() == answered)
             .count()
-            + self.set_acknowledged.len()
     }
     fn failed_with(&mut self, status: u16, message: &str) {
         *self
@@ -71,22 +93,26 @@ impl History {
     }
 
     pub fn unknown(&self) -> usize {
-        self.registers
-            .iter()
-            .filter(|r| r.op.returned.is_none())
-            .count()
-            + self.set_unknown.len()
+        self.registers_answered(false) + self.set_unknown.len()
     }
 }
 
-/// The name of register `k`.
-pub fn register_name(k: u64) -> String {
-    format!("chaos-reg-{k}")
+/// Creates the registers (every kind at value 0) and, with `workers`, the task services.
+pub fn setup(lab: &Lab, workers: bool, history: &Mutex<History>) -> anyhow::Result<()> {
+    for kind in Kind::ALL {
+        for key in 0..REGISTERS {
+            lab.call("POST", &kind.create_path(), Some(kind.create_body(key)))?;
+        }
+    }
+    if workers {
+        let orders = tasks::create_services(lab)?;
+        lock(history).tasks.orders = orders;
+    }
+    Ok(())
 }
 
-/// The body creating register `k` at value 0.
-pub fn register_create(k: u64) -> Value {
-    json!({ "Name": register_name(k), "Labels": { "v": "0" }, "Data": "AA==" })
+fn lock(history: &Mutex<History>) -> std::sync::MutexGuard<'_, History> {
+    history.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What one API call came back with.
@@ -115,20 +141,13 @@ fn call(socket: &std::path::Path, method: &str, path: &str, body: Option<&Value>
     }
 }
 
-/// A register's value and version as a read saw them.
-fn parse_register(v: &Value) -> Option<(u64, u64)> {
-    let value = v["Spec"]["Labels"]["v"].as_str()?.parse().ok()?;
-    let version = v["Version"]["Index"].as_u64()?;
-    Some((value, version))
-}
-
 /// Shared state of the clients.
 pub struct Clients {
     pub history: Mutex<History>,
     pub stop: AtomicBool,
     start: Instant,
-    next_client: std::sync::atomic::AtomicU64,
-    next_value: std::sync::atomic::AtomicU64,
+    next_client: AtomicU64,
+    next_value: AtomicU64,
 }
 
 impl Clients {
@@ -152,24 +171,30 @@ impl Clients {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, History> {
-        self.history.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.history)
     }
 
-    fn record(&self, key: u64, node: usize, op: Operation<RegisterOp, RegisterOut>) {
-        self.lock().registers.push(RegisterRecord { key, node, op });
+    fn record(&self, register: RegisterId, node: usize, op: Operation<RegisterOp, RegisterOut>) {
+        self.lock()
+            .registers
+            .push(RegisterRecord { register, node, op });
     }
 
     /// One client's loop until `stop`: `sockets` are the managers' API sockets.
     pub fn run(self: &Arc<Self>, seed: u64, sockets: Vec<PathBuf>) {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut client = self.new_client();
-        let mut last_seen = [0u64; REGISTERS as usize];
+        let mut last_seen: BTreeMap<RegisterId, u64> = BTreeMap::new();
         let mut created = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
             let node = rng.random_range(0..sockets.len());
             let socket = &sockets[node];
-            let key = rng.random_range(0..REGISTERS);
-            let path = format!("/configs/{}", register_name(key));
+            let register = RegisterId {
+                kind: Kind::ALL[rng.random_range(0..Kind::ALL.len())],
+                key: rng.random_range(0..REGISTERS),
+            };
+            let path = register.read_path();
+            let seen = last_seen.entry(register).or_insert(0);
             let roll = rng.random_range(0..10);
             if roll < 4 {
                 // Read.
@@ -177,19 +202,19 @@ impl Clients {
                 if let Reply::Ok(v) = call(socket, "GET", &path, None)
                     && let Some((value, _)) = parse_register(&v)
                 {
-                    last_seen[key as usize] = value;
+                    *seen = value;
                     let op = Operation {
                         client,
                         invoked,
                         returned: Some((self.now(), RegisterOut::Value(value))),
                         input: RegisterOp::Read,
                     };
-                    self.record(key, node, op);
+                    self.record(register, node, op);
                 }
                 // A read that got no answer observed nothing: not recorded.
             } else if roll < 9 {
                 // Compare-and-set from the last value this client saw.
-                let expected = last_seen[key as usize];
+                let expected = *seen;
                 let new = self.next_value.fetch_add(1, Ordering::Relaxed);
                 let input = RegisterOp::Cas { expected, new };
                 let invoked = self.now();
@@ -199,26 +224,40 @@ impl Clients {
                 let Some((value, version)) = parse_register(&v) else {
                     continue;
                 };
+                let read_returned = self.now();
                 let id = v["ID"].as_str().unwrap_or_default().to_string();
                 let returned = if value != expected {
-                    last_seen[key as usize] = value;
+                    *seen = value;
                     Some((self.now(), RegisterOut::Refused))
                 } else {
-                    let spec =
-                        json!({ "Name": register_name(key), "Labels": { "v": new.to_string() } });
+                    let body = register.kind.update_body(&v, new);
                     match call(
                         socket,
                         "POST",
-                        &format!("/configs/{id}/update?version={version}"),
-                        Some(&spec),
+                        &register.update_path(&id, version),
+                        Some(&body),
                     ) {
                         Reply::Ok(_) => {
-                            last_seen[key as usize] = new;
+                            *seen = new;
                             let now = self.now();
                             self.lock().writes_ok.push((invoked, now));
                             Some((now, RegisterOut::Ok))
                         }
-                        Reply::Refused(409, _) => Some((self.now(), RegisterOut::Refused)),
+                        Reply::Refused(409, _) if register.kind.refusal_proves_change() => {
+                            Some((self.now(), RegisterOut::Refused))
+                        }
+                        Reply::Refused(409, _) => {
+                            // Not applied, for a reason that may not be a new value: what
+                            // remains is the read it began with.
+                            let op = Operation {
+                                client,
+                                invoked,
+                                returned: Some((read_returned, RegisterOut::Value(value))),
+                                input: RegisterOp::Read,
+                            };
+                            self.record(register, node, op);
+                            continue;
+                        }
                         Reply::Refused(status, msg) => {
                             self.lock().failed_with(status, &msg);
                             continue;
@@ -228,7 +267,7 @@ impl Clients {
                 };
                 let unknown = returned.is_none();
                 self.record(
-                    key,
+                    register,
                     node,
                     Operation {
                         client,
