@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use openraft::Instant as _;
+use openraft::async_runtime::WatchReceiver as _;
 use swarmd_manager::{RaftMember, RaftMembership};
 use swarmd_raft::RaftNode;
 use swarmd_rpc::{ClientOptions, RemoteProposer, RpcChannel};
@@ -88,6 +89,29 @@ enum Leader<'a> {
 
 type Call<'a, T> = BoxFuture<'a, Result<T, ProposeError>>;
 
+/// How many times one call follows a change of leader (see [`OnLeaderChange::Retry`]).
+const MAX_LEADER_MOVES: u32 = 3;
+
+/// The end of a forwarded call.
+enum Forwarded<T> {
+    Answer(Result<T, ProposeError>),
+    /// Another leader was elected before the one asked answered (a retryable call).
+    LeaderMoved,
+}
+
+/// What a call forwarded to a leader becomes when this node sees another leader elected
+/// before it answered. A leader that stops answering without closing its connections (a
+/// paused process, a cut link) would otherwise hold the call until its deadline, long after
+/// the others moved on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnLeaderChange {
+    /// Ask the new leader (a read changes nothing: safe to repeat).
+    Retry,
+    /// The old leader may have appended the write and a new one may still commit it: the
+    /// outcome is unknown, never retried.
+    Unknown,
+}
+
 impl LeaderProposer {
     pub fn new(raft: Arc<RaftNode>, tls: Arc<rustls::ClientConfig>) -> Self {
         LeaderProposer {
@@ -116,13 +140,24 @@ impl LeaderProposer {
     /// hangs. Only refusals that certainly did nothing are retried.
     async fn at_leader<T>(
         &self,
+        on_change: OnLeaderChange,
         call: impl Fn(Leader<'_>) -> Call<'_, T>,
     ) -> Result<T, ProposeError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut moves = 0;
         loop {
             let attempt = match self.raft.leader() {
                 Some((id, addr)) if id != self.raft.node_id() && !addr.is_empty() => {
-                    self.forward(addr, &call).await
+                    match self.forward(Some(id), addr, on_change, &call).await {
+                        Forwarded::Answer(r) => r,
+                        // A new leader is known: ask it, deadline or not (bounded: a few
+                        // changes of leader at most).
+                        Forwarded::LeaderMoved if moves < MAX_LEADER_MOVES => {
+                            moves += 1;
+                            continue;
+                        }
+                        Forwarded::LeaderMoved => Err(ProposeError::Unavailable(NO_LEADER.into())),
+                    }
                 }
                 // This node leads (or believes so): its own Raft decides.
                 Some(_) => {
@@ -151,21 +186,61 @@ impl LeaderProposer {
 
     async fn forward<T>(
         &self,
+        mut id: Option<u64>,
         mut addr: String,
+        on_change: OnLeaderChange,
         call: &impl Fn(Leader<'_>) -> Call<'_, T>,
-    ) -> Result<T, ProposeError> {
+    ) -> Forwarded<T> {
         for _ in 0..2 {
-            match call(Leader::There(self.remote(&addr)?)).await {
+            let remote = match self.remote(&addr) {
+                Ok(r) => r,
+                Err(e) => return Forwarded::Answer(Err(e)),
+            };
+            let answer = tokio::select! {
+                r = call(Leader::There(remote)) => r,
+                () = self.leader_moved_from(id) => match on_change {
+                    OnLeaderChange::Retry => return Forwarded::LeaderMoved,
+                    OnLeaderChange::Unknown => Err(ProposeError::OutcomeUnknown(format!(
+                        "leadership moved away from {addr} while it had the change"
+                    ))),
+                },
+            };
+            match answer {
                 Err(ProposeError::NotLeader {
                     leader_addr: Some(next),
-                }) if next != addr && !next.is_empty() => addr = next,
-                Err(ProposeError::NotLeader { .. }) => {
-                    return Err(ProposeError::Unavailable(NO_LEADER.into()));
+                }) if next != addr && !next.is_empty() => {
+                    id = self
+                        .raft
+                        .members()
+                        .into_iter()
+                        .find(|m| m.1 == next)
+                        .map(|m| m.0);
+                    addr = next;
                 }
-                r => return r,
+                Err(ProposeError::NotLeader { .. }) => {
+                    return Forwarded::Answer(Err(ProposeError::Unavailable(NO_LEADER.into())));
+                }
+                r => return Forwarded::Answer(r),
             }
         }
-        Err(ProposeError::Unavailable(NO_LEADER.into()))
+        Forwarded::Answer(Err(ProposeError::Unavailable(NO_LEADER.into())))
+    }
+
+    /// Resolves once this node's Raft names a leader other than `from` (never for `None`:
+    /// a redirect to a manager not in the membership).
+    async fn leader_moved_from(&self, from: Option<u64>) {
+        let Some(from) = from else {
+            return std::future::pending().await;
+        };
+        let mut metrics = self.raft.raft().metrics();
+        loop {
+            if matches!(metrics.borrow_watched().current_leader, Some(l) if l != from) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 }
 
@@ -175,7 +250,7 @@ impl Proposer for LeaderProposer {
     /// waited for in the local replica (bounded), so a read right after it sees it.
     async fn propose(&self, batch: Batch) -> Result<u64, ProposeError> {
         let index = self
-            .at_leader(|leader| {
+            .at_leader(OnLeaderChange::Unknown, |leader| {
                 let batch = batch.clone();
                 Box::pin(async move {
                     match leader {
@@ -202,7 +277,7 @@ impl ReadBarrier for LeaderProposer {
     /// log) fails the read rather than answer stale.
     async fn read_index(&self) -> Result<u64, ProposeError> {
         let index = self
-            .at_leader(|leader| {
+            .at_leader(OnLeaderChange::Retry, |leader| {
                 Box::pin(async move {
                     match leader {
                         Leader::Here(raft) => raft.ensure_linearizable().await,

@@ -149,3 +149,37 @@ fn disk_fills_up_and_frees(on_leader: bool) {
         assert_eq!(v["Spec"]["Labels"]["v"], "final", "manager {i}");
     }
 }
+
+/// A leader that stops answering without closing its connections (SIGSTOP: a paused VM, a
+/// long stall) held every read a follower had forwarded to it until the call's 10 s
+/// deadline, then failed it with 503, although the others had elected a new leader in
+/// about a second (`scripts/chaos`, pause-leader: 3.7 s to the first write at the median).
+/// A read is safe to repeat: the follower asks the new leader as soon as it knows it.
+#[test]
+#[ignore = "needs root, network namespaces, nftables and faketime: scripts/test runs it"]
+fn a_read_forwarded_to_a_frozen_leader_is_answered_by_the_next_one() {
+    swarmd_testkit::require("root", swarmd_testkit::is_root());
+    let mut lab = Lab::start(env!("CARGO_BIN_EXE_swarmd").as_ref(), 3, 0).unwrap();
+    let leader = swarmd_chaos::nemesis::leader(&lab).unwrap();
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let (status, created) = call(
+        &lab,
+        follower,
+        "POST",
+        "/configs/create",
+        Some(json!({ "Name": "reg", "Labels": { "v": "1" }, "Data": "AA==" })),
+    );
+    assert_eq!(status, 201, "{created}");
+
+    lab.pause(leader);
+    // Sent at once: the follower still takes the frozen manager for the leader.
+    let (status, read) = call(&lab, follower, "GET", "/configs/reg", None);
+    lab.resume(leader);
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["Spec"]["Labels"]["v"], "1");
+    assert_ne!(
+        swarmd_chaos::nemesis::leader(&lab),
+        Some(leader),
+        "the frozen manager still leads: nothing was tested"
+    );
+}
