@@ -154,9 +154,26 @@ fn free_subnet() -> anyhow::Result<u8> {
         .context("no free 10.79.x.0/24")
 }
 
+/// Kills every process left in namespace `ns` (a node's tasks outlive their swarmd: the
+/// process executor's are reparented to init when it is killed).
+pub fn kill_all_in(ns: &str) {
+    for pid in ip(&["netns", "pids", ns])
+        .unwrap_or_default()
+        .split_whitespace()
+    {
+        if let Ok(pid) = pid.parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         for i in 1..=self.nodes {
+            kill_all_in(&self.ns(i));
             let _ = ip(&["netns", "del", &self.ns(i)]);
         }
         let _ = ip(&["netns", "del", &self.switch()]);

@@ -98,6 +98,7 @@ fn sweep(dir: &Path, id: &str) {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let ns = line.split_whitespace().next().unwrap_or("");
             if ns.starts_with("sw") && ns.ends_with(&format!("-{id}")) {
+                super::net::kill_all_in(ns);
                 let _ = Command::new("ip").args(["netns", "del", ns]).status();
             }
         }
