@@ -2,8 +2,9 @@
 //! workload through the Docker API, checked at the end. Run by `scripts/chaos`.
 //!
 //! Ends with one line, `chaos: ops=N acknowledged=A unknown=U lost=L violations=V faults=F`,
-//! and exits 1 when anything acknowledged was lost or a history is not linearizable; the
-//! history and the daemons' logs stay in the lab directory then.
+//! and exits 1 when anything acknowledged was lost, a history is not linearizable or a task
+//! invariant broke (V counts both); the history and the daemons' logs stay in the lab
+//! directory then.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
