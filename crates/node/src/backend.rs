@@ -2,7 +2,7 @@
 //! operations, reads to the local store replica, logs and containers to the local agent.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -27,6 +27,27 @@ use crate::node::{
 /// shows that manager unreachable (Raft heartbeats every 300 ms; elections after 1.2–2.4 s).
 const MANAGER_UNREACHABLE_AFTER: Duration = Duration::from_secs(2);
 
+/// Benchmark only (BENCHMARKS.md, "Reads"): with `SWARMD_BENCH_LOCAL_READS=1` API reads skip
+/// the read-index barrier and read the local replica as Docker does, so a follower may answer
+/// stale. It exists to measure what the barrier costs; never set it in a real swarm.
+pub const BENCH_LOCAL_READS_ENV: &str = "SWARMD_BENCH_LOCAL_READS";
+
+static BENCH_LOCAL_READS: LazyLock<bool> = LazyLock::new(|| {
+    let on = std::env::var_os(BENCH_LOCAL_READS_ENV).is_some_and(|v| v == "1");
+    if on {
+        tracing::warn!(
+            env = BENCH_LOCAL_READS_ENV,
+            "benchmark switch: API reads skip the read barrier and may be stale"
+        );
+    }
+    on
+});
+
+/// Whether [`BENCH_LOCAL_READS_ENV`] is set; read (and warned about) once, on first call.
+pub fn bench_local_reads() -> bool {
+    *BENCH_LOCAL_READS
+}
+
 /// The backend: a handle on the node.
 pub struct NodeBackend {
     pub node: Arc<SwarmNode>,
@@ -48,7 +69,9 @@ impl NodeBackend {
     /// on any manager (a read-index through the leader): what an API read reads from.
     async fn manager_for_read(&self) -> BackendResult<Arc<ManagerParts>> {
         let m = self.manager()?;
-        m.reads.read_index().await.map_err(read_refusal)?;
+        if !bench_local_reads() {
+            m.reads.read_index().await.map_err(read_refusal)?;
+        }
         Ok(m)
     }
 

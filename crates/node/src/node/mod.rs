@@ -130,6 +130,8 @@ impl SwarmNode {
     pub async fn start(config: NodeConfig) -> anyhow::Result<Arc<SwarmNode>> {
         std::fs::create_dir_all(&config.data_root)
             .with_context(|| format!("creating {}", config.data_root.display()))?;
+        // Read the benchmark switch now, so its warning is in the log from the start.
+        crate::backend::bench_local_reads();
         let (exec, engine_version) = choose_executor(&config).await?;
         let process_exec = match exec {
             ExecChoice::Process => Some(Arc::new(ProcessExecutor::new(&config.data_root))),
