@@ -6,27 +6,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use swarmd_chaos::lab::Lab;
-use swarmd_testkit::{unix_http, wait_for, wait_until};
+use swarmd_testkit::{wait_for, wait_until};
 
 const T: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(200);
-const CALL: Duration = Duration::from_secs(30);
 
 fn call(lab: &Lab, i: usize, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let body = body.map(|b| b.to_string());
-    match unix_http(
-        &lab.nodes[i].socket(),
-        method,
-        path,
-        body.as_deref().map(str::as_bytes),
-        CALL,
-    ) {
-        Ok(r) => (
-            r.status,
-            serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-        ),
-        Err(e) => (0, json!(e.to_string())),
-    }
+    lab.ask(i, method, path, body)
 }
 
 /// A full disk made openraft's core stop on the write error, and nothing restarted it:

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use swarmd_chaos::lab::Lab;
-use swarmd_testkit::{unix_http, wait_for};
+use swarmd_testkit::wait_for;
 
 const T: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(200);
-const CALL: Duration = Duration::from_secs(30);
 
+/// The status, the JSON body and the body's text (for assertion messages).
 fn call(
     lab: &Lab,
     i: usize,
@@ -23,17 +23,9 @@ fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value, String) {
-    let body = body.map(|b| b.to_string());
-    let r = unix_http(
-        &lab.nodes[i].socket(),
-        method,
-        path,
-        body.as_deref().map(str::as_bytes),
-        CALL,
-    )
-    .unwrap();
-    let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    (r.status, v, r.text())
+    let (status, v) = lab.ask(i, method, path, body);
+    let text = v.to_string();
+    (status, v, text)
 }
 
 fn label(v: &Value) -> Option<&str> {

@@ -181,6 +181,26 @@ impl Lab {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no manager to ask")))
     }
 
+    /// One API call to node `i` (0-based), as a test asks it: the status and the JSON body
+    /// (`Null` when not JSON); a call that got no answer is status 0 with the error as a
+    /// string. Bounded by 30 s.
+    pub fn ask(&self, i: usize, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let body = body.map(|b| b.to_string());
+        match swarmd_testkit::unix_http(
+            &self.nodes[i].socket(),
+            method,
+            path,
+            body.as_deref().map(str::as_bytes),
+            SETUP_TIMEOUT,
+        ) {
+            Ok(r) => (
+                r.status,
+                serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+            ),
+            Err(e) => (0, Value::String(e.to_string())),
+        }
+    }
+
     /// kill -9 of node `i` (0-based).
     pub fn crash(&mut self, i: usize) {
         self.resume(i);
