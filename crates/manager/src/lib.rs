@@ -135,7 +135,7 @@ fn spawn_reconcilers(
             c.clone(),
         ),
         reconcile::run(ca_rotation::CompleteRotation, s.clone(), c.clone()),
-        reconcile::run(orchestrator::Orchestrator, s.clone(), c.clone()),
+        reconcile::run(orchestrator::Orchestrator::default(), s.clone(), c.clone()),
         reconcile::run(allocator::Allocator, s.clone(), c.clone()),
         reconcile::run(scheduler::Scheduler, s.clone(), c.clone()),
         reconcile::run(orchestrator::reaper::Reaper, s.clone(), c.clone()),

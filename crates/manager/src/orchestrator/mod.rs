@@ -23,7 +23,7 @@ use swarmd_types::{Node, NodeState, Object, Service, SharedSpec, Task, TaskStatu
 use time::OffsetDateTime;
 
 pub use pass::Orchestrator;
-pub use slots::{SlotKey, reconcile_service};
+pub use slots::{SlotKey, Watched, reconcile_service};
 
 use crate::reconcile::{Depth, Scope, Touch};
 
@@ -46,6 +46,9 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Run again after this long even if nothing changes (restart delays).
     pub wake_after: Option<Duration>,
+    /// Stop-first replacements still waiting for the task they replace: the caller
+    /// measures their wait (see [`Watched`]).
+    pub waiting: Vec<String>,
 }
 
 impl Plan {
@@ -172,8 +175,8 @@ pub fn log_driver(task: &Task, tables: &Tables) -> Option<swarmd_types::models::
 }
 
 /// Plans for every service, plus the removal of tasks whose service is gone.
-pub fn reconcile_all(tables: &Tables, now: OffsetDateTime) -> Plan {
-    reconcile_scope(tables, &Scope::All, now)
+pub fn reconcile_all(tables: &Tables, now: OffsetDateTime, watched: &Watched) -> Plan {
+    reconcile_scope(tables, &Scope::All, now, watched)
 }
 
 /// What a store event means to the orchestrator (see [`crate::reconcile::Touch`]).
@@ -214,14 +217,19 @@ pub fn needs_progress(service: &Service) -> bool {
 }
 
 /// Plans for the services in `scope`, plus the removal of their tasks whose service is gone.
-pub fn reconcile_scope(tables: &Tables, scope: &Scope, now: OffsetDateTime) -> Plan {
+pub fn reconcile_scope(
+    tables: &Tables,
+    scope: &Scope,
+    now: OffsetDateTime,
+    watched: &Watched,
+) -> Plan {
     let mut plan = Plan::default();
     let mut orphans_of: Vec<&str> = Vec::new();
     let mut one = |service: &Service| {
         let tasks: Vec<&Task> = tables.tasks_of_service(&service.id).collect();
         let mut p = match jobs::job_mode(service) {
             Some(mode) => jobs::reconcile_job(service, mode, &tasks, &tables.nodes, now),
-            None => reconcile_service(service, &tasks, &tables.nodes, now),
+            None => reconcile_service(service, &tasks, &tables.nodes, now, watched),
         };
         for c in &mut p.changes {
             if let Change::UpdateService(s) = c {
@@ -229,6 +237,7 @@ pub fn reconcile_scope(tables: &Tables, scope: &Scope, now: OffsetDateTime) -> P
             }
         }
         plan.changes.extend(p.changes);
+        plan.waiting.extend(p.waiting);
         if let Some(w) = p.wake_after {
             plan.wake(w);
         }
@@ -420,16 +429,21 @@ mod tests {
         };
         let scope = |d| Scope::Services(BTreeMap::from([("a".to_string(), d)]));
         assert_eq!(
-            creates(&reconcile_scope(&t, &scope(Depth::Full), now())),
+            creates(&reconcile_scope(
+                &t,
+                &scope(Depth::Full),
+                now(),
+                &Watched::new()
+            )),
             ["a.2"]
         );
         assert!(
-            reconcile_scope(&t, &scope(Depth::Progress), now())
+            reconcile_scope(&t, &scope(Depth::Progress), now(), &Watched::new())
                 .changes
                 .is_empty(),
             "progress alone does not reconcile a service that is not updating"
         );
-        let mut all = creates(&reconcile_scope(&t, &Scope::All, now()));
+        let mut all = creates(&reconcile_scope(&t, &Scope::All, now(), &Watched::new()));
         all.sort();
         assert_eq!(all, ["a.2", "b.1", "b.2"]);
 
@@ -443,7 +457,12 @@ mod tests {
         assert!(!needs_progress(&service("a", 2)));
         let t = tables(vec![updating], vec![task("a1", "a", 1, TaskState::RUNNING)]);
         assert_eq!(
-            creates(&reconcile_scope(&t, &scope(Depth::Progress), now())),
+            creates(&reconcile_scope(
+                &t,
+                &scope(Depth::Progress),
+                now(),
+                &Watched::new()
+            )),
             ["a.2"]
         );
     }
@@ -470,7 +489,13 @@ mod tests {
             v
         };
         let only_x = Scope::Services(BTreeMap::from([("gone-x".to_string(), Depth::Progress)]));
-        assert_eq!(removed(&reconcile_scope(&t, &only_x, now())), ["x1"]);
-        assert_eq!(removed(&reconcile_all(&t, now())), ["x1", "y1"]);
+        assert_eq!(
+            removed(&reconcile_scope(&t, &only_x, now(), &Watched::new())),
+            ["x1"]
+        );
+        assert_eq!(
+            removed(&reconcile_all(&t, now(), &Watched::new())),
+            ["x1", "y1"]
+        );
     }
 }

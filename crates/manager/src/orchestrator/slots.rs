@@ -75,12 +75,22 @@ pub(super) fn since(now: OffsetDateTime, then: Option<OffsetDateTime>) -> Durati
         .unwrap_or(Duration::MAX)
 }
 
+/// How long this leader has watched each stop-first replacement wait for the task it
+/// replaces (task ID → time on the monotonic clock; a replacement not in it was just seen).
+///
+/// Not the time since the replacement's stored `CreatedAt`: that is a wall clock, maybe
+/// another manager's, and one stepped forward ended the wait at once, with two tasks of
+/// the slot running (found by `scripts/chaos --quick`: every manager's clock jumped). As
+/// swarmkit's in-memory timer, the minute starts again on a new leader.
+pub type Watched = HashMap<String, Duration>;
+
 /// Reconciles one service's tasks. `tasks` are all the service's tasks (any state).
 pub fn reconcile_service(
     service: &Service,
     tasks: &[&Task],
     nodes: &Nodes,
     now: OffsetDateTime,
+    watched: &Watched,
 ) -> Plan {
     let mut plan = Plan::default();
     let Some(mode) = mode_of(service) else {
@@ -242,8 +252,11 @@ pub fn reconcile_service(
                 // A stop-first replacement starts once the task it replaces has stopped.
                 if t.desired_state == TaskState::READY && replaces_an_update(service, t, slot_tasks)
                 {
-                    match waits_for_old(t, slot_tasks, nodes, now) {
-                        Some(left) => plan.wake(left),
+                    match waits_for_old(t, slot_tasks, nodes, watched) {
+                        Some(left) => {
+                            plan.wake(left);
+                            plan.waiting.push(t.id.clone());
+                        }
                         None => plan
                             .changes
                             .push(Change::Update(with_desired(t, TaskState::RUNNING))),
@@ -355,12 +368,12 @@ fn replaces_an_update(service: &Service, t: &Task, slot_tasks: &[&Task]) -> bool
 /// While a task of the slot that is being stopped may still run (observed up to RUNNING,
 /// on a node not Down), how long the replacement `t` may still wait for it; `None`: start
 /// it now. swarmkit's `DelayStart` with `waitStop`: the old task past RUNNING, its node
-/// down, or a minute since the replacement was made.
+/// down, or a minute of waiting (as [`Watched`] measures it).
 fn waits_for_old(
     t: &Task,
     slot_tasks: &[&Task],
     nodes: &Nodes,
-    now: OffsetDateTime,
+    watched: &Watched,
 ) -> Option<Duration> {
     let old_runs = slot_tasks.iter().any(|o| {
         o.id != t.id
@@ -370,7 +383,7 @@ fn waits_for_old(
                 .get(&o.node_id)
                 .is_some_and(|n| n.status.state != NodeState::Down)
     });
-    let waited = since(now, timefmt::parse(&t.meta.created_at));
+    let waited = watched.get(&t.id).copied().unwrap_or_default();
     (old_runs && waited < OLD_TASK_TIMEOUT).then(|| OLD_TASK_TIMEOUT - waited)
 }
 
@@ -498,7 +511,7 @@ mod tests {
 
     #[test]
     fn creates_one_task_per_missing_slot() {
-        let p = reconcile_service(&service(3), &[], &nodes(), now());
+        let p = reconcile_service(&service(3), &[], &nodes(), now(), &Watched::new());
         let slots: Vec<u64> = creates(&p).iter().map(|t| t.slot).collect();
         assert_eq!(slots, vec![1, 2, 3]);
         assert!(
@@ -519,7 +532,7 @@ mod tests {
             TaskState::RUNNING,
             "2026-01-01T00:00:00Z",
         );
-        let p = reconcile_service(&service(1), &[&a], &nodes(), now());
+        let p = reconcile_service(&service(1), &[&a], &nodes(), now(), &Watched::new());
         assert_eq!(p, Plan::default());
     }
 
@@ -527,7 +540,7 @@ mod tests {
     fn scale_down_removes_highest_slots() {
         let a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "");
         let b = task("b", 2, TaskState::RUNNING, TaskState::RUNNING, "");
-        let p = reconcile_service(&service(1), &[&a, &b], &nodes(), now());
+        let p = reconcile_service(&service(1), &[&a, &b], &nodes(), now(), &Watched::new());
         assert_eq!(updates(&p), vec![("b", TaskState::REMOVE)]);
         assert!(creates(&p).is_empty());
     }
@@ -542,7 +555,7 @@ mod tests {
             TaskState::RUNNING,
             "2026-01-01T00:00:58Z",
         );
-        let p = reconcile_service(&service(1), &[&a], &nodes(), now());
+        let p = reconcile_service(&service(1), &[&a], &nodes(), now(), &Watched::new());
         assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
         assert_eq!(creates(&p)[0].desired_state, TaskState::READY);
         assert_eq!(creates(&p)[0].slot, 1);
@@ -563,7 +576,7 @@ mod tests {
             TaskState::READY,
             "2026-01-01T00:00:51Z",
         );
-        let p = reconcile_service(&service(1), &[&a, &b], &nodes(), now());
+        let p = reconcile_service(&service(1), &[&a, &b], &nodes(), now(), &Watched::new());
         assert_eq!(updates(&p), vec![("b", TaskState::RUNNING)]);
     }
 
@@ -583,7 +596,7 @@ mod tests {
             TaskState::RUNNING,
             "2026-01-01T00:00:00Z",
         );
-        let p = reconcile_service(&svc, &[&done], &nodes(), now());
+        let p = reconcile_service(&svc, &[&done], &nodes(), now(), &Watched::new());
         assert!(
             creates(&p).is_empty(),
             "completed tasks are not restarted on-failure"
@@ -603,7 +616,7 @@ mod tests {
             TaskState::RUNNING,
             "2026-01-01T00:00:02Z",
         );
-        let p = reconcile_service(&svc, &[&f1, &f2], &nodes(), now());
+        let p = reconcile_service(&svc, &[&f1, &f2], &nodes(), now(), &Watched::new());
         assert_eq!(creates(&p).len(), 1, "second failure: attempt 2 of 2");
         let f3 = task(
             "f3",
@@ -619,7 +632,7 @@ mod tests {
             TaskState::SHUTDOWN,
             "2026-01-01T00:00:02Z",
         );
-        let p = reconcile_service(&svc, &[&f1, &f2, &f3], &nodes(), now());
+        let p = reconcile_service(&svc, &[&f1, &f2, &f3], &nodes(), now(), &Watched::new());
         assert!(creates(&p).is_empty(), "max attempts reached");
     }
 
@@ -635,7 +648,7 @@ mod tests {
             TaskState::RUNNING,
             "2026-01-01T00:00:59Z",
         );
-        let p = reconcile_service(&service(1), &[&a], &n, now());
+        let p = reconcile_service(&service(1), &[&a], &n, now(), &Watched::new());
         assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
         let c = creates(&p);
         assert_eq!(c.len(), 1);
@@ -650,7 +663,7 @@ mod tests {
         svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
         let a = task("a", 1, TaskState::RUNNING, TaskState::RUNNING, "");
         let b = task("b", 2, TaskState::RUNNING, TaskState::RUNNING, "");
-        let p = reconcile_service(&svc, &[&a, &b], &nodes(), now());
+        let p = reconcile_service(&svc, &[&a, &b], &nodes(), now(), &Watched::new());
         assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
         assert_eq!(creates(&p).len(), 1);
         assert_eq!(creates(&p)[0].spec_version, 2);
@@ -666,33 +679,24 @@ mod tests {
             state: Some(ServiceUpdateStatusStateEnum::UPDATING),
             ..Default::default()
         });
-        let p = reconcile_service(&svc2, &[&a_old, &a_new, &b], &nodes(), now());
+        let p = reconcile_service(
+            &svc2,
+            &[&a_old, &a_new, &b],
+            &nodes(),
+            now(),
+            &Watched::new(),
+        );
         assert!(p.changes.is_empty(), "{p:?}");
-    }
-
-    /// A one-replica service in the middle of a forced update with `order`.
-    fn forced_update(order: ServiceSpecUpdateConfigOrderEnum) -> Service {
-        let mut svc = service(1);
-        svc.spec_version = 2;
-        svc.previous_spec = Some(svc.spec.clone());
-        svc.spec.update_config = Some(swarmd_types::models::ServiceSpecUpdateConfig {
-            order: Some(order),
-            ..Default::default()
-        });
-        svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
-        svc.update_status = Some(ServiceUpdateStatus {
-            state: Some(ServiceUpdateStatusStateEnum::UPDATING),
-            ..Default::default()
-        });
-        svc
     }
 
     #[test]
     fn stop_first_starts_the_replacement_once_the_old_task_stopped() {
-        let svc = forced_update(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST);
+        let svc = crate::orchestrator::testing::forced_update(
+            ServiceSpecUpdateConfigOrderEnum::STOP_FIRST,
+        );
         let old = task("old", 1, TaskState::RUNNING, TaskState::RUNNING, "");
         // First pass: the old task is stopped, its replacement made to wait in READY.
-        let p = reconcile_service(&svc, &[&old], &nodes(), now());
+        let p = reconcile_service(&svc, &[&old], &nodes(), now(), &Watched::new());
         assert_eq!(updates(&p), vec![("old", TaskState::SHUTDOWN)]);
         assert_eq!(creates(&p)[0].desired_state, TaskState::READY);
 
@@ -702,44 +706,57 @@ mod tests {
         new.status.state = TaskState::READY;
         let mut old = with_desired(&old, TaskState::SHUTDOWN);
         old.meta.created_at = "2026-01-01T00:00:00Z".into();
-        // The old task still runs: the replacement waits (at most a minute from its making).
-        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now());
+        // The old task still runs: the replacement waits, at most a minute of this leader
+        // watching it, whatever the wall clock says (made 30 s ago, or an hour ago after
+        // a step of the clock).
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now(), &Watched::new());
+        assert!(updates(&p).is_empty(), "{p:?}");
+        assert_eq!(p.wake_after, Some(Duration::from_secs(60)));
+        assert_eq!(p.waiting, ["new"]);
+        let watched = Watched::from([("new".to_string(), Duration::from_secs(30))]);
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now(), &watched);
         assert!(updates(&p).is_empty(), "{p:?}");
         assert_eq!(p.wake_after, Some(Duration::from_secs(30)));
+        let stepped = now() + time::Duration::hours(1);
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), stepped, &watched);
+        assert!(updates(&p).is_empty(), "{p:?}");
 
         let start = vec![("new", TaskState::RUNNING)];
         // It stopped, or its node is down, or the minute is over: the replacement starts.
         let mut stopped = old.clone();
         stopped.status.state = TaskState::SHUTDOWN;
-        let p = reconcile_service(&svc, &[&stopped, &new], &nodes(), now());
+        let p = reconcile_service(&svc, &[&stopped, &new], &nodes(), now(), &Watched::new());
         assert_eq!(updates(&p), start);
         let mut down = nodes();
         down.get_mut("n1").unwrap().status.state = NodeState::Down;
         new.node_id = "n2".into();
         down.insert("n2".into(), ready_node("n2"));
-        let p = reconcile_service(&svc, &[&old, &new], &down, now());
+        let p = reconcile_service(&svc, &[&old, &new], &down, now(), &Watched::new());
         assert_eq!(updates(&p), start);
         new.node_id = "n1".into();
-        new.meta.created_at = "2026-01-01T00:00:00Z".into();
-        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now());
+        let minute = Watched::from([("new".to_string(), Duration::from_secs(60))]);
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now(), &minute);
         assert_eq!(updates(&p), start);
+        assert!(p.waiting.is_empty());
 
         // An old task that failed by itself 2 s ago is restarted: the delay (5 s) applies.
         let mut failed = old.clone();
         failed.status.state = TaskState::FAILED;
         failed.status.timestamp = "2026-01-01T00:00:58Z".into();
         new.meta.created_at = "2026-01-01T00:00:58Z".into();
-        let p = reconcile_service(&svc, &[&failed, &new], &nodes(), now());
+        let p = reconcile_service(&svc, &[&failed, &new], &nodes(), now(), &Watched::new());
         assert!(updates(&p).is_empty(), "{p:?}");
         assert_eq!(p.wake_after, Some(Duration::from_secs(3)));
     }
 
     #[test]
     fn start_first_keeps_the_old_task_until_the_new_one_runs() {
-        let svc = forced_update(ServiceSpecUpdateConfigOrderEnum::START_FIRST);
+        let svc = crate::orchestrator::testing::forced_update(
+            ServiceSpecUpdateConfigOrderEnum::START_FIRST,
+        );
         let old = task("old", 1, TaskState::RUNNING, TaskState::RUNNING, "");
         // First pass: the replacement is created, the old task is left running.
-        let p = reconcile_service(&svc, &[&old], &nodes(), now());
+        let p = reconcile_service(&svc, &[&old], &nodes(), now(), &Watched::new());
         assert!(updates(&p).is_empty(), "{p:?}");
         assert_eq!(creates(&p).len(), 1);
 
@@ -747,14 +764,14 @@ mod tests {
         new.id = "new".into();
         new.meta.created_at = "2026-01-01T00:00:30Z".into();
         new.status.state = TaskState::STARTING;
-        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now());
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now(), &Watched::new());
         assert!(
             p.changes.is_empty(),
             "both run while the new one starts: {p:?}"
         );
 
         new.status.state = TaskState::RUNNING;
-        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now());
+        let p = reconcile_service(&svc, &[&old, &new], &nodes(), now(), &Watched::new());
         assert_eq!(updates(&p), vec![("old", TaskState::SHUTDOWN)]);
         assert!(creates(&p).is_empty());
     }
@@ -782,7 +799,7 @@ mod tests {
         bad.spec = svc.spec.task_template.clone().unwrap().into();
         let mut b = task("b", 2, TaskState::RUNNING, TaskState::RUNNING, "");
         b.spec = prev.task_template.clone().unwrap().into();
-        let p = reconcile_service(&svc, &[&bad, &b], &nodes(), now());
+        let p = reconcile_service(&svc, &[&bad, &b], &nodes(), now(), &Watched::new());
         let s = p
             .changes
             .iter()
@@ -802,7 +819,7 @@ mod tests {
         // Next pass: the old-spec task is up to date again; only the failed slot is redone.
         let mut rolled = s.clone();
         rolled.spec_version = 3;
-        let p = reconcile_service(&rolled, &[&bad, &b], &nodes(), now());
+        let p = reconcile_service(&rolled, &[&bad, &b], &nodes(), now(), &Watched::new());
         assert!(!updates(&p).contains(&("b", TaskState::SHUTDOWN)), "{p:?}");
     }
 
@@ -820,10 +837,10 @@ mod tests {
         let mut n = nodes();
         n.get_mut("n1").unwrap().spec.labels =
             Some([("tier".to_string(), "db".to_string())].into());
-        let p = reconcile_service(&svc, &[&a], &n, now());
+        let p = reconcile_service(&svc, &[&a], &n, now(), &Watched::new());
         assert!(p.changes.is_empty(), "{p:?}");
         n.get_mut("n1").unwrap().spec.labels = None;
-        let p = reconcile_service(&svc, &[&a], &n, now());
+        let p = reconcile_service(&svc, &[&a], &n, now(), &Watched::new());
         assert_eq!(updates(&p), vec![("a", TaskState::SHUTDOWN)]);
         assert_eq!(creates(&p).len(), 1);
     }
@@ -840,7 +857,7 @@ mod tests {
         let mut down = ready_node("n3");
         down.status.state = NodeState::Down;
         ns.insert("n3".into(), down);
-        let p = reconcile_service(&svc, &[], &ns, now());
+        let p = reconcile_service(&svc, &[], &ns, now(), &Watched::new());
         let mut on: Vec<&str> = creates(&p).iter().map(|t| t.node_id.as_str()).collect();
         on.sort();
         assert_eq!(on, vec!["n1", "n2"]);
@@ -901,7 +918,7 @@ mod tests {
                 })
                 .collect();
             let refs: Vec<&Task> = ts.iter().collect();
-            let p = reconcile_service(&svc, &refs, &nodes(), now());
+            let p = reconcile_service(&svc, &refs, &nodes(), now(), &Watched::new());
             let mut after: std::collections::BTreeMap<String, Task> =
                 ts.iter().map(|t| (t.id.clone(), t.clone())).collect();
             for c in &p.changes {

@@ -1,7 +1,9 @@
 //! Fixtures for the orchestrators' unit tests.
 
 use swarmd_types::models::{
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskState,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatus, ServiceUpdateStatusStateEnum, TaskSpec,
+    TaskState,
 };
 use swarmd_types::{Service, Task, TaskStatus};
 
@@ -47,4 +49,22 @@ pub fn slot_task(
         },
         ..Default::default()
     }
+}
+
+/// Service "svc" (one replica) in the middle of a forced update with `order`: spec
+/// version 2, its tasks of version 1 out of date.
+pub fn forced_update(order: ServiceSpecUpdateConfigOrderEnum) -> Service {
+    let mut svc = replicated("svc", 1);
+    svc.spec_version = 2;
+    svc.previous_spec = Some(svc.spec.clone());
+    svc.spec.update_config = Some(ServiceSpecUpdateConfig {
+        order: Some(order),
+        ..Default::default()
+    });
+    svc.spec.task_template.as_mut().unwrap().force_update = Some(1);
+    svc.update_status = Some(ServiceUpdateStatus {
+        state: Some(ServiceUpdateStatusStateEnum::UPDATING),
+        ..Default::default()
+    });
+    svc
 }
