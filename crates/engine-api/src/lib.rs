@@ -14,6 +14,7 @@
 pub mod backend;
 pub mod convert;
 pub mod decode;
+pub mod dial;
 pub mod engine_path;
 pub mod error;
 pub mod filters;

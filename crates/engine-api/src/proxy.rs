@@ -11,7 +11,9 @@
 //! TCP: an upstream written `tcp://host:port` is dialled over TCP, anything else is a unix
 //! socket path. With [`EngineProxy::with_tls`] (`swarmd manage --tls`), every TCP upstream
 //! is dialled over TLS with the manager's certificate; upgraded connections are spliced
-//! over it the same way.
+//! over it the same way. Upstreams written `node://ID` or `pool://leader` (a swarm node's
+//! engine, the leader's pool API: see [`crate::dial`]) are opened by the proxy's
+//! [`Dialer`] ([`EngineProxy::with_dialer`]).
 //!
 //! One deliberate change: the version prefix. The CLI talks to us at our newest version
 //! (1.50), but the engine may be older (Debian's docker.io 20.10 speaks 1.41) and would
@@ -32,6 +34,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::dial::{Dialer, is_dialed};
 use crate::error::ApiError;
 use crate::version::{RequestVersion, compare_versions};
 
@@ -55,6 +58,8 @@ pub struct EngineProxy {
     versions: Mutex<HashMap<String, String>>,
     /// TLS towards `tcp://` upstreams (classic's engines); none: plain TCP.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Opens `node://` and `pool://` upstreams; none: they are unreachable.
+    dialer: Option<Arc<dyn Dialer>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
@@ -64,6 +69,7 @@ impl EngineProxy {
         EngineProxy {
             versions: Mutex::new(HashMap::new()),
             tls: None,
+            dialer: None,
             tracker,
             cancel,
         }
@@ -73,6 +79,12 @@ impl EngineProxy {
     /// `None` keeps plain TCP.
     pub fn with_tls(mut self, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Opens `node://` and `pool://` upstreams with `dialer`.
+    pub fn with_dialer(mut self, dialer: Option<Arc<dyn Dialer>>) -> Self {
+        self.dialer = dialer;
         self
     }
 
@@ -224,7 +236,7 @@ impl EngineProxy {
         socket: &str,
     ) -> Result<hyper::client::conn::http1::SendRequest<Body>, ApiError> {
         let unreachable = |e: std::io::Error| {
-            let shown = if socket.starts_with("tcp://") {
+            let shown = if socket.starts_with("tcp://") || is_dialed(socket) {
                 socket.to_string()
             } else {
                 format!("unix://{socket}")
@@ -235,6 +247,13 @@ impl EngineProxy {
             )
         };
         let (sender, conn) = match socket.strip_prefix("tcp://") {
+            None if is_dialed(socket) => {
+                let dialer = self.dialer.as_ref().ok_or_else(|| {
+                    unreachable(std::io::Error::other("no dialer for this upstream"))
+                })?;
+                let stream = dialer.dial(socket).await.map_err(unreachable)?;
+                handshake(socket, stream).await?
+            }
             Some(addr) => match &self.tls {
                 Some(config) => {
                     let stream = crate::tls::dial(config, addr).await.map_err(unreachable)?;
@@ -395,5 +414,80 @@ mod tests {
         let mut plain = HeaderMap::new();
         plain.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         assert!(!is_upgrade(&plain));
+    }
+
+    /// A dialer that serves each stream with a tiny HTTP/1 server naming the upstream.
+    struct EchoDialer;
+
+    #[async_trait::async_trait]
+    impl Dialer for EchoDialer {
+        async fn dial(&self, upstream: &str) -> std::io::Result<crate::dial::EngineStream> {
+            if upstream == "node://gone" {
+                return Err(std::io::Error::other("node gone has no engine"));
+            }
+            let (ours, theirs) = tokio::io::duplex(4096);
+            let name = upstream.to_owned();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let text = format!("{name} {}", req.uri());
+                    async move { Ok::<_, std::convert::Infallible>(Response::new(Body::from(text))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(theirs), svc)
+                    .await;
+            });
+            Ok(Box::new(ours))
+        }
+    }
+
+    /// `node://` upstreams go to the dialer (with the version prefix lowered as for any
+    /// engine); an unreachable one is a 502 naming it; without a dialer, a 502 too.
+    #[tokio::test]
+    async fn dialed_upstreams_go_through_the_dialer() {
+        let proxy = EngineProxy::new(TaskTracker::new(), CancellationToken::new())
+            .with_dialer(Some(Arc::new(EchoDialer)));
+        let v = RequestVersion { prefix: None };
+        let (status, body) = proxy
+            .call(
+                "node://n1",
+                axum::http::Method::GET,
+                "/info",
+                bytes::Bytes::new(),
+                &v,
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&body[..], b"node://n1 /info");
+
+        let err = proxy
+            .call(
+                "node://gone",
+                axum::http::Method::GET,
+                "/info",
+                bytes::Bytes::new(),
+                &v,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_GATEWAY);
+        assert!(
+            err.message.contains("node://gone: node gone has no engine"),
+            "{}",
+            err.message
+        );
+
+        let plain = EngineProxy::new(TaskTracker::new(), CancellationToken::new());
+        let err = plain
+            .call(
+                "node://n1",
+                axum::http::Method::GET,
+                "/info",
+                bytes::Bytes::new(),
+                &v,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_GATEWAY);
     }
 }
