@@ -38,5 +38,5 @@ pub use error::ApiError;
 pub use filters::{FilterError, Filters, parse_filters};
 pub use handlers::system::ping_response;
 pub use router::ApiApp;
-pub use server::{ListenAddr, Listener, bind_all, serve, serve_app, serve_app_tls};
+pub use server::{ListenAddr, Listener, bind_all, serve, serve_app, serve_app_tls, serve_stream};
 pub use swarm_request::{InitRequest, JoinRequest};

@@ -130,6 +130,33 @@ where
     })
 }
 
+/// Serves `app` on one stream that is not a listener's connection: a request forwarded by
+/// another manager through the cluster's mutual TLS (`pool://leader`, see [`crate::dial`]).
+/// HTTP/1 with upgrades (attach, exec), until the peer closes the stream or `cancel`
+/// fires.
+pub async fn serve_stream(
+    stream: crate::dial::EngineStream,
+    app: ApiApp,
+    cancel: CancellationToken,
+) {
+    let app = tower::ServiceExt::map_request(app, |req: Request<hyper::body::Incoming>| {
+        req.map(Body::new)
+    });
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "forwarded API connection ended");
+            }
+        }
+        _ = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+}
+
 /// A listener's server running.
 type ServerFuture = std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
@@ -267,5 +294,35 @@ mod tests {
         let file = dir.path().join("not-a-socket");
         std::fs::write(&file, b"x").unwrap();
         assert!(Listener::bind(&ListenAddr::Unix(file)).await.is_err());
+    }
+
+    /// A forwarded stream is served like a listener's connection: version prefix handled,
+    /// the app's answer and headers.
+    #[tokio::test]
+    async fn a_stream_is_served_like_a_connection() {
+        use http_body_util::BodyExt;
+        let app = ApiApp::from_router(
+            axum::Router::new().route("/_ping", axum::routing::get(|| async { "OK" })),
+        );
+        let (ours, theirs) = tokio::io::duplex(4096);
+        let cancel = CancellationToken::new();
+        let served = tokio::spawn(serve_stream(Box::new(theirs), app, cancel.clone()));
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(ours))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .uri("/v1.41/_ping")
+            .header("host", "pool")
+            .body(Body::empty())
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().contains_key("api-version"));
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"OK");
+        cancel.cancel();
+        served.await.unwrap();
     }
 }
