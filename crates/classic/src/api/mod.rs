@@ -23,6 +23,8 @@ mod state;
 mod system;
 
 #[cfg(test)]
+mod members_live_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
