@@ -286,7 +286,7 @@ impl Pool {
             requests,
             cancel.clone(),
         ));
-        members.insert(
+        let replaced = members.insert(
             addr,
             Member {
                 view,
@@ -294,6 +294,10 @@ impl Pool {
                 refresh,
             },
         );
+        // Only when one pool mixes `set_engines` and `set_members` over one address.
+        if let Some(old) = replaced {
+            old.cancel.cancel();
+        }
     }
 
     /// Has the engine at `addr` re-read container `id` (its task does it between events),
