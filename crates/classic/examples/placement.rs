@@ -44,6 +44,7 @@ fn pool(engines: usize, per_engine: usize) -> Vec<Node> {
             cpus: 16,
             memory: 64 << 30,
             health: 100,
+            drained: false,
             containers: (0..per_engine)
                 .map(|c| Container {
                     id: format!("{e:08x}{c:056x}"),

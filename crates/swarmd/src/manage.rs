@@ -64,6 +64,7 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
             refresh: options.refresh,
             heartbeat: options.heartbeat,
             tls: tls.as_ref().map(|t| t.client.clone()),
+            dialer: None,
         },
         options.discovery.clone(),
         cancel.clone(),

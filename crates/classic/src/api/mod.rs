@@ -23,6 +23,8 @@ mod state;
 mod system;
 
 #[cfg(test)]
+mod members_live_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
@@ -66,10 +68,12 @@ pub struct Manager {
 /// The API of a manager; `tracker`/`cancel` are the server's (see
 /// `swarmd_engine_api::serve_app`).
 pub fn app(m: Manager, tracker: TaskTracker, cancel: CancellationToken) -> ApiApp {
-    let engine_tls = m.pool.engine_tls();
+    let proxy = EngineProxy::new(tracker, cancel.clone())
+        .with_tls(m.pool.engine_tls())
+        .with_dialer(m.pool.dialer());
     let st = ClassicState {
         pool: m.pool,
-        proxy: Arc::new(EngineProxy::new(tracker, cancel.clone()).with_tls(engine_tls)),
+        proxy: Arc::new(proxy),
         scheduler: m.scheduler,
         options: m.options,
         host: Arc::new(manager_host(m.hostname)),

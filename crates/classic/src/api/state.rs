@@ -40,24 +40,30 @@ pub struct ClassicState {
     pub cancel: CancellationToken,
 }
 
-/// The proxy's name for an engine: `tcp://host:port` or the socket path.
+/// The proxy's name for an engine: `tcp://host:port`, the socket path, or a dialed
+/// engine's upstream (`node://ID`, which the proxy hands to its dialer).
 pub fn upstream(addr: &EngineAddr) -> String {
     match addr {
         EngineAddr::Tcp { .. } => format!("tcp://{addr}"),
         EngineAddr::Unix(path) => path.clone(),
+        EngineAddr::Dialed(upstream) => upstream.clone(),
     }
 }
 
 /// What classic's `Node` object and event `node` field show of an engine.
 pub fn engine_ref(e: &EngineSnapshot) -> EngineRef {
-    EngineRef::new(&e.node, engine_ip(&e.addr))
+    EngineRef::new(&e.node, engine_ip(e))
 }
 
-/// The IP clients reach an engine at (its discovery host).
-pub fn engine_ip(addr: &EngineAddr) -> String {
-    match addr {
-        EngineAddr::Tcp { host, .. } => host.clone(),
-        EngineAddr::Unix(_) => "127.0.0.1".to_owned(),
+/// The IP clients reach an engine at: its pool member's address (a swarm node's), else
+/// its discovery host.
+pub fn engine_ip(e: &EngineSnapshot) -> String {
+    match (&e.member, &e.addr) {
+        (Some(m), _) if !m.ip.is_empty() => m.ip.clone(),
+        (_, EngineAddr::Tcp { host, .. }) => host.clone(),
+        (_, EngineAddr::Unix(_)) => "127.0.0.1".to_owned(),
+        // A member with no address known: nothing truer to show.
+        (_, EngineAddr::Dialed(_)) => String::new(),
     }
 }
 

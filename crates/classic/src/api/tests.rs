@@ -45,6 +45,7 @@ fn fixture(engines: Vec<EngineAddr>) -> Fixture {
             },
             heartbeat: Duration::from_secs(1),
             tls: None,
+            dialer: None,
         },
         Discovery::Nodes(engines),
         cancel.clone(),

@@ -12,6 +12,10 @@ pub enum EngineAddr {
     Tcp { host: String, port: u16 },
     /// A local engine's unix socket, the path after `unix://`.
     Unix(String),
+    /// An engine reached through the pool's [`swarmd_engine_api::dial::Dialer`], named by
+    /// its upstream (`node://<swarm node ID>`): a swarm node's engine behind its agent.
+    /// Only [`super::Discovery::Members`] yields these; [`EngineAddr::parse`] never does.
+    Dialed(String),
 }
 
 /// Why one discovery entry is not an engine address.
@@ -53,12 +57,14 @@ impl EngineAddr {
 }
 
 impl fmt::Display for EngineAddr {
-    /// `host:port` (IPv6 bracketed, as Go's `JoinHostPort`) or `unix:///path`.
+    /// `host:port` (IPv6 bracketed, as Go's `JoinHostPort`), `unix:///path`, or a dialed
+    /// engine's upstream (`node://ID`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Self::Tcp { host, port } => write!(f, "{host}:{port}"),
             Self::Unix(path) => write!(f, "unix://{path}"),
+            Self::Dialed(upstream) => f.write_str(upstream),
         }
     }
 }
@@ -171,6 +177,14 @@ mod tests {
         assert_eq!(
             msg("node:65536"),
             "address node:65536: invalid port \"65536\""
+        );
+    }
+
+    #[test]
+    fn dialed_displays_as_its_upstream() {
+        assert_eq!(
+            EngineAddr::Dialed("node://abc".into()).to_string(),
+            "node://abc"
         );
     }
 

@@ -7,17 +7,37 @@
 
 use std::collections::HashSet;
 
+use tokio::sync::watch;
+
 use super::addr::{AddrError, EngineAddr};
+use super::members::PoolMember;
 use super::range::{RangeTooLarge, expand_range};
 
-/// A parsed discovery URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the pool's engines come from: a parsed discovery URL, or the embedding program.
+#[derive(Debug, Clone)]
 pub enum Discovery {
     /// A fixed pool (`nodes://`, a bare list, or one `unix://` socket).
     Nodes(Vec<EngineAddr>),
     /// A file to read now and re-read every heartbeat ([`super::parse_file_content`]).
     File(String),
+    /// Members the embedding program keeps current (a swarm's nodes, issue 17); the pool
+    /// follows every change sent ([`super::diff_members`]). Never parsed from a URL.
+    Members(watch::Receiver<Vec<PoolMember>>),
 }
+
+impl PartialEq for Discovery {
+    /// Lists and paths by value; member sources when they are the same channel.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Nodes(a), Self::Nodes(b)) => a == b,
+            (Self::File(a), Self::File(b)) => a == b,
+            (Self::Members(a), Self::Members(b)) => a.same_channel(b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Discovery {}
 
 /// Why a discovery URL or list is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! One engine handle: dial, bounded calls, and the full refresh classic runs every
 //! refresh interval.
 
-mod tls_transport;
+mod transport;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions};
+use swarmd_engine_api::dial::Dialer;
 
 use super::EngineError;
 use crate::discovery::{EngineAddr, EngineHealth, EngineState, Transition};
@@ -49,6 +50,18 @@ impl Engine {
         failure_retry: u32,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, EngineError> {
+        Self::with_transport(addr, timeout, failure_retry, tls, None)
+    }
+
+    /// [`Engine::with_tls`], and an [`EngineAddr::Dialed`] engine is reached through
+    /// `dialer` (without one, such an address is refused).
+    pub fn with_transport(
+        addr: EngineAddr,
+        timeout: Duration,
+        failure_retry: u32,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        dialer: Option<Arc<dyn Dialer>>,
+    ) -> Result<Self, EngineError> {
         // bollard's own timeout is whole seconds; ours (below) is the precise bound.
         let secs = timeout.as_secs().max(1);
         // Start at the oldest API the pool supports (engine 20.10 speaks 1.41); the first
@@ -60,8 +73,17 @@ impl Engine {
         let docker = match &addr {
             EngineAddr::Unix(path) => Docker::connect_with_unix(path, secs, version),
             EngineAddr::Tcp { .. } => match tls {
-                Some(config) => tls_transport::connect(&addr.to_string(), config, secs, version),
+                Some(config) => transport::tls(&addr.to_string(), config, secs, version),
                 None => Docker::connect_with_http(&format!("http://{addr}"), secs, version),
+            },
+            EngineAddr::Dialed(upstream) => match dialer {
+                Some(dialer) => transport::dialed(upstream, dialer, secs, version),
+                None => {
+                    return Err(EngineError::Client {
+                        addr: addr.to_string(),
+                        message: "no dialer for this engine".to_owned(),
+                    });
+                }
             },
         }
         .map_err(|e| EngineError::Client {

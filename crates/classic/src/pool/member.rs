@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::RefreshRequest;
 use super::{Engine, PoolConfig};
-use crate::discovery::{EngineAddr, EngineState};
+use crate::discovery::{EngineAddr, EngineState, PoolMember};
 use crate::scheduler::model::Node;
 
 /// What the pool knows of one engine at a moment: the scheduler's node and its health,
@@ -28,6 +28,9 @@ pub struct EngineSnapshot {
     pub updated_at: Option<SystemTime>,
     /// The engine's `ServerVersion` from `/info`.
     pub server_version: String,
+    /// The pool member's host facts ([`crate::discovery::Discovery::Members`]); `None` for
+    /// engines of a discovery URL. [`super::Pool::engines`] has them applied to `node`.
+    pub member: Option<PoolMember>,
 }
 
 impl EngineSnapshot {
@@ -43,7 +46,16 @@ impl EngineSnapshot {
             last_error: None,
             updated_at: None,
             server_version: String::new(),
+            member: None,
         }
+    }
+
+    /// The snapshot with its member's facts applied to its node (see `overlay.rs`).
+    pub(super) fn with_member_facts(mut self) -> Self {
+        if let Some(m) = &self.member {
+            super::overlay::apply(&mut self.node, m);
+        }
+        self
     }
 }
 
@@ -71,9 +83,13 @@ pub(super) async fn run(
     mut requests: mpsc::UnboundedReceiver<RefreshRequest>,
     cancel: CancellationToken,
 ) {
-    let tls = config.tls.clone();
-    let mut engine = match Engine::with_tls(addr.clone(), config.timeout, config.failure_retry, tls)
-    {
+    let mut engine = match Engine::with_transport(
+        addr.clone(),
+        config.timeout,
+        config.failure_retry,
+        config.tls.clone(),
+        config.dialer.clone(),
+    ) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(engine = %addr, error = %e, "engine address unusable");

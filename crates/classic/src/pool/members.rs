@@ -6,19 +6,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use swarmd_engine_api::dial::Dialer;
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::engine::Engine;
+use super::error::EngineError;
 use super::events::RefreshRequest;
 use super::member::{self, EngineSnapshot, PoolEvent};
 use crate::discovery::{
-    Discovery, EngineAddr, EngineState, RefreshIntervals, diff, parse_file_content,
+    Discovery, EngineAddr, EngineState, PoolMember, RefreshIntervals, diff, diff_members,
+    parse_file_content,
 };
 use crate::scheduler::model::{Container, Node};
 
 /// How the pool talks to its engines.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PoolConfig {
     /// Bound on every call the refresh loop makes.
     pub timeout: Duration,
@@ -28,6 +32,22 @@ pub struct PoolConfig {
     pub heartbeat: Duration,
     /// `--tls`: engines are dialled over TLS with it (`swarmd_engine_api::tls`).
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Opens [`EngineAddr::Dialed`] engines (`node://<ID>`, issue 17); the API's proxy is
+    /// given the same one. `None` outside a swarm.
+    pub dialer: Option<Arc<dyn Dialer>>,
+}
+
+impl std::fmt::Debug for PoolConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolConfig")
+            .field("timeout", &self.timeout)
+            .field("failure_retry", &self.failure_retry)
+            .field("refresh", &self.refresh)
+            .field("heartbeat", &self.heartbeat)
+            .field("tls", &self.tls.is_some())
+            .field("dialer", &self.dialer.is_some())
+            .finish()
+    }
 }
 
 #[cfg(test)]
@@ -44,6 +64,7 @@ impl PoolConfig {
             },
             heartbeat: Duration::from_secs(5),
             tls: None,
+            dialer: None,
         }
     }
 }
@@ -120,8 +141,58 @@ impl Pool {
                 pool.tracker
                     .spawn(async move { p.discover(discovery).await });
             }
+            Discovery::Members(mut source) => {
+                // The members known now are in the pool at once, as a fixed list's.
+                let now = source.borrow_and_update().clone();
+                pool.set_members(&now);
+                let p = pool.clone();
+                pool.tracker
+                    .spawn(async move { p.follow_members(source).await });
+            }
         }
         pool
+    }
+
+    /// The dialer of [`EngineAddr::Dialed`] engines, for the API's proxy to reach them the
+    /// same way.
+    pub fn dialer(&self) -> Option<Arc<dyn Dialer>> {
+        self.config.dialer.clone()
+    }
+
+    /// A new handle on the engine at `addr`, dialled as the pool dials it (TLS, dialer),
+    /// for callers outside the refresh loop (the watchdog); `timeout` as in
+    /// [`Engine::new`]. Nothing is dialled yet.
+    pub fn engine(
+        &self,
+        addr: &EngineAddr,
+        timeout: Duration,
+        failure_retry: u32,
+    ) -> Result<Engine, EngineError> {
+        Engine::with_transport(
+            addr.clone(),
+            timeout,
+            failure_retry,
+            self.config.tls.clone(),
+            self.config.dialer.clone(),
+        )
+    }
+
+    /// Applies every member list `source` sends until `cancel`. A closed source leaves
+    /// the pool as it is (the embedding program stopped updating it).
+    async fn follow_members(self: Arc<Self>, mut source: watch::Receiver<Vec<PoolMember>>) {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                changed = source.changed() => {
+                    if changed.is_err() {
+                        tracing::warn!("pool member source closed; pool unchanged from now on");
+                        return;
+                    }
+                    let members = source.borrow_and_update().clone();
+                    self.set_members(&members);
+                }
+            }
+        }
     }
 
     /// TLS towards the engines (`--tls`), for the API's proxy to dial them the same way.
@@ -158,31 +229,74 @@ impl Pool {
         let change = diff(&current, addrs);
         for addr in change.removed {
             tracing::info!(engine = %addr, "engine left the discovery");
-            if let Some(m) = members.remove(&addr) {
-                m.cancel.cancel();
-            }
+            remove(&mut members, &addr);
         }
         for addr in change.added {
             tracing::info!(engine = %addr, "engine discovered");
-            let view = Arc::new(RwLock::new(EngineSnapshot::new(addr.clone())));
-            let cancel = self.cancel.child_token();
-            let (refresh, requests) = mpsc::unbounded_channel();
-            self.tracker.spawn(member::run(
-                addr.clone(),
-                view.clone(),
-                self.config.clone(),
-                self.events.clone(),
-                requests,
-                cancel.clone(),
-            ));
-            members.insert(
-                addr,
-                Member {
-                    view,
-                    cancel,
-                    refresh,
-                },
-            );
+            self.add(&mut members, addr, None);
+        }
+    }
+
+    /// Makes the pool exactly `list`: new members get a task, dropped ones lose theirs,
+    /// kept ones whose facts changed get them in their view, without a reconnect.
+    pub fn set_members(&self, list: &[PoolMember]) {
+        let Ok(mut members) = self.members.write() else {
+            return;
+        };
+        let current: Vec<PoolMember> = members
+            .values()
+            .filter_map(|m| m.view.read().ok().and_then(|v| v.member.clone()))
+            .collect();
+        let change = diff_members(&current, list);
+        for addr in change.removed {
+            tracing::info!(engine = %addr, "pool member removed");
+            remove(&mut members, &addr);
+        }
+        for m in change.updated {
+            tracing::info!(engine = %m.upstream, name = ?m.name, accepts_new = m.accepts_new, "pool member updated");
+            if let Some(view) = members.get(&m.upstream).map(|e| e.view.clone())
+                && let Ok(mut v) = view.write()
+            {
+                v.member = Some(m);
+            }
+        }
+        for m in change.added {
+            tracing::info!(engine = %m.upstream, name = ?m.name, "pool member added");
+            self.add(&mut members, m.upstream.clone(), Some(m));
+        }
+    }
+
+    /// Starts the task of a new engine.
+    fn add(
+        &self,
+        members: &mut BTreeMap<EngineAddr, Member>,
+        addr: EngineAddr,
+        member: Option<PoolMember>,
+    ) {
+        let mut snapshot = EngineSnapshot::new(addr.clone());
+        snapshot.member = member;
+        let view = Arc::new(RwLock::new(snapshot));
+        let cancel = self.cancel.child_token();
+        let (refresh, requests) = mpsc::unbounded_channel();
+        self.tracker.spawn(member::run(
+            addr.clone(),
+            view.clone(),
+            self.config.clone(),
+            self.events.clone(),
+            requests,
+            cancel.clone(),
+        ));
+        let replaced = members.insert(
+            addr,
+            Member {
+                view,
+                cancel,
+                refresh,
+            },
+        );
+        // Only when one pool mixes `set_engines` and `set_members` over one address.
+        if let Some(old) = replaced {
+            old.cancel.cancel();
         }
     }
 
@@ -241,7 +355,7 @@ impl Pool {
         };
         members
             .values()
-            .filter_map(|m| m.view.read().ok().map(|v| v.clone()))
+            .filter_map(|m| m.view.read().ok().map(|v| v.clone().with_member_facts()))
             .collect()
     }
 
@@ -323,6 +437,13 @@ impl Pool {
     }
 }
 
+/// Stops and forgets the engine at `addr`.
+fn remove(members: &mut BTreeMap<EngineAddr, Member>, addr: &EngineAddr) {
+    if let Some(m) = members.remove(addr) {
+        m.cancel.cancel();
+    }
+}
+
 /// The Swarm IDs of containers listed on healthy engines.
 fn moved_swarm_ids(engines: &[EngineSnapshot]) -> HashSet<String> {
     engines
@@ -337,6 +458,9 @@ fn moved_swarm_ids(engines: &[EngineSnapshot]) -> HashSet<String> {
 async fn read_discovery(discovery: &Discovery) -> Result<Vec<EngineAddr>, String> {
     match discovery {
         Discovery::Nodes(addrs) => Ok(addrs.clone()),
+        Discovery::Members(source) => {
+            Ok(source.borrow().iter().map(|m| m.upstream.clone()).collect())
+        }
         Discovery::File(path) => {
             let content = tokio::fs::read_to_string(path)
                 .await

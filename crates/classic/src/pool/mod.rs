@@ -9,13 +9,16 @@
 //!
 //! The [`Pool`] runs one task per engine (`member.rs`: refresh, then follow the engine's
 //! events until the next refresh is due) and re-reads a `file://` discovery every
-//! heartbeat; readers get [`EngineSnapshot`]s, never a lock held across I/O.
+//! heartbeat, or follows the members the embedding program sends (a swarm's nodes, reached
+//! through its [`swarmd_engine_api::dial::Dialer`]); readers get [`EngineSnapshot`]s, never a
+//! lock held across I/O.
 
 mod engine;
 mod error;
 mod events;
 mod member;
 mod members;
+mod overlay;
 
 pub use engine::Engine;
 pub use error::EngineError;

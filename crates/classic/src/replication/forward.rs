@@ -39,7 +39,7 @@ pub async fn to_primary(State(st): State<ClassicState>, req: Request, next: Next
     tracing::debug!(primary = %primary, path = %req.uri().path(), "forwarding to the primary");
     match st
         .proxy
-        .try_forward(&format!("tcp://{primary}"), req, &version)
+        .try_forward(&primary_upstream(&primary), req, &version)
         .await
     {
         Ok(resp) => resp,
@@ -52,6 +52,16 @@ pub async fn to_primary(State(st): State<ClassicState>, req: Request, next: Next
             ),
         )
         .into_response(),
+    }
+}
+
+/// The proxy's upstream for the primary: an advertise address (`host:port`) over TCP, an
+/// upstream with a scheme (`pool://leader`, through the proxy's dialer) as it is.
+fn primary_upstream(primary: &str) -> String {
+    if primary.contains("://") {
+        primary.to_owned()
+    } else {
+        format!("tcp://{primary}")
     }
 }
 
@@ -77,4 +87,17 @@ async fn primary(st: &ClassicState) -> Result<Option<String>, ApiError> {
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("No elected primary cluster manager: {reason}"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::primary_upstream;
+
+    #[test]
+    fn advertise_addresses_go_over_tcp_schemes_as_they_are() {
+        assert_eq!(primary_upstream("10.0.0.1:4000"), "tcp://10.0.0.1:4000");
+        assert_eq!(primary_upstream("[::1]:4000"), "tcp://[::1]:4000");
+        assert_eq!(primary_upstream("pool://leader"), "pool://leader");
+        assert_eq!(primary_upstream("tcp://m:4000"), "tcp://m:4000");
+    }
 }

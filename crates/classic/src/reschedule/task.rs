@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::body::{BodyError, create_body, for_engine, name_of, request_for};
 use super::plan::{self, EngineView, Move, Stale};
 use crate::discovery::{EngineAddr, EngineState};
-use crate::pool::{Engine, Pool};
+use crate::pool::Pool;
 use crate::scheduler::model::Container;
 use crate::scheduler::select::{ScheduleError, Scheduler};
 
@@ -288,7 +288,9 @@ impl Watchdog {
     }
 
     fn client(&self, addr: &EngineAddr) -> Result<Docker, MoveError> {
-        Engine::new(addr.clone(), self.timeout, 1)
+        // Dialled as the pool dials it: over TLS or through the swarm's dialer.
+        self.pool
+            .engine(addr, self.timeout, 1)
             .map(|e| e.client().clone())
             .map_err(|e| engine_error(addr, e.to_string()))
     }

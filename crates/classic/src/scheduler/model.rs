@@ -30,6 +30,9 @@ pub struct Node {
     /// Classic's health indicator, 0 (unhealthy) to 100: 100 minus the share of failed
     /// refreshes out of the allowed retries; see [`Node::health_from`].
     pub health: i64,
+    /// The node takes no new container (its pool member is a drained swarm node); it is
+    /// still listed and its containers still reached.
+    pub drained: bool,
     pub containers: Vec<Container>,
     pub images: Vec<Image>,
 }

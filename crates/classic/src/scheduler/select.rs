@@ -62,7 +62,10 @@ impl Scheduler {
         soft: bool,
         rng: &mut R,
     ) -> Result<Vec<&'a Node>, ScheduleError> {
-        let accepted = pipeline::apply(&self.filters, req, nodes.iter().collect(), soft)?;
+        // A drained node is no candidate at all: with none left, the create gets classic's
+        // no-node message, as from an empty pool.
+        let open = nodes.iter().filter(|n| !n.drained).collect();
+        let accepted = pipeline::apply(&self.filters, req, open, soft)?;
         if accepted.is_empty() {
             return Err(ScheduleError::NoNodeAvailable);
         }
@@ -150,6 +153,36 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "no resources available to schedule container"
+        );
+    }
+
+    #[test]
+    fn drained_nodes_take_no_new_container() {
+        let s = Scheduler::default();
+        let mut pool = pool();
+        pool[1].drained = true;
+        assert_eq!(select(&s, &pool, &[]).unwrap(), ["a"]);
+        // Even when a constraint names it.
+        assert_eq!(
+            select(&s, &pool, &["constraint:node==b"])
+                .unwrap_err()
+                .to_string(),
+            "Unable to find a node that satisfies the following conditions \n\
+             [available container slots]\n\
+             [node==b]"
+        );
+        pool[0].drained = true;
+        assert_eq!(
+            select(&s, &pool, &[]).unwrap_err().to_string(),
+            "No healthy node available in the cluster"
+        );
+        let without_health = Scheduler {
+            filters: vec![FilterKind::Constraint],
+            ..Scheduler::default()
+        };
+        assert_eq!(
+            select(&without_health, &pool, &[]).unwrap_err().to_string(),
+            "No nodes available in the cluster"
         );
     }
 

@@ -4,6 +4,7 @@
 use crate::discovery::EngineAddr;
 
 mod live;
+mod members;
 mod offline;
 
 fn tcp(port: u16) -> EngineAddr {

@@ -1,6 +1,10 @@
 //! Constraint filter: node labels (engine labels plus storagedriver, kernelversion,
 //! operatingsystem, ostype) must match; the key `node` matches the engine's ID or name.
 //! A missing label matches as the empty string, so `key!=x` accepts unlabelled nodes.
+//!
+//! Over a swarm's nodes (issue 17) users write swarm mode's spelling too: `node.labels.X`
+//! is label X (the swarm node's labels are merged into the node's), `node.hostname` the
+//! node's name (the swarm node's hostname).
 
 use super::{FilterError, filter_exprs};
 use crate::scheduler::expr::{Expr, ExprError};
@@ -16,11 +20,17 @@ pub(super) fn filter<'a>(
     filter_exprs(exprs, nodes, soft, accepts, FilterError::Constraint)
 }
 
+/// Swarm mode's prefix of a node label in a placement constraint.
+const SWARM_LABEL_PREFIX: &str = "node.labels.";
+
 fn accepts(e: &Expr, n: &Node) -> bool {
-    if e.key == "node" {
-        e.matches(&[&n.id, &n.name])
-    } else {
-        e.matches(&[n.label(&e.key).unwrap_or("")])
+    match e.key.as_str() {
+        "node" => e.matches(&[&n.id, &n.name]),
+        "node.hostname" => e.matches(&[&n.name]),
+        key => {
+            let label = key.strip_prefix(SWARM_LABEL_PREFIX).unwrap_or(key);
+            e.matches(&[n.label(label).unwrap_or("")])
+        }
     }
 }
 
@@ -91,6 +101,29 @@ mod tests {
         assert_eq!(
             run(&["constraint:node==ID-other"], false).unwrap(),
             ["other"]
+        );
+    }
+
+    #[test]
+    fn swarm_mode_spellings() {
+        assert_eq!(
+            run(&["constraint:node.labels.region==us-east"], false).unwrap(),
+            ["node-1"]
+        );
+        assert_eq!(
+            run(&["constraint:node.labels.region!=us-east"], false).unwrap(),
+            ["node-2", "other"]
+        );
+        assert_eq!(
+            run(&["constraint:node.hostname==node-2"], false).unwrap(),
+            ["node-2"]
+        );
+        // The hostname is the name only, not the engine ID as classic's `node` key.
+        assert_eq!(
+            run(&["constraint:node.hostname==ID-other"], false)
+                .unwrap_err()
+                .to_string(),
+            "unable to find a node that satisfies the constraint node.hostname==ID-other"
         );
     }
 
