@@ -79,6 +79,18 @@ impl EnginesServer {
             .ok_or_else(|| Status::unauthenticated(format!("{rpc} requires a node certificate")))
     }
 
+    /// A byte-carrying call's caller, first frame and the rest of its frames.
+    async fn opening(
+        &self,
+        rpc: RpcKind,
+        req: Request<Streaming<pb::TunnelFrame>>,
+    ) -> Result<(String, pb::TunnelFrame, Streaming<pb::TunnelFrame>), Status> {
+        let node_id = self.caller(rpc, &req)?;
+        let mut inbound = req.into_inner();
+        let first = first_frame(&mut inbound).await?;
+        Ok((node_id, first, inbound))
+    }
+
     /// The outgoing frames of a tunnel call, ended by an error if the server shuts down
     /// first (a cut tunnel must not read as a complete one).
     fn until_shutdown(&self, items: FrameStream) -> FrameStream {
@@ -147,9 +159,7 @@ impl pb::engines_server::Engines for EnginesServer {
         &self,
         req: Request<Streaming<pb::TunnelFrame>>,
     ) -> Result<Response<Self::AcceptStream>, Status> {
-        let node_id = self.caller(RpcKind::EnginesAccept, &req)?;
-        let mut inbound = req.into_inner();
-        let first = first_frame(&mut inbound).await?;
+        let (node_id, first, inbound) = self.opening(RpcKind::EnginesAccept, req).await?;
         if !first.error.is_empty() {
             self.api
                 .accept(&node_id, &first.open, Err(first.error))
@@ -170,9 +180,7 @@ impl pb::engines_server::Engines for EnginesServer {
         &self,
         req: Request<Streaming<pb::TunnelFrame>>,
     ) -> Result<Response<Self::OpenStream>, Status> {
-        let node_id = self.caller(RpcKind::EnginesOpen, &req)?;
-        let mut inbound = req.into_inner();
-        let first = first_frame(&mut inbound).await?;
+        let (node_id, first, inbound) = self.opening(RpcKind::EnginesOpen, req).await?;
         let target = first.open;
         let upstream = self
             .api

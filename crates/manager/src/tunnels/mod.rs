@@ -249,10 +249,7 @@ mod tests {
     async fn the_asked_node_answers_and_nothing_stays_behind() {
         let hub = TunnelHub::<u32>::new();
         let mut offers = hub.subscribe("w1");
-        let opener = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.open("w1", ACCEPT_WITHIN).await }
-        });
+        let opener = spawn_open(&hub);
         let id = offers.next().await.unwrap();
         assert_eq!(hub.awaited(), 1);
         // Another node cannot answer it, nor can an unknown ID be answered; the tunnel
@@ -278,10 +275,7 @@ mod tests {
     async fn a_refusal_carries_the_nodes_reason() {
         let hub = TunnelHub::<u32>::new();
         let mut offers = hub.subscribe("w1");
-        let opener = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.open("w1", ACCEPT_WITHIN).await }
-        });
+        let opener = spawn_open(&hub);
         let id = offers.next().await.unwrap();
         hub.accept("w1", &id, Err("no engine".into())).unwrap();
         let err = opener.await.unwrap().unwrap_err();
@@ -309,10 +303,7 @@ mod tests {
     async fn a_cancelled_open_is_forgotten() {
         let hub = TunnelHub::<u32>::new();
         let mut offers = hub.subscribe("w1");
-        let opener = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.open("w1", ACCEPT_WITHIN).await }
-        });
+        let opener = spawn_open(&hub);
         let id = offers.next().await.unwrap();
         assert_eq!(hub.awaited(), 1);
         opener.abort();
@@ -329,10 +320,7 @@ mod tests {
         assert_eq!(old.next().await, None, "the replaced stream ends");
         drop(old);
         assert_eq!(hub.connected(), ["w1"], "the old one's end leaves the new");
-        let opener = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.open("w1", ACCEPT_WITHIN).await }
-        });
+        let opener = spawn_open(&hub);
         let id = new.next().await.unwrap();
         hub.accept("w1", &id, Ok(3)).unwrap();
         assert_eq!(opener.await.unwrap(), Ok(3));
@@ -350,10 +338,7 @@ mod tests {
         let _offers = hub.subscribe("w1");
         let mut waiting = Vec::new();
         for _ in 0..OFFER_QUEUE {
-            let hub = hub.clone();
-            waiting.push(tokio::spawn(
-                async move { hub.open("w1", ACCEPT_WITHIN).await },
-            ));
+            waiting.push(spawn_open(&hub));
         }
         wait_awaited(&hub, OFFER_QUEUE).await;
         assert_eq!(
@@ -366,6 +351,12 @@ mod tests {
             let _ = w.await;
         }
         assert_eq!(hub.awaited(), 0);
+    }
+
+    /// Opens a tunnel to w1 in a task of its own.
+    fn spawn_open(hub: &TunnelHub<u32>) -> tokio::task::JoinHandle<Result<u32, HubError>> {
+        let hub = hub.clone();
+        tokio::spawn(async move { hub.open("w1", ACCEPT_WITHIN).await })
     }
 
     /// Yields until `n` tunnels are awaited (the spawned opens have run).
