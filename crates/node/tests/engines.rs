@@ -11,6 +11,8 @@ use std::sync::Arc;
 use common::{Member, POLL, WAIT, three_managers_with, wait_leader};
 use swarmd_engine_api::backend::{Backend, JoinRequest};
 use swarmd_engine_api::dial::{Dialer, EngineStream};
+use swarmd_node::cluster::NodeCerts;
+use swarmd_rpc::{ClientOptions, EnginesClient, RpcChannel, TunnelError};
 use swarmd_testkit::{unique_loopback, wait_for_async};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
@@ -116,6 +118,17 @@ async fn echo_through(dialer: &Arc<dyn Dialer>, upstream: &str, data: Vec<u8>) -
     back
 }
 
+/// The Engines service on `to`'s cluster port, called with `from`'s certificate.
+fn engines_client(from: &Member, to: &Member) -> EnginesClient {
+    let certs = NodeCerts::load(&from.root.join("swarm"), None).expect("certificates");
+    let options = ClientOptions {
+        server_name: Some(swarmd_pki::manager_server_name()),
+        ..ClientOptions::default()
+    };
+    let tls = certs.client_config().unwrap();
+    EnginesClient::new(RpcChannel::new(&to.cluster_addr(), tls, options).unwrap())
+}
+
 fn engine_socket(root: &Path) -> Option<String> {
     std::fs::create_dir_all(root).unwrap();
     Some(root.join("engine.sock").display().to_string())
@@ -197,6 +210,29 @@ async fn managers_reach_every_nodes_engine_and_the_leaders_pool_api_through_the_
     assert!(
         err.to_string().contains("not an active swarm manager"),
         "{err}"
+    );
+
+    // Straight to the cluster ports with the nodes' own certificates: a follower refuses
+    // with where the leader is; the leader refuses a worker's certificate.
+    let err = engines_client(&members[f], &members[f])
+        .open(&upstream)
+        .await
+        .err()
+        .expect("a follower refuses");
+    assert_eq!(
+        err,
+        TunnelError::NotLeader {
+            leader_addr: Some(members[l].cluster_addr())
+        }
+    );
+    let err = engines_client(&worker, &members[l])
+        .open(&upstream)
+        .await
+        .err()
+        .expect("a worker is refused");
+    assert!(
+        matches!(&err, TunnelError::Refused(m) if m.contains("is for managers")),
+        "{err:?}"
     );
 
     // The leader stops: tunnels go through the new one.
