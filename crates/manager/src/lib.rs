@@ -15,6 +15,7 @@ pub mod membership;
 pub mod orchestrator;
 pub mod reconcile;
 pub mod scheduler;
+pub mod tunnels;
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! The cluster port: this node's certificates, the manager's gRPC server (dispatcher, CA,
-//! Raft and write forwarding over mutual TLS) and the join handshake of a new node.
+//! Raft, write forwarding and engine tunnels over mutual TLS) and the join handshake of a new node.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,8 +13,8 @@ use swarmd_crypto::{DataKey, UnlockKey};
 use swarmd_manager::ca::{self as ca_signer, CaError};
 use swarmd_raft::RaftNode;
 use swarmd_rpc::{
-    CaClient, CaService, CertificateDer, IssueRequest, IssuedCertificate, PeerIdentity, PeerInfo,
-    RoleAuthorizer, RpcChannel, RpcError, RpcServer, Services,
+    CaClient, CaService, CertificateDer, EnginesService, IssueRequest, IssuedCertificate,
+    PeerIdentity, PeerInfo, RoleAuthorizer, RpcChannel, RpcError, RpcServer, Services,
 };
 use swarmd_store::Store;
 use swarmd_types::Role;
@@ -315,6 +315,7 @@ fn identify(
 
 /// Binds the cluster port and serves the dispatcher, the CA, Raft and write forwarding
 /// until `cancel` fires.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_cluster_port(
     addr: SocketAddr,
     certs: &NodeCerts,
@@ -322,6 +323,7 @@ pub async fn serve_cluster_port(
     store: Store,
     raft: Arc<RaftNode>,
     dispatcher: Arc<dyn DispatcherApi>,
+    engines: Arc<dyn EnginesService>,
     cancel: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let tls = swarmd_pki::live_server_config(live)?;
@@ -338,7 +340,9 @@ pub async fn serve_cluster_port(
         // Followers' read-index requests, answered by the leader's Raft (a follower answers
         // NotLeader), concurrent ones sharing a round.
         .read_barrier(Arc::new(swarmd_store::Coalesced::new(raft)))
-        .ca(Arc::new(CaServiceImpl { store }));
+        .ca(Arc::new(CaServiceImpl { store }))
+        // Tunnels to nodes' engines, while this manager leads.
+        .engines(engines);
     let server = RpcServer::bind(addr, tls, authorizer, services)
         .await
         .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))?;

@@ -48,6 +48,8 @@ pub struct FollowingDispatcher {
     sessions: Mutex<HashMap<String, Target>>,
     /// The Raft leader this manager found dead and is calling an election over.
     suspected: Arc<Mutex<Option<u64>>>,
+    /// The cluster address of the manager the last session opened with.
+    session_with: watch::Sender<Option<String>>,
 }
 
 /// What the sessions told: the managers, and the node as they record it.
@@ -87,6 +89,7 @@ impl FollowingDispatcher {
             remotes: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             suspected: Arc::new(Mutex::new(None)),
+            session_with: watch::channel(None).0,
         })
     }
 
@@ -127,6 +130,12 @@ impl FollowingDispatcher {
     /// The last session message: the node as the managers record it, and the managers.
     pub fn latest(&self) -> watch::Receiver<Option<SessionMessage>> {
         self.heard.latest.subscribe()
+    }
+
+    /// The cluster address of the manager the agent's session is with (the leader as the
+    /// agent found it; this manager's own address when it leads), as it changes.
+    pub fn session_with(&self) -> watch::Receiver<Option<String>> {
+        self.session_with.subscribe()
     }
 
     /// The managers' cluster addresses as last heard.
@@ -249,6 +258,11 @@ impl DispatcherApi for FollowingDispatcher {
                     }
                     tracing::debug!(manager = %addr, session = %first.session_id, "session opened with the leader");
                     self.heard.learn(&first);
+                    self.session_with.send_if_modified(|with| {
+                        let moved = with.as_deref() != Some(addr.as_str());
+                        *with = Some(addr.clone());
+                        moved
+                    });
                     let heard = self.heard.clone();
                     let rest = rest.inspect(move |m| {
                         if let Ok(m) = m {

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod cluster;
 pub mod config;
 mod dataplane;
+pub mod engines;
 mod follow;
 pub mod node;
 mod raft_glue;

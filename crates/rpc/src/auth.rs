@@ -36,11 +36,17 @@ pub enum RpcKind {
     CaGetRootCa,
     ControlPropose,
     ControlReadIndex,
+    /// An agent's standing request for tunnels to its engine (its own node only).
+    EnginesOffers,
+    /// An agent opening a tunnel it was asked for (its own node only).
+    EnginesAccept,
+    /// A stream to any node's engine, or to the leader's pool API: managers only.
+    EnginesOpen,
 }
 
 impl RpcKind {
     /// Every RPC, for lookups by path.
-    pub const ALL: [RpcKind; 14] = [
+    pub const ALL: [RpcKind; 17] = [
         RpcKind::DispatcherSession,
         RpcKind::DispatcherHeartbeat,
         RpcKind::DispatcherAssignments,
@@ -55,6 +61,9 @@ impl RpcKind {
         RpcKind::CaGetRootCa,
         RpcKind::ControlPropose,
         RpcKind::ControlReadIndex,
+        RpcKind::EnginesOffers,
+        RpcKind::EnginesAccept,
+        RpcKind::EnginesOpen,
     ];
 
     /// The RPC a request path (`/swarmd.v1.Raft/Vote`) names; `None` for anything else.
@@ -80,6 +89,9 @@ impl RpcKind {
             RpcKind::CaGetRootCa => "/swarmd.v1.Ca/GetRootCa",
             RpcKind::ControlPropose => "/swarmd.v1.Control/Propose",
             RpcKind::ControlReadIndex => "/swarmd.v1.Control/ReadIndex",
+            RpcKind::EnginesOffers => "/swarmd.v1.Engines/Offers",
+            RpcKind::EnginesAccept => "/swarmd.v1.Engines/Accept",
+            RpcKind::EnginesOpen => "/swarmd.v1.Engines/Open",
         }
     }
 
@@ -93,13 +105,16 @@ impl RpcKind {
             | RpcKind::DispatcherAssignments
             | RpcKind::DispatcherUpdateTaskStatus
             | RpcKind::DispatcherLogSubscriptions
-            | RpcKind::DispatcherPublishLogs => Requirement::AnyNode,
+            | RpcKind::DispatcherPublishLogs
+            | RpcKind::EnginesOffers
+            | RpcKind::EnginesAccept => Requirement::AnyNode,
             RpcKind::DispatcherSubscribeLogs
             | RpcKind::RaftAppendEntries
             | RpcKind::RaftVote
             | RpcKind::RaftInstallSnapshot
             | RpcKind::ControlPropose
-            | RpcKind::ControlReadIndex => Requirement::Manager,
+            | RpcKind::ControlReadIndex
+            | RpcKind::EnginesOpen => Requirement::Manager,
         }
     }
 }
@@ -254,6 +269,7 @@ mod tests {
             RpcKind::RaftVote,
             RpcKind::RaftInstallSnapshot,
             RpcKind::ControlPropose,
+            RpcKind::EnginesOpen,
         ] {
             let err = a.authorize(rpc, Some(&worker)).unwrap_err();
             assert_eq!(err.code(), tonic::Code::PermissionDenied, "{rpc}");

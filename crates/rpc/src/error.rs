@@ -175,6 +175,50 @@ pub fn propose_error_from_status(status: &Status) -> ProposeError {
     }
 }
 
+// --- Engine tunnels ---------------------------------------------------------------------
+
+/// Why a tunnel could not be opened or accepted (the Engines service), on either side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum TunnelError {
+    /// Tunnels go through the Raft leader, and this manager is not it.
+    #[error("this manager is not the swarm's leader")]
+    NotLeader { leader_addr: Option<String> },
+    /// The target cannot be reached now: its node is not connected, did not answer in
+    /// time, has no engine, or the leader serves no pool API.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The caller may not do this (a tunnel that was not asked of it).
+    #[error("{0}")]
+    Refused(String),
+    /// The request is malformed (no first frame, an unknown target).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The status an Engines handler returns for `err`.
+pub fn tunnel_status(err: &TunnelError) -> Status {
+    let code = match err {
+        TunnelError::NotLeader { .. } => Code::FailedPrecondition,
+        TunnelError::Unavailable(_) => Code::Unavailable,
+        TunnelError::Refused(_) => Code::PermissionDenied,
+        TunnelError::Invalid(_) => Code::InvalidArgument,
+    };
+    typed_status(code, err.to_string(), err)
+}
+
+/// The tunnel error a failed Engines call means: the service's own verdict when it sent
+/// one; a refusal by the authorizer is `Refused`; anything else (connect failure, timeout,
+/// reset) `Unavailable`.
+pub fn tunnel_error_from_status(status: &Status) -> TunnelError {
+    if let Some(e) = typed_error(status) {
+        return e;
+    }
+    match status.code() {
+        Code::Unauthenticated | Code::PermissionDenied => TunnelError::Refused(describe(status)),
+        _ => TunnelError::Unavailable(describe(status)),
+    }
+}
+
 // --- Raft and CA -----------------------------------------------------------------------
 
 /// Why a Raft or CA call failed, on either side: the services return it, the clients get

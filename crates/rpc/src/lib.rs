@@ -1,12 +1,15 @@
 //! swarmd's node-to-node RPC: gRPC (tonic) over mutual TLS on the cluster port.
 //!
-//! Four services, defined in `proto/swarmd.proto`:
+//! Five services, defined in `proto/swarmd.proto`:
 //! - **Dispatcher** — the agent ⇄ dispatcher protocol ([`DispatcherApi`]):
 //!   [`DispatcherServer`] serves any implementation, [`RemoteDispatcher`] is one.
 //! - **Raft** — openraft's RPCs as opaque bytes: [`RaftService`] / [`RaftClient`].
 //! - **Ca** — join/renew certificates and the root CA: [`CaService`] / [`CaClient`].
 //! - **Control** — followers forward store proposals to the leader:
 //!   [`ProposeServer`] serves any [`Proposer`], [`RemoteProposer`] is one.
+//! - **Engines** — byte streams to nodes' engines through their agents:
+//!   [`EnginesServer`] serves any [`EnginesService`], [`EnginesClient`] calls it; a call's
+//!   frames are a [`Tunnel`] (`AsyncRead + AsyncWrite`).
 //!
 //! Domain values travel as serde_json inside thin protobuf messages (the proto's header
 //! says why). TLS configurations come from outside (the pki crate) as
@@ -29,11 +32,13 @@ pub mod ca;
 pub mod client;
 pub mod control;
 pub mod dispatcher;
+pub mod engines;
 pub mod error;
 mod gate;
 pub mod raft;
 pub mod server;
 pub mod tls;
+pub mod tunnel;
 
 /// Code generated from `proto/swarmd.proto`.
 #[allow(clippy::all, missing_docs)]
@@ -46,13 +51,15 @@ pub use ca::{CaClient, CaServer, CaService, IssueRequest, IssuedCertificate};
 pub use client::{ClientError, ClientOptions, DEFAULT_MAX_MESSAGE_BYTES, RpcChannel};
 pub use control::{ProposeServer, RemoteProposer};
 pub use dispatcher::{DispatcherServer, RemoteDispatcher};
+pub use engines::{EnginesClient, EnginesServer, EnginesService};
 pub use error::{
-    RpcError, dispatch_error_from_status, dispatch_status, propose_error_from_status,
+    RpcError, TunnelError, dispatch_error_from_status, dispatch_status, propose_error_from_status,
     propose_status,
 };
 pub use raft::{RaftClient, RaftServer, RaftService};
 pub use server::{RpcServer, ServeError, ServerOptions, Services, serve};
 pub use tls::{ConnectFailed, TlsPeer};
+pub use tunnel::{Tunnel, TunnelIo, Upstream, splice};
 
 // What implementors of this crate's traits need, so they do not depend on tonic or
 // rustls-pki-types themselves.

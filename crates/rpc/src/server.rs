@@ -22,6 +22,9 @@ use crate::ca::{CaServer, CaService, MAX_MESSAGE_BYTES as CA_MAX_MESSAGE_BYTES};
 use crate::client::DEFAULT_MAX_MESSAGE_BYTES;
 use crate::control::ProposeServer;
 use crate::dispatcher::DispatcherServer;
+use crate::engines::{
+    EnginesServer, EnginesService, MAX_MESSAGE_BYTES as ENGINES_MAX_MESSAGE_BYTES,
+};
 use crate::gate::{Authorized, GateLayer, check};
 use crate::pb;
 use crate::raft::{RaftServer, RaftService};
@@ -64,6 +67,8 @@ pub struct Services {
     pub proposer: Option<Arc<dyn Proposer>>,
     /// Served as `Control.ReadIndex` (with `proposer`): on the leader, its read barrier.
     pub read_barrier: Option<Arc<dyn ReadBarrier>>,
+    /// Served as `Engines`: tunnels to nodes' engines (the leader's hub).
+    pub engines: Option<Arc<dyn EnginesService>>,
 }
 
 impl Services {
@@ -88,6 +93,10 @@ impl Services {
     }
     pub fn read_barrier(mut self, barrier: Arc<dyn ReadBarrier>) -> Self {
         self.read_barrier = Some(barrier);
+        self
+    }
+    pub fn engines(mut self, engines: Arc<dyn EnginesService>) -> Self {
+        self.engines = Some(engines);
         self
     }
 }
@@ -256,6 +265,15 @@ fn routes(
             pb::control_server::ControlServer::new(svc)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
+        );
+    }
+    if let Some(engines) = &services.engines {
+        let svc = EnginesServer::new(engines.clone(), authorizer.clone(), shutdown.clone());
+        // Workers call it too: frames are small, and so is what one may make us buffer.
+        routes.add_service(
+            pb::engines_server::EnginesServer::new(svc)
+                .max_decoding_message_size(ENGINES_MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(ENGINES_MAX_MESSAGE_BYTES),
         );
     }
     routes.routes()

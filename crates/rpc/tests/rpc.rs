@@ -22,10 +22,12 @@ use rcgen::{
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use swarmd_manager::tunnels::{ACCEPT_WITHIN, TunnelHub};
 use swarmd_rpc::{
-    CaClient, CaService, ClientOptions, Code, IssueRequest, IssuedCertificate, PeerIdentity,
-    PeerInfo, RaftClient, RaftService, RemoteDispatcher, RemoteProposer, RoleAuthorizer,
-    RpcChannel, RpcError, RpcServer, Services, Status,
+    CaClient, CaService, ClientOptions, Code, EnginesClient, EnginesService, IssueRequest,
+    IssuedCertificate, PeerIdentity, PeerInfo, RaftClient, RaftService, RemoteDispatcher,
+    RemoteProposer, RoleAuthorizer, RpcChannel, RpcError, RpcServer, Services, Status, TunnelError,
+    Upstream,
 };
 use swarmd_store::{Batch, LocalProposer, MemoryStore, ProposeError, StoreAction, StoreError};
 use swarmd_types::dispatcher::{
@@ -899,6 +901,168 @@ async fn oversize_join_requests_are_refused_before_the_ca_sees_them() {
         ca.0.load(Ordering::SeqCst),
         2,
         "the CA saw no oversize request"
+    );
+    server.stop().await;
+}
+
+// --- Engines -------------------------------------------------------------------------------
+
+/// The leader's tunnel hub behind the Engines service, as a leading manager serves it; it
+/// counts the opens that reached it.
+#[derive(Default)]
+struct HubEngines {
+    hub: TunnelHub<Upstream>,
+    opens: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl EnginesService for HubEngines {
+    async fn offers(
+        &self,
+        node_id: &str,
+    ) -> Result<futures::stream::BoxStream<'static, String>, TunnelError> {
+        Ok(self.hub.subscribe(node_id).boxed())
+    }
+    async fn accept(
+        &self,
+        node_id: &str,
+        tunnel_id: &str,
+        engine: Result<Upstream, String>,
+    ) -> Result<(), TunnelError> {
+        self.hub
+            .accept(node_id, tunnel_id, engine)
+            .map_err(|e| TunnelError::Refused(e.to_string()))
+    }
+    async fn open(&self, target: &str) -> Result<Upstream, TunnelError> {
+        self.opens.fetch_add(1, Ordering::SeqCst);
+        let node = target
+            .strip_prefix("node://")
+            .ok_or_else(|| TunnelError::Invalid(target.into()))?;
+        self.hub
+            .open(node, ACCEPT_WITHIN)
+            .await
+            .map_err(|e| TunnelError::Unavailable(e.to_string()))
+    }
+}
+
+/// A worker's certificate may not open tunnels: refused from the certificate alone, with
+/// its request still open, and nothing reaches the hub. A manager's open goes through.
+#[tokio::test]
+async fn a_worker_cannot_open_tunnels_and_is_refused_before_its_frames_are_read() {
+    let pki = Pki::new();
+    let engines = Arc::new(HubEngines::default());
+    let server = start(&pki, Services::new().engines(engines.clone()), false).await;
+
+    let mut h2 = raw_h2(&pki, server.addr, Some("w1")).await;
+    let chunks = vec![frame_header(1024 * 1024), Bytes::from_static(b"x")];
+    let call = h2.send_request(hanging_request(
+        server.addr,
+        "/swarmd.v1.Engines/Open",
+        chunks,
+    ));
+    let resp = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("an answer while the body is open")
+        .unwrap();
+    let status = grpc_status(resp).await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    let worker = EnginesClient::new(pki.channel(server.addr, Some("w1")));
+    let err = worker.open("node://w1").await.err().expect("refused");
+    assert!(matches!(err, TunnelError::Refused(_)), "{err:?}");
+    assert_eq!(
+        engines.opens.load(Ordering::SeqCst),
+        0,
+        "no open reached the hub"
+    );
+
+    // A manager's open reaches the hub (and fails there: w1 is not subscribed).
+    let manager = EnginesClient::new(pki.channel(server.addr, Some("m1")));
+    let err = manager
+        .open("node://w1")
+        .await
+        .err()
+        .expect("not connected");
+    assert_eq!(
+        err,
+        TunnelError::Unavailable("node w1 is not connected".into())
+    );
+    assert_eq!(engines.opens.load(Ordering::SeqCst), 1);
+    server.stop().await;
+}
+
+/// The whole reversed tunnel over real mTLS: w1 subscribes, m1 opens a tunnel to w1, w1 is
+/// asked and opens it; only w1 may, and only with the ID it was asked. Bytes cross both
+/// ways intact, each end of file is forwarded on its own (half-close), and a node that
+/// cannot reach its engine says why.
+#[tokio::test]
+async fn a_tunnel_is_accepted_only_by_its_node_and_carries_bytes_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let engines = Arc::new(HubEngines::default());
+    let server = start(&pki, Services::new().engines(engines.clone()), false).await;
+    let worker = EnginesClient::new(pki.channel(server.addr, Some("w1")));
+    let manager = EnginesClient::new(pki.channel(server.addr, Some("m1")));
+
+    // Answered once the hub holds the subscription.
+    let mut offers = worker.offers().await.unwrap();
+    assert_eq!(engines.hub.connected(), ["w1"]);
+    let opening = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.open("node://w1").await }
+    });
+    let id = tokio::time::timeout(BOUND, offers.next())
+        .await
+        .expect("w1 is asked")
+        .unwrap()
+        .unwrap();
+
+    // Another node (m1's certificate), or w1 with an ID it was not asked: refused.
+    for (who, tunnel) in [(&manager, id.as_str()), (&worker, "not-asked")] {
+        let err = who.accept(tunnel).await.err().expect("refused");
+        assert!(
+            matches!(&err, TunnelError::Refused(m) if m.contains("was not asked of node")),
+            "{err:?}"
+        );
+    }
+    let mut far = worker.accept(&id).await.unwrap();
+    let mut near = tokio::time::timeout(BOUND, opening)
+        .await
+        .expect("the open completes")
+        .unwrap()
+        .unwrap();
+    assert_eq!(engines.hub.awaited(), 0);
+
+    // The far end echoes until its end of file, then closes its side.
+    let echo = tokio::spawn(async move {
+        let mut got = Vec::new();
+        far.read_to_end(&mut got).await.unwrap();
+        far.write_all(&got).await.unwrap();
+        far.shutdown().await.unwrap();
+        got.len()
+    });
+    let sent: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
+    near.write_all(&sent).await.unwrap();
+    near.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(BOUND, near.read_to_end(&mut back))
+        .await
+        .expect("the echo ends")
+        .unwrap();
+    assert_eq!(echo.await.unwrap(), sent.len());
+    assert!(back == sent, "the echo differs ({} bytes back)", back.len());
+
+    // A node without an engine refuses, and the opener learns why.
+    let opening = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.open("node://w1").await }
+    });
+    let id = offers.next().await.unwrap().unwrap();
+    worker.refuse(&id, "no Docker Engine here").await.unwrap();
+    let err = opening.await.unwrap().err().expect("refused");
+    assert!(
+        matches!(&err, TunnelError::Unavailable(m) if m.contains("no Docker Engine here")),
+        "{err:?}"
     );
     server.stop().await;
 }

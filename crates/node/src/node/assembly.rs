@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::autolock::keep_keys_sealed;
 use crate::cluster::{self, NodeCerts};
 use crate::config::ExecChoice;
+use crate::engines::{EngineOffers, LeaderEngines, ManagerTunnels, engine_endpoint};
 use crate::follow::{FollowingDispatcher, LocalManager};
 use crate::raft_glue::{LeaderProposer, Membership};
 
@@ -124,7 +125,7 @@ impl SwarmNode {
             }
             Role::Worker => (None, None),
         };
-        let follow = FollowingDispatcher::new(local, tls, state.manager_addrs.clone());
+        let follow = FollowingDispatcher::new(local, tls.clone(), state.manager_addrs.clone());
 
         let agent_cancel = CancellationToken::new();
         let agent_tracker = TaskTracker::new();
@@ -170,6 +171,17 @@ impl SwarmNode {
             );
             agent_tracker.spawn(plane.run(follow.latest()));
         }
+        // This node's engine, offered for tunnels on the leader its session is with.
+        let offers = EngineOffers {
+            node_id: state.node_id.clone(),
+            own_addr: mgr.as_ref().map(|_| state.advertise_addr.clone()),
+            local: mgr.as_ref().map(|m| m.tunnels.service()),
+            tls,
+            engine: engine_endpoint(&self.exec, self.config.engine_socket.as_deref()),
+            session_with: follow.session_with(),
+            tracker: agent_tracker.clone(),
+        };
+        agent_tracker.spawn(offers.run(agent_cancel.clone()));
         agent_tracker.spawn(renew_certificates(
             dir.clone(),
             self.seal.clone(),
@@ -222,7 +234,7 @@ impl SwarmNode {
         if !matches!(start, RaftStart::Existing) {
             raft.initialize_single().await?;
         }
-        let proposer = Arc::new(LeaderProposer::new(raft.clone(), tls));
+        let proposer = Arc::new(LeaderProposer::new(raft.clone(), tls.clone()));
         let reads = swarmd_store::Coalesced::new(proposer.clone());
         let store = Store::new(mem, proposer);
         if let RaftStart::ForceNew(tables) = start {
@@ -241,6 +253,8 @@ impl SwarmNode {
             .listen_addr
             .parse()
             .with_context(|| format!("invalid listen address {}", state.listen_addr))?;
+        let engines = Arc::new(LeaderEngines::new(raft.clone(), self.pool_api.clone()));
+        let tunnels = Arc::new(ManagerTunnels::new(engines.clone(), raft.clone(), tls));
         let rpc_cancel = CancellationToken::new();
         let served = cluster::serve_cluster_port(
             listen,
@@ -249,6 +263,7 @@ impl SwarmNode {
             store.clone(),
             raft.clone(),
             manager.dispatcher(),
+            engines,
             rpc_cancel.clone(),
         )
         .await;
@@ -271,6 +286,7 @@ impl SwarmNode {
             store,
             manager,
             reads,
+            tunnels,
             rpc_cancel,
             rpc_task: std::sync::Mutex::new(Some(rpc_task)),
         };

@@ -67,6 +67,8 @@ pub struct ManagerParts {
     pub manager: Manager,
     /// Passed before every API read, so none is stale (`swarmd_store::ReadBarrier`).
     pub reads: Arc<swarmd_store::Coalesced>,
+    /// Tunnels to nodes' engines and the leader's pool API.
+    pub tunnels: Arc<crate::engines::ManagerTunnels>,
     rpc_cancel: CancellationToken,
     rpc_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -119,6 +121,8 @@ pub struct SwarmNode {
     lifecycle: Mutex<()>,
     /// Itself, for the tasks that change this node's role.
     me: Weak<SwarmNode>,
+    /// What serves `pool://leader` streams while this node leads.
+    pub(crate) pool_api: crate::engines::PoolApiSlot,
 }
 
 fn swarm_dir(root: &Path) -> PathBuf {
@@ -151,6 +155,7 @@ impl SwarmNode {
             seal: SealState::default(),
             lifecycle: Mutex::new(()),
             me: me.clone(),
+            pool_api: Default::default(),
         });
         let state_file = swarm_dir(&node.config.data_root).join("state.json");
         if state_file.exists() {
