@@ -118,6 +118,20 @@ async fn echo_through(dialer: &Arc<dyn Dialer>, upstream: &str, data: Vec<u8>) -
     back
 }
 
+/// `m` joins `leader`'s swarm with the worker `token`.
+async fn join_as_worker(m: &Member, leader: &Member, token: &str) {
+    m.api
+        .swarm_join(JoinRequest {
+            listen_addr: Some(m.cluster_addr()),
+            advertise_addr: Some(m.cluster_addr()),
+            remote_addrs: Some(vec![leader.cluster_addr()]),
+            join_token: Some(token.to_string()),
+            ..Default::default()
+        })
+        .await
+        .expect("swarm join as a worker");
+}
+
 /// The Engines service on `to`'s cluster port, called with `from`'s certificate.
 fn engines_client(from: &Member, to: &Member) -> EnginesClient {
     let certs = NodeCerts::load(&from.root.join("swarm"), None).expect("certificates");
@@ -168,17 +182,10 @@ async fn managers_reach_every_nodes_engine_and_the_leaders_pool_api_through_the_
     let root = dir.path().join("w0");
     let worker = Member::start_with(&root, unique_loopback(), engine_socket(&root)).await;
     fake_engine(&root.join("engine.sock"), name(&worker));
-    worker
-        .api
-        .swarm_join(JoinRequest {
-            listen_addr: Some(worker.cluster_addr()),
-            advertise_addr: Some(worker.cluster_addr()),
-            remote_addrs: Some(vec![members[l].cluster_addr()]),
-            join_token: Some(token),
-            ..Default::default()
-        })
-        .await
-        .expect("swarm join as a worker");
+    join_as_worker(&worker, &members[l], &token).await;
+    // A node with no engine refuses tunnels, saying why.
+    let engineless = Member::start(&dir.path().join("w1"), unique_loopback()).await;
+    join_as_worker(&engineless, &members[l], &token).await;
 
     // From the leader and from a follower: the worker, the leader, and itself.
     let f = (l + 1) % 3;
@@ -199,6 +206,22 @@ async fn managers_reach_every_nodes_engine_and_the_leaders_pool_api_through_the_
     })
     .await;
     assert_eq!(pool, format!("pool-{}", members[l].node.hostname));
+    let dialer = members[f].node.engine_dialer();
+    let to_engineless = format!("node://{}", engineless.node_id());
+    let refusal = wait_for_async(WAIT, POLL, "the engineless node's refusal", || async {
+        match dialer.dial(&to_engineless).await {
+            Ok(_) => Ok(Err("a tunnel opened to a node without an engine")),
+            Err(e) if e.to_string().contains("not connected") => Err(e),
+            Err(e) => Ok(Ok(e.to_string())),
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        refusal.contains("cannot reach its engine: this node has no engine socket"),
+        "{refusal}"
+    );
+    engineless.stop().await;
     // A worker opens nothing.
     let err = worker
         .node

@@ -331,6 +331,28 @@ mod tests {
     }
 
     #[test]
+    fn tunnel_errors_round_trip_and_a_refusal_by_the_authorizer_is_refused() {
+        for err in [
+            TunnelError::NotLeader {
+                leader_addr: Some("10.0.0.1:2377".into()),
+            },
+            TunnelError::Unavailable("node w1 is not connected".into()),
+            TunnelError::Refused("not asked".into()),
+            TunnelError::Invalid("bad target".into()),
+        ] {
+            assert_eq!(tunnel_error_from_status(&tunnel_status(&err)), err);
+        }
+        assert!(matches!(
+            tunnel_error_from_status(&Status::permission_denied("for managers")),
+            TunnelError::Refused(m) if m.contains("for managers")
+        ));
+        assert!(matches!(
+            tunnel_error_from_status(&Status::cancelled("reset")),
+            TunnelError::Unavailable(_)
+        ));
+    }
+
+    #[test]
     fn propose_errors_round_trip_and_untyped_failures_are_classified() {
         for err in [
             ProposeError::Store(StoreError::NameConflict {

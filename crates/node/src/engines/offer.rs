@@ -115,9 +115,10 @@ impl EngineOffers {
                 },
             };
             let subscribed = match self.leader(&addr) {
-                Ok(leader) => subscribe(&leader, &self.node_id)
-                    .await
-                    .map(|ids| (leader, ids)),
+                Ok(leader) => tokio::select! {
+                    () = cancel.cancelled() => return,
+                    ids = subscribe(&leader, &self.node_id) => ids.map(|ids| (leader, ids)),
+                },
                 Err(e) => Err(e),
             };
             match subscribed {
@@ -167,7 +168,12 @@ impl EngineOffers {
                     Some(Ok(id)) => {
                         let (leader, engine) = (leader.clone(), self.engine.clone());
                         let (node_id, cancel) = (self.node_id.clone(), cancel.clone());
-                        self.tracker.spawn(open_tunnel(leader, node_id, id, engine, cancel));
+                        self.tracker.spawn(async move {
+                            tokio::select! {
+                                () = cancel.cancelled() => {}
+                                () = open_tunnel(leader, node_id, id, engine, cancel.clone()) => {}
+                            }
+                        });
                     }
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "tunnel subscription failed");
