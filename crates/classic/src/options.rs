@@ -106,7 +106,12 @@ impl ManageOptions {
     /// Applies defaults and classic's validation to the flags as given.
     pub fn from_args(args: &ManageArgs) -> Result<Self, OptionsError> {
         let discovery = parse_discovery(args.discovery.as_deref().unwrap_or_default())?;
+        Self::with_discovery(args, discovery)
+    }
 
+    /// [`ManageOptions::from_args`] over engines the embedding program gives (a swarm's
+    /// nodes, `--pool-host`): `args.discovery` is not read.
+    pub fn with_discovery(args: &ManageArgs, discovery: Discovery) -> Result<Self, OptionsError> {
         let hosts = if args.hosts.is_empty() {
             vec![ListenAddr::parse(DEFAULT_HOST)?]
         } else {

@@ -62,6 +62,25 @@ pub struct Args {
     #[arg(long)]
     pub userland_mesh: bool,
 
+    /// While this node is a manager, serve the classic Swarm API (`swarmd manage`'s) here
+    /// over the swarm's own nodes: tcp://ADDR:PORT or unix://PATH (repeatable).
+    #[arg(long = "pool-host")]
+    pub pool_hosts: Vec<String>,
+
+    /// The pool API's scheduling strategy: spread, binpack or random (default spread).
+    #[arg(long = "pool-strategy")]
+    pub pool_strategy: Option<String>,
+
+    /// The pool API's filters (repeatable; default all: health, port, containerslots,
+    /// dependency, affinity, constraint, whitelist).
+    #[arg(long = "pool-filter")]
+    pub pool_filters: Vec<String>,
+
+    /// The pool API's cluster options: swarm.overcommit=RATIO, swarm.createretry=N
+    /// (repeatable).
+    #[arg(long = "pool-cluster-opt")]
+    pub pool_cluster_opts: Vec<String>,
+
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(short = 'l', long, default_value = "info")]
     pub log_level: String,
@@ -82,6 +101,32 @@ impl Args {
             hostname: self.hostname.clone(),
             userland_mesh: self.userland_mesh,
         }
+    }
+
+    /// The pool API's options (`--pool-*`), checked with `swarmd manage`'s rules and words.
+    /// Its engines are the swarm's nodes, given to the pool as they come and go.
+    pub fn pool_options(&self) -> anyhow::Result<swarmd_classic::options::ManageOptions> {
+        let args = swarmd_classic::options::ManageArgs {
+            discovery: None,
+            hosts: self.pool_hosts.clone(),
+            strategy: self.pool_strategy.clone(),
+            filters: self.pool_filters.clone(),
+            heartbeat: None,
+            refresh_min: None,
+            refresh_max: None,
+            failure_retry: None,
+            cluster_opts: self.pool_cluster_opts.clone(),
+            tls: false,
+            tlsverify: false,
+            tlscacert: None,
+            tlscert: None,
+            tlskey: None,
+        };
+        let members = tokio::sync::watch::channel(Vec::new()).1;
+        Ok(swarmd_classic::options::ManageOptions::with_discovery(
+            &args,
+            swarmd_classic::discovery::Discovery::Members(members),
+        )?)
     }
 
     /// The engine socket path from `--engine-host`.
@@ -232,5 +277,38 @@ mod tests {
         let auto = Args::try_parse_from(["swarmd"]).unwrap().node_config();
         assert!(matches!(auto.executor, swarmd_node::ExecutorKind::Auto));
         assert!(!auto.userland_mesh);
+    }
+
+    /// `--pool-*` flags are checked with `swarmd manage`'s rules and words.
+    #[test]
+    fn pool_flags_are_checked_as_swarmd_manage_checks_them() {
+        let args = Args::try_parse_from([
+            "swarmd",
+            "--pool-host",
+            "tcp://127.0.0.1:2380",
+            "--pool-strategy",
+            "binpack",
+            "--pool-filter",
+            "constraint",
+        ])
+        .unwrap();
+        let o = args.pool_options().unwrap();
+        assert_eq!(o.strategy.to_string(), "binpack");
+        assert_eq!(o.filters.len(), 1);
+        let refused = |flags: &[&str]| {
+            let mut argv = vec!["swarmd", "--pool-host", "tcp://127.0.0.1:2380"];
+            argv.extend_from_slice(flags);
+            Args::try_parse_from(argv)
+                .unwrap()
+                .pool_options()
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused(&["--pool-strategy", "best"]),
+            "strategy not supported"
+        );
+        assert_eq!(refused(&["--pool-filter", "nope"]), "filter not supported");
+        assert!(refused(&["--pool-cluster-opt", "swarm.overcommit=x"]).contains("overcommit"));
     }
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod manage;
+mod pool_host;
 
 use std::sync::Arc;
 
@@ -132,6 +133,16 @@ async fn run() -> anyhow::Result<()> {
     let listeners = swarmd_engine_api::bind_all(&args.hosts)
         .await
         .context("binding the API listeners")?;
+    // Checked and bound before the node starts: a bad flag stops swarmd with its message.
+    let pool = match args.pool_hosts.is_empty() {
+        true => None,
+        false => Some((
+            args.pool_options()?,
+            swarmd_engine_api::bind_all(&args.pool_hosts)
+                .await
+                .context("binding the pool API listeners")?,
+        )),
+    };
     let node = SwarmNode::start(args.node_config()).await?;
     let daemon_id = daemon_id(&args.data_root);
     let backend = Arc::new(NodeBackend {
@@ -171,10 +182,24 @@ async fn run() -> anyhow::Result<()> {
         println!("swarm initialized: this node ({id}) is now a manager");
     }
     let server = tokio::spawn(swarmd_engine_api::serve(listeners, backend, cancel.clone()));
+    let pool = pool.map(|(options, listeners)| {
+        for h in &args.pool_hosts {
+            println!("swarmd pool API listening on {h}");
+        }
+        tokio::spawn(pool_host::run(
+            node.clone(),
+            listeners,
+            options,
+            cancel.clone(),
+        ))
+    });
 
     wait_for_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
+    if let Some(pool) = pool {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), pool).await;
+    }
     node.shutdown().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
     Ok(())

@@ -65,6 +65,7 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
             heartbeat: options.heartbeat,
             tls: tls.as_ref().map(|t| t.client.clone()),
             dialer: None,
+            unhealthy_retry: None,
         },
         options.discovery.clone(),
         cancel.clone(),

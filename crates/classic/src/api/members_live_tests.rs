@@ -149,6 +149,7 @@ async fn a_pool_over_dialed_members_schedules_streams_and_follows_the_watch() {
     let pool = Pool::start(
         PoolConfig {
             dialer: Some(dialer),
+            unhealthy_retry: None,
             ..PoolConfig::for_live_tests()
         },
         Discovery::Members(source),

@@ -46,6 +46,7 @@ fn fixture(engines: Vec<EngineAddr>) -> Fixture {
             heartbeat: Duration::from_secs(1),
             tls: None,
             dialer: None,
+            unhealthy_retry: None,
         },
         Discovery::Nodes(engines),
         cancel.clone(),

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::events::RefreshRequest;
@@ -74,13 +74,19 @@ pub struct PoolEvent {
 /// flag it unhealthy within seconds (classic's event monitor reacted as fast).
 const RETRY_AFTER_BROKEN_STREAM: Duration = Duration::from_secs(1);
 
+/// How soon an engine that is not healthy is tried again after `failures` failed tries
+/// ([`PoolConfig::unhealthy_retry`]): `base`, doubling up to 16 times it.
+fn unhealthy_retry(base: Duration, failures: u32) -> Duration {
+    base.saturating_mul(1 << failures.min(4))
+}
+
 /// Runs until `cancel` (the engine left the discovery, or the manager stops).
 pub(super) async fn run(
     addr: EngineAddr,
     view: Arc<RwLock<EngineSnapshot>>,
     config: PoolConfig,
     events: broadcast::Sender<PoolEvent>,
-    mut requests: mpsc::UnboundedReceiver<RefreshRequest>,
+    (mut requests, wake): (mpsc::UnboundedReceiver<RefreshRequest>, Arc<Notify>),
     cancel: CancellationToken,
 ) {
     let mut engine = match Engine::with_transport(
@@ -122,6 +128,12 @@ pub(super) async fn run(
         let wait = engine
             .health()
             .refresh_wait(config.refresh, rand::rng().random());
+        let wait = match config.unhealthy_retry {
+            Some(base) if !engine.health().is_healthy() => {
+                wait.min(unhealthy_retry(base, engine.health().failures()))
+            }
+            _ => wait,
+        };
         if engine.health().is_healthy() {
             let watch = engine.watch_events(Some(since), Some(&mut requests), |_, node| {
                 if let Ok(mut v) = view.write() {
@@ -149,6 +161,7 @@ pub(super) async fn run(
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
+                _ = wake.notified() => {}
             }
         }
     }

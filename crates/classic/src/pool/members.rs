@@ -35,6 +35,12 @@ pub struct PoolConfig {
     /// Opens [`EngineAddr::Dialed`] engines (`node://<ID>`, issue 17); the API's proxy is
     /// given the same one. `None` outside a swarm.
     pub dialer: Option<Arc<dyn Dialer>>,
+    /// An engine that is not healthy (never answered, or given up on) is tried again after
+    /// this, doubling up to 16 times it, instead of after a refresh interval (and classic's
+    /// growing backoff); `None` keeps classic's. A swarm's pool knows its engines' hosts
+    /// are there (the nodes' heartbeats): a joining or returning node's agent offers its
+    /// engine moments after the node shows Ready, so the first try often comes too early.
+    pub unhealthy_retry: Option<Duration>,
 }
 
 impl std::fmt::Debug for PoolConfig {
@@ -46,6 +52,7 @@ impl std::fmt::Debug for PoolConfig {
             .field("heartbeat", &self.heartbeat)
             .field("tls", &self.tls.is_some())
             .field("dialer", &self.dialer.is_some())
+            .field("unhealthy_retry", &self.unhealthy_retry)
             .finish()
     }
 }
@@ -65,6 +72,7 @@ impl PoolConfig {
             heartbeat: Duration::from_secs(5),
             tls: None,
             dialer: None,
+            unhealthy_retry: None,
         }
     }
 }
@@ -82,6 +90,8 @@ struct Member {
     cancel: CancellationToken,
     /// Container re-reads asked for by the API, done by the engine's task.
     refresh: mpsc::UnboundedSender<RefreshRequest>,
+    /// Ends the engine task's wait for its next refresh (a member's host came back).
+    wake: Arc<Notify>,
 }
 
 /// How long a caller waits for requested re-reads before answering from the view as it
@@ -254,9 +264,16 @@ impl Pool {
         }
         for m in change.updated {
             tracing::info!(engine = %m.upstream, name = ?m.name, accepts_new = m.accepts_new, "pool member updated");
-            if let Some(view) = members.get(&m.upstream).map(|e| e.view.clone())
-                && let Ok(mut v) = view.write()
-            {
+            let Some(member) = members.get(&m.upstream) else {
+                continue;
+            };
+            if let Ok(mut v) = member.view.write() {
+                // A host taking work again (a swarm node Ready again) is worth a refresh
+                // now: an engine given up on waits its backoff otherwise.
+                let back = m.accepts_new && !v.member.as_ref().is_some_and(|o| o.accepts_new);
+                if back && v.state != EngineState::Healthy {
+                    member.wake.notify_one();
+                }
                 v.member = Some(m);
             }
         }
@@ -278,12 +295,13 @@ impl Pool {
         let view = Arc::new(RwLock::new(snapshot));
         let cancel = self.cancel.child_token();
         let (refresh, requests) = mpsc::unbounded_channel();
+        let wake = Arc::new(Notify::new());
         self.tracker.spawn(member::run(
             addr.clone(),
             view.clone(),
             self.config.clone(),
             self.events.clone(),
-            requests,
+            (requests, wake.clone()),
             cancel.clone(),
         ));
         let replaced = members.insert(
@@ -292,6 +310,7 @@ impl Pool {
                 view,
                 cancel,
                 refresh,
+                wake,
             },
         );
         // Only when one pool mixes `set_engines` and `set_members` over one address.

@@ -97,6 +97,7 @@ async fn members_follow_the_watch_and_change_in_place() {
             heartbeat: Duration::from_secs(3600),
             tls: None,
             dialer: Some(dialer.clone()),
+            unhealthy_retry: None,
         },
         Discovery::Members(rx),
         cancel.clone(),
@@ -143,12 +144,92 @@ async fn members_follow_the_watch_and_change_in_place() {
     })
     .await;
 
-    // a removed.
-    tx.send(vec![member("b", "beta", "9")]).unwrap();
+    // a removed (b stays drained: taking work again would refresh it at once).
+    let mut drained = member("b", "beta", "9");
+    drained.accepts_new = false;
+    tx.send(vec![drained]).unwrap();
     swarmd_testkit::wait_until_async(WAIT, POLL, "a gone from the pool", || {
         let v = view(&pool);
         async move { v == pairs(&[("node://b", "9")]) }
     })
     .await;
     assert_eq!(dialer.dials("node://b"), 1, "b kept its task throughout");
+}
+
+/// A pool whose engines are dialled (and refused) by `dialer`, refreshed only hourly.
+fn hourly_pool(
+    dialer: Arc<FakeRefusingDialer>,
+    unhealthy_retry: Option<Duration>,
+    members: watch::Receiver<Vec<PoolMember>>,
+    cancel: CancellationToken,
+) -> Arc<Pool> {
+    Pool::start(
+        PoolConfig {
+            timeout: Duration::from_secs(1),
+            failure_retry: 3,
+            refresh: RefreshIntervals {
+                min: Duration::from_secs(3600),
+                max: Duration::from_secs(3601),
+            },
+            heartbeat: Duration::from_secs(3600),
+            tls: None,
+            dialer: Some(dialer),
+            unhealthy_retry,
+        },
+        Discovery::Members(members),
+        cancel,
+    )
+}
+
+/// With `unhealthy_retry` (a swarm's pool), an engine that never answered is tried again
+/// within moments, not after the refresh interval: a joining node's agent offers its
+/// engine just after the node shows up.
+#[tokio::test]
+async fn a_pending_engine_is_retried_soon_with_unhealthy_retry() {
+    let dialer = Arc::new(FakeRefusingDialer::default());
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let (_tx, rx) = watch::channel(vec![member("a", "alpha", "1")]);
+    let _pool = hourly_pool(
+        dialer.clone(),
+        Some(Duration::from_millis(20)),
+        rx,
+        cancel.clone(),
+    );
+    swarmd_testkit::wait_until_async(WAIT, POLL, "node://a dialled three times", || {
+        let n = dialer.dials("node://a");
+        async move { n >= 3 }
+    })
+    .await;
+}
+
+/// A member taking work again (a swarm node Ready again) whose engine is not healthy is
+/// refreshed at once, not after its backoff.
+#[tokio::test]
+async fn a_member_taking_work_again_is_refreshed_at_once() {
+    let dialer = Arc::new(FakeRefusingDialer::default());
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let (tx, rx) = watch::channel(vec![member("a", "alpha", "1")]);
+    let pool = hourly_pool(dialer.clone(), None, rx, cancel.clone());
+    swarmd_testkit::wait_until_async(WAIT, POLL, "node://a dialled", || {
+        let n = dialer.dials("node://a");
+        async move { n == 1 }
+    })
+    .await;
+    let mut down = member("a", "alpha", "1");
+    down.accepts_new = false;
+    tx.send(vec![down]).unwrap();
+    swarmd_testkit::wait_until_async(WAIT, POLL, "a drained in the view", || {
+        let drained = pool.nodes().iter().any(|(_, n)| n.drained);
+        async move { drained }
+    })
+    .await;
+    assert_eq!(dialer.dials("node://a"), 1, "draining does not refresh");
+    tx.send(vec![member("a", "alpha", "1")]).unwrap();
+    swarmd_testkit::wait_until_async(WAIT, POLL, "node://a dialled again", || {
+        let n = dialer.dials("node://a");
+        async move { n == 2 }
+    })
+    .await;
 }

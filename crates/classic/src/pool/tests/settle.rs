@@ -38,6 +38,7 @@ async fn settled_pool_shows_a_change_at_once() {
             heartbeat: Duration::from_secs(60),
             tls: None,
             dialer: None,
+            unhealthy_retry: None,
         },
         Discovery::Nodes(vec![addr.clone()]),
         cancel.clone(),
