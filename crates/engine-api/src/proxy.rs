@@ -446,30 +446,20 @@ mod tests {
     async fn dialed_upstreams_go_through_the_dialer() {
         let proxy = EngineProxy::new(TaskTracker::new(), CancellationToken::new())
             .with_dialer(Some(Arc::new(EchoDialer)));
-        let v = RequestVersion { prefix: None };
-        let (status, body) = proxy
-            .call(
-                "node://n1",
-                axum::http::Method::GET,
-                "/info",
-                bytes::Bytes::new(),
-                &v,
-            )
-            .await
-            .unwrap();
+        async fn info(
+            p: &EngineProxy,
+            upstream: &str,
+        ) -> Result<(StatusCode, bytes::Bytes), ApiError> {
+            let v = RequestVersion { prefix: None };
+            let get = axum::http::Method::GET;
+            p.call(upstream, get, "/info", bytes::Bytes::new(), &v)
+                .await
+        }
+        let (status, body) = info(&proxy, "node://n1").await.unwrap();
         assert_eq!(status, StatusCode::OK);
         assert_eq!(&body[..], b"node://n1 /info");
 
-        let err = proxy
-            .call(
-                "node://gone",
-                axum::http::Method::GET,
-                "/info",
-                bytes::Bytes::new(),
-                &v,
-            )
-            .await
-            .unwrap_err();
+        let err = info(&proxy, "node://gone").await.unwrap_err();
         assert_eq!(err.status, StatusCode::BAD_GATEWAY);
         assert!(
             err.message.contains("node://gone: node gone has no engine"),
@@ -478,16 +468,7 @@ mod tests {
         );
 
         let plain = EngineProxy::new(TaskTracker::new(), CancellationToken::new());
-        let err = plain
-            .call(
-                "node://n1",
-                axum::http::Method::GET,
-                "/info",
-                bytes::Bytes::new(),
-                &v,
-            )
-            .await
-            .unwrap_err();
+        let err = info(&plain, "node://n1").await.unwrap_err();
         assert_eq!(err.status, StatusCode::BAD_GATEWAY);
     }
 }

@@ -84,24 +84,9 @@ async fn members_follow_the_watch_and_change_in_place() {
     let cancel = CancellationToken::new();
     let _stop = cancel.clone().drop_guard();
     let (tx, rx) = watch::channel(vec![member("a", "alpha", "1")]);
-    let pool = Pool::start(
-        PoolConfig {
-            timeout: Duration::from_secs(1),
-            failure_retry: 3,
-            // Long: after its first (refused) dial, an engine's task dials again only
-            // after an hour, so a second dial means a new task.
-            refresh: RefreshIntervals {
-                min: Duration::from_secs(3600),
-                max: Duration::from_secs(3601),
-            },
-            heartbeat: Duration::from_secs(3600),
-            tls: None,
-            dialer: Some(dialer.clone()),
-            unhealthy_retry: None,
-        },
-        Discovery::Members(rx),
-        cancel.clone(),
-    );
+    // Refreshed hourly: after its first (refused) dial, an engine's task dials again only
+    // after an hour, so a second dial means a new task.
+    let pool = hourly_pool(dialer.clone(), None, rx, cancel.clone());
     // Known at start, as a fixed list's engines.
     assert_eq!(view(&pool), pairs(&[("node://a", "1")]));
     swarmd_testkit::wait_until_async(WAIT, POLL, "node://a dialled", || {
