@@ -10,7 +10,8 @@
 //! swarm hostnames with their swarm labels; `docker run -e constraint:node.labels.zone==X`
 //! through either manager places the container on that machine's engine (checked on the
 //! engine itself); `logs`, `exec` (a connection upgrade) and `ps` reach it from either
-//! manager; a name is unique across the pool whichever manager is asked.
+//! manager; a name is unique across the pool whichever manager is asked; docker-compose
+//! through the follower places a project's services on both machines and takes them down.
 //!
 //! Then a worker's machine: its containers outlive its swarmd (kill -9); when the whole
 //! machine is dead (its engine too) the containers that asked for it
@@ -220,6 +221,57 @@ fn pool_api_places_containers_on_both_machines_through_either_manager() {
         taken.stderr
     );
     step("names unique across the pool");
+
+    // docker-compose through the follower's pool API: a project with a service per
+    // machine (swarm labels as constraints), up, then down; checked on the engines.
+    let project = unique_name("poolc");
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"version: "2.4"
+services:
+  on-a:
+    image: busybox
+    command: ["sleep", "1d"]
+    environment: ["constraint:node.labels.zone==a"]
+    labels: ["{label}"]
+  on-b:
+    image: busybox
+    command: ["sleep", "1d"]
+    environment: ["constraint:node.labels.zone==b"]
+    labels: ["{label}"]
+"#,
+        ),
+    )
+    .expect("compose file written");
+    let compose = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("docker-compose");
+        cmd.env("DOCKER_HOST", &via_b.host)
+            .args(["--ansi", "never", "-p", &project, "-f"])
+            .arg(&file)
+            .args(args);
+        swarmd_testkit::run(cmd)
+    };
+    compose(&["up", "-d"]).ok();
+    let of_project = |out: swarmd_testkit::CmdOutput| -> Vec<String> {
+        out.ok().stdout.lines().map(str::to_owned).collect()
+    };
+    let filter = format!("label=com.docker.compose.project={project}");
+    let ps = [
+        "ps",
+        "--filter",
+        filter.as_str(),
+        "--format",
+        "{{.Label \"com.docker.compose.service\"}}",
+    ];
+    assert_eq!(of_project(engine_docker(&ps)), ["on-a"]);
+    assert_eq!(of_project(b.docker(&ps)), ["on-b"]);
+    compose(&["down"]).ok();
+    let all = ["ps", "-a", "--filter", filter.as_str(), "-q"];
+    assert!(of_project(engine_docker(&all)).is_empty());
+    assert!(of_project(b.docker(&all)).is_empty());
+    step("docker-compose up and down through the follower, a service on each machine");
 }
 
 /// Whether a running container named `name` is on `engine`'s listing.
