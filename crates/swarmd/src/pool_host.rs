@@ -43,6 +43,10 @@ const ENGINE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the node's phase is looked at (a manager membership starting or ending).
 const PHASE_POLL: Duration = Duration::from_millis(500);
 
+/// How often the rescheduler looks at the pool when no engine changes state: a node drained
+/// is no engine state change, and its containers should move within seconds, as its tasks.
+const WATCHDOG_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How often the members are recomputed when no store event says so (a missed event
 /// batch on a lagging subscriber is caught up by this).
 const MEMBERS_RESYNC: Duration = Duration::from_secs(5);
@@ -174,7 +178,7 @@ impl Incarnation {
             scheduler: scheduler.clone(),
             schedule_lock: schedule_lock.clone(),
             timeout: ENGINE_CALL_TIMEOUT,
-            interval: options.refresh.min,
+            interval: WATCHDOG_INTERVAL,
         };
         // Only the leader reschedules.
         tracker.spawn(replication::gate::while_primary(

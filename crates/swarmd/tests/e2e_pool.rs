@@ -11,7 +11,8 @@
 //! through either manager places the container on that machine's engine (checked on the
 //! engine itself); `logs`, `exec` (a connection upgrade) and `ps` reach it from either
 //! manager; a name is unique across the pool whichever manager is asked; docker-compose
-//! through the follower places a project's services on both machines and takes them down.
+//! through the follower places a project's services on both machines and takes them down;
+//! draining a node moves its reschedulable containers.
 //!
 //! Then a worker's machine: its containers outlive its swarmd (kill -9); when the whole
 //! machine is dead (its engine too) the containers that asked for it
@@ -272,6 +273,55 @@ services:
     assert!(of_project(engine_docker(&all)).is_empty());
     assert!(of_project(b.docker(&all)).is_empty());
     step("docker-compose up and down through the follower, a service on each machine");
+
+    // Draining B's node moves its reschedulable container to the host (the copy first,
+    // then the original goes), as swarm mode moves a drained node's tasks.
+    let drained = unique_name("drained");
+    via_b
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            &drained,
+            "-l",
+            &label,
+            "-e",
+            &format!("constraint:node==~{name_b}"),
+            "-e",
+            "reschedule:on-node-failure",
+            "busybox",
+            "sleep",
+            "1d",
+        ])
+        .ok();
+    let names = |out: swarmd_testkit::CmdOutput| out.ok().stdout_trimmed().to_string();
+    assert!(
+        names(b.docker(&["ps", "--format", "{{.Names}}"]))
+            .lines()
+            .any(|n| n == drained)
+    );
+    m1.docker(&["node", "update", "--availability", "drain", &name_b])
+        .ok();
+    wait_until(
+        T,
+        POLL,
+        "the drained node's container moved to the host",
+        || {
+            let on_a = engine_docker(&["ps", "--format", "{{.Names}}"]);
+            let on_b = b.docker(&["ps", "-a", "--format", "{{.Names}}"]);
+            on_a.success()
+                && on_b.success()
+                && on_a.stdout.lines().any(|n| n == drained)
+                && !on_b.stdout.lines().any(|n| n == drained)
+        },
+    );
+    assert!(
+        names(b.docker(&["ps", "--format", "{{.Names}}"]))
+            .lines()
+            .any(|n| n == on_b),
+        "{on_b} (no reschedule policy) stays on the drained node"
+    );
+    step("a drained node's reschedulable container moved");
 }
 
 /// Whether a running container named `name` is on `engine`'s listing.

@@ -44,16 +44,23 @@ pub struct Stale {
 /// unless its Swarm ID already lives on an engine that is not lost (moved before, or
 /// being created there now). Each Swarm ID moves once, whatever copies the lost engines
 /// hold. A container without a Swarm ID cannot be told from its copy and stays.
+///
+/// A drained engine (a drained swarm node, `--pool-host`) is left the same way, as swarm
+/// mode moves a drained node's tasks: its policy containers are copied to an engine that
+/// takes new work, and once the copy lives, [`stale_copies`] removes the original.
 pub fn moves(engines: &[EngineView]) -> Vec<Move> {
+    let leaving = |e: &EngineView| {
+        e.state == EngineState::Unhealthy || (e.state == EngineState::Healthy && e.node.drained)
+    };
     let alive: HashSet<&str> = engines
         .iter()
-        .filter(|e| e.state != EngineState::Unhealthy)
+        .filter(|e| !leaving(e))
         .flat_map(|e| e.node.containers.iter().map(Container::swarm_id))
         .filter(|s| !s.is_empty())
         .collect();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for e in engines.iter().filter(|e| e.state == EngineState::Unhealthy) {
+    for e in engines.iter().filter(|e| leaving(e)) {
         for c in &e.node.containers {
             let sid = c.swarm_id();
             if c.id.is_empty()

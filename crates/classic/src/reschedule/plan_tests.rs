@@ -135,3 +135,41 @@ fn resched_copies_on_lost_engines_or_without_policy_are_never_stale() {
     ];
     assert!(stale_copies(&engines).is_empty());
 }
+
+/// A drained engine's policy containers move (not a pinned one, not one whose copy already
+/// lives on an engine taking work); once the copy lives, the drained original is stale.
+#[test]
+fn resched_moves_policy_containers_off_a_drained_engine() {
+    let mut pinned = c("pinned", "s3", true, T1);
+    pinned
+        .labels
+        .insert(CONSTRAINTS_LABEL.into(), r#"["node==node-1"]"#.into());
+    let mut drained = engine(
+        1,
+        EngineState::Healthy,
+        vec![
+            c("web", "s1", true, T1),
+            c("plain", "s2", false, T1),
+            pinned,
+        ],
+    );
+    drained.node.drained = true;
+    let active = engine(2, EngineState::Healthy, vec![]);
+    let got = moves(&[drained.clone(), active.clone()]);
+    assert_eq!(ids(&got), ["web"]);
+    assert!(stale_copies(&[drained.clone(), active]).is_empty());
+
+    // The copy runs on engine 2: nothing moves again, the original goes.
+    let moved = engine(2, EngineState::Healthy, vec![c("web2", "s1", true, T2)]);
+    assert!(moves(&[drained.clone(), moved.clone()]).is_empty());
+    let stale = stale_copies(&[drained.clone(), moved]);
+    assert_eq!(stale.len(), 1);
+    assert_eq!(
+        (stale[0].id.as_str(), stale[0].on.clone()),
+        ("web", addr(1))
+    );
+
+    // Not drained: nothing moves.
+    drained.node.drained = false;
+    assert!(moves(&[drained, engine(2, EngineState::Healthy, vec![])]).is_empty());
+}
