@@ -26,8 +26,8 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use common::{
-    EngineCleanup, POLL, T, http_body, http_get_cmd, nslookup_answers, running_tasks,
-    service_field, task_containers_args, task_field, wait_ready_nodes,
+    EngineCleanup, POLL, T, http_body, http_get_cmd, join_on_machine, nslookup_answers,
+    running_tasks, service_field, task_containers_args, task_field, wait_ready_nodes,
 };
 use swarmd_testkit::{
     Daemon, Executor, Machine, engine_docker, require_engine, unique_name, wait_for, wait_until,
@@ -278,28 +278,7 @@ fn overlay_tasks_reach_each_other_across_machines_by_name_vip_and_address() {
         network_id: None,
     };
     let manager_id = host.manager.as_ref().expect("set").node_id.clone();
-    let token = manager
-        .docker(&["swarm", "join-token", "-q", "worker"])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    let worker = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
-        .netns(b.netns())
-        .node_addr(b.addr())
-        .executor(Executor::Docker)
-        .args(["--engine-host", &b.engine_host()])
-        .hostname(unique_name("machb"))
-        .start()
-        .expect("the worker starts in machine B");
-    worker
-        .docker(&[
-            "swarm",
-            "join",
-            "--token",
-            &token,
-            &format!("{}:2377", b.host_addr()),
-        ])
-        .ok();
+    let worker = join_on_machine(&manager, &b, &unique_name("machb"), "worker", &[]);
     let worker_id = worker
         .docker(&["info", "--format", "{{.Swarm.NodeID}}"])
         .ok()

@@ -23,7 +23,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{EngineCleanup, POLL, T, wait_ready_nodes};
+use common::{EngineCleanup, POLL, T, join_on_machine, wait_ready_nodes};
 use swarmd_testkit::{
     Daemon, Executor, Machine, engine_docker, require_engine, unique_name, wait_until,
 };
@@ -78,30 +78,7 @@ fn pool_api_places_containers_on_both_machines_through_either_manager() {
     let _host = EngineCleanup::new(&m1);
     let label = format!("swarmd.test.pool={}", unique_name("run"));
     let _containers = ContainerCleanup(label.clone());
-    let token = m1
-        .docker(&["swarm", "join-token", "-q", "manager"])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    let m2 = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
-        .netns(b.netns())
-        .node_addr(b.addr())
-        .executor(Executor::Docker)
-        .args(["--engine-host", &b.engine_host()])
-        .hostname(name_b.clone())
-        .args(["--pool-host", &pool_b])
-        .start()
-        .expect("manager 2 starts in machine B");
-    m2.docker(&[
-        "swarm",
-        "join",
-        "--advertise-addr",
-        &b.addr().to_string(),
-        "--token",
-        &token,
-        &format!("{}:2377", b.host_addr()),
-    ])
-    .ok();
+    let m2 = join_on_machine(&m1, &b, &name_b, "manager", &["--pool-host", &pool_b]);
     wait_ready_nodes(&m1, 2);
     for (node, zone) in [(&name_a, "a"), (&name_b, "b")] {
         m1.docker(&[
@@ -351,27 +328,7 @@ fn pool_containers_outlive_their_agent_and_move_when_their_machine_dies() {
     let _host = EngineCleanup::new(&m);
     let label = format!("swarmd.test.pool={}", unique_name("run"));
     let _containers = ContainerCleanup(label.clone());
-    let token = m
-        .docker(&["swarm", "join-token", "-q", "worker"])
-        .ok()
-        .stdout_trimmed()
-        .to_string();
-    let mut w = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
-        .netns(b.netns())
-        .node_addr(b.addr())
-        .executor(Executor::Docker)
-        .args(["--engine-host", &b.engine_host()])
-        .hostname(name_b.clone())
-        .start()
-        .expect("the worker starts in machine B");
-    w.docker(&[
-        "swarm",
-        "join",
-        "--token",
-        &token,
-        &format!("{}:2377", b.host_addr()),
-    ])
-    .ok();
+    let mut w = join_on_machine(&m, &b, &name_b, "worker", &[]);
     wait_ready_nodes(&m, 2);
     let api = PoolApi {
         daemon: &m,

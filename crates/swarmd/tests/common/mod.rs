@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use swarmd_testkit::{Daemon, Executor, unique_loopback, unique_name, wait_until};
+use swarmd_testkit::{Daemon, Executor, Machine, unique_loopback, unique_name, wait_until};
 
 /// How long a test waits for the cluster to converge.
 pub const T: Duration = Duration::from_secs(60);
@@ -19,6 +19,45 @@ pub fn daemon(executor: Executor, hostname: &str) -> Daemon {
         .hostname(hostname)
         .start()
         .expect("swarmd starts")
+}
+
+/// A swarmd in machine `m`'s namespace on `m`'s own engine (docker executor), joined as
+/// `role` ("worker" or "manager") to the swarm of `manager` (on the host, at `m`'s host
+/// address); `extra` flags are added to its command line.
+pub fn join_on_machine(
+    manager: &Daemon,
+    m: &Machine,
+    hostname: &str,
+    role: &str,
+    extra: &[&str],
+) -> Daemon {
+    let token = manager
+        .docker(&["swarm", "join-token", "-q", role])
+        .ok()
+        .stdout_trimmed()
+        .to_string();
+    let node = Daemon::builder(env!("CARGO_BIN_EXE_swarmd"))
+        .netns(m.netns())
+        .node_addr(m.addr())
+        .executor(Executor::Docker)
+        .args(["--engine-host", &m.engine_host()])
+        .hostname(hostname)
+        .args(extra)
+        .start()
+        .expect("swarmd starts in the machine");
+    let advertise = m.addr().to_string();
+    let manager_addr = format!("{}:2377", m.host_addr());
+    node.docker(&[
+        "swarm",
+        "join",
+        "--advertise-addr",
+        &advertise,
+        "--token",
+        &token,
+        &manager_addr,
+    ])
+    .ok();
+    node
 }
 
 /// A process-executor node with a unique hostname.
