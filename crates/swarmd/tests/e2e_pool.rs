@@ -17,7 +17,8 @@
 //! Then a worker's machine: its containers outlive its swarmd (kill -9); when the whole
 //! machine is dead (its engine too) the containers that asked for it
 //! (`-e reschedule:on-node-failure`) run again on the host's engine, a `node==` pin stays;
-//! when the machine returns, the stale copy is removed from it.
+//! when the machine returns, the stale copy is removed from it; when the node is removed
+//! from the swarm, its reschedulable containers move.
 
 mod common;
 
@@ -413,4 +414,20 @@ fn pool_containers_outlive_their_agent_and_move_when_their_machine_dies() {
         &pinned
     ));
     step("the stale copy removed when the machine returned");
+
+    // The node leaves the swarm (`node rm --force`): its reschedulable container moves.
+    let leaver = unique_name("leaver");
+    run(&leaver, &format!("constraint:node==~{name_b}"), true);
+    assert!(running_on(
+        b.docker(&["ps", "--format", "{{.Names}}"]),
+        &leaver
+    ));
+    m.docker(&["node", "rm", "--force", &name_b]).ok();
+    wait_until(
+        T,
+        POLL,
+        "the removed node's container running on the host",
+        || running_on(engine_docker(&["ps", "--format", "{{.Names}}"]), &leaver),
+    );
+    step("a removed node's reschedulable container moved");
 }

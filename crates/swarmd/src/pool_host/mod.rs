@@ -13,26 +13,24 @@
 //! pool, its tasks and the forwarding handler live as long as one manager membership
 //! (a demotion, `swarm leave` or restart of the membership ends them; the next starts anew).
 
-use std::collections::BTreeMap;
+mod members;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use swarmd_classic::api::Manager;
-use swarmd_classic::discovery::{Discovery, EngineAddr, PoolMember};
+use swarmd_classic::discovery::Discovery;
 use swarmd_classic::options::ManageOptions;
 use swarmd_classic::pool::{Pool, PoolConfig};
 use swarmd_classic::replication::{self, role};
 use swarmd_classic::reschedule::Watchdog;
 use swarmd_classic::view::ManagerRole;
-use swarmd_engine_api::dial::{LEADER_POOL, NODE_SCHEME};
+use swarmd_engine_api::dial::LEADER_POOL;
 use swarmd_engine_api::{ApiApp, ApiError, Listener};
 use swarmd_node::SwarmNode;
 use swarmd_node::node::ManagerParts;
-use swarmd_store::EventBatch;
-use swarmd_types::models::NodeSpecAvailabilityEnum;
-use swarmd_types::{Node, NodeState, Object};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,38 +44,6 @@ const PHASE_POLL: Duration = Duration::from_millis(500);
 /// How often the rescheduler looks at the pool when no engine changes state: a node drained
 /// is no engine state change, and its containers should move within seconds, as its tasks.
 const WATCHDOG_INTERVAL: Duration = Duration::from_secs(2);
-
-/// How often the members are recomputed when no store event says so (a missed event
-/// batch on a lagging subscriber is caught up by this).
-const MEMBERS_RESYNC: Duration = Duration::from_secs(5);
-
-/// The pool's members: the swarm's nodes that run a Docker Engine.
-pub fn members_of<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Vec<PoolMember> {
-    nodes
-        .into_iter()
-        .filter(|n| n.description.executor == "docker")
-        .map(|n| {
-            let labels: BTreeMap<String, String> = n
-                .spec
-                .labels
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            let active = matches!(
-                n.spec.availability,
-                None | Some(NodeSpecAvailabilityEnum::ACTIVE)
-            );
-            PoolMember {
-                upstream: EngineAddr::Dialed(format!("{NODE_SCHEME}{}", n.id)),
-                name: Some(n.description.hostname.clone()).filter(|h| !h.is_empty()),
-                labels,
-                ip: n.status.addr.clone(),
-                accepts_new: active && n.status.state == NodeState::Ready,
-            }
-        })
-        .collect()
-}
 
 /// Serves the pool API on `listeners` for as long as `cancel` is not fired.
 pub async fn run(
@@ -152,7 +118,7 @@ impl Incarnation {
         let tracker = TaskTracker::new();
         let dialer = node.engine_dialer();
         let (members_tx, members) = watch::channel(Vec::new());
-        tracker.spawn(follow_members(mgr.clone(), members_tx, cancel.clone()));
+        tracker.spawn(members::follow(mgr.clone(), members_tx, cancel.clone()));
         let (role_tx, role) = watch::channel(ManagerRole::Replica {
             primary: LEADER_POOL.to_owned(),
         });
@@ -224,50 +190,6 @@ impl Incarnation {
     }
 }
 
-/// Keeps `tx` at the store's pool members: recomputed when a batch of store events touches
-/// a node (or resets the state), and every [`MEMBERS_RESYNC`] (a subscriber that lagged
-/// behind missed some batches).
-async fn follow_members(
-    mgr: Arc<ManagerParts>,
-    tx: watch::Sender<Vec<PoolMember>>,
-    cancel: CancellationToken,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    let mut events = mgr.store.memory().watch();
-    loop {
-        let members = mgr.store.view(|t| members_of(t.nodes.values()));
-        tx.send_if_modified(|m| {
-            let changed = *m != members;
-            *m = members;
-            changed
-        });
-        let resync = tokio::time::sleep(MEMBERS_RESYNC);
-        tokio::pin!(resync);
-        loop {
-            tokio::select! {
-                r = events.recv() => match r {
-                    Ok(batch) if !touches_nodes(&batch) => continue,
-                    Ok(_) | Err(RecvError::Lagged(_)) => break,
-                    // The store is gone with the membership: its end cancels us soon.
-                    Err(RecvError::Closed) => (&mut resync).await,
-                },
-                _ = &mut resync => break,
-                _ = cancel.cancelled() => return,
-            }
-            break;
-        }
-    }
-}
-
-fn touches_nodes(batch: &EventBatch) -> bool {
-    match batch {
-        EventBatch::Commit { events, .. } => {
-            events.iter().any(|e| matches!(e.object, Object::Node(_)))
-        }
-        EventBatch::Reset { .. } => true,
-    }
-}
-
 /// Primary while this manager is the Raft leader; otherwise a replica forwarding to the
 /// leader's pool.
 async fn follow_leader(
@@ -289,47 +211,5 @@ async fn follow_leader(
             r = leader.changed() => if r.is_err() { return },
             _ = cancel.cancelled() => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn node(id: &str, executor: &str, state: NodeState, avail: NodeSpecAvailabilityEnum) -> Node {
-        let mut n = Node {
-            id: id.into(),
-            ..Default::default()
-        };
-        n.description.executor = executor.into();
-        n.description.hostname = format!("host-{id}");
-        n.status.state = state;
-        n.status.addr = "10.0.0.7".into();
-        n.spec.availability = Some(avail);
-        n.spec.labels = Some(HashMap::from([("zone".to_string(), "b".to_string())]));
-        n
-    }
-
-    /// Nodes with an engine are members, under their hostname, with their labels and
-    /// address; only a Ready, Active node takes new containers.
-    #[test]
-    fn members_are_the_nodes_with_an_engine() {
-        use NodeSpecAvailabilityEnum as A;
-        let nodes = [
-            node("a", "docker", NodeState::Ready, A::ACTIVE),
-            node("p", "process", NodeState::Ready, A::ACTIVE),
-            node("d", "docker", NodeState::Ready, A::DRAIN),
-            node("x", "docker", NodeState::Down, A::ACTIVE),
-        ];
-        let members = members_of(&nodes);
-        let ids: Vec<String> = members.iter().map(|m| m.upstream.to_string()).collect();
-        assert_eq!(ids, ["node://a", "node://d", "node://x"]);
-        let a = &members[0];
-        assert_eq!(a.name.as_deref(), Some("host-a"));
-        assert_eq!(a.ip, "10.0.0.7");
-        assert_eq!(a.labels.get("zone").map(String::as_str), Some("b"));
-        let accepts: Vec<bool> = members.iter().map(|m| m.accepts_new).collect();
-        assert_eq!(accepts, [true, false, false]);
     }
 }
