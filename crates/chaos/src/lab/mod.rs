@@ -114,7 +114,7 @@ impl Lab {
             .node_addr(self.net.addr(i))
             .hostname(&name)
             .data_root(&root)
-            .log_level("info")
+            .log_level(std::env::var("SWARMD_LAB_LOG").unwrap_or_else(|_| "info".into()))
             .env("LD_PRELOAD", LIBFAKETIME)
             .env("FAKETIME_TIMESTAMP_FILE", &clock_file)
             .env("FAKETIME_CACHE_DURATION", "1")
