@@ -294,21 +294,15 @@ impl ReadBarrier for LeaderProposer {
 }
 
 /// Waits (bounded by `limit`) until `store` has applied `index`; `Err` if it has not by
-/// then (or the store is gone).
+/// then (or the store is gone). On the applied index, not on store events: a new leader's
+/// read index is often its blank entry, which changes nothing and sends no event (waiting
+/// on events held a follower's read until some write came or the bound ran out).
 async fn wait_applied(store: &MemoryStore, index: u64, limit: Duration) -> Result<(), ()> {
-    // The usual case (the leader's own writes and reads) is already applied: no watch.
-    if store.applied_index() >= index {
-        return Ok(());
+    let mut applied = store.applied_watch();
+    match tokio::time::timeout(limit, applied.wait_for(|a| *a >= index)).await {
+        Ok(Ok(_)) => Ok(()),
+        Err(_) | Ok(Err(_)) => Err(()),
     }
-    let mut rx = store.watch();
-    let deadline = tokio::time::Instant::now() + limit;
-    while store.applied_index() < index {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return Err(()),
-            Ok(_) => {}
-        }
-    }
-    Ok(())
 }
 
 /// Managers' certificates name `swarm-manager`, whatever address they are dialled at.
@@ -316,5 +310,28 @@ pub fn manager_client_options() -> ClientOptions {
     ClientOptions {
         server_name: Some(swarmd_pki::manager_server_name()),
         ..ClientOptions::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry that changes nothing (a new leader's blank entry: `advance`, no event)
+    /// still ends the wait for its index; an index never applied fails at the bound.
+    #[tokio::test]
+    async fn an_entry_without_events_ends_the_wait_for_it() {
+        let store = Arc::new(MemoryStore::new());
+        let s = store.clone();
+        let waiter =
+            tokio::spawn(async move { wait_applied(&s, 3, Duration::from_secs(30)).await });
+        tokio::task::yield_now().await;
+        store.advance(3);
+        let waited = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert_eq!(waited.expect("woken by the applied index").unwrap(), Ok(()));
+        assert_eq!(
+            wait_applied(&store, 9, Duration::from_millis(50)).await,
+            Err(())
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use serde::{Deserialize, Serialize};
 use swarmd_types::{Kind, Object};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::{Batch, Event, EventAction, EventBatch, StoreAction, StoreError, Tables};
 
@@ -30,6 +30,9 @@ struct Inner {
 pub struct MemoryStore {
     inner: RwLock<Inner>,
     events: broadcast::Sender<Arc<EventBatch>>,
+    /// The applied index, for waiters: entries that change nothing (a new leader's blank
+    /// entry, a membership change) advance it without any event.
+    applied: watch::Sender<u64>,
 }
 
 /// A consistent read view. Hold it briefly: it blocks apply.
@@ -68,6 +71,7 @@ impl MemoryStore {
                 applied: 0,
             }),
             events,
+            applied: watch::Sender::new(0),
         }
     }
 
@@ -96,6 +100,11 @@ impl MemoryStore {
         self.events.subscribe()
     }
 
+    /// The applied index as it moves, whether or not an entry produced events.
+    pub fn applied_watch(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
     pub fn applied_index(&self) -> u64 {
         self.read().applied
     }
@@ -110,6 +119,7 @@ impl MemoryStore {
         }
         let result = validate(&inner.tables, batch);
         inner.applied = index;
+        self.applied.send_replace(index);
         result?;
         let mut events = Vec::with_capacity(batch.actions.len());
         for action in &batch.actions {
@@ -161,6 +171,7 @@ impl MemoryStore {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if index > inner.applied {
             inner.applied = index;
+            self.applied.send_replace(index);
         }
     }
 
@@ -180,6 +191,7 @@ impl MemoryStore {
         tables.reindex();
         inner.tables = tables;
         inner.applied = snapshot.index;
+        self.applied.send_replace(snapshot.index);
         let _ = self.events.send(Arc::new(EventBatch::Reset {
             index: snapshot.index,
         }));
