@@ -106,10 +106,10 @@ pub async fn run(cli: ManageCli) -> anyhow::Result<()> {
         timeout: ENGINE_CALL_TIMEOUT,
         interval: options.refresh.min,
     };
-    let watchdog = tokio::spawn(replication::gate::while_primary(
+    let watchdog = tokio::spawn(swarmd_classic::reschedule::run_while_primary(
+        watchdog,
         role.clone(),
         cancel.clone(),
-        move |token| swarmd_classic::reschedule::run(watchdog.clone(), token),
     ));
     let options = Arc::new(options);
     let app_pool = pool.clone();

@@ -31,7 +31,7 @@ pub mod plan;
 pub mod policy;
 mod task;
 
-pub use task::{Watchdog, run};
+pub use task::{Watchdog, run, run_while_primary};
 
 #[cfg(test)]
 mod live_tests;

@@ -59,6 +59,16 @@ pub enum MoveError {
     Engine { addr: String, message: String },
 }
 
+/// Runs `w` while `role` is primary (started and stopped with it), until `cancel`: only
+/// one manager of a pool reschedules (a manager without replication is always primary).
+pub async fn run_while_primary(
+    w: Watchdog,
+    role: tokio::sync::watch::Receiver<crate::view::ManagerRole>,
+    cancel: CancellationToken,
+) {
+    crate::replication::gate::while_primary(role, cancel, move |token| run(w.clone(), token)).await
+}
+
 /// Runs until `cancel`. The lead starts it beside the API (see the module docs).
 pub async fn run(w: Watchdog, cancel: CancellationToken) {
     let mut changes = w.pool.subscribe();

@@ -24,7 +24,7 @@ use swarmd_classic::api::Manager;
 use swarmd_classic::discovery::Discovery;
 use swarmd_classic::options::ManageOptions;
 use swarmd_classic::pool::{Pool, PoolConfig};
-use swarmd_classic::replication::{self, role};
+use swarmd_classic::replication::role;
 use swarmd_classic::reschedule::Watchdog;
 use swarmd_classic::view::ManagerRole;
 use swarmd_engine_api::dial::LEADER_POOL;
@@ -147,10 +147,10 @@ impl Incarnation {
             interval: WATCHDOG_INTERVAL,
         };
         // Only the leader reschedules.
-        tracker.spawn(replication::gate::while_primary(
+        tracker.spawn(swarmd_classic::reschedule::run_while_primary(
+            watchdog,
             role.clone(),
             cancel.clone(),
-            move |token| swarmd_classic::reschedule::run(watchdog.clone(), token),
         ));
         let app = swarmd_classic::api::app(
             Manager {
